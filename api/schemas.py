@@ -1,0 +1,131 @@
+"""HTTP payloads: every request and response body is a msgspec Struct.
+
+Requests forbid unknown fields and bound every string and list, so a typo in a front end fails loudly
+with the path of the bad field, and no client can make Vary hold megabytes per request. Responses embed
+entry fields as ``msgspec.Raw``: the snapshot pre-encodes them once per entry and locale, so serving
+them is a copy, not a re-encode.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+from personalization.events import Event
+from personalization.types import Id, Visitor
+
+__all__ = [
+    "PersonalizeRequest",
+    "PersonalizedEntry",
+    "PersonalizeResponse",
+    "EventBatch",
+    "EventsAccepted",
+    "ExperienceInfo",
+    "ExperienceList",
+    "Health",
+    "Readiness",
+    "ErrorBody",
+    "MAX_ENTRIES",
+    "MAX_EVENTS",
+]
+
+MAX_ENTRIES = 50
+MAX_EVENTS = 500
+Locale = Annotated[str, Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+
+
+class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/personalize``: which baseline entries to personalize, for whom, in which locale."""
+
+    visitor: Visitor
+    entries: Annotated[list[Id], Meta(min_length=1, max_length=MAX_ENTRIES)]
+    locale: Locale | None = None
+    preview: bool = False
+
+
+class PersonalizedEntry(Struct, frozen=True, kw_only=True):
+    """One entry as served: the decision, why, and the chosen variant's fields in the locale."""
+
+    entry_id: str
+    content_type: str | None
+    experience: str | None
+    variant: int
+    variant_entry_id: str
+    is_control: bool
+    holdout: bool
+    propensity: float
+    reason: str
+    exposure_id: str
+    fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields
+
+
+class PersonalizeResponse(Struct, frozen=True, kw_only=True):
+    visitor_id: str
+    locale: str
+    segments: dict[str, float]
+    model_version: str | None
+    content_version: str
+    #: True when the decision was made without the visitor's profile (Redis slow or down).
+    degraded: bool
+    entries: list[PersonalizedEntry]
+
+
+class EventBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/events``: up to 500 events of any kind."""
+
+    events: Annotated[list[Event], Meta(min_length=1, max_length=MAX_EVENTS)]
+
+
+class EventsAccepted(Struct, frozen=True, kw_only=True):
+    accepted: int
+    #: Events already recorded under the same ``event_id`` (a retried batch): not counted twice.
+    duplicates: int
+
+
+class ExperienceInfo(Struct, frozen=True, kw_only=True):
+    key: str
+    name: str
+    type: str
+    entries: list[str]
+    variants: list[str]
+    audience: str | None
+    weights: list[float]
+    traffic_allocation: float
+    holdout: float
+    goals: list[str]
+    content_type: str | None
+
+
+class ExperienceList(Struct, frozen=True, kw_only=True):
+    experiences: list[ExperienceInfo]
+
+
+class Health(Struct, frozen=True):
+    status: str
+
+
+class Readiness(Struct, frozen=True, kw_only=True):
+    ready: bool
+    content: str
+    content_version: str | None
+    content_age_s: float | None
+    content_issues: int
+    redis: str
+    model: str | None
+    exposures_pending: int
+    exposures_written: int
+    exposures_dropped: int
+
+
+class ErrorBody(Struct, frozen=True, kw_only=True):
+    """Every 4xx: ``status_code``, a ``detail`` sentence, and ``extra`` saying where, when known."""
+
+    status_code: int
+    detail: str
+    extra: list[dict[str, str]] | None = None
+
+
+# Raw passes through untouched; the response schema documents fields as a JSON object.
+RawFields = msgspec.Raw

@@ -1,0 +1,104 @@
+"""Settings: the one place Vary reads its environment.
+
+Everything else takes a :class:`Settings` (or the parts it needs) as an argument, so tests build
+settings from a dict and nothing is read into module globals at import time. Every variable has the
+prefix ``VARY_``; unknown ``VARY_*`` names are reported, because a typo in a deployment should be
+loud, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(ValueError):
+    """A ``VARY_*`` variable is malformed or unknown; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Vary's configuration. Defaults run the embedded demo: no environment needed at all."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = Path(".vary")
+    #: ``None`` → start the embedded Valkey server under ``data_dir``.
+    redis_url: str | None = None
+    #: A path to a ``contentful space export`` file, or the word ``contentful`` for the live API.
+    content_source: str | None = None
+    contentful_space_id: str | None = None
+    contentful_access_token: str | None = None
+    contentful_environment: str = "master"
+    contentful_api_url: str = "cdn.contentful.com"
+    contentful_https: bool = True
+    delivery_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    log_level: str = "info"
+    #: Longest a decision waits for the visitor's profile before deciding without it.
+    profile_timeout_s: float = 0.05
+    #: Bounded in-memory exposure queue; the writer flushes in batches of up to this many.
+    exposure_queue_size: int = 50_000
+    exposure_batch_size: int = 500
+    max_body_bytes: int = 1_048_576
+    #: Train the demo segment model on first start when no model exists.
+    train_demo_model: bool = True
+
+
+_FIELDS: dict[str, str] = {f"VARY_{name.upper()}": name for name in Settings.__struct_fields__}
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={value!r}: expected true or false")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: ``os.environ``). Empty values count as unset."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, raw in env.items():
+        if not name.startswith("VARY_") or raw == "":
+            continue
+        field = _FIELDS.get(name)
+        if field is None:
+            continue  # VARY_* names of later features and of tools (e.g. VARY_CONFORMANCE_DIR) pass through
+        default = getattr(Settings(), field)
+        try:
+            if isinstance(default, bool):
+                values[field] = _bool(name, raw)
+            elif isinstance(default, int):
+                values[field] = int(raw)
+            elif isinstance(default, float):
+                values[field] = float(raw)
+            elif isinstance(default, tuple):
+                values[field] = _csv(raw)
+            elif isinstance(default, Path):
+                values[field] = Path(raw)
+            else:
+                values[field] = raw
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.content_source == "contentful" and not (
+        settings.contentful_space_id and settings.contentful_access_token
+    ):
+        raise SettingsError(
+            "VARY_CONTENT_SOURCE=contentful needs VARY_CONTENTFUL_SPACE_ID and VARY_CONTENTFUL_ACCESS_TOKEN"
+        )
+    if not 1 <= settings.port <= 65535:
+        raise SettingsError(f"VARY_PORT={settings.port}: expected 1-65535")
+    return settings

@@ -1,0 +1,92 @@
+"""One step from loaded content to a servable snapshot: :func:`compile_snapshot`.
+
+Every source (the bundled demo export, a user's export file, the live Sync API) ends here, so the
+demo and production behave alike. Compiling is pure: the same :class:`~content.items.ContentItems`
+always give the same snapshot with the same ``version``, which is a hash of the content (not of
+Contentful's version counters, which differ between the export and delivery formats) — so a resync
+that changed nothing can be recognised and skipped.
+
+The expensive work happens here, off the request path: experiences are compiled and every entry's
+fields are resolved and encoded to JSON for every locale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import msgspec
+
+from content.experiences import compile_experiences
+from content.items import ContentItems, ContentLocale
+from content.resolve import FieldResolver
+from content.snapshot import ContentEntry, ContentSnapshot
+
+__all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
+
+DEFAULT_LINK_DEPTH = 2
+#: Part of the version hash: bump when the compiled output changes for the same content.
+_COMPILER_REVISION = 1
+_ENCODER = msgspec.json.Encoder()  # keeps field order: the content type's, as editors see it
+_HASH_ENCODER = msgspec.json.Encoder(order="sorted")
+
+
+def compile_snapshot(
+    items: ContentItems, link_depth: int = DEFAULT_LINK_DEPTH, now: float | None = None
+) -> ContentSnapshot:
+    """Compile loaded content into an immutable :class:`~content.snapshot.ContentSnapshot`.
+
+    ``link_depth`` is how many levels of linked entries are embedded in an entry's fields; ``now``
+    stamps ``created_at`` (defaults to the current time). Mis-modelled experiences do not raise: they
+    are left out and listed in ``snapshot.issues``.
+    """
+    locales = _locales(items.locales)
+    default_locale = next(
+        (locale.code for locale in locales if locale.default), locales[0].code
+    )
+    entries = _entries(items.entries)
+    items = msgspec.structs.replace(items, locales=locales, entries=tuple(entries.values()))
+
+    compiled = compile_experiences(items, default_locale)
+    resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
+    fields = {
+        entry_id: {
+            locale.code: msgspec.Raw(_ENCODER.encode(resolver.entry_fields(entry_id, locale.code)))
+            for locale in locales
+        }
+        for entry_id in entries
+    }
+    return ContentSnapshot(
+        version=_version(items, link_depth),
+        created_at=time.time() if now is None else now,
+        default_locale=default_locale,
+        locales={locale.code: locale.fallback_code for locale in locales},
+        entries=entries,
+        experiences=compiled.experiences,
+        audiences=compiled.audiences,
+        issues=compiled.issues,
+        experiences_by_entry=compiled.by_entry,
+        fields=fields,
+        items=items,
+    )
+
+
+def _locales(locales: tuple[ContentLocale, ...]) -> tuple[ContentLocale, ...]:
+    """The space's locales, deduplicated; a space that reports none is taken to be en-US only."""
+    unique = tuple({locale.code: locale for locale in locales}.values())
+    return unique or (ContentLocale(code="en-US", name="English (United States)", default=True),)
+
+
+def _entries(entries: tuple[ContentEntry, ...]) -> dict[str, ContentEntry]:
+    """Entries by id in id order, so the output does not depend on the order a source listed them."""
+    by_id = {entry.id: entry for entry in entries}
+    return {entry_id: by_id[entry_id] for entry_id in sorted(by_id)}
+
+
+def _version(items: ContentItems, link_depth: int) -> str:
+    """A content hash: 12 hex digits of SHA-256 over the canonical encoding of the input."""
+    canonical = msgspec.structs.replace(items, assets=tuple(sorted(items.assets, key=lambda a: a.id)))
+    digest = hashlib.sha256()
+    digest.update(f"vary-content/{_COMPILER_REVISION}/depth={link_depth}\n".encode())
+    digest.update(_HASH_ENCODER.encode(canonical))
+    return digest.hexdigest()[:12]

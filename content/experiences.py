@@ -1,0 +1,534 @@
+"""Marketers' ``varyExperience`` and ``varyAudience`` entries compiled into Vary's own structs.
+
+Contentful validates single fields; it cannot check that an experience's variants match the entry
+they replace, that weights add up, or that an audience's rules parse. This module does, because a
+mis-modelled experience must not break the space: it is switched off, reported as a
+:class:`~content.snapshot.ContentIssue` that says in plain words which entry to open and what to
+change, and everything else keeps serving.
+
+Compilation rules (DESIGN §3, §5):
+
+- An audience's simple fields become one GrowthBook condition — ``segment`` + ``minScore`` →
+  ``{"segments.<segment>": {"$gte": minScore}}`` (``minScore`` defaults to 0.5: more likely in the
+  segment than not), ``countries`` → ``{"country": {"$in": […]}}``, ``channels``, ``devices``,
+  ``newVisitors`` → ``{"new_visitor": true}`` — and is ``$and``-ed with the ``rules`` JSON when both
+  are set. No condition at all means everyone.
+- An experience's variants are entry ids; the baseline (the entry that links the experience) is
+  variant 0 and is not listed. Weights have one number per arm (control first), each ≥ 0, summing
+  to 1; left empty they default to everything on the variants (personalization) or an even split
+  (ab_test, bandit).
+- An entry's experiences run in its ``varyExperiences`` order; the first whose audience matches
+  decides, so only experiences that compiled are kept, in that order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from msgspec import Struct
+
+from content.items import ContentItems, link_id
+from content.resolve import EXPERIENCES_FIELD
+from content.snapshot import ContentEntry, ContentIssue
+from personalization.types import CHANNELS, Audience, Experience
+
+__all__ = [
+    "AUDIENCE_TYPE",
+    "EXPERIENCE_TYPE",
+    "EXPERIENCE_TYPES",
+    "DEFAULT_MIN_SCORE",
+    "CompiledExperiences",
+    "compile_experiences",
+    "audience_condition",
+]
+
+AUDIENCE_TYPE = "varyAudience"
+EXPERIENCE_TYPE = "varyExperience"
+EXPERIENCE_TYPES: tuple[str, ...] = ("personalization", "ab_test", "bandit")
+DEFAULT_MIN_SCORE = 0.5
+_WEIGHT_TOLERANCE = 1e-6
+_MAX_KEY_LENGTH = 256
+
+
+class CompiledExperiences(Struct, frozen=True, kw_only=True):
+    """The result of :func:`compile_experiences`.
+
+    ``experiences`` by key (every experience that compiled, attached or not); ``audiences`` by the
+    audience's entry id; ``by_entry``: each baseline entry's compiled experiences in priority order.
+    """
+
+    experiences: dict[str, Experience]
+    audiences: dict[str, Audience]
+    by_entry: dict[str, tuple[Experience, ...]]
+    issues: tuple[ContentIssue, ...]
+
+
+def compile_experiences(items: ContentItems, default_locale: str) -> CompiledExperiences:
+    """Compile every audience and experience of a space; report what cannot run and why."""
+    entries = {entry.id: entry for entry in items.entries}
+    issues: list[ContentIssue] = []
+
+    audiences: dict[str, Audience] = {}
+    for entry in _of_type(entries, AUDIENCE_TYPE, key=lambda e: e.id):
+        audience, problems = _compile_audience(entry, default_locale)
+        issues.extend(problems)
+        if audience is not None:
+            audiences[entry.id] = audience
+
+    attached = _attachments(entries, default_locale, issues)
+
+    experiences: dict[str, Experience] = {}
+    by_id: dict[str, Experience] = {}
+    key_owner: dict[str, ContentEntry] = {}
+    # The experience published first keeps a shared key: a copy made with "duplicate" is the newcomer.
+    for entry in _of_type(entries, EXPERIENCE_TYPE, key=lambda e: (e.created_at, e.id)):
+        compiler = _ExperienceCompiler(entry, default_locale, entries, audiences, attached)
+        experience = compiler.compile(key_owner)
+        issues.extend(compiler.issues)
+        if experience is not None:
+            experiences[experience.key] = experience
+            by_id[entry.id] = experience
+
+    by_entry: dict[str, tuple[Experience, ...]] = {}
+    for baseline_id, experience_ids in _linked_experiences(entries, default_locale).items():
+        compiled = tuple(by_id[i] for i in dict.fromkeys(experience_ids) if i in by_id)
+        if compiled:
+            by_entry[baseline_id] = compiled
+
+    return CompiledExperiences(
+        experiences=experiences, audiences=audiences, by_entry=by_entry, issues=tuple(issues)
+    )
+
+
+def audience_condition(
+    *,
+    segment: str | None = None,
+    min_score: float | None = None,
+    countries: list[str] | None = None,
+    channels: list[str] | None = None,
+    devices: list[str] | None = None,
+    new_visitors: bool = False,
+    rules: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """The single GrowthBook condition for an audience's simple fields and rules (see module doc)."""
+    simple: dict[str, object] = {}
+    if segment:
+        simple[f"segments.{segment}"] = {
+            "$gte": DEFAULT_MIN_SCORE if min_score is None else min_score
+        }
+    if countries:
+        simple["country"] = {"$in": list(countries)}
+    if channels:
+        simple["channel"] = {"$in": list(channels)}
+    if devices:
+        simple["device"] = {"$in": list(devices)}
+    if new_visitors:
+        simple["new_visitor"] = True
+    if simple and rules:
+        return {"$and": [simple, rules]}
+    return simple or dict(rules or {})
+
+
+# -- audiences -------------------------------------------------------------------------------------
+
+
+def _compile_audience(
+    entry: ContentEntry, locale: str
+) -> tuple[Audience | None, list[ContentIssue]]:
+    get = _settings(entry, locale)
+    label = _label(entry, get)
+    problems: list[tuple[str, str]] = []
+
+    segment = get("segment")
+    if segment is not None and (not isinstance(segment, str) or not segment.strip()):
+        problems.append((f"Audience {label} has a segment that is not a name.",
+                         "Enter the segment's name as the model knows it, e.g. price_sensitive."))
+        segment = None
+    segment = segment.strip() if isinstance(segment, str) else None
+
+    min_score = get("minScore")
+    if min_score is not None:
+        if not _is_number(min_score) or not 0 <= min_score <= 1:
+            problems.append((f"Audience {label} has minimum score {min_score!r}; segment scores are "
+                             "probabilities between 0 and 1.",
+                             "Enter a minimum score between 0 and 1, e.g. 0.6."))
+        elif segment is None:
+            problems.append((f"Audience {label} has a minimum score but no segment, so Vary cannot "
+                             "tell which score to compare.",
+                             "Enter the segment's name (e.g. price_sensitive) or clear the minimum score."))
+
+    countries = _symbols(get("countries"))
+    if countries is None or any(len(c) != 2 or not c.isalpha() for c in countries):
+        problems.append((f"Audience {label} lists countries that are not two-letter country codes: "
+                         f"{get('countries')!r}.",
+                         "Use ISO 3166 country codes such as DE, CA or US."))
+        countries = []
+    countries = [c.upper() for c in countries]
+
+    channels = _symbols(get("channels"))
+    unknown = [c for c in channels or () if c.lower() not in CHANNELS]
+    if channels is None or unknown:
+        problems.append((f"Audience {label} lists channels Vary does not know: "
+                         f"{', '.join(unknown) or repr(get('channels'))}.",
+                         f"Pick channels from: {', '.join(CHANNELS)}."))
+        channels = []
+    channels = [c.lower() for c in channels]
+
+    devices = _symbols(get("devices"))
+    if devices is None:
+        problems.append((f"Audience {label} has devices that are not a list of names.",
+                         "Pick devices such as desktop, mobile or tablet."))
+        devices = []
+    devices = [d.lower() for d in devices]
+
+    rules = get("rules")
+    if rules is not None and not isinstance(rules, dict):
+        problems.append((f"Audience {label} has rules that are not a JSON object.",
+                         'Write the rules as a JSON object in GrowthBook\'s condition syntax, e.g. '
+                         '{"country": {"$in": ["CA", "US"]}}, or clear the field.'))
+        rules = None
+    elif rules:
+        rule_problems = _condition_problems(rules)
+        if rule_problems:
+            problems.append((f"Audience {label} has rules Vary cannot read: {'; '.join(rule_problems)}.",
+                             "Correct the rules (GrowthBook's condition syntax, e.g. "
+                             '{"country": {"$in": ["CA", "US"]}}) or clear the field.'))
+
+    issues = [_issue(entry, problem, fix) for problem, fix in problems]
+    if issues:
+        return None, issues
+    condition = audience_condition(
+        segment=segment,
+        min_score=min_score,
+        countries=countries,
+        channels=channels,
+        devices=devices,
+        new_visitors=get("newVisitors") is True,
+        rules=rules or None,
+    )
+    key = get("key") if isinstance(get("key"), str) and get("key") else entry.id
+    name = get("name") if isinstance(get("name"), str) and get("name") else key
+    return Audience(id=entry.id, key=key, name=name, condition=condition), []
+
+
+def _condition_problems(condition: object) -> list[str]:
+    """Problems ``personalization.audiences.validate_condition`` finds; none if it is unavailable."""
+    try:
+        from personalization.audiences import validate_condition
+    except ImportError:
+        return []
+    return [str(problem) for problem in validate_condition(condition)]
+
+
+# -- experiences -----------------------------------------------------------------------------------
+
+
+class _ExperienceCompiler:
+    """Compiles one varyExperience entry, collecting every problem so a marketer fixes all at once."""
+
+    def __init__(
+        self,
+        entry: ContentEntry,
+        locale: str,
+        entries: dict[str, ContentEntry],
+        audiences: dict[str, Audience],
+        attached: dict[str, list[str]],
+    ) -> None:
+        self.entry = entry
+        self.locale = locale
+        self.get = _settings(entry, locale)
+        self.label = _label(entry, self.get)
+        self.entries = entries
+        self.audiences = audiences
+        self.baselines = attached.get(entry.id, [])
+        self.issues: list[ContentIssue] = []
+        self._off = False
+
+    def problem(self, problem: str, fix: str, *, switches_off: bool = True) -> None:
+        if switches_off:
+            problem += " It is switched off."
+            self._off = True
+        self.issues.append(_issue(self.entry, problem, fix))
+
+    def compile(self, key_owner: dict[str, ContentEntry]) -> Experience | None:
+        key = self._key(key_owner)
+        kind = self._type()
+        variants, content_type = self._variants()
+        self._check_baselines(content_type)
+        audience = self._audience()
+        weights = self._weights(kind, len(variants)) if kind is not None and variants else None
+        traffic = self._share("trafficAllocation", "traffic allocation", 1.0,
+                              "(0.5 = half the audience takes part)")
+        holdout = self._share("holdout", "holdout", 0.0, "(0.1 = a tenth of those taking part see the original)")
+        starts_at = self._date("startsAt", "start")
+        ends_at = self._date("endsAt", "end")
+        if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+            self.problem(f"Experience {self.label} ends before it starts.",
+                         "Set an end date after the start date, or clear one of them.")
+        if not self.baselines:
+            self.problem(f"Experience {self.label} is not linked from any entry, so no visitor sees it.",
+                         "Add it to the Vary experiences field of the entry it should change.",
+                         switches_off=False)
+        if self._off or key is None or kind is None or weights is None:
+            return None
+        name = self.get("name")
+        return Experience(
+            id=self.entry.id,
+            key=key,
+            name=name if isinstance(name, str) and name else key,
+            type=kind,  # type: ignore[arg-type]  # checked against EXPERIENCE_TYPES
+            variants=tuple(variants),
+            weights=weights,
+            audience=audience,
+            traffic_allocation=traffic,
+            holdout=holdout,
+            goals=tuple(g for g in _symbols(self.get("goals")) or () if g),
+            starts_at=starts_at,
+            ends_at=ends_at,
+            content_type=content_type,
+        )
+
+    def _key(self, key_owner: dict[str, ContentEntry]) -> str | None:
+        key = self.get("key")
+        if not isinstance(key, str) or not key.strip():
+            self.problem(f"Experience {self.label} has no key, so visitors cannot be assigned "
+                         "consistently.",
+                         "Give it a unique key, e.g. hero-sale, and keep it while the experience runs.")
+            return None
+        key = key.strip()
+        if len(key) > _MAX_KEY_LENGTH:
+            self.problem(f"Experience {self.label} has a key longer than {_MAX_KEY_LENGTH} characters.",
+                         "Give it a shorter key, e.g. hero-sale.")
+            return None
+        owner = key_owner.setdefault(key, self.entry)
+        if owner is not self.entry:
+            self.problem(f'Experience {self.label} uses the key "{key}", which experience '
+                         f"{_label(owner, _settings(owner, self.locale))} already uses.",
+                         "Give this experience its own key; keys must be unique.")
+            return None
+        return key
+
+    def _type(self) -> str | None:
+        kind = self.get("type")
+        if kind in EXPERIENCE_TYPES:
+            return str(kind)
+        what = f'type "{kind}"' if kind else "no type"
+        self.problem(f"Experience {self.label} has {what}; Vary runs personalization, ab_test and "
+                     "bandit.",
+                     "Choose personalization, ab_test or bandit as the type.")
+        return None
+
+    def _variants(self) -> tuple[list[str], str | None]:
+        links = self.get("variants")
+        if not isinstance(links, list) or not links:
+            self.problem(f"Experience {self.label} has no variants, so there is nothing to show instead "
+                         "of the original.",
+                         "Link at least one variant entry.")
+            return [], None
+        variants: list[str] = []
+        types: dict[str, None] = {}
+        for link in links:
+            target_id = link_id(link, "Entry")
+            target = self.entries.get(target_id) if target_id else None
+            if target is None:
+                shown = f'"{target_id}"' if target_id else "an entry"
+                self.problem(f"Experience {self.label} links variant {shown}, which is not published or "
+                             "no longer exists.",
+                             "Publish that entry, or remove it from the variants.")
+                continue
+            variants.append(target.id)
+            types[target.content_type] = None
+        if len(types) > 1:
+            self.problem(f"Experience {self.label} has variants of different content types "
+                         f"({', '.join(sorted(types))}).",
+                         "Use variants of one content type: the same as the entry they replace.")
+            return variants, None
+        return variants, next(iter(types), None)
+
+    def _check_baselines(self, content_type: str | None) -> None:
+        if content_type is None:
+            return
+        for baseline_id in self.baselines:
+            baseline = self.entries[baseline_id]
+            if baseline.content_type != content_type:
+                self.problem(f"Experience {self.label} is on {_label(baseline, _settings(baseline, self.locale))} "
+                             f"({baseline.content_type}), but its variants are {content_type} entries. A "
+                             "variant must be the same content type as the entry it replaces.",
+                             f"Use {baseline.content_type} entries as variants, or remove the experience "
+                             f"from {baseline.id}'s Vary experiences.")
+
+    def _audience(self) -> Audience | None:
+        link = self.get("audience")
+        if link is None:
+            return None
+        target_id = link_id(link, "Entry")
+        target = self.entries.get(target_id) if target_id else None
+        if target is None:
+            self.problem(f'Experience {self.label} links audience "{target_id or link!r}", which is not '
+                         "published or no longer exists.",
+                         "Publish the audience, link another one, or clear the audience to show the "
+                         "experience to everyone.")
+            return None
+        if target.content_type != AUDIENCE_TYPE:
+            self.problem(f'Experience {self.label} links "{target.id}" ({target.content_type}) as its '
+                         "audience, but that is not a Vary audience.",
+                         "Link a Vary audience entry, or clear the audience to show the experience to "
+                         "everyone.")
+            return None
+        audience = self.audiences.get(target.id)
+        if audience is None:
+            self.problem(f"Experience {self.label} uses audience "
+                         f"{_label(target, _settings(target, self.locale))}, which has a problem of its own.",
+                         f'Fix the audience "{target.id}" first (see its issue).')
+        return audience
+
+    def _weights(self, kind: str, variant_count: int) -> tuple[float, ...] | None:
+        arms = variant_count + 1
+        given = self.get("weights")
+        if given is None or given == []:
+            if kind == "personalization":
+                return (0.0, *([1.0 / variant_count] * variant_count))
+            return tuple([1.0 / arms] * arms)
+        example = _even_split_example(arms)
+        if not isinstance(given, list) or not all(_is_number(w) for w in given):
+            self.problem(f"Experience {self.label} has weights that are not a list of numbers.",
+                         f"Enter weights as a JSON list such as {example}, or clear them for the default "
+                         "split.")
+            return None
+        if len(given) != arms:
+            self.problem(f"Experience {self.label} has {len(given)} weights but needs {arms}: one for "
+                         f"the original and one for each of its {variant_count} variants.",
+                         f"Enter {arms} weights that add up to 1, e.g. {example}, or clear them for the "
+                         "default split.")
+            return None
+        if any(w < 0 or not math.isfinite(w) for w in given):
+            self.problem(f"Experience {self.label} has a negative weight.",
+                         "Use weights of 0 or more that add up to 1.")
+            return None
+        total = math.fsum(given)
+        if abs(total - 1.0) > _WEIGHT_TOLERANCE:
+            self.problem(f"Experience {self.label} has weights that add up to {total:g}, not 1.",
+                         f"Adjust the weights so they add up to exactly 1, e.g. {example}.")
+            return None
+        return tuple(float(w) for w in given)
+
+    def _share(self, field: str, what: str, default: float, meaning: str) -> float:
+        value = self.get(field)
+        if value is None:
+            return default
+        if not _is_number(value) or not 0 <= value <= 1:
+            self.problem(f"Experience {self.label} has {what} {value!r}; it is a share between 0 and 1 "
+                         f"{meaning}.",
+                         f"Enter a {what} between 0 and 1.")
+            return default
+        return float(value)
+
+    def _date(self, field: str, what: str) -> float | None:
+        value = self.get(field)
+        if value is None:
+            return None
+        try:
+            return _timestamp(value)
+        except (TypeError, ValueError):
+            self.problem(f"Experience {self.label} has a {what} date Vary cannot read: {value!r}.",
+                         f"Pick the {what} date again in Contentful's date picker, or clear it.")
+            return None
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _of_type(
+    entries: dict[str, ContentEntry], content_type: str, key: Callable[[ContentEntry], Any]
+) -> list[ContentEntry]:
+    return sorted((e for e in entries.values() if e.content_type == content_type), key=key)
+
+
+def _linked_experiences(entries: dict[str, ContentEntry], locale: str) -> dict[str, list[str]]:
+    """Baseline id → ids in its varyExperiences field, in order (links only)."""
+    linked: dict[str, list[str]] = {}
+    for entry in sorted(entries.values(), key=lambda e: e.id):
+        links = entry.fields.get(locale, {}).get(EXPERIENCES_FIELD)
+        if isinstance(links, list) and links:
+            ids = [target for target in (link_id(link, "Entry") for link in links) if target]
+            linked[entry.id] = ids
+    return linked
+
+
+def _attachments(
+    entries: dict[str, ContentEntry], locale: str, issues: list[ContentIssue]
+) -> dict[str, list[str]]:
+    """Experience id → the baseline entries that link it; reports links that lead nowhere."""
+    attached: dict[str, list[str]] = {}
+    for baseline_id, targets in _linked_experiences(entries, locale).items():
+        baseline = entries[baseline_id]
+        label = _label(baseline, _settings(baseline, locale))
+        for target_id in dict.fromkeys(targets):
+            target = entries.get(target_id)
+            if target is None:
+                issues.append(_issue(
+                    baseline,
+                    f'Entry {label} links experience "{target_id}", which is not published or no longer '
+                    "exists; it is ignored.",
+                    "Publish that experience, or remove it from the entry's Vary experiences."))
+            elif target.content_type != EXPERIENCE_TYPE:
+                issues.append(_issue(
+                    baseline,
+                    f'Entry {label} links "{target_id}" ({target.content_type}) in its Vary experiences, '
+                    "but that is not a Vary experience; it is ignored.",
+                    "Remove it; only Vary experience entries belong in that field."))
+            else:
+                attached.setdefault(target_id, []).append(baseline_id)
+    return attached
+
+
+def _settings(entry: ContentEntry, locale: str) -> Callable[[str], Any]:
+    """Reads Vary's settings fields, which are not localized: the default locale's value."""
+    return entry.fields.get(locale, {}).get
+
+
+def _label(entry: ContentEntry, get: Callable[[str], Any]) -> str:
+    """How an issue names an entry: its name or title in quotes, else its id."""
+    for field in ("name", "title", "text"):
+        value = get(field)
+        if isinstance(value, str) and value.strip():
+            return f'"{value.strip()}"'
+    return f'"{entry.id}"'
+
+
+def _issue(entry: ContentEntry, problem: str, fix: str) -> ContentIssue:
+    return ContentIssue(entry_id=entry.id, content_type=entry.content_type, problem=problem, fix=fix)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _symbols(value: object) -> list[str] | None:
+    """A list of strings (missing = empty); ``None`` when the value is something else."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    return None
+
+
+def _timestamp(value: object) -> float:
+    """A Contentful Date value (ISO 8601; date only or without offset = UTC) as Unix seconds."""
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    parsed = datetime.fromisoformat(value.strip())
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def _even_split_example(arms: int) -> str:
+    """An even split written with two decimals that still adds up to 1, e.g. [0.34, 0.33, 0.33]."""
+    cents = [100 // arms] * arms
+    for i in range(100 - sum(cents)):
+        cents[i] += 1
+    return "[" + ", ".join(f"{c / 100:g}" for c in cents) + "]"

@@ -1,0 +1,185 @@
+"""The compiled, immutable view of a space that every request reads.
+
+A :class:`ContentSnapshot` is built once per sync by :func:`content.compile.compile_snapshot` and then
+only read, from many requests at once, so it must be cheap to query and impossible to change: the
+service swaps a whole new snapshot in atomically, and a request never sees half a sync. Everything a
+request needs is precomputed at compile time — each entry's fields per locale are stored as the final
+JSON bytes (links resolved, fallbacks applied), so serving an entry is two dict lookups.
+
+The snapshot knows nothing about visitors; choosing a variant is ``personalization``'s job. It only
+answers "which experiences run on this entry" and "what does this entry say in this locale".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec import Struct
+
+from personalization.types import Audience, Experience
+
+if TYPE_CHECKING:
+    from content.items import ContentItems
+
+__all__ = ["ContentEntry", "ContentIssue", "ContentSnapshot"]
+
+
+class ContentEntry(Struct, frozen=True, kw_only=True):
+    """One published entry as Contentful stores it: fields by locale, links unresolved.
+
+    ``fields`` is ``{locale: {field id: raw value}}`` — only the locales that hold a value for a field
+    appear (Contentful stores non-localized fields under the default locale only). ``created_at`` is
+    when the entry was first published and ``updated_at`` when its live version was published (ISO
+    8601, as Contentful's delivery API reports them).
+    """
+
+    id: str
+    content_type: str
+    fields: dict[str, dict[str, Any]]
+    updated_at: str
+    created_at: str = ""
+
+
+class ContentIssue(Struct, frozen=True, kw_only=True):
+    """Something mis-modelled in the space, said so a marketer can fix it in Contentful.
+
+    ``entry_id`` is the entry to open; ``problem`` says what is wrong and what Vary does about it
+    (usually: the experience is switched off while the rest of the space keeps serving); ``fix`` says
+    what to change.
+    """
+
+    entry_id: str
+    content_type: str
+    problem: str
+    fix: str
+
+
+class ContentSnapshot:
+    """An immutable, versioned view of one space: entries by id and locale, compiled experiences.
+
+    ``version`` is a content hash: two snapshots of the same content have the same version, whatever
+    source they came from. ``entries``, ``experiences`` (by experience key), ``audiences`` (by the
+    audience's entry id) and ``locales`` (code → fallback code) are read-only mappings. ``items`` is the
+    input the snapshot was compiled from (a msgspec Struct: persist it to rebuild the snapshot later).
+    """
+
+    __slots__ = (
+        "version",
+        "created_at",
+        "default_locale",
+        "locales",
+        "entries",
+        "experiences",
+        "audiences",
+        "issues",
+        "items",
+        "_experiences_by_entry",
+        "_fields",
+        "_locale_by_lower",
+        "_locale_by_language",
+    )
+
+    version: str
+    created_at: float
+    default_locale: str
+    locales: Mapping[str, str | None]
+    entries: Mapping[str, ContentEntry]
+    experiences: Mapping[str, Experience]
+    audiences: Mapping[str, Audience]
+    issues: tuple[ContentIssue, ...]
+    items: ContentItems | None
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        created_at: float,
+        default_locale: str,
+        locales: dict[str, str | None],
+        entries: dict[str, ContentEntry],
+        experiences: dict[str, Experience],
+        audiences: dict[str, Audience],
+        issues: tuple[ContentIssue, ...],
+        experiences_by_entry: dict[str, tuple[Experience, ...]],
+        fields: dict[str, dict[str, msgspec.Raw]],
+        items: ContentItems | None = None,
+    ) -> None:
+        if default_locale not in locales:
+            raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
+        setter = object.__setattr__
+        setter(self, "version", version)
+        setter(self, "created_at", created_at)
+        setter(self, "default_locale", default_locale)
+        setter(self, "locales", MappingProxyType(dict(locales)))
+        setter(self, "entries", MappingProxyType(dict(entries)))
+        setter(self, "experiences", MappingProxyType(dict(experiences)))
+        setter(self, "audiences", MappingProxyType(dict(audiences)))
+        setter(self, "issues", tuple(issues))
+        setter(self, "items", items)
+        setter(self, "_experiences_by_entry", dict(experiences_by_entry))
+        setter(self, "_fields", {entry_id: dict(by_locale) for entry_id, by_locale in fields.items()})
+        by_lower = {code.lower(): code for code in locales}
+        # A bare language ("de") or another region ("de-AT") goes to the first locale of that language,
+        # preferring the default locale when it shares the language.
+        by_language: dict[str, str] = {}
+        for code in (default_locale, *locales):
+            by_language.setdefault(code.lower().split("-", 1)[0], code)
+        setter(self, "_locale_by_lower", by_lower)
+        setter(self, "_locale_by_language", by_language)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ContentSnapshot is immutable (tried to set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ContentSnapshot is immutable (tried to delete {name!r})")
+
+    def __repr__(self) -> str:
+        return (
+            f"<ContentSnapshot version={self.version} entries={len(self.entries)} "
+            f"experiences={len(self.experiences)} issues={len(self.issues)}>"
+        )
+
+    # -- lookups on the request path -------------------------------------------------------------
+
+    def has_entry(self, entry_id: str) -> bool:
+        """Whether a published entry with this id exists."""
+        return entry_id in self.entries
+
+    def content_type_of(self, entry_id: str) -> str | None:
+        """The entry's content type id, or ``None`` for an unknown entry."""
+        entry = self.entries.get(entry_id)
+        return entry.content_type if entry is not None else None
+
+    def experiences_for(self, entry_id: str) -> tuple[Experience, ...]:
+        """The valid experiences attached to an entry, in its ``varyExperiences`` order (= priority)."""
+        return self._experiences_by_entry.get(entry_id, ())
+
+    def fields(self, entry_id: str, locale: str | None = None) -> msgspec.Raw:
+        """The entry's fields in a locale as ready JSON: fallbacks applied, links resolved.
+
+        ``locale`` goes through :meth:`locale_for`, so an unknown locale gets the default locale.
+        Raises ``KeyError`` for an unknown entry (check :meth:`has_entry` first).
+        """
+        by_locale = self._fields[entry_id]
+        if locale is not None:
+            raw = by_locale.get(locale)
+            if raw is not None:
+                return raw
+        return by_locale[self.locale_for(locale)]
+
+    def locale_for(self, requested: str | None) -> str:
+        """The space's locale that serves a requested one.
+
+        Exact match (case-insensitive, ``_`` read as ``-``), else the first locale with the same
+        language (``de`` or ``de-AT`` → ``de-DE``), else the default locale.
+        """
+        if not requested:
+            return self.default_locale
+        wanted = requested.strip().replace("_", "-").lower()
+        code = self._locale_by_lower.get(wanted)
+        if code is not None:
+            return code
+        return self._locale_by_language.get(wanted.split("-", 1)[0], self.default_locale)

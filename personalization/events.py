@@ -1,0 +1,104 @@
+"""Events front ends send back: a tagged union on ``type``, decoded in one pass by msgspec.
+
+Each kind says one thing that happened to a visitor at a touchpoint (a page, a screen, a place) on a
+channel. They update the visitor's profile and are appended to the ``vary:events`` stream, where
+measurement attributes them to the visitor's exposures.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from personalization.types import Channel, Id, ShortText, TraitValue, Url
+
+__all__ = [
+    "Event",
+    "EventBase",
+    "PageView",
+    "Click",
+    "Conversion",
+    "Task",
+    "Abandonment",
+    "Survey",
+    "Feedback",
+    "Purchase",
+    "Identify",
+    "EVENT_STREAM",
+    "EVENT_ENCODER",
+    "EVENT_DECODER",
+]
+
+EVENT_STREAM = "vary:events"
+
+Money = Annotated[float, Meta(ge=0, le=1e12)]
+
+
+class EventBase(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+    """Fields every event has. ``ts`` (Unix seconds) defaults to the time Vary received it."""
+
+    visitor_id: Id
+    session_id: Id | None = None
+    channel: Channel | None = None
+    touchpoint: ShortText | None = None
+    ts: Annotated[float, Meta(ge=0, le=4e9)] | None = None
+    #: Optional client id that makes a retried event idempotent.
+    event_id: Id | None = None
+
+
+class PageView(EventBase, frozen=True, tag="page_view"):
+    page: Url | None = None
+    referrer: Url | None = None
+
+
+class Click(EventBase, frozen=True, tag="click"):
+    target: ShortText | None = None
+
+
+class Conversion(EventBase, frozen=True, tag="conversion"):
+    goal: Annotated[str, Meta(min_length=1, max_length=128)]
+    value: Money | None = None
+    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$")] | None = None
+
+
+class Task(EventBase, frozen=True, tag="task"):
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    success: bool
+    duration_ms: Annotated[int, Meta(ge=0, le=86_400_000)] | None = None
+
+
+class Abandonment(EventBase, frozen=True, tag="abandonment"):
+    task: ShortText | None = None
+    step: ShortText | None = None
+
+
+class Survey(EventBase, frozen=True, tag="survey"):
+    """``score`` is validated per metric by the measurement code (NPS 0–10, CSAT 1–5, CES 1–7)."""
+
+    metric: Literal["nps", "csat", "ces", "sus"]
+    score: Annotated[float, Meta(ge=0, le=100)] | None = None
+    answers: Annotated[list[Annotated[int, Meta(ge=1, le=5)]], Meta(min_length=10, max_length=10)] | None = None
+    comment: Annotated[str, Meta(max_length=4000)] | None = None
+
+
+class Feedback(EventBase, frozen=True, tag="feedback"):
+    text: Annotated[str, Meta(max_length=4000)]
+    problem: ShortText | None = None
+
+
+class Purchase(EventBase, frozen=True, tag="purchase"):
+    order_id: Id
+    value: Money
+    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$")] | None = None
+
+
+class Identify(EventBase, frozen=True, tag="identify"):
+    traits: Annotated[dict[Annotated[str, Meta(max_length=128)], TraitValue], Meta(max_length=64)] = {}
+
+
+Event = PageView | Click | Conversion | Task | Abandonment | Survey | Feedback | Purchase | Identify
+
+EVENT_ENCODER = msgspec.json.Encoder()
+EVENT_DECODER = msgspec.json.Decoder(Event)

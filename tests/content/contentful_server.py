@@ -1,0 +1,525 @@
+"""A local stand-in for Contentful's Content Delivery API, serving a space export file.
+
+Tests drive the real ``contentful`` SDK against it (DESIGN §4), so it speaks the CDA's wire format as
+the SDK expects it (``reference/contentful.md``): ``/spaces/{space}/environments/{env}/…`` with
+``content_types``, ``locales``, ``entries`` (``sys.id``, ``content_type``, ``locale``, ``limit``,
+``skip``, ``include``), ``assets`` and ``sync`` (initial sync paged by ``nextPageUrl``, then
+``nextSyncUrl``; later tokens return what changed since, including ``DeletedEntry``/``DeletedAsset``).
+Requests need ``Authorization: Bearer <token>``.
+
+The served space is built from a management-format export (the same file Vary bundles), converted
+here to delivery format independently of Vary's own parsing, so a test comparing the two paths is not
+comparing Vary's code with itself.
+
+Made to grow: :attr:`FakeContentful.faults` is a list of :class:`Fault` hooks checked before every
+request (HTTP errors, 429s with or without a reset header, slow responses), and
+:meth:`FakeContentful.mutate` changes the served space so delta syncs have something to report.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["FakeContentful", "Fault", "RecordedRequest", "delivery_item"]
+
+DEFAULT_TOKEN = "vary-test-delivery-token"
+_JSON_TYPE = "application/vnd.contentful.delivery.v1+json"
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "The query you sent was invalid."),
+    401: ("AccessTokenInvalid", "The access token you sent could not be found or is invalid."),
+    403: ("AccessDenied", "The specified token does not have access to the requested resource."),
+    404: ("NotFound", "The resource could not be found."),
+    429: ("RateLimitExceeded", "You have exceeded the rate limit of the Organization this Space "
+          "belongs to by making too many API requests within a short timespan. Please wait a "
+          "moment before trying the request again."),
+    500: ("ServerError", "Internal server error."),
+    502: ("BadGateway", "The requested space is hibernated."),
+    503: ("ServiceUnavailable", "The service is unavailable."),
+}
+
+
+@dataclass
+class Fault:
+    """One way the server misbehaves, checked against every request before it is served.
+
+    Matches requests whose path contains ``path`` ("" = all). It waits ``delay_s``, then answers
+    ``status`` with ``body`` (default: Contentful's error body for that status) and ``headers`` —
+    unless ``status`` is ``None``, which only delays and then serves normally (a slow response).
+    ``times`` is how many requests it hits before it is spent (``None`` = all of them).
+    """
+
+    path: str = ""
+    status: int | None = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    times: int | None = 1
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received (after faults were applied)."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Cursor:
+    """A sync token's state: pages still to send, or (``pending`` is None) a point to sync from."""
+
+    generation: int
+    pending: list[dict[str, Any]] | None = None
+
+
+class FakeContentful:
+    """A CDA server on 127.0.0.1 (random port) in a background thread; use as a context manager.
+
+    ``sync_page_size`` is how many items one sync page carries (small values exercise paging).
+    """
+
+    def __init__(
+        self,
+        export: Mapping[str, Any] | str | Path,
+        *,
+        space_id: str | None = None,
+        environment: str = "master",
+        access_token: str = DEFAULT_TOKEN,
+        sync_page_size: int = 100,
+    ) -> None:
+        if not isinstance(export, Mapping):
+            export = json.loads(Path(export).read_text(encoding="utf-8"))
+        self.environment = environment
+        self.access_token = access_token
+        self.sync_page_size = sync_page_size
+        self.faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.RLock()
+        self._export: dict[str, Any] = copy.deepcopy(dict(export))
+        self.space_id = space_id or _space_id_of(self._export)
+        self._generations: list[dict[tuple[str, str], dict[str, Any]]] = []
+        self._tokens: dict[str, _Cursor] = {}
+        self._publish_generation()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> FakeContentful:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-contentful", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeContentful:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """``host:port`` for ``contentful.Client(api_url=…, https=False)``."""
+        if self._server is None:
+            raise RuntimeError("the server is not running")
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    # -- changing what is served -----------------------------------------------------------------
+
+    @property
+    def export(self) -> dict[str, Any]:
+        """A copy of the export currently served."""
+        with self._lock:
+            return copy.deepcopy(self._export)
+
+    def mutate(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply ``change`` to a copy of the served export and serve the result from now on."""
+        with self._lock:
+            export = copy.deepcopy(self._export)
+            change(export)
+            self._export = export
+            self._publish_generation()
+
+    def requests_to(self, resource: str) -> list[RecordedRequest]:
+        """The recorded requests whose path ends with ``/resource`` (e.g. ``"sync"``)."""
+        return [r for r in self.requests if r.path.rstrip("/").endswith("/" + resource)]
+
+    # -- request handling (called from the handler thread) ---------------------------------------
+
+    def _fault_for(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.path in path and (fault.times is None or fault.hits < fault.times):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def _route(self, path: str, query: dict[str, str], base_url: str) -> tuple[int, Any]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or parts[0] != "spaces" or parts[1] != self.space_id:
+            return _error(404, details={"type": "Space", "id": parts[1] if len(parts) > 1 else ""})
+        rest = parts[2:]
+        if rest[:1] == ["environments"]:
+            if len(rest) < 2 or rest[1] != self.environment:
+                return _error(404, details={"type": "Environment", "id": rest[1] if len(rest) > 1 else ""})
+            rest = rest[2:]
+        elif self.environment != "master":
+            return _error(404, details={"type": "Environment", "id": "master"})
+        with self._lock:
+            if rest == ["content_types"]:
+                return 200, _collection(self._content_types(), query)
+            if len(rest) == 2 and rest[0] == "content_types":
+                found = [ct for ct in self._content_types() if ct["sys"]["id"] == rest[1]]
+                return (200, found[0]) if found else _error(404, {"type": "ContentType", "id": rest[1]})
+            if rest == ["locales"]:
+                return 200, _collection([_delivery_locale(loc) for loc in self._locales()], query)
+            if rest in (["entries"], ["assets"]):
+                return self._entities(rest[0], query)
+            if len(rest) == 2 and rest[0] in ("entries", "assets"):
+                return self._entities(rest[0], {**query, "sys.id": rest[1]}, single=True)
+            if rest == ["sync"]:
+                return self._sync(query, base_url)
+        return _error(404)
+
+    def _content_types(self) -> list[dict[str, Any]]:
+        return [
+            _delivery_content_type(ct, self.space_id, self.environment)
+            for ct in self._export.get("contentTypes", [])
+            if ct.get("sys", {}).get("publishedVersion")
+        ]
+
+    def _locales(self) -> list[dict[str, Any]]:
+        return list(self._export.get("locales", []))
+
+    def _published(self, kind: str) -> list[dict[str, Any]]:
+        key = "entries" if kind == "entries" else "assets"
+        return [item for item in self._export.get(key, []) if item.get("sys", {}).get("publishedVersion")]
+
+    def _entities(self, kind: str, query: dict[str, str], single: bool = False) -> tuple[int, Any]:
+        locales = self._locales()
+        locale = query.get("locale")
+        codes = {loc["code"] for loc in locales}
+        if locale not in (None, "*") and locale not in codes:
+            return _error(400, details={"errors": [{"name": "unknownLocale", "value": locale}]})
+        items = self._published(kind)
+        if "sys.id" in query:
+            items = [i for i in items if i["sys"]["id"] == query["sys.id"]]
+        if "sys.id[in]" in query:
+            wanted = set(query["sys.id[in]"].split(","))
+            items = [i for i in items if i["sys"]["id"] in wanted]
+        if kind == "entries" and "content_type" in query:
+            items = [i for i in items if _link_target(i["sys"].get("contentType")) == query["content_type"]]
+        items.sort(key=lambda i: i["sys"]["id"])
+        if single:
+            if not items:
+                return _error(404, {"type": "Entry" if kind == "entries" else "Asset", "id": query["sys.id"]})
+            return 200, self._deliver(items[0], locale, locales)
+        try:
+            limit = min(int(query.get("limit", 100)), 1000)
+            skip = int(query.get("skip", 0))
+            include = min(int(query.get("include", 1)), 10)
+        except ValueError:
+            return _error(400)
+        page = items[skip : skip + limit]
+        delivered = [self._deliver(item, locale, locales) for item in page]
+        body: dict[str, Any] = {
+            "sys": {"type": "Array"}, "total": len(items), "skip": skip, "limit": limit,
+            "items": delivered,
+        }
+        if kind == "entries":
+            includes, errors = self._includes(page, include, locale, locales)
+            if includes["Entry"] or includes["Asset"]:
+                body["includes"] = includes
+            if errors:
+                body["errors"] = errors
+        return 200, body
+
+    def _deliver(
+        self, item: dict[str, Any], locale: str | None, locales: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        non_localized: set[str] = set()
+        omitted: set[str] = set()
+        if item["sys"]["type"] == "Entry":
+            type_id = _link_target(item["sys"]["contentType"])
+            for ct in self._export.get("contentTypes", []):
+                if ct["sys"]["id"] == type_id:
+                    non_localized = {f["id"] for f in ct["fields"] if not f.get("localized")}
+                    omitted = {f["id"] for f in ct["fields"] if f.get("omitted")}
+        return delivery_item(
+            item, self.space_id, self.environment, locale=locale, locales=locales,
+            non_localized=non_localized, omitted=omitted,
+        )
+
+    def _includes(
+        self, page: list[dict[str, Any]], levels: int, locale: str | None, locales: list[dict[str, Any]]
+    ) -> tuple[dict[str, list[Any]], list[Any]]:
+        by_key = {("Entry", e["sys"]["id"]): e for e in self._published("entries")}
+        by_key.update({("Asset", a["sys"]["id"]): a for a in self._published("assets")})
+        seen = {("Entry", item["sys"]["id"]) for item in page}
+        includes: dict[str, list[Any]] = {"Entry": [], "Asset": []}
+        errors: list[Any] = []
+        frontier = page
+        for _ in range(levels):
+            next_frontier = []
+            for item in frontier:
+                for link_type, target in _links_in(item.get("fields", {})):
+                    key = (link_type, target)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    found = by_key.get(key)
+                    if found is None:
+                        errors.append({
+                            "sys": {"id": "notResolvable", "type": "error"},
+                            "details": {"type": "Link", "linkType": link_type, "id": target},
+                        })
+                        continue
+                    includes[link_type].append(self._deliver(found, locale, locales))
+                    next_frontier.append(found)
+            frontier = next_frontier
+        return includes, errors
+
+    def _sync(self, query: dict[str, str], base_url: str) -> tuple[int, Any]:
+        generation = len(self._generations) - 1
+        if query.get("initial") == "true":
+            items = list(self._generations[generation].values())
+        elif "sync_token" in query:
+            cursor = self._tokens.get(query["sync_token"])
+            if cursor is None:
+                return _error(400, details="The sync token is invalid or expired.")
+            if cursor.pending is not None:
+                items, generation = cursor.pending, cursor.generation
+            else:
+                items = self._changes_since(cursor.generation, generation)
+        else:
+            return _error(400, details="Either initial=true or sync_token is required.")
+        page, rest = items[: self.sync_page_size], items[self.sync_page_size :]
+        token = secrets.token_hex(16)
+        url = f"{base_url}/spaces/{self.space_id}/environments/{self.environment}/sync?sync_token={token}"
+        body: dict[str, Any] = {"sys": {"type": "Array"}, "items": page}
+        if rest:
+            self._tokens[token] = _Cursor(generation, pending=rest)
+            body["nextPageUrl"] = url
+        else:
+            self._tokens[token] = _Cursor(generation)
+            body["nextSyncUrl"] = url
+        return 200, body
+
+    def _changes_since(self, old: int, new: int) -> list[dict[str, Any]]:
+        before, after = self._generations[old], self._generations[new]
+        changed = [item for key, item in after.items() if before.get(key) != item]
+        deleted = [
+            {"sys": {
+                "type": f"Deleted{kind}", "id": entity_id, "space": _link("Space", self.space_id),
+                "environment": _link("Environment", self.environment), "revision": 1,
+                "createdAt": _now(), "updatedAt": _now(), "deletedAt": _now(),
+            }}
+            for (kind, entity_id) in before.keys() - after.keys()
+        ]
+        return changed + sorted(deleted, key=lambda d: d["sys"]["id"])
+
+    def _publish_generation(self) -> None:
+        locales = self._locales()
+        snapshot: dict[tuple[str, str], dict[str, Any]] = {}
+        for kind, entity in (("Entry", "entries"), ("Asset", "assets")):
+            for item in sorted(self._published(entity), key=lambda i: i["sys"]["id"]):
+                snapshot[(kind, item["sys"]["id"])] = self._deliver(item, "*", locales)
+        self._generations.append(snapshot)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeContentful
+    server_version = "FakeContentful/1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        fault = self.fake._fault_for(url.path)
+        if fault is not None:
+            time.sleep(fault.delay_s)
+            if fault.status is not None:
+                _, default_body = _error(fault.status)
+                self._send(fault.status, default_body if fault.body is None else fault.body, fault.headers)
+                return
+        with self.fake._lock:
+            self.fake.requests.append(RecordedRequest(url.path, query, dict(self.headers.items())))
+        if not self._authorized(query):
+            self._send(*_error(401))
+            return
+        host = self.headers.get("Host") or self.fake.api_url
+        status, body = self.fake._route(url.path, query, f"http://{host}")
+        self._send(status, body)
+
+    def _authorized(self, query: dict[str, str]) -> bool:
+        header = self.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else query.get("access_token")
+        return token is not None and secrets.compare_digest(token, self.fake.access_token)
+
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", _JSON_TYPE)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-Contentful-Request-Id", secrets.token_hex(8))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        pass
+
+
+# -- management format → delivery format -------------------------------------------------------------
+
+
+def delivery_item(
+    item: Mapping[str, Any],
+    space_id: str,
+    environment: str,
+    *,
+    locale: str | None,
+    locales: list[Mapping[str, Any]],
+    non_localized: Collection[str] = (),
+    omitted: Collection[str] = (),
+) -> dict[str, Any]:
+    """An exported (management-format) entry or asset as the CDA delivers it.
+
+    ``locale="*"`` keeps fields keyed by locale (as sync does); one locale code (or ``None`` for the
+    default) flattens them with Contentful's fallback rules, reading ``non_localized`` fields from the
+    default locale. ``omitted`` fields (hidden from API responses) are left out.
+    """
+    sys = item["sys"]
+    default = next((loc["code"] for loc in locales if loc.get("default")), "en-US")
+    delivered_sys: dict[str, Any] = {
+        "space": _link("Space", space_id),
+        "id": sys["id"],
+        "type": sys["type"],
+        "createdAt": sys.get("firstPublishedAt") or sys["createdAt"],
+        "updatedAt": sys.get("publishedAt") or sys["updatedAt"],
+        "environment": _link("Environment", environment),
+        "revision": sys.get("publishedCounter", 1),
+    }
+    if sys["type"] == "Entry":
+        delivered_sys["contentType"] = _link("ContentType", _link_target(sys["contentType"]))
+    fields = {
+        name: dict(values) for name, values in item.get("fields", {}).items() if name not in omitted
+    }
+    if locale != "*":
+        code = locale or default
+        delivered_sys["locale"] = code
+        chain = _fallback_chain(code, locales)
+        flat: dict[str, Any] = {}
+        for name, values in fields.items():
+            for candidate in [default] if name in non_localized else chain:
+                if candidate in values:
+                    flat[name] = values[candidate]
+                    break
+        fields = flat
+    return {"metadata": copy.deepcopy(item.get("metadata", {"tags": []})), "sys": delivered_sys, "fields": fields}
+
+
+def _fallback_chain(code: str, locales: list[Mapping[str, Any]]) -> list[str]:
+    fallback = {loc["code"]: loc.get("fallbackCode") for loc in locales}
+    chain: list[str] = []
+    current: str | None = code
+    while current and current not in chain:
+        chain.append(current)
+        current = fallback.get(current)
+    return chain
+
+
+def _delivery_content_type(ct: Mapping[str, Any], space_id: str, environment: str) -> dict[str, Any]:
+    sys = ct["sys"]
+    return {
+        "sys": {
+            "space": _link("Space", space_id), "id": sys["id"], "type": "ContentType",
+            "createdAt": sys.get("firstPublishedAt") or sys["createdAt"],
+            "updatedAt": sys.get("publishedAt") or sys["updatedAt"],
+            "environment": _link("Environment", environment), "revision": sys.get("publishedCounter", 1),
+        },
+        "displayField": ct.get("displayField"),
+        "name": ct["name"],
+        "description": ct.get("description", ""),
+        "fields": copy.deepcopy(ct["fields"]),
+    }
+
+
+def _delivery_locale(locale: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "code": locale["code"], "name": locale["name"], "default": locale.get("default", False),
+        "fallbackCode": locale.get("fallbackCode"),
+        "sys": {"id": locale["sys"]["id"], "type": "Locale", "version": locale["sys"].get("version", 1)},
+    }
+
+
+def _collection(items: list[Any], query: Mapping[str, str]) -> dict[str, Any]:
+    limit = min(int(query.get("limit", 100)), 1000)
+    skip = int(query.get("skip", 0))
+    return {"sys": {"type": "Array"}, "total": len(items), "skip": skip, "limit": limit,
+            "items": items[skip : skip + limit]}
+
+
+def _links_in(fields: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(linkType, id) of every link in an exported entry's fields (all locales), in order."""
+    for values in fields.values():
+        for value in values.values():
+            for candidate in value if isinstance(value, list) else [value]:
+                if isinstance(candidate, dict) and candidate.get("sys", {}).get("type") == "Link":
+                    yield candidate["sys"]["linkType"], candidate["sys"]["id"]
+
+
+def _error(status: int, details: Any = None) -> tuple[int, dict[str, Any]]:
+    error_id, message = _ERRORS.get(status, ("Error", "Something went wrong."))
+    body: dict[str, Any] = {"sys": {"type": "Error", "id": error_id}, "message": message,
+                            "requestId": secrets.token_hex(8)}
+    if details is not None:
+        body["details"] = details
+    return status, body
+
+
+def _link(link_type: str, target: str) -> dict[str, Any]:
+    return {"sys": {"type": "Link", "linkType": link_type, "id": target}}
+
+
+def _link_target(link: Any) -> str:
+    return link["sys"]["id"]
+
+
+def _space_id_of(export: Mapping[str, Any]) -> str:
+    for key in ("entries", "assets", "contentTypes"):
+        for item in export.get(key, []):
+            space = item.get("sys", {}).get("space")
+            if space:
+                return space["sys"]["id"]
+    return "varydemo0001"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
