@@ -92,7 +92,7 @@ def create_app(
         ),
         debug=False,
     )
-    app.state.keys = KeyRing(delivery, admin)
+    app.state.key_ring = KeyRing(delivery, admin)
     app.state.settings = settings
     return app
 

@@ -128,18 +128,18 @@ def _scope(connection: ASGIConnection) -> Scope:
         raise NotAuthorizedException(
             detail="missing API key: send it as the header 'Authorization: Bearer <key>'"
         )
-    scope = connection.app.state.keys.scope_of(token)
+    scope = connection.app.state.key_ring.scope_of(token)
     if scope is None:
         raise NotAuthorizedException(detail="unknown API key")
     return scope
 
 
-def requires_delivery(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_delivery(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Guard for front-end routes: any valid key."""
     _scope(connection)
 
 
-def requires_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """Guard for admin routes: an admin key; a delivery key is refused with 403."""
     if _scope(connection) != "admin":
         raise PermissionDeniedException(detail="this route needs an admin key; a delivery key was sent")

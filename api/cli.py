@@ -20,7 +20,14 @@ __all__ = ["main"]
 log = logging.getLogger("vary")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """uvicorn re-raises the signal it shut down on; exiting normally lets ``finally`` stop Valkey."""
+    raise SystemExit(0)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from api.auth import ensure_keys
@@ -32,6 +39,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRedis | None = None
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir)
         os.environ["VARY_REDIS_URL"] = embedded.start()

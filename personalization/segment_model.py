@@ -84,7 +84,7 @@ _CARD_ENCODER = msgspec.json.Encoder()
 #: Every type a saved segment pipeline is made of — and the only types :func:`load_model` lets a
 #: file name. skops 0.16 already trusts *every* scikit-learn estimator and numpy ufunc by default
 #: (so ``skops.io.get_untrusted_types`` reports nothing for this pipeline, and skops alone would
-#: happily build a ``FunctionTransformer`` calling any numpy function), and its ``trusted=`` argument
+#: happily build a ``FunctionTransformer(np.sqrt)`` pipeline), and its ``trusted=`` argument
 #: can only widen that. So Vary narrows it: before skops builds anything, each type named in the
 #: file's schema must be on this list. It was read off a dump of a trained pipeline; a test keeps
 #: it exact.

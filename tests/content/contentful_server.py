@@ -122,7 +122,8 @@ class FakeContentful:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-contentful", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+            name="fake-contentful", daemon=True,
         )
         self._thread.start()
         return self

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,9 +67,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             break
     base = f"http://127.0.0.1:{port}"
     # keep draining output so the pipe never fills
-    import threading
-
-    threading.Thread(target=lambda: [log.append(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         assert redis_url, "".join(log)
         yield Server(process, base, redis_url, log)
@@ -78,6 +78,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=5)
+        reader.join(timeout=5)
+        process.stdout.close()
 
 
 def test_ready_then_personalize_logs_exposure_and_events_update_profile(server: Server) -> None:
