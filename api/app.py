@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 
 from api.auth import KeyRing, ensure_keys
 from api.limits import check_json_depth
-from api.routes import AdminController, DeliveryController, health, ready
+from api.routes import AdminController, DeliveryController, contentful_webhook, health, ready
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
-from content import ContentSource
+from content.sources import SyncingSource
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -49,7 +49,7 @@ def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]
 def create_app(
     settings: Settings | None = None,
     *,
-    content_source: ContentSource | None = None,
+    content_source: SyncingSource | None = None,
     redis: Redis | None = None,
     print_keys: bool = True,
 ) -> Litestar:
@@ -79,7 +79,7 @@ def create_app(
             await runtime.close()
 
     app = Litestar(
-        route_handlers=[DeliveryController, AdminController, health, ready],
+        route_handlers=[DeliveryController, AdminController, contentful_webhook, health, ready],
         lifespan=[lifespan],
         before_request=check_json_depth,
         request_max_body_size=settings.max_body_bytes,

@@ -31,6 +31,7 @@ __all__ = [
     "KeyRing",
     "Scope",
     "digest",
+    "key_scope",
     "ensure_keys",
     "requires_admin",
     "requires_delivery",
@@ -39,6 +40,7 @@ __all__ = [
 log = logging.getLogger("vary.auth")
 
 Scope = Literal["delivery", "admin"]
+SCOPE_KEY = "vary.key_scope"
 
 
 def digest(key: str) -> bytes:
@@ -131,7 +133,13 @@ def _scope(connection: ASGIConnection) -> Scope:
     scope = connection.app.state.key_ring.scope_of(token)
     if scope is None:
         raise NotAuthorizedException(detail="unknown API key")
+    connection.scope[SCOPE_KEY] = scope  # type: ignore[literal-required]
     return scope
+
+
+def key_scope(connection: ASGIConnection) -> Scope | None:
+    """The scope of the key a guarded request was authorized with."""
+    return connection.scope.get(SCOPE_KEY)  # type: ignore[return-value]
 
 
 async def requires_delivery(connection: ASGIConnection, _: BaseRouteHandler) -> None:

@@ -113,8 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--random-state", type=int, default=0)
     sync = sub.add_parser("sync", help="load and compile the content once; print content issues")
     sync.add_argument("--strict", action="store_true", help="exit 1 when there are content issues")
+    from content.installer_cli import add_cms_parser
+
+    add_cms_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "cms":
+        from content.installer_cli import cms_command
+
+        return cms_command(args)
     try:
         settings = load_settings()
     except SettingsError as exc:

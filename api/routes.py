@@ -5,13 +5,20 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ServiceUnavailableException,
+)
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
-from api.auth import requires_admin, requires_delivery
+from api.auth import key_scope, requires_admin, requires_delivery
 from api.runtime import Runtime
 from api.schemas import (
     EventBatch,
@@ -23,13 +30,25 @@ from api.schemas import (
     PersonalizeRequest,
     PersonalizeResponse,
     Readiness,
+    ContentIssueInfo,
+    ContentIssueList,
+    ContentSyncInfo,
+    WebhookAccepted,
 )
 from content import ContentSnapshot
+from content.errors import ContentSourceError
+from content.webhooks import (
+    WebhookPayloadError,
+    WebhookSignatureError,
+    is_content_change,
+    parse_webhook,
+    verify_request,
+)
 from personalization.measurement import EventProblem, check_event
 from personalization.service import Personalized
 from personalization.types import Channel, Consent, Visitor
 
-__all__ = ["DeliveryController", "AdminController", "health", "ready"]
+__all__ = ["DeliveryController", "AdminController", "contentful_webhook", "health", "ready"]
 
 
 def _runtime(state: State) -> Runtime:
@@ -37,10 +56,26 @@ def _runtime(state: State) -> Runtime:
 
 
 def _snapshot(runtime: Runtime) -> ContentSnapshot:
-    snapshot = runtime.content.snapshot
+    snapshot = runtime.snapshot
     if snapshot is None:
         raise ServiceUnavailableException(detail="content is not loaded yet; see /ready")
     return snapshot
+
+
+async def _serving_snapshot(runtime: Runtime, request: Request, preview: bool) -> ContentSnapshot:
+    """The published snapshot, or for ``preview=true`` (admin keys only) the drafts."""
+    if not preview:
+        return _snapshot(runtime)
+    if key_scope(request) != "admin":
+        raise PermissionDeniedException(detail="preview=true needs an admin key; a delivery key was sent")
+    if runtime.preview is None:
+        raise ClientException(
+            detail="preview needs VARY_CONTENT_SOURCE=contentful and VARY_CONTENTFUL_PREVIEW_TOKEN"
+        )
+    try:
+        return await runtime.preview_snapshot()
+    except ContentSourceError as exc:
+        raise HTTPException(status_code=502, detail=f"Contentful Preview API failed: {exc}") from exc
 
 
 def _shape(result: Personalized, snapshot: ContentSnapshot, locale: str) -> list[PersonalizedEntry]:
@@ -70,10 +105,13 @@ class DeliveryController(Controller):
     tags = ["delivery"]
 
     @post("/personalize", status_code=200, summary="Personalized content for one visitor")
-    async def personalize(self, data: JSONBody[PersonalizeRequest], state: State) -> PersonalizeResponse:
-        """Decide a variant for each baseline entry and return its fields; one exposure per entry is logged."""
+    async def personalize(
+        self, data: JSONBody[PersonalizeRequest], state: State, request: Request
+    ) -> PersonalizeResponse:
+        """Decide a variant for each baseline entry and return its fields; one exposure per entry is
+        logged. ``preview=true`` (admin key) decides over drafts and logs nothing."""
         runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        snapshot = await _serving_snapshot(runtime, request, data.preview)
         unknown = [
             {"key": f"entries[{i}]", "message": f"no published entry with id {entry_id!r}"}
             for i, entry_id in enumerate(data.entries)
@@ -83,7 +121,9 @@ class DeliveryController(Controller):
             raise NotFoundException(detail="unknown entry ids in the request", extra=unknown)
         locale = snapshot.locale_for(data.locale or data.visitor.locale)
         assert runtime.personalizer is not None
-        result = await runtime.personalizer.personalize(data.visitor, data.entries, snapshot)
+        result = await runtime.personalizer.personalize(
+            data.visitor, data.entries, snapshot, record=not data.preview
+        )
         return PersonalizeResponse(
             visitor_id=data.visitor.id,
             locale=locale,
@@ -98,6 +138,7 @@ class DeliveryController(Controller):
     async def entry(
         self,
         state: State,
+        request: Request,
         entry_id: Annotated[str, PathParameter(max_length=256)],
         visitor_id: Annotated[str, QueryParameter(min_length=1, max_length=256)],
         channel: Annotated[Channel, QueryParameter()] = "web",
@@ -107,10 +148,11 @@ class DeliveryController(Controller):
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
         consent_personalization: Annotated[bool, QueryParameter()] = True,
         consent_analytics: Annotated[bool, QueryParameter()] = True,
+        preview: Annotated[bool, QueryParameter()] = False,
     ) -> PersonalizedEntry:
         """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer GET."""
         runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        snapshot = await _serving_snapshot(runtime, request, preview)
         if not snapshot.has_entry(entry_id):
             raise NotFoundException(detail=f"no published entry with id {entry_id!r}")
         visitor = Visitor(
@@ -123,7 +165,7 @@ class DeliveryController(Controller):
             consent=Consent(personalization=consent_personalization, analytics=consent_analytics),
         )
         assert runtime.personalizer is not None
-        result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot)
+        result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview)
         return _shape(result, snapshot, snapshot.locale_for(locale))[0]
 
     @post("/events", status_code=202, summary="Events from front ends")
@@ -183,6 +225,51 @@ class AdminController(Controller):
         )
 
 
+    @get("/content/issues", summary="Mis-modelled experiences and audiences, with fixes")
+    async def content_issues(self, state: State) -> ContentIssueList:
+        snapshot = _snapshot(_runtime(state))
+        return ContentIssueList(
+            content_version=snapshot.version,
+            issues=[
+                ContentIssueInfo(
+                    entry_id=i.entry_id, content_type=i.content_type, problem=i.problem, fix=i.fix
+                )
+                for i in snapshot.issues
+            ],
+        )
+
+
+@post("/v1/webhooks/contentful", status_code=200, tags=["contentful"], summary="Contentful webhook")
+async def contentful_webhook(request: Request, state: State) -> WebhookAccepted:
+    """Verify Contentful's request signature, then sync at once and tell every other worker.
+
+    Unsigned, badly signed or expired requests get 401 and change nothing.
+    """
+    runtime = _runtime(state)
+    secret = runtime.settings.contentful_webhook_secret
+    if not secret:
+        raise NotAuthorizedException(detail="webhooks are off: set VARY_CONTENTFUL_WEBHOOK_SECRET")
+    body = await request.body()
+    path = request.scope["raw_path"].decode("latin-1")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        verify_request(
+            secret, request.method, path + (f"?{query}" if query else ""), dict(request.headers), body,
+            now_ms=int(time.time() * 1000),
+        )
+    except WebhookSignatureError as exc:
+        raise NotAuthorizedException(detail=f"webhook refused: {exc}") from exc
+    try:
+        event = parse_webhook(request.headers.get("x-contentful-topic"), body)
+    except WebhookPayloadError as exc:
+        raise ClientException(detail=f"webhook payload: {exc}") from exc
+    synced = is_content_change(event)
+    if synced and runtime.preview is not None:
+        runtime.preview.invalidate()
+    version = await runtime.content.sync_now(reason=f"webhook {event.topic}") if synced else runtime.content.state.version
+    return WebhookAccepted(topic=event.topic, entity_id=event.entity_id, synced=synced, content_version=version)
+
+
 @get("/health", tags=["operations"], summary="Liveness")
 async def health() -> Health:
     return Health(status="ok")
@@ -191,15 +278,24 @@ async def health() -> Health:
 @get("/ready", tags=["operations"], summary="Readiness: content, Redis and model")
 async def ready(state: State) -> Response[Readiness]:
     runtime = _runtime(state)
-    snapshot = runtime.content.snapshot
+    content = runtime.content.state
+    snapshot = content.snapshot
     redis_ok = await runtime.redis_ok()
     writer = runtime.exposures
     body = Readiness(
         ready=snapshot is not None and redis_ok,
-        content=runtime.content.state,
+        content=content.state,
         content_version=snapshot.version if snapshot else None,
-        content_age_s=None if runtime.content.loaded_at is None else round(time.time() - runtime.content.loaded_at, 3),
+        content_age_s=None if content.loaded_at is None else round(time.time() - content.loaded_at, 3),
         content_issues=len(snapshot.issues) if snapshot else 0,
+        content_sync=ContentSyncInfo(
+            source=repr(runtime.content.source),
+            syncs=content.syncs,
+            failed_syncs=content.failed_syncs,
+            last_sync_at=content.last_sync_at,
+            last_sync_changes=content.last_sync_changes,
+            last_error=content.error,
+        ),
         redis="ok" if redis_ok else "unreachable",
         model=runtime.model.version,
         exposures_pending=writer.pending if writer else 0,

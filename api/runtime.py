@@ -1,14 +1,14 @@
 """The running parts of one Vary worker, opened in the app's lifespan and closed in ``finally``.
 
 :class:`Runtime` wires the domain objects together from :class:`~api.settings.Settings`: the Redis
-client, the compiled content snapshot, the active segment model, the exposure writer, the event
-recorder and the personalizer. Controllers reach it through ``app.state.runtime`` and only call it.
+client, the content coordinator (sync, persistence, pub/sub), the optional preview cache, the active
+segment model, the exposure writer, the event recorder and the personalizer. Controllers reach it
+through ``app.state.runtime`` and only call it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,14 +16,10 @@ import anyio.to_thread
 from redis.asyncio import Redis
 
 from api.settings import Settings
-from content import (
-    ContentfulSource,
-    ContentSnapshot,
-    ContentSource,
-    ExportFileSource,
-    compile_snapshot,
-    demo_space_path,
-)
+from content import ContentfulSource, ContentSnapshot, ExportFileSource, demo_space_path
+from content.coordinator import ContentCoordinator, ContentState
+from content.preview import PreviewCache, PreviewSource
+from content.sources import SyncingSource
 from personalization.exposures import ExposureWriter
 from personalization.measurement import EventRecorder
 from personalization.profiles import RedisProfileStore
@@ -31,12 +27,12 @@ from personalization.scoring import ActiveModel, load_active_model
 from personalization.segment_model import SegmentModel
 from personalization.service import Personalizer
 
-__all__ = ["ContentState", "Runtime", "content_source_for", "ensure_model"]
+__all__ = ["Runtime", "content_source_for", "preview_for", "ensure_model"]
 
 log = logging.getLogger("vary")
 
 
-def content_source_for(settings: Settings) -> ContentSource:
+def content_source_for(settings: Settings) -> SyncingSource:
     """The export file (demo by default) or the live Contentful space, as configured."""
     if settings.content_source == "contentful":
         assert settings.contentful_space_id and settings.contentful_access_token
@@ -49,6 +45,21 @@ def content_source_for(settings: Settings) -> ContentSource:
         )
     path = Path(settings.content_source) if settings.content_source else demo_space_path()
     return ExportFileSource(path)
+
+
+def preview_for(settings: Settings) -> PreviewCache | None:
+    """A preview cache when the live space and a Preview API token are configured."""
+    if settings.content_source != "contentful" or not settings.contentful_preview_token:
+        return None
+    assert settings.contentful_space_id
+    source = PreviewSource(
+        space_id=settings.contentful_space_id,
+        preview_token=settings.contentful_preview_token,
+        environment=settings.contentful_environment,
+        api_url=settings.contentful_preview_api_url,
+        https=settings.contentful_https,
+    )
+    return PreviewCache(source, ttl_s=settings.preview_cache_s, link_depth=settings.content_link_depth)
 
 
 def ensure_model(settings: Settings) -> Path:
@@ -64,36 +75,26 @@ def ensure_model(settings: Settings) -> Path:
 
 
 @dataclass
-class ContentState:
-    """The snapshot being served and how it got there (for ``/ready``)."""
-
-    snapshot: ContentSnapshot | None = None
-    loaded_at: float | None = None
-    state: str = "loading"
-    error: str | None = None
-
-    def swap(self, snapshot: ContentSnapshot) -> None:
-        """Replace the served snapshot in one assignment: requests see the old or the new, never half."""
-        self.snapshot = snapshot
-        self.loaded_at = time.time()
-        self.state = "fresh"
-        self.error = None
-
-
-@dataclass
 class Runtime:
     settings: Settings
     redis: Redis
-    source: ContentSource
-    content: ContentState = field(default_factory=ContentState)
+    content: ContentCoordinator
+    preview: PreviewCache | None = None
     model: ActiveModel = field(default_factory=ActiveModel)
     exposures: ExposureWriter | None = None
     events: EventRecorder | None = None
     personalizer: Personalizer | None = None
 
     @classmethod
-    def create(cls, settings: Settings, redis: Redis, source: ContentSource | None = None) -> Runtime:
-        runtime = cls(settings=settings, redis=redis, source=source or content_source_for(settings))
+    def create(cls, settings: Settings, redis: Redis, source: SyncingSource | None = None) -> Runtime:
+        coordinator = ContentCoordinator(
+            source or content_source_for(settings),
+            redis,
+            ContentState(),
+            poll_interval_s=settings.content_poll_s,
+            link_depth=settings.content_link_depth,
+        )
+        runtime = cls(settings=settings, redis=redis, content=coordinator, preview=preview_for(settings))
         runtime.exposures = ExposureWriter(
             redis, queue_size=settings.exposure_queue_size, batch_size=settings.exposure_batch_size
         )
@@ -106,37 +107,26 @@ class Runtime:
         )
         return runtime
 
+    @property
+    def snapshot(self) -> ContentSnapshot | None:
+        return self.content.state.snapshot
+
     async def start(self) -> None:
         """Load content and the model (off the event loop: both block), start the exposure writer."""
-        await self.reload_content()
+        await self.content.start()
         directory = await anyio.to_thread.run_sync(ensure_model, self.settings)
         model: SegmentModel | None = await anyio.to_thread.run_sync(load_active_model, directory)
         self.model.activate(model)
         assert self.exposures is not None
         self.exposures.start()
 
-    async def reload_content(self) -> None:
-        """Pull and compile the content; a failure keeps the last good snapshot and is reported."""
-        try:
-            items = await anyio.to_thread.run_sync(self.source.load)
-            snapshot = await anyio.to_thread.run_sync(compile_snapshot, items)
-        except Exception as exc:
-            self.content.error = f"{type(exc).__name__}: {exc}"
-            self.content.state = "stale" if self.content.snapshot is not None else "failed"
-            log.error("content load failed, keeping the last good snapshot: %s", self.content.error)
-            return
-        self.content.swap(snapshot)
-        for issue in snapshot.issues:
-            log.warning("content issue in %s (%s): %s", issue.entry_id, issue.content_type, issue.problem)
-        log.info(
-            "content snapshot %s: %d entries, %d experiences, %d issues",
-            snapshot.version,
-            len(snapshot.entries),
-            len(snapshot.experiences),
-            len(snapshot.issues),
-        )
+    async def preview_snapshot(self) -> ContentSnapshot:
+        """Drafts, compiled and cached briefly (raises ``ContentSourceError`` when Contentful fails)."""
+        assert self.preview is not None
+        return await anyio.to_thread.run_sync(self.preview.get)
 
     async def close(self) -> None:
+        await self.content.close()
         if self.exposures is not None:
             await self.exposures.close()
         await self.redis.aclose()

@@ -26,6 +26,10 @@ __all__ = [
     "ExperienceList",
     "Health",
     "Readiness",
+    "ContentSyncInfo",
+    "ContentIssueInfo",
+    "ContentIssueList",
+    "WebhookAccepted",
     "ErrorBody",
     "MAX_ENTRIES",
     "MAX_EVENTS",
@@ -106,17 +110,51 @@ class Health(Struct, frozen=True):
     status: str
 
 
+class ContentSyncInfo(Struct, frozen=True, kw_only=True):
+    """How this worker's content got here: syncs done, the last one's time and changes, the last error."""
+
+    source: str
+    syncs: int
+    failed_syncs: int
+    last_sync_at: float | None
+    last_sync_changes: int
+    last_error: str | None
+
+
 class Readiness(Struct, frozen=True, kw_only=True):
     ready: bool
+    #: ``fresh`` (last sync succeeded), ``stale`` (serving stored/older content), ``loading``, ``failed``.
     content: str
     content_version: str | None
+    #: Seconds since this worker swapped to the served snapshot.
     content_age_s: float | None
     content_issues: int
+    content_sync: ContentSyncInfo
     redis: str
     model: str | None
     exposures_pending: int
     exposures_written: int
     exposures_dropped: int
+
+
+class ContentIssueInfo(Struct, frozen=True, kw_only=True):
+    entry_id: str
+    content_type: str
+    problem: str
+    fix: str
+
+
+class ContentIssueList(Struct, frozen=True, kw_only=True):
+    content_version: str
+    issues: list[ContentIssueInfo]
+
+
+class WebhookAccepted(Struct, frozen=True, kw_only=True):
+    topic: str
+    entity_id: str | None
+    #: Whether the topic changes served content (then a sync ran before this answer).
+    synced: bool
+    content_version: str | None
 
 
 class ErrorBody(Struct, frozen=True, kw_only=True):

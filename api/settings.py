@@ -37,6 +37,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     contentful_environment: str = "master"
     contentful_api_url: str = "cdn.contentful.com"
     contentful_https: bool = True
+    #: Content Preview API token: enables ``preview=true`` for admin keys (drafts before publishing).
+    contentful_preview_token: str | None = None
+    contentful_preview_api_url: str = "preview.contentful.com"
+    #: Secret of Contentful's signed webhook requests; without it ``/v1/webhooks/contentful`` refuses all.
+    contentful_webhook_secret: str | None = None
+    #: Seconds between incremental syncs (0 = only at start and on webhooks).
+    content_poll_s: float = 30.0
+    #: How deep entry links are resolved into the served fields.
+    content_link_depth: int = 2
+    #: How long a compiled preview snapshot is reused.
+    preview_cache_s: float = 5.0
     delivery_keys: tuple[str, ...] = ()
     admin_keys: tuple[str, ...] = ()
     log_level: str = "info"

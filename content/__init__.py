@@ -3,14 +3,23 @@
 ``content`` knows nothing about visitors: it loads a space (:class:`ContentSource`), compiles it
 (:func:`compile_snapshot`) into a :class:`ContentSnapshot` — entries by id and locale with links
 resolved, experiences and audiences compiled into ``personalization.types`` — and reports what is
-mis-modelled as :class:`ContentIssue` values a marketer can act on.
+mis-modelled as :class:`ContentIssue` values a marketer can act on. A :class:`SyncingSource` pulls only
+what changed since a token (:class:`SyncResult`); ``content.retry``, ``content.store`` and
+``content.preview`` retry failed loads, keep the last good items in Redis, and serve drafts.
 """
 
 from content.compile import compile_snapshot
 from content.errors import ContentAccessError, ContentFormatError, ContentSourceError
 from content.items import ContentItems
 from content.snapshot import ContentEntry, ContentIssue, ContentSnapshot
-from content.sources import ContentfulSource, ContentSource, ExportFileSource, demo_space_path
+from content.sources import (
+    ContentfulSource,
+    ContentSource,
+    ExportFileSource,
+    SyncingSource,
+    SyncResult,
+    demo_space_path,
+)
 
 __all__ = [
     "ContentSnapshot",
@@ -19,6 +28,8 @@ __all__ = [
     "ContentItems",
     "compile_snapshot",
     "ContentSource",
+    "SyncingSource",
+    "SyncResult",
     "ExportFileSource",
     "ContentfulSource",
     "demo_space_path",

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from personalization.events import EVENT_ENCODER, EVENT_STREAM, Conversion, Event, PageView, Survey
 from personalization.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S, profile_key
 
-__all__ = ["EventRecorder", "EventProblem", "check_event", "SURVEY_RANGES", "sus_score"]
+__all__ = ["EventRecorder", "EventProblem", "check_event", "SURVEY_RANGES"]
 
 EVENT_ID_TTL_S = 7 * 86_400
 
@@ -25,12 +25,6 @@ SURVEY_RANGES: dict[str, tuple[float, float]] = {"nps": (0, 10), "csat": (1, 5),
 
 class EventProblem(ValueError):
     """An event that decoded but makes no sense (e.g. an NPS of 11); the message says which field."""
-
-
-def sus_score(answers: Sequence[int]) -> float:
-    """System Usability Scale: odd items (score − 1), even items (5 − score), sum × 2.5 → 0–100."""
-    total = sum((a - 1) if i % 2 == 0 else (5 - a) for i, a in enumerate(answers))
-    return total * 2.5
 
 
 def check_event(event: Event) -> None:

@@ -65,8 +65,10 @@ class Personalizer:
             return Profile(), True
 
     async def personalize(
-        self, visitor: Visitor, entry_ids: Sequence[str], catalog: Catalog
+        self, visitor: Visitor, entry_ids: Sequence[str], catalog: Catalog, record: bool = True
     ) -> Personalized:
+        """``record=False`` (editors' previews) decides the same way but logs no exposure and
+        stores no sticky assignment, so previews never pollute measurement."""
         profile, degraded = await self._profile(visitor)
         outcome = decide(
             visitor,
@@ -75,5 +77,6 @@ class Personalizer:
             self._model.current,
             self._clock(),
         )
-        self._exposures.submit(outcome.exposures, outcome.assignments)
+        if record:
+            self._exposures.submit(outcome.exposures, outcome.assignments)
         return Personalized(outcome=outcome, degraded=degraded)

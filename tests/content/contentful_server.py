@@ -7,6 +7,11 @@ the SDK expects it (``reference/contentful.md``): ``/spaces/{space}/environments
 ``nextSyncUrl``; later tokens return what changed since, including ``DeletedEntry``/``DeletedAsset``).
 Requests need ``Authorization: Bearer <token>``.
 
+It is also the Content Preview API: requests with the *preview* token see the latest draft of every
+entry and asset (unpublished ones too) on ``/entries`` and ``/assets``, and get no Sync API. Drafts
+are kept apart from what is published: :meth:`FakeContentful.draft` edits only the drafts, while
+:meth:`FakeContentful.mutate` edits and publishes.
+
 The served space is built from a management-format export (the same file Vary bundles), converted
 here to delivery format independently of Vary's own parsing, so a test comparing the two paths is not
 comparing Vary's code with itself.
@@ -27,12 +32,14 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from sys import exc_info
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = ["FakeContentful", "Fault", "RecordedRequest", "delivery_item"]
 
 DEFAULT_TOKEN = "vary-test-delivery-token"
+DEFAULT_PREVIEW_TOKEN = "vary-test-preview-token"
 _JSON_TYPE = "application/vnd.contentful.delivery.v1+json"
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The query you sent was invalid."),
@@ -88,6 +95,7 @@ class FakeContentful:
     """A CDA server on 127.0.0.1 (random port) in a background thread; use as a context manager.
 
     ``sync_page_size`` is how many items one sync page carries (small values exercise paging).
+    ``access_token`` sees what is published; ``preview_token`` sees the drafts (Preview API).
     """
 
     def __init__(
@@ -97,17 +105,20 @@ class FakeContentful:
         space_id: str | None = None,
         environment: str = "master",
         access_token: str = DEFAULT_TOKEN,
+        preview_token: str = DEFAULT_PREVIEW_TOKEN,
         sync_page_size: int = 100,
     ) -> None:
         if not isinstance(export, Mapping):
             export = json.loads(Path(export).read_text(encoding="utf-8"))
         self.environment = environment
         self.access_token = access_token
+        self.preview_token = preview_token
         self.sync_page_size = sync_page_size
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self._lock = threading.RLock()
-        self._export: dict[str, Any] = copy.deepcopy(dict(export))
+        self._export: dict[str, Any] = copy.deepcopy(dict(export))  # what is published
+        self._drafts: dict[str, Any] = copy.deepcopy(self._export)  # the latest version of everything
         self.space_id = space_id or _space_id_of(self._export)
         self._generations: list[dict[tuple[str, str], dict[str, Any]]] = []
         self._tokens: dict[str, _Cursor] = {}
@@ -119,8 +130,7 @@ class FakeContentful:
 
     def start(self) -> FakeContentful:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
             name="fake-contentful", daemon=True,
@@ -155,17 +165,45 @@ class FakeContentful:
 
     @property
     def export(self) -> dict[str, Any]:
-        """A copy of the export currently served."""
+        """A copy of the export currently served (the published content)."""
         with self._lock:
             return copy.deepcopy(self._export)
 
+    @property
+    def drafts(self) -> dict[str, Any]:
+        """A copy of the drafts: the latest version of everything, as the preview token sees it."""
+        with self._lock:
+            return copy.deepcopy(self._drafts)
+
     def mutate(self, change: Callable[[dict[str, Any]], None]) -> None:
-        """Apply ``change`` to a copy of the served export and serve the result from now on."""
+        """Apply ``change`` and publish it: to a copy of the served export, served from now on (a new
+        sync generation), and to the drafts, so the preview sees it too."""
         with self._lock:
             export = copy.deepcopy(self._export)
             change(export)
-            self._export = export
+            drafts = copy.deepcopy(self._drafts)
+            change(drafts)
+            self._export, self._drafts = export, drafts
             self._publish_generation()
+
+    def draft(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply ``change`` to the drafts only, as an editor saving without publishing: the preview
+        token sees it, the delivery token and sync do not. Entries and assets the change touched get a
+        new ``sys.version`` and ``sys.updatedAt``; whether an item counts as published for delivery
+        does not matter here (preview shows every draft)."""
+        with self._lock:
+            drafts = copy.deepcopy(self._drafts)
+            change(drafts)
+            before = {
+                (key, item["sys"]["id"]): item for key in ("entries", "assets")
+                for item in self._drafts.get(key, [])
+            }
+            for key in ("entries", "assets"):
+                for item in drafts.get(key, []):
+                    if before.get((key, item["sys"]["id"])) != item:
+                        item["sys"]["version"] = item["sys"].get("version", 0) + 1
+                        item["sys"]["updatedAt"] = _now()
+            self._drafts = drafts
 
     def requests_to(self, resource: str) -> list[RecordedRequest]:
         """The recorded requests whose path ends with ``/resource`` (e.g. ``"sync"``)."""
@@ -181,7 +219,9 @@ class FakeContentful:
                     return fault
         return None
 
-    def _route(self, path: str, query: dict[str, str], base_url: str) -> tuple[int, Any]:
+    def _route(
+        self, path: str, query: dict[str, str], base_url: str, preview: bool = False
+    ) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "spaces" or parts[1] != self.space_id:
             return _error(404, details={"type": "Space", "id": parts[1] if len(parts) > 1 else ""})
@@ -201,10 +241,12 @@ class FakeContentful:
             if rest == ["locales"]:
                 return 200, _collection([_delivery_locale(loc) for loc in self._locales()], query)
             if rest in (["entries"], ["assets"]):
-                return self._entities(rest[0], query)
+                return self._entities(rest[0], query, preview=preview)
             if len(rest) == 2 and rest[0] in ("entries", "assets"):
-                return self._entities(rest[0], {**query, "sys.id": rest[1]}, single=True)
+                return self._entities(rest[0], {**query, "sys.id": rest[1]}, single=True, preview=preview)
             if rest == ["sync"]:
+                if preview:
+                    return _error(400, details="The Sync API is not available in the Content Preview API.")
                 return self._sync(query, base_url)
         return _error(404)
 
@@ -222,13 +264,20 @@ class FakeContentful:
         key = "entries" if kind == "entries" else "assets"
         return [item for item in self._export.get(key, []) if item.get("sys", {}).get("publishedVersion")]
 
-    def _entities(self, kind: str, query: dict[str, str], single: bool = False) -> tuple[int, Any]:
+    def _previewed(self, kind: str) -> list[dict[str, Any]]:
+        """Every draft (published or not) except archived ones: what the Preview API serves."""
+        key = "entries" if kind == "entries" else "assets"
+        return [item for item in self._drafts.get(key, []) if not item.get("sys", {}).get("archivedVersion")]
+
+    def _entities(
+        self, kind: str, query: dict[str, str], single: bool = False, preview: bool = False
+    ) -> tuple[int, Any]:
         locales = self._locales()
         locale = query.get("locale")
         codes = {loc["code"] for loc in locales}
         if locale not in (None, "*") and locale not in codes:
             return _error(400, details={"errors": [{"name": "unknownLocale", "value": locale}]})
-        items = self._published(kind)
+        items = self._previewed(kind) if preview else self._published(kind)
         if "sys.id" in query:
             items = [i for i in items if i["sys"]["id"] == query["sys.id"]]
         if "sys.id[in]" in query:
@@ -240,7 +289,7 @@ class FakeContentful:
         if single:
             if not items:
                 return _error(404, {"type": "Entry" if kind == "entries" else "Asset", "id": query["sys.id"]})
-            return 200, self._deliver(items[0], locale, locales)
+            return 200, self._deliver(items[0], locale, locales, preview)
         try:
             limit = min(int(query.get("limit", 100)), 1000)
             skip = int(query.get("skip", 0))
@@ -248,13 +297,13 @@ class FakeContentful:
         except ValueError:
             return _error(400)
         page = items[skip : skip + limit]
-        delivered = [self._deliver(item, locale, locales) for item in page]
+        delivered = [self._deliver(item, locale, locales, preview) for item in page]
         body: dict[str, Any] = {
             "sys": {"type": "Array"}, "total": len(items), "skip": skip, "limit": limit,
             "items": delivered,
         }
         if kind == "entries":
-            includes, errors = self._includes(page, include, locale, locales)
+            includes, errors = self._includes(page, include, locale, locales, preview)
             if includes["Entry"] or includes["Asset"]:
                 body["includes"] = includes
             if errors:
@@ -262,26 +311,28 @@ class FakeContentful:
         return 200, body
 
     def _deliver(
-        self, item: dict[str, Any], locale: str | None, locales: list[dict[str, Any]]
+        self, item: dict[str, Any], locale: str | None, locales: list[dict[str, Any]], preview: bool = False
     ) -> dict[str, Any]:
         non_localized: set[str] = set()
         omitted: set[str] = set()
         if item["sys"]["type"] == "Entry":
             type_id = _link_target(item["sys"]["contentType"])
-            for ct in self._export.get("contentTypes", []):
+            for ct in (self._drafts if preview else self._export).get("contentTypes", []):
                 if ct["sys"]["id"] == type_id:
                     non_localized = {f["id"] for f in ct["fields"] if not f.get("localized")}
                     omitted = {f["id"] for f in ct["fields"] if f.get("omitted")}
         return delivery_item(
             item, self.space_id, self.environment, locale=locale, locales=locales,
-            non_localized=non_localized, omitted=omitted,
+            non_localized=non_localized, omitted=omitted, draft=preview,
         )
 
     def _includes(
-        self, page: list[dict[str, Any]], levels: int, locale: str | None, locales: list[dict[str, Any]]
+        self, page: list[dict[str, Any]], levels: int, locale: str | None, locales: list[dict[str, Any]],
+        preview: bool = False,
     ) -> tuple[dict[str, list[Any]], list[Any]]:
-        by_key = {("Entry", e["sys"]["id"]): e for e in self._published("entries")}
-        by_key.update({("Asset", a["sys"]["id"]): a for a in self._published("assets")})
+        visible = self._previewed if preview else self._published
+        by_key = {("Entry", e["sys"]["id"]): e for e in visible("entries")}
+        by_key.update({("Asset", a["sys"]["id"]): a for a in visible("assets")})
         seen = {("Entry", item["sys"]["id"]) for item in page}
         includes: dict[str, list[Any]] = {"Entry": [], "Asset": []}
         errors: list[Any] = []
@@ -301,7 +352,7 @@ class FakeContentful:
                             "details": {"type": "Link", "linkType": link_type, "id": target},
                         })
                         continue
-                    includes[link_type].append(self._deliver(found, locale, locales))
+                    includes[link_type].append(self._deliver(found, locale, locales, preview))
                     next_frontier.append(found)
             frontier = next_frontier
         return includes, errors
@@ -354,6 +405,16 @@ class FakeContentful:
         self._generations.append(snapshot)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout against a slow Fault) closed the socket: not an error.
+        if isinstance(exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeContentful
     server_version = "FakeContentful/1"
@@ -370,17 +431,25 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         with self.fake._lock:
             self.fake.requests.append(RecordedRequest(url.path, query, dict(self.headers.items())))
-        if not self._authorized(query):
+        view = self._view(query)
+        if view is None:
             self._send(*_error(401))
             return
         host = self.headers.get("Host") or self.fake.api_url
-        status, body = self.fake._route(url.path, query, f"http://{host}")
+        status, body = self.fake._route(url.path, query, f"http://{host}", preview=view == "preview")
         self._send(status, body)
 
-    def _authorized(self, query: dict[str, str]) -> bool:
+    def _view(self, query: dict[str, str]) -> str | None:
+        """``"delivery"`` or ``"preview"`` by the token sent, ``None`` for an unknown token."""
         header = self.headers.get("Authorization", "")
         token = header[len("Bearer "):] if header.startswith("Bearer ") else query.get("access_token")
-        return token is not None and secrets.compare_digest(token, self.fake.access_token)
+        if token is None:
+            return None
+        if secrets.compare_digest(token, self.fake.access_token):
+            return "delivery"
+        if secrets.compare_digest(token, self.fake.preview_token):
+            return "preview"
+        return None
 
     def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         payload = json.dumps(body).encode("utf-8")
@@ -409,12 +478,14 @@ def delivery_item(
     locales: list[Mapping[str, Any]],
     non_localized: Collection[str] = (),
     omitted: Collection[str] = (),
+    draft: bool = False,
 ) -> dict[str, Any]:
     """An exported (management-format) entry or asset as the CDA delivers it.
 
     ``locale="*"`` keeps fields keyed by locale (as sync does); one locale code (or ``None`` for the
     default) flattens them with Contentful's fallback rules, reading ``non_localized`` fields from the
-    default locale. ``omitted`` fields (hidden from API responses) are left out.
+    default locale. ``omitted`` fields (hidden from API responses) are left out. ``draft`` delivers
+    it as the Preview API does: timestamps of the latest version, not of the published one.
     """
     sys = item["sys"]
     default = next((loc["code"] for loc in locales if loc.get("default")), "en-US")
@@ -422,10 +493,10 @@ def delivery_item(
         "space": _link("Space", space_id),
         "id": sys["id"],
         "type": sys["type"],
-        "createdAt": sys.get("firstPublishedAt") or sys["createdAt"],
-        "updatedAt": sys.get("publishedAt") or sys["updatedAt"],
+        "createdAt": sys["createdAt"] if draft else sys.get("firstPublishedAt") or sys["createdAt"],
+        "updatedAt": sys["updatedAt"] if draft else sys.get("publishedAt") or sys["updatedAt"],
         "environment": _link("Environment", environment),
-        "revision": sys.get("publishedCounter", 1),
+        "revision": sys.get("publishedCounter", 0 if draft else 1),
     }
     if sys["type"] == "Entry":
         delivered_sys["contentType"] = _link("ContentType", _link_target(sys["contentType"]))

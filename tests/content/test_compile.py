@@ -269,7 +269,7 @@ def test_snapshot_is_immutable(demo: ContentSnapshot) -> None:
 def test_exported_surface() -> None:
     assert set(content.__all__) == {
         "ContentSnapshot", "ContentEntry", "ContentIssue", "ContentItems", "compile_snapshot",
-        "ContentSource", "ExportFileSource", "ContentfulSource", "demo_space_path",
+        "ContentSource", "SyncingSource", "SyncResult", "ExportFileSource", "ContentfulSource", "demo_space_path",
         "ContentSourceError", "ContentAccessError", "ContentFormatError",
     }
     for name in content.__all__:
