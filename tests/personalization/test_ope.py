@@ -72,7 +72,7 @@ def true_value(policy) -> float:
 
 
 def simulate(seed: int, n: int = 2000) -> tuple[LoggedBandit, np.ndarray, np.ndarray]:
-    """n logged decisions; returns the log, the target's probabilities and the logging probabilities."""
+    """n logged decisions; returns the log, the target's and the logging policy's probabilities."""
     rng = np.random.default_rng(seed)
     channels = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
     devices = rng.choice(list(DEVICES), size=n, p=list(DEVICES.values()))
@@ -97,7 +97,7 @@ def simulate(seed: int, n: int = 2000) -> tuple[LoggedBandit, np.ndarray, np.nda
 
 @pytest.mark.slow
 def test_intervals_cover_the_true_value() -> None:
-    """50 seeded logs of 2,000 rows: each estimator's 95% interval holds the true value ≥ 90% of the time."""
+    """50 seeded logs of 2,000 rows: each 95% interval holds the true value in ≥ 90% of them."""
     truth = true_value(target_policy)
     logged_truth = true_value(logging_policy)
     assert truth > logged_truth + 0.03  # the target is genuinely better: the test is not vacuous
@@ -156,7 +156,8 @@ def test_clipping_is_counted_and_applied() -> None:
     w = target[np.arange(600), logged.actions] / logged.propensities  # up to 1/0.2 = 5
     estimate = evaluate_policy(logged, target, clip=3.0, n_bootstrap=50)
     assert estimate.clipped == int((w > 3.0).sum()) > 0
-    assert estimate.ips.value == pytest.approx(np.mean(np.minimum(w, 3.0) * logged.rewards), abs=1e-12)
+    expected = np.mean(np.minimum(w, 3.0) * logged.rewards)
+    assert estimate.ips.value == pytest.approx(expected, abs=1e-12)
     assert evaluate_policy(logged, target, n_bootstrap=50).clipped == 0
 
 
@@ -362,7 +363,8 @@ def test_end_to_end_from_files(tmp_path: Path) -> None:
     write_action_probabilities(tmp_path / "target.csv", target)
     read = read_logged_bandit(tmp_path / "log.csv")
     assert read.contexts == logged.contexts
-    from_files = evaluate_policy(read, read_action_probabilities(tmp_path / "target.csv"), n_bootstrap=50)
+    target_read = read_action_probabilities(tmp_path / "target.csv")
+    from_files = evaluate_policy(read, target_read, n_bootstrap=50)
     assert from_files == evaluate_policy(logged, target, n_bootstrap=50)
 
 

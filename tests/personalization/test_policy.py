@@ -1,4 +1,4 @@
-"""The learned bandit policy: reward model and its card, skops storage, compiled path, probabilities."""
+"""The learned bandit policy: reward model and card, skops storage, compiled path, probabilities."""
 
 from __future__ import annotations
 
@@ -184,9 +184,8 @@ def test_compiled_predict_equals_predict_proba(
 ) -> None:
     pipeline, _ = trained
     rows = scoring_rows()
-    expected = np.array(
-        [[pipeline.predict_proba([action_features(x, a)])[0, 1] for a in range(K)] for x in rows]
-    )
+    grid = [action_features(x, a) for x in rows for a in range(K)]
+    expected = pipeline.predict_proba(grid)[:, 1].reshape(len(rows), K)
     got = np.array([compiled.predict(x) for x in rows])
     assert got.shape == (500, K)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
@@ -222,13 +221,13 @@ def test_epsilon_greedy_exact_values() -> None:
 
 
 def test_floor_raises_the_low_and_rescales_the_rest_proportionally() -> None:
-    # ε-greedy gives [1/30, 0.9 + 1/30, 1/30]; both small ones go to 0.05, the winner keeps the rest.
+    # ε-greedy gives [1/30, 0.9 + 1/30, 1/30]; both small ones go to 0.05, the winner keeps 0.9.
     got = action_probabilities([0.2, 0.5, 0.3], "epsilon_greedy", epsilon=0.1, min_probability=0.05)
     assert got == pytest.approx([0.05, 0.9, 0.05], abs=1e-15)
-    # Water-filling: after lifting the smallest, the next one falls below the floor and is lifted too.
+    # Water-filling: after lifting the smallest, the next one falls below the floor: lifted too.
     got = policy._apply_floor([0.01, 0.1, 0.89], 0.1)
     assert got == pytest.approx([0.1, 0.1, 0.8], abs=1e-15)
-    got = policy._apply_floor([0.02, 0.38, 0.6], 0.1)  # 0.38, 0.6 share 0.9 in proportion 0.38 : 0.6
+    got = policy._apply_floor([0.02, 0.38, 0.6], 0.1)  # 0.38 and 0.6 share 0.9 in that proportion
     assert got == pytest.approx([0.1, 0.9 * 0.38 / 0.98, 0.9 * 0.6 / 0.98], abs=1e-15)
 
 
@@ -264,7 +263,8 @@ def test_thompson_is_deterministic_and_symmetric() -> None:
     assert action_probabilities(predictions, "thompson", min_probability=0.0) == first
     reversed_ = action_probabilities(predictions[::-1], "thompson", min_probability=0.0)
     assert reversed_[::-1] == pytest.approx(first, abs=1e-12)
-    assert action_probabilities([0.2] * 4, "thompson", min_probability=0.0) == pytest.approx([0.25] * 4)
+    equal = action_probabilities([0.2] * 4, "thompson", min_probability=0.0)
+    assert equal == pytest.approx([0.25] * 4)
 
 
 def test_thompson_matches_monte_carlo() -> None:
@@ -303,7 +303,8 @@ def test_choose_action_follows_the_probabilities() -> None:
     assert counts == [5000, 70000, 25000]
     hashed = [0] * 3
     for i in range(20_000):
-        hashed[choose_action(probabilities, uniform_from_key("hero", f"visitor-{i}", "2025-06-01"))] += 1
+        u = uniform_from_key("hero", f"visitor-{i}", "2025-06-01")
+        hashed[choose_action(probabilities, u)] += 1
     np.testing.assert_allclose(np.array(hashed) / 20_000, probabilities, atol=0.01)
 
 
