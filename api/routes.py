@@ -37,6 +37,7 @@ from api.schemas import (
 )
 from content import ContentSnapshot
 from content.errors import ContentSourceError
+from content.segments import unknown_segment_issues
 from content.webhooks import (
     WebhookPayloadError,
     WebhookSignatureError,
@@ -227,14 +228,17 @@ class AdminController(Controller):
 
     @get("/content/issues", summary="Mis-modelled experiences and audiences, with fixes")
     async def content_issues(self, state: State) -> ContentIssueList:
-        snapshot = _snapshot(_runtime(state))
+        runtime = _runtime(state)
+        snapshot = _snapshot(runtime)
+        model = runtime.model.current
+        segment_issues = unknown_segment_issues(snapshot, model.segments if model else ())
         return ContentIssueList(
             content_version=snapshot.version,
             issues=[
                 ContentIssueInfo(
                     entry_id=i.entry_id, content_type=i.content_type, problem=i.problem, fix=i.fix
                 )
-                for i in snapshot.issues
+                for i in (*snapshot.issues, *segment_issues)
             ],
         )
 

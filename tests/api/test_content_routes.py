@@ -169,3 +169,11 @@ def test_contentful_down_at_start_keeps_stored_content(
         ready = second.get("/ready").json()
         assert ready["ready"] and ready["content"] == "stale" and ready["content_version"] == version
         assert "401" in ready["content_sync"]["last_error"] or "token" in ready["content_sync"]["last_error"]
+
+
+def test_content_issues_name_segments_the_model_does_not_score(live: TestClient, space: FakeContentful) -> None:
+    space.mutate(lambda e: set_field(e, "priceSensitive", "segment", "price_sensitve"))
+    assert live.post("/v1/webhooks/contentful", content=BODY, headers=_signed()).status_code == 200
+    issues = live.get("/v1/content/issues", headers={"Authorization": f"Bearer {ADMIN}"}).json()["issues"]
+    (issue,) = [i for i in issues if "price_sensitve" in i["problem"]]
+    assert issue["entry_id"] == "priceSensitive" and "price_sensitive" in issue["fix"]

@@ -141,6 +141,26 @@ def test_known_values_by_formula() -> None:
         assert low <= getattr(estimate, name).value <= high
 
 
+def test_non_binary_rewards_use_a_regression_reward_model() -> None:
+    logged, target, _ = simulate(11, n=600)
+    revenue = LoggedBandit(
+        contexts=logged.contexts,
+        actions=logged.actions,
+        propensities=logged.propensities,
+        rewards=logged.rewards * np.where(logged.actions == 2, 30.0, 20.0),
+        n_actions=K,
+    )
+    estimate = evaluate_policy(revenue, target, n_bootstrap=50)
+    assert math.isfinite(estimate.dr.value) and estimate.dr.value > 0.0
+    assert estimate.dr.interval[0] <= estimate.dr.value <= estimate.dr.interval[1]
+
+
+def test_a_reward_model_of_the_wrong_shape_is_refused() -> None:
+    logged, target, _ = simulate(12, n=200)
+    with pytest.raises(ValueError, match="expected finite"):
+        evaluate_policy(logged, target, reward_model=lambda tx, ta, tr, px, k: np.zeros((len(px), 1)))
+
+
 def test_ess_equals_n_when_target_is_the_logging_policy() -> None:
     logged, _, mu = simulate(2, n=800)
     estimate = evaluate_policy(logged, mu, n_bootstrap=50)
