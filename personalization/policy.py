@@ -40,11 +40,9 @@ Errors are the segment model's (one tree for every model file Vary loads)::
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import re
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,25 +51,26 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 import numpy as np
 import sklearn
-import skops.io
 from scipy.special import ndtr
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from personalization.features import FEATURE_NAMES
 
 # The trust check and atomic writes are shared with the segment model on purpose: one implementation
 # of "which types may a model file name" for every model Vary loads.
-from personalization.segment_model import (
+from personalization.model_files import (
     ModelLoadError,
     ModelVersionMismatch,
     UntrustedModelError,
-    _file_types,
-    _write_atomic,
+    check_sklearn_version,
+    dump_bytes,
+    load_trusted,
+    read_model_files,
+    write_model_files,
 )
 
 __all__ = [
@@ -105,8 +104,6 @@ ACTION_KEY = "action"
 #: The newest share of rows (by timestamp) held out to measure the reward model.
 VALIDATION_SHARE = 0.2
 
-ACTIVE_FILE = "active"
-_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CARD_ENCODER = msgspec.json.Encoder()
 _ACTION_MAIN = re.compile(r"^action=(\d+)$")
 _ACTION_CROSSED = re.compile(r"^action=(\d+)\|(.*)$", re.DOTALL)
@@ -336,17 +333,7 @@ def save_policy(pipeline: Pipeline, card: PolicyCard, directory: Path) -> Path:
     renamed, ``active`` last, so a reader never sees a half-written policy. Returns the ``.skops``
     path.
     """
-    if not _VERSION_PATTERN.match(card.version):
-        raise ValueError(f"policy version {card.version!r} is not a safe file name")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    skops.io.dump(pipeline, buffer)
-    model_path = directory / f"{card.version}.skops"
-    _write_atomic(model_path, buffer.getvalue())
-    _write_atomic(directory / f"{card.version}.json", _CARD_ENCODER.encode(card))
-    _write_atomic(directory / ACTIVE_FILE, f"{card.version}\n".encode())
-    return model_path
+    return write_model_files(directory, card.version, dump_bytes(pipeline), _CARD_ENCODER.encode(card))
 
 
 def load_policy(directory: Path, version: str | None = None) -> tuple[Pipeline, PolicyCard]:
@@ -357,53 +344,16 @@ def load_policy(directory: Path, version: str | None = None) -> tuple[Pipeline, 
     :class:`ModelLoadError` for a missing, unreadable or corrupt file or a pipeline of another
     shape.
     """
-    directory = Path(directory)
-    if version is None:
-        active = directory / ACTIVE_FILE
-        try:
-            version = active.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelLoadError(f"{active}: cannot read the active policy version: {exc}") from exc
-    if not _VERSION_PATTERN.match(version):
-        raise ModelLoadError(f"{directory}: {version!r} is not a policy version")
-
-    card_path = directory / f"{version}.json"
+    version, card_bytes, data, model_path = read_model_files(directory, version, "policy")
+    card_path = model_path.with_suffix(".json")
     try:
-        card = msgspec.json.decode(card_path.read_bytes(), type=PolicyCard)
-    except OSError as exc:
-        raise ModelLoadError(f"{card_path}: cannot read the policy card: {exc}") from exc
+        card = msgspec.json.decode(card_bytes, type=PolicyCard)
     except msgspec.DecodeError as exc:
         raise ModelLoadError(f"{card_path}: not a valid policy card: {exc}") from exc
     if card.version != version:
-        raise ModelLoadError(
-            f"{card_path}: the card is for version {card.version!r}, not {version!r}"
-        )
-    if card.sklearn_version != sklearn.__version__:
-        raise ModelVersionMismatch(
-            f"{card_path}: policy {version} was trained with scikit-learn {card.sklearn_version}, "
-            f"but scikit-learn {sklearn.__version__} is installed; retrain the reward model "
-            f"(or install scikit-learn {card.sklearn_version})"
-        )
-
-    model_path = directory / f"{version}.skops"
-    try:
-        data = model_path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{model_path}: cannot read the policy: {exc}") from exc
-    try:
-        untrusted = _file_types(data) - set(TRUSTED_TYPES)
-    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError) as exc:
-        raise ModelLoadError(f"{model_path}: not a valid skops file: {exc}") from exc
-    if untrusted:
-        raise UntrustedModelError(
-            f"{model_path}: refusing to load types outside TRUSTED_TYPES: {sorted(untrusted)}"
-        )
-    try:
-        pipeline = skops.io.load(io.BytesIO(data), trusted=list(TRUSTED_TYPES))
-    except UntrustedTypesFoundException as exc:
-        raise UntrustedModelError(f"{model_path}: refusing to load untrusted types: {exc}") from exc
-    except Exception as exc:  # skops raises many kinds on corrupt content; all mean "cannot load"
-        raise ModelLoadError(f"{model_path}: corrupt policy file: {exc!r}") from exc
+        raise ModelLoadError(f"{card_path}: the card is for version {card.version!r}, not {version!r}")
+    check_sklearn_version(card.sklearn_version, str(card_path), f"policy {version}")
+    pipeline = load_trusted(data, TRUSTED_TYPES, str(model_path))
     try:
         _parts(pipeline)
     except (TypeError, ValueError) as exc:

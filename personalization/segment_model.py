@@ -28,13 +28,8 @@ Errors::
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import math
-import os
-import re
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,16 +38,24 @@ from typing import Protocol, runtime_checkable
 import msgspec
 import numpy as np
 import sklearn
-import skops.io
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from personalization.features import FEATURE_NAMES
+from personalization.model_files import (
+    ModelLoadError,
+    ModelVersionMismatch,
+    UntrustedModelError,
+    check_sklearn_version,
+    dump_bytes,
+    load_trusted,
+    read_model_files,
+    write_model_files,
+)
 
 __all__ = [
     "ModelCard",
@@ -67,6 +70,7 @@ __all__ = [
     "train_segment_model",
     "save_model",
     "load_model",
+    "load_model_bytes",
     "compile_model",
 ]
 
@@ -77,8 +81,6 @@ VALIDATION_SHARE = 0.2
 #: Equal-width probability bins in the calibration table.
 CALIBRATION_BINS = 10
 
-ACTIVE_FILE = "active"
-_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CARD_ENCODER = msgspec.json.Encoder()
 
 #: Every type a saved segment pipeline is made of — and the only types :func:`load_model` lets a
@@ -101,25 +103,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
 )
-
-
-class ModelLoadError(Exception):
-    """A segment model could not be loaded: missing, unreadable or corrupt file, or a wrong shape.
-
-    The message names the file.
-    """
-
-
-class ModelVersionMismatch(ModelLoadError):
-    """The model was trained under another scikit-learn version than the one running.
-
-    Coefficients and fitted attributes are not guaranteed to mean the same across versions, so Vary
-    does not guess: retrain with ``vary train``.
-    """
-
-
-class UntrustedModelError(ModelLoadError):
-    """The model file names types outside :data:`TRUSTED_TYPES`; nothing in it was constructed."""
 
 
 class ModelCard(msgspec.Struct, frozen=True, kw_only=True):
@@ -299,49 +282,13 @@ def train_segment_model(
 # Storage
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_model(pipeline: Pipeline, card: ModelCard, directory: Path) -> Path:
     """Write ``<version>.skops`` and ``<version>.json`` in ``directory``, then make it ``active``.
 
     Each file is written to a temporary name and renamed, and ``active`` changes last, so a reader
     never sees a half-written model. Returns the path of the ``.skops`` file.
     """
-    if not _VERSION_PATTERN.match(card.version):
-        raise ValueError(f"model version {card.version!r} is not a safe file name")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    skops.io.dump(pipeline, buffer)
-    model_path = directory / f"{card.version}.skops"
-    _write_atomic(model_path, buffer.getvalue())
-    _write_atomic(directory / f"{card.version}.json", _CARD_ENCODER.encode(card))
-    _write_atomic(directory / ACTIVE_FILE, f"{card.version}\n".encode())
-    return model_path
-
-
-def _schema_types(node: object, found: set[str]) -> set[str]:
-    """Every ``module.class`` a skops schema names, at any depth (a superset of what skops builds)."""
-    if isinstance(node, dict):
-        module, cls = node.get("__module__"), node.get("__class__")
-        if isinstance(module, str) and isinstance(cls, str):
-            found.add(f"{module}.{cls}")
-        for value in node.values():
-            _schema_types(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _schema_types(value, found)
-    return found
-
-
-def _file_types(data: bytes) -> set[str]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        schema = json.loads(archive.read("schema.json"))
-    return _schema_types(schema, set())
+    return write_model_files(directory, card.version, dump_bytes(pipeline), _CARD_ENCODER.encode(card))
 
 
 def load_model(directory: Path, version: str | None = None) -> tuple[Pipeline, ModelCard]:
@@ -351,56 +298,26 @@ def load_model(directory: Path, version: str | None = None) -> tuple[Pipeline, M
     :class:`UntrustedModelError` when the file names a type outside :data:`TRUSTED_TYPES`, and
     :class:`ModelLoadError` for a missing, unreadable or corrupt file.
     """
-    directory = Path(directory)
-    if version is None:
-        active = directory / ACTIVE_FILE
-        try:
-            version = active.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelLoadError(f"{active}: cannot read the active model version: {exc}") from exc
-    if not _VERSION_PATTERN.match(version):
-        raise ModelLoadError(f"{directory}: {version!r} is not a model version")
-
-    card_path = directory / f"{version}.json"
+    version, card_bytes, data, model_path = read_model_files(directory, version, "model")
+    card_path = model_path.with_suffix(".json")
     try:
-        card = msgspec.json.decode(card_path.read_bytes(), type=ModelCard)
-    except OSError as exc:
-        raise ModelLoadError(f"{card_path}: cannot read the model card: {exc}") from exc
+        card = msgspec.json.decode(card_bytes, type=ModelCard)
     except msgspec.DecodeError as exc:
         raise ModelLoadError(f"{card_path}: not a valid model card: {exc}") from exc
     if card.version != version:
         raise ModelLoadError(f"{card_path}: the card is for version {card.version!r}, not {version!r}")
-    if card.sklearn_version != sklearn.__version__:
-        raise ModelVersionMismatch(
-            f"{card_path}: model {version} was trained with scikit-learn {card.sklearn_version}, "
-            f"but scikit-learn {sklearn.__version__} is installed; retrain with `vary train` "
-            f"(or install scikit-learn {card.sklearn_version})"
-        )
+    return load_model_bytes(data, card, where=str(model_path)), card
 
-    model_path = directory / f"{version}.skops"
-    try:
-        data = model_path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{model_path}: cannot read the model: {exc}") from exc
-    try:
-        untrusted = _file_types(data) - set(TRUSTED_TYPES)
-    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError) as exc:
-        raise ModelLoadError(f"{model_path}: not a valid skops file: {exc}") from exc
-    if untrusted:
-        raise UntrustedModelError(
-            f"{model_path}: refusing to load types outside TRUSTED_TYPES: {sorted(untrusted)}"
-        )
-    try:
-        pipeline = skops.io.load(io.BytesIO(data), trusted=list(TRUSTED_TYPES))
-    except UntrustedTypesFoundException as exc:
-        raise UntrustedModelError(f"{model_path}: refusing to load untrusted types: {exc}") from exc
-    except Exception as exc:  # skops raises many kinds on corrupt content; all mean "cannot load"
-        raise ModelLoadError(f"{model_path}: corrupt model file: {exc!r}") from exc
+
+def load_model_bytes(data: bytes, card: ModelCard, where: str = "model") -> Pipeline:
+    """A segment pipeline from skops bytes (a file, or the registry in Redis), checked like a file."""
+    check_sklearn_version(card.sklearn_version, where, f"model {card.version}")
+    pipeline = load_trusted(data, TRUSTED_TYPES, where)
     try:
         _parts(pipeline, card)
     except (TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{model_path}: {exc}") from exc
-    return pipeline, card
+        raise ModelLoadError(f"{where}: {exc}") from exc
+    return pipeline
 
 
 # ---------------------------------------------------------------------------------------------------
