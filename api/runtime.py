@@ -8,6 +8,8 @@ through ``app.state.runtime`` and only call it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ from content.sources import SyncingSource
 from personalization.exposures import ExposureWriter
 from personalization.measurement import EventRecorder
 from personalization.profiles import RedisProfileStore
-from personalization.scoring import ActiveModel, load_active_model
-from personalization.segment_model import SegmentModel
+from personalization.model_registry import SEGMENTS_SLOT, ModelRegistry
+from personalization.model_files import ModelLoadError, read_model_files
+from personalization.policy import CompiledRewardModel
+from personalization.scoring import ActiveModel, ActivePolicies
+from personalization.segment_model import CompiledSegmentModel
 from personalization.service import Personalizer
 
 __all__ = ["Runtime", "content_source_for", "preview_for", "ensure_model"]
@@ -81,6 +86,9 @@ class Runtime:
     content: ContentCoordinator
     preview: PreviewCache | None = None
     model: ActiveModel = field(default_factory=ActiveModel)
+    policies: ActivePolicies = field(default_factory=ActivePolicies)
+    models: ModelRegistry | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     exposures: ExposureWriter | None = None
     events: EventRecorder | None = None
     personalizer: Personalizer | None = None
@@ -99,11 +107,13 @@ class Runtime:
             redis, queue_size=settings.exposure_queue_size, batch_size=settings.exposure_batch_size
         )
         runtime.events = EventRecorder(redis)
+        runtime.models = ModelRegistry(redis)
         runtime.personalizer = Personalizer(
             RedisProfileStore(redis),
             runtime.model,
             runtime.exposures,
             profile_timeout_s=settings.profile_timeout_s,
+            policies=runtime.policies,
         )
         return runtime
 
@@ -112,13 +122,55 @@ class Runtime:
         return self.content.state.snapshot
 
     async def start(self) -> None:
-        """Load content and the model (off the event loop: both block), start the exposure writer."""
+        """Load content and models (blocking work off the event loop), start the exposure writer."""
         await self.content.start()
-        directory = await anyio.to_thread.run_sync(ensure_model, self.settings)
-        model: SegmentModel | None = await anyio.to_thread.run_sync(load_active_model, directory)
-        self.model.activate(model)
+        await self._start_models()
         assert self.exposures is not None
         self.exposures.start()
+
+    async def _start_models(self) -> None:
+        """Serve the registry's active models; seed it from the local model directory when empty.
+
+        A model that fails to load is logged and skipped: the previous one (or rule audiences only,
+        with no segment model at all) keeps serving.
+        """
+        assert self.models is not None
+        try:
+            active = await self.models.active_versions()
+            if SEGMENTS_SLOT not in active:
+                directory = await anyio.to_thread.run_sync(ensure_model, self.settings)
+                if (directory / "active").exists():
+                    version, card, data, _ = await anyio.to_thread.run_sync(read_model_files, directory, None)
+                    await self.models.register(data, card)
+                    await self.models.activate(version)
+            await self._load_active()
+        except Exception as exc:
+            log.error("models not loaded (%s): serving rule audiences only until one is activated", exc)
+        self._tasks.append(asyncio.create_task(self.models.follow(self.switch_model), name="vary-models-follow"))
+
+    async def _load_active(self) -> None:
+        assert self.models is not None
+        for slot, version in (await self.models.active_versions()).items():
+            await self.switch_model(slot, version)
+
+    async def switch_model(self, slot: str, version: str) -> None:
+        """Build the new model first, then swap the reference (no request ever sees no model)."""
+        assert self.models is not None
+        if slot == SEGMENTS_SLOT and self.model.version == version:
+            return
+        experience = slot.removeprefix("policy:")
+        current = self.policies.current.get(experience)
+        if slot != SEGMENTS_SLOT and current is not None and current.version == version:
+            return
+        try:
+            model = await self.models.load(version)
+        except ModelLoadError as exc:
+            log.error("model %s not activated here: %s; the previous one keeps serving", version, exc)
+            return
+        if isinstance(model, CompiledSegmentModel):
+            self.model.activate(model)
+        elif isinstance(model, CompiledRewardModel):
+            self.policies.activate(experience, model)
 
     async def preview_snapshot(self) -> ContentSnapshot:
         """Drafts, compiled and cached briefly (raises ``ContentSourceError`` when Contentful fails)."""
@@ -126,6 +178,11 @@ class Runtime:
         return await anyio.to_thread.run_sync(self.preview.get)
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.content.close()
         if self.exposures is not None:
             await self.exposures.close()

@@ -31,6 +31,9 @@ __all__ = [
     "ContentIssueList",
     "WebhookAccepted",
     "ErrorBody",
+    "ModelInfo",
+    "ModelList",
+    "ActivateModel",
     "MAX_ENTRIES",
     "MAX_EVENTS",
 ]
@@ -155,6 +158,33 @@ class WebhookAccepted(Struct, frozen=True, kw_only=True):
     #: Whether the topic changes served content (then a sync ran before this answer).
     synced: bool
     content_version: str | None
+
+
+class ModelInfo(Struct, frozen=True, kw_only=True):
+    """One registered model: a segment model (``kind: segments``) or a bandit policy (``policy``)."""
+
+    version: str
+    kind: str
+    experience: str | None
+    created_at: float
+    segments: list[str]
+    metrics: dict[str, Any]
+    sklearn_version: str
+    rows: dict[str, int]
+    training_window: dict[str, Any] | None
+    active: bool
+
+
+class ModelList(Struct, frozen=True, kw_only=True):
+    #: The active segment model's version.
+    active: str | None
+    #: The active policy per ``bandit`` experience.
+    policies: dict[str, str]
+    models: list[ModelInfo]
+
+
+class ActivateModel(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    version: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
 class ErrorBody(Struct, frozen=True, kw_only=True):

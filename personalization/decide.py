@@ -8,13 +8,14 @@ can be tested, benchmarked and replayed over logs without Redis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from msgspec import Struct
 
 from personalization.context import audience_attributes, normalise_visitor
 from personalization.exposures import new_exposure_id
-from personalization.features import build_features
+from personalization.features import build_features, policy_context
+from personalization.policy import RewardModel
 from personalization.scoring import SegmentModel
 from personalization.selection import HOLDOUT_STICKY, Assignment, select_experience
 from personalization.types import Decision, Experience, Exposure, Profile, SegmentScores, Visitor
@@ -56,6 +57,7 @@ def decide(
     model: SegmentModel | None,
     now: float,
     new_id: Callable[[], str] = new_exposure_id,
+    policies: Mapping[str, RewardModel] | None = None,
 ) -> Outcome:
     """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2)."""
     # 1. context: canonical forms; consent gates everything after it
@@ -68,6 +70,7 @@ def decide(
     if model is not None and personalize:
         segments = model.score(build_features(visitor, profile, now))
     attributes = audience_attributes(visitor, profile, segments) if personalize else {}
+    context = policy_context(visitor.channel, visitor.country, visitor.device, segments)
     decisions: list[Decision] = []
     exposures: list[Exposure] = []
     assignments: list[tuple[str, str, int]] = []
@@ -76,7 +79,7 @@ def decide(
         # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
         if personalize:
             chosen = select_experience(
-                entry.experiences, attributes, visitor.id, profile.assignments, now
+                entry.experiences, attributes, visitor.id, profile.assignments, now, context, policies
             )
         else:
             chosen = _NO_CONSENT

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from personalization.types import Profile, Visitor
 
-__all__ = ["FeatureRow", "build_features", "FEATURE_NAMES"]
+__all__ = ["FeatureRow", "build_features", "policy_context", "FEATURE_NAMES"]
 
 FeatureRow = dict[str, float | str]
 
@@ -84,4 +84,20 @@ def build_features(
                 row[f"trait_{name}"] = float(value)
             elif isinstance(value, str):
                 row[f"trait_{name}"] = value
+    return row
+
+
+def policy_context(
+    channel: str, country: str | None, device: str | None, segments: dict[str, float]
+) -> FeatureRow:
+    """The context a bandit's reward model sees: what every exposure records, so a policy trained from
+    the exposure log sees exactly the features it is served with (channel, country, device and the
+    visitor's segment scores at decision time)."""
+    row: FeatureRow = {"channel": channel}
+    if country:
+        row["country"] = country
+    if device:
+        row["device"] = device
+    for name, score in segments.items():
+        row[f"segment_{name}"] = score
     return row

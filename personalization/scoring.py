@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from personalization.policy import RewardModel
 from personalization.segment_model import (
     CompiledSegmentModel,
     ModelLoadError,
@@ -18,7 +19,7 @@ from personalization.segment_model import (
     load_model,
 )
 
-__all__ = ["ActiveModel", "SegmentModel", "load_active_model"]
+__all__ = ["ActiveModel", "ActivePolicies", "SegmentModel", "load_active_model"]
 
 log = logging.getLogger("vary.scoring")
 
@@ -42,6 +43,21 @@ class ActiveModel:
     def version(self) -> str | None:
         model = self.current
         return model.version if model is not None else None
+
+
+class ActivePolicies:
+    """The reward model serving each ``bandit`` experience, by experience key.
+
+    ``current`` is replaced whole on every change (copy, then assign), so a request holding the old
+    mapping keeps a consistent view.
+    """
+
+    def __init__(self) -> None:
+        self.current: dict[str, RewardModel] = {}
+
+    def activate(self, experience: str, model: RewardModel) -> None:
+        self.current = {**self.current, experience: model}
+        log.info("policy %s active for experience %s", model.version, experience)
 
 
 def load_active_model(directory: Path) -> CompiledSegmentModel | None:

@@ -27,9 +27,19 @@ from msgspec import Struct
 
 from personalization.audiences import eval_condition, explain_condition
 from personalization.bucketing import bucket_hash, bucket_ranges, choose_variation
+from personalization.features import FeatureRow
+from personalization.policy import RewardModel, action_probabilities, choose_action, uniform_from_key
 from personalization.types import Experience
 
-__all__ = ["Assignment", "assign_variant", "select_experience", "variant_propensity", "HOLDOUT_SEED", "HOLDOUT_STICKY"]
+__all__ = [
+    "Assignment",
+    "assign_variant",
+    "assign_bandit",
+    "select_experience",
+    "variant_propensity",
+    "HOLDOUT_SEED",
+    "HOLDOUT_STICKY",
+]
 
 HOLDOUT_SEED = ":holdout"
 #: Stored as the sticky assignment of a held-out visitor, so they stay held out (and flagged).
@@ -121,12 +131,65 @@ def assign_variant(
     )
 
 
+def assign_bandit(
+    experience: Experience,
+    visitor_id: str,
+    context: FeatureRow,
+    policy: RewardModel | None,
+    sticky: int | None = None,
+) -> Assignment:
+    """A ``bandit`` experience: the learned policy's probabilities, or uniform until one exists.
+
+    The uniform draw comes from a hash of (experience, visitor), so the choice is reproducible and the
+    logged propensity is exactly the probability the policy gave the chosen variant.
+    """
+    k = len(experience.variants) + 1
+    if sticky is not None and 0 <= sticky < k:
+        # A returning visitor keeps their variant; the propensity is what the policy gives it now.
+        probabilities = _bandit_probabilities(experience, context, policy, k)
+        return Assignment(
+            experience=experience,
+            variant=sticky,
+            holdout=False,
+            propensity=probabilities[sticky],
+            reason=f"sticky: {_describe(sticky, experience)} assigned on an earlier visit",
+        )
+    probabilities = _bandit_probabilities(experience, context, policy, k)
+    variant = choose_action(probabilities, uniform_from_key(experience.key, visitor_id))
+    if policy is None:
+        how = f"bandit without a policy model yet: uniform over {k} variants"
+    else:
+        how = f"bandit policy {policy.version} ({experience.bandit_method}): P = {probabilities[variant]:.2f}"
+    return Assignment(
+        experience=experience,
+        variant=variant,
+        holdout=False,
+        propensity=probabilities[variant],
+        reason=f"{how}; {_describe(variant, experience)}",
+    )
+
+
+def _bandit_probabilities(
+    experience: Experience, context: FeatureRow, policy: RewardModel | None, k: int
+) -> list[float]:
+    if policy is None or policy.n_actions != k:
+        return [1.0 / k] * k
+    return action_probabilities(
+        policy.predict(context),
+        experience.bandit_method,
+        epsilon=experience.epsilon,
+        min_probability=experience.min_probability,
+    )
+
+
 def select_experience(
     experiences: Sequence[Experience],
     attributes: dict[str, Any],
     visitor_id: str,
     sticky: Mapping[str, int],
     now: float,
+    context: FeatureRow | None = None,
+    policies: Mapping[str, RewardModel] | None = None,
 ) -> Assignment:
     """The first running experience whose audience matches decides (Ninetailed's rule: order is priority)."""
     skipped: list[str] = []
@@ -138,7 +201,16 @@ def select_experience(
         if audience is not None and not eval_condition(attributes, audience.condition):
             skipped.append(f"{experience.key}: not in audience {audience.name!r}")
             continue
-        assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
+        if experience.type == "bandit":
+            assignment = assign_bandit(
+                experience,
+                visitor_id,
+                context or {},
+                (policies or {}).get(experience.key),
+                sticky.get(experience.key),
+            )
+        else:
+            assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
         if audience is not None:
             why = explain_condition(attributes, audience.condition)
             reason = f"audience {audience.name!r} matched ({why}); {assignment.reason}"

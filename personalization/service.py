@@ -19,7 +19,7 @@ from msgspec import Struct
 from personalization.decide import EntryRequest, Outcome, decide
 from personalization.exposures import ExposureSink
 from personalization.profiles import ProfileStore
-from personalization.scoring import ActiveModel
+from personalization.scoring import ActiveModel, ActivePolicies
 from personalization.types import Experience, Profile, Visitor
 
 __all__ = ["Catalog", "Personalized", "Personalizer"]
@@ -48,9 +48,11 @@ class Personalizer:
         exposures: ExposureSink,
         profile_timeout_s: float = 0.05,
         clock: Callable[[], float] = time.time,
+        policies: ActivePolicies | None = None,
     ) -> None:
         self._profiles = profiles
         self._model = model
+        self._policies = policies or ActivePolicies()
         self._exposures = exposures
         self._timeout = profile_timeout_s
         self._clock = clock
@@ -76,6 +78,7 @@ class Personalizer:
             [EntryRequest(entry_id, catalog.experiences_for(entry_id)) for entry_id in entry_ids],
             self._model.current,
             self._clock(),
+            policies=self._policies.current,
         )
         if record:
             self._exposures.submit(outcome.exposures, outcome.assignments)

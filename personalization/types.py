@@ -129,6 +129,10 @@ class Experience(Struct, frozen=True, kw_only=True):
     starts_at: float | None = None
     ends_at: float | None = None
     content_type: str | None = None
+    #: ``bandit`` only: how the learned policy explores, and the least probability any variant keeps.
+    bandit_method: Literal["thompson", "epsilon_greedy"] = "thompson"
+    epsilon: float = 0.1
+    min_probability: float = 0.05
 
     def is_running(self, now: float) -> bool:
         """Inside its schedule (an open end on either side means no limit)."""

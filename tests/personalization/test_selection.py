@@ -6,6 +6,7 @@ import pytest
 
 from personalization.selection import (
     HOLDOUT_STICKY,
+    assign_bandit,
     assign_variant,
     select_experience,
     variant_propensity,
@@ -88,3 +89,41 @@ def test_schedule_is_respected() -> None:
     assert select_experience([exp], {}, "v", {}, now=50.0).experience is None
     assert select_experience([exp], {}, "v", {}, now=150.0).experience is exp
     assert "not running" in select_experience([exp], {}, "v", {}, now=250.0).reason
+
+
+def test_bandit_without_policy_is_uniform_with_exact_propensity() -> None:
+    exp = _exp("bandit", type="bandit")
+    outcomes = [assign_bandit(exp, f"v{i}", {"channel": "web"}, None) for i in range(3000)]
+    assert all(o.propensity == pytest.approx(1 / 3) for o in outcomes)
+    shares = [sum(o.variant == k for o in outcomes) / 3000 for k in range(3)]
+    assert shares == pytest.approx([1 / 3] * 3, abs=0.04)
+    assert "uniform" in outcomes[0].reason
+    assert assign_bandit(exp, "v1", {"channel": "web"}, None) == outcomes[1]  # reproducible
+
+
+def test_bandit_with_a_learned_policy_favours_the_better_variant() -> None:
+    import numpy as np
+
+    from personalization.policy import compile_policy, train_reward_model
+
+    rng = np.random.default_rng(0)
+    contexts, actions, rewards = [], [], []
+    for _ in range(3000):
+        channel = str(rng.choice(["web", "ios"]))
+        action = int(rng.integers(0, 3))
+        best = 2 if channel == "ios" else 1
+        rewards.append(float(rng.random() < (0.30 if action == best else 0.05)))
+        contexts.append({"channel": channel})
+        actions.append(action)
+    pipeline, card = train_reward_model(contexts, np.array(actions), np.array(rewards), 3, experience="bandit")
+    policy = compile_policy(pipeline, card)
+    exp = _exp("bandit", type="bandit", min_probability=0.05)
+    ios = [assign_bandit(exp, f"v{i}", {"channel": "ios"}, policy) for i in range(2000)]
+    share_best = sum(o.variant == 2 for o in ios) / len(ios)
+    assert share_best > 0.7
+    assert all(0.05 - 1e-9 <= o.propensity <= 1 for o in ios)
+    assert policy.version in ios[0].reason
+    # the logged propensity is the policy's probability of the chosen variant
+    chosen = ios[0]
+    same = assign_bandit(exp, "v0", {"channel": "ios"}, policy)
+    assert same.propensity == chosen.propensity

@@ -1,0 +1,101 @@
+"""Model routes (admin): register, list, activate and roll back segment models and bandit policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar import Controller, get, post, put
+from litestar.datastructures import State, UploadFile
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import FromPath, JSONBody, MultipartBody
+
+from api.auth import requires_admin
+from api.runtime import Runtime
+from api.schemas import ActivateModel, ModelInfo, ModelList
+from personalization.model_files import ModelLoadError
+from personalization.model_registry import SEGMENTS_SLOT, RegisteredModel, UnknownModelVersion
+from personalization.policy import PolicyCard
+
+__all__ = ["ModelController", "ModelUpload", "MAX_MODEL_BYTES"]
+
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class ModelUpload:
+    """``multipart/form-data`` with the skops file as ``model`` and its card (JSON) as ``card``."""
+
+    model: UploadFile
+    card: UploadFile
+
+
+def _info(model: RegisteredModel, active: dict[str, str]) -> ModelInfo:
+    card = model.card
+    policy = isinstance(card, PolicyCard)
+    return ModelInfo(
+        version=model.version,
+        kind="policy" if policy else "segments",
+        experience=card.experience if isinstance(card, PolicyCard) else None,
+        created_at=card.created_at,
+        segments=[] if isinstance(card, PolicyCard) else list(card.segments),
+        metrics=dict(card.metrics),
+        sklearn_version=card.sklearn_version,
+        rows=dict(card.rows),
+        training_window=dict(card.training_window) if card.training_window else None,
+        active=active.get(model.slot) == model.version,
+    )
+
+
+def _registry(state: State):  # noqa: ANN202 - the registry type is internal
+    runtime: Runtime = state.runtime
+    assert runtime.models is not None
+    return runtime.models
+
+
+class ModelController(Controller):
+    path = "/v1/models"
+    guards = [requires_admin]
+    tags = ["models"]
+
+    @get("/", summary="Registered models and the active ones")
+    async def list_models(self, state: State) -> ModelList:
+        active, models = await _registry(state).list()
+        return ModelList(
+            active=active.get(SEGMENTS_SLOT),
+            policies={slot.removeprefix("policy:"): v for slot, v in active.items() if slot != SEGMENTS_SLOT},
+            models=[_info(m, active) for m in models],
+        )
+
+    @get("/{version:str}", summary="One model's card")
+    async def show(self, state: State, version: FromPath[str]) -> ModelInfo:
+        registry = _registry(state)
+        try:
+            model = await registry.get(version)
+        except UnknownModelVersion:
+            raise NotFoundException(detail=f"no model with version {version!r}") from None
+        return _info(model, await registry.active_versions())
+
+    @post("/", status_code=201, request_max_body_size=MAX_MODEL_BYTES, summary="Register a model")
+    async def register(self, state: State, data: MultipartBody[ModelUpload]) -> ModelInfo:
+        """Upload a skops file and its card. It is checked (trusted types only, same scikit-learn
+        version) before it is stored; activate it with ``PUT /v1/models/active``."""
+        model_bytes = await data.model.read()
+        card_bytes = await data.card.read()
+        registry = _registry(state)
+        try:
+            model = await registry.register(model_bytes, card_bytes)
+        except ModelLoadError as exc:
+            raise HTTPException(status_code=422, detail=f"model refused: {exc}") from exc
+        return _info(model, await registry.active_versions())
+
+    @put("/active", summary="Activate (or roll back to) a version")
+    async def activate(self, state: State, data: JSONBody[ActivateModel]) -> ModelInfo:
+        """Every worker switches within a moment (pub/sub); requests in flight finish on the old model."""
+        registry = _registry(state)
+        try:
+            model = await registry.activate(data.version)
+        except UnknownModelVersion:
+            raise NotFoundException(detail=f"no model with version {data.version!r}") from None
+        runtime: Runtime = state.runtime
+        await runtime.switch_model(model.slot, model.version)  # this worker at once; the others via pub/sub
+        return _info(model, await registry.active_versions())
