@@ -30,6 +30,7 @@ from api.schemas import (
     PersonalizeRequest,
     PersonalizeResponse,
     Readiness,
+    RejectedEvent,
     ContentIssueInfo,
     ContentIssueList,
     ContentSyncInfo,
@@ -45,6 +46,7 @@ from content.webhooks import (
     parse_webhook,
     verify_request,
 )
+from personalization.events import decode_events
 from personalization.measurement import EventProblem, check_event
 from personalization.service import Personalized
 from personalization.types import Channel, Consent, Visitor
@@ -170,26 +172,40 @@ class DeliveryController(Controller):
         return _shape(result, snapshot, snapshot.locale_for(locale))[0]
 
     @post("/events", status_code=202, summary="Events from front ends")
-    async def events(self, data: JSONBody[EventBatch], state: State) -> EventsAccepted:
-        """Record events (profile counters + ``vary:events``); a retried ``event_id`` is not counted twice."""
-        problems = []
-        for i, event in enumerate(data.events):
+    async def events(self, data: JSONBody[EventBatch], state: State) -> Response[EventsAccepted]:
+        """Record events (profile counters + ``vary:events``). A bad event rejects only itself; a
+        retried ``event_id`` is not counted twice; ``analytics: false`` events are not stored.
+        202 when any event was taken, 400 when every one was rejected."""
+        good, errors = decode_events(data.events)
+        rejected = [RejectedEvent(index=e.index, field=e.field, message=e.message) for e in errors]
+        keep = []
+        dropped = 0
+        for index, event in good:
             try:
                 check_event(event)
             except EventProblem as exc:
                 field, _, message = str(exc).partition(": ")
-                problems.append({"key": f"events[{i}].{field}", "message": message})
-        if problems:
-            raise ClientException(detail="invalid events; nothing was recorded", extra=problems)
-        runtime = _runtime(state)
-        assert runtime.events is not None
-        try:
-            recorded = await runtime.events.record(data.events)
-        except Exception as exc:
-            raise ServiceUnavailableException(
-                detail=f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
-            ) from exc
-        return EventsAccepted(accepted=recorded, duplicates=len(data.events) - recorded)
+                rejected.append(RejectedEvent(index=index, field=field, message=message))
+                continue
+            if not event.analytics:
+                dropped += 1
+                continue
+            keep.append(event)
+        rejected.sort(key=lambda r: r.index)
+        recorded = 0
+        if keep:
+            runtime = _runtime(state)
+            assert runtime.events is not None
+            try:
+                recorded = await runtime.events.record(keep)
+            except Exception as exc:
+                raise ServiceUnavailableException(
+                    detail=f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
+                ) from exc
+        body = EventsAccepted(
+            accepted=recorded, duplicates=len(keep) - recorded, dropped=dropped, rejected=rejected
+        )
+        return Response(body, status_code=202 if keep or dropped else 400)
 
 
 class AdminController(Controller):

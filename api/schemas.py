@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from personalization.events import Event
 from personalization.types import Id, Visitor
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "PersonalizeResponse",
     "EventBatch",
     "EventsAccepted",
+    "RejectedEvent",
     "ExperienceInfo",
     "ExperienceList",
     "Health",
@@ -80,15 +80,27 @@ class PersonalizeResponse(Struct, frozen=True, kw_only=True):
 
 
 class EventBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``POST /v1/events``: up to 500 events of any kind."""
+    """``POST /v1/events``: up to 500 events, each an object with a ``type`` (page_view, click,
+    conversion, task, abandonment, survey, feedback, purchase, identify) and its fields. Each event is
+    validated on its own: a bad one is rejected with its index and field, the others are recorded."""
 
-    events: Annotated[list[Event], Meta(min_length=1, max_length=MAX_EVENTS)]
+    events: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=MAX_EVENTS)]
+
+
+class RejectedEvent(Struct, frozen=True, kw_only=True):
+    index: int
+    field: str
+    message: str
 
 
 class EventsAccepted(Struct, frozen=True, kw_only=True):
+    #: Events recorded now.
     accepted: int
     #: Events already recorded under the same ``event_id`` (a retried batch): not counted twice.
     duplicates: int
+    #: Events with ``analytics: false``: acknowledged, nothing stored.
+    dropped: int = 0
+    rejected: list[RejectedEvent] = []
 
 
 class ExperienceInfo(Struct, frozen=True, kw_only=True):

@@ -29,6 +29,8 @@ __all__ = [
     "EVENT_STREAM",
     "EVENT_ENCODER",
     "EVENT_DECODER",
+    "EventError",
+    "decode_events",
 ]
 
 EVENT_STREAM = "vary:events"
@@ -46,6 +48,8 @@ class EventBase(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, t
     ts: Annotated[float, Meta(ge=0, le=4e9)] | None = None
     #: Optional client id that makes a retried event idempotent.
     event_id: Id | None = None
+    #: The visitor's analytics consent. ``false``: Vary acknowledges the event and stores nothing.
+    analytics: bool = True
 
 
 class PageView(EventBase, frozen=True, tag="page_view"):
@@ -102,3 +106,37 @@ Event = PageView | Click | Conversion | Task | Abandonment | Survey | Feedback |
 
 EVENT_ENCODER = msgspec.json.Encoder()
 EVENT_DECODER = msgspec.json.Decoder(Event)
+
+
+class EventError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why one event of a batch was rejected: its index, the field, and what is wrong."""
+
+    index: int
+    field: str
+    message: str
+
+
+def decode_events(raw_events: list[object]) -> tuple[list[tuple[int, Event]], list[EventError]]:
+    """Validate each event on its own, so a bad event rejects only itself.
+
+    Returns the good events with their batch index, and one :class:`EventError` per bad event with
+    the field path inside the event (``goal``, ``answers[3]``, ``$`` for the event itself).
+    """
+    good: list[tuple[int, Event]] = []
+    errors: list[EventError] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            good.append((index, msgspec.convert(raw, Event)))
+        except msgspec.ValidationError as exc:
+            message, _, path = str(exc).partition(" - at `")
+            field = path.rstrip("`").removeprefix("$.").removeprefix("$")
+            missing = message.removeprefix("Object missing required field `")
+            if missing != message:
+                field = ".".join(filter(None, [field, missing.rstrip("`")]))
+            if not isinstance(raw, dict):
+                field = "$"
+            elif "type" not in raw:
+                field = "type"
+            field = field or "$"
+            errors.append(EventError(index=index, field=field, message=message))
+    return good, errors
