@@ -1,4 +1,7 @@
-"""The ``vary`` command: ``vary serve``, ``vary train``, ``vary sync``.
+"""The ``vary`` command: ``vary serve``, ``vary train``, ``vary models``, ``vary evaluate``, ``vary sync``.
+
+This module parses arguments and dispatches; the model commands (train, models, evaluate) live in
+:mod:`api.model_commands`.
 
 ``vary serve`` with no ``VARY_REDIS_URL`` starts the embedded Valkey first and stops it on exit, so
 one command runs the whole service. Workers get the Redis URL through the environment, which is how
@@ -11,7 +14,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from api.settings import Settings, SettingsError, load_settings
 
@@ -34,6 +36,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from api.embedded_redis import EmbeddedRedis
     from api.runtime import ensure_model
 
+    if args.no_aggregate:
+        os.environ["VARY_AGGREGATE"] = "false"
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
@@ -67,21 +71,36 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(settings: Settings, args: argparse.Namespace) -> int:
-    from personalization.demo_data import read_training_csv, train_demo_model
-    from personalization.segment_model import save_model, train_segment_model
+def _aggregate(settings: Settings, args: argparse.Namespace) -> int:
+    """The measurement consumer as its own process; SIGTERM/SIGINT finish the batch in hand and stop."""
+    import asyncio
+    import signal
+    import socket
 
-    directory = Path(settings.data_dir) / "models"
-    directory.mkdir(parents=True, exist_ok=True)
-    if args.data is None:
-        card = train_demo_model(directory)
-    else:
-        rows, labels, timestamps = read_training_csv(Path(args.data))
-        pipeline, card = train_segment_model(rows, labels, timestamps, random_state=args.random_state)
-        save_model(pipeline, card, directory)
-    print(f"trained {card.version}: segments {', '.join(card.segments)}")
-    for segment, metrics in card.metrics.items():
-        print(f"  {segment}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    from redis.asyncio import Redis
+
+    from personalization.aggregation import Aggregator
+
+    if not settings.redis_url:
+        print("vary aggregate: set VARY_REDIS_URL to the Redis that `vary serve` uses", file=sys.stderr)
+        return 2
+    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def run() -> None:
+        redis = Redis.from_url(settings.redis_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        aggregator = Aggregator(redis, consumer=consumer)
+        await aggregator.ensure_groups()
+        print(f"vary aggregate: consumer {consumer} reading vary:exposures and vary:events", flush=True)
+        try:
+            await aggregator.run_forever(stop)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
     return 0
 
 
@@ -107,10 +126,48 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.add_argument("--access-log", action="store_true")
-    train = sub.add_parser("train", help="train the segment model (default: the bundled demo data)")
-    train.add_argument("target", nargs="?", default="segments", choices=["segments"])
-    train.add_argument("--data", help="CSV of features and segment:<name> label columns")
+    serve.add_argument("--no-aggregate", action="store_true",
+                       help="do not run the measurement consumer in-process (run `vary aggregate` instead)")
+    aggregate = sub.add_parser("aggregate", help="run the measurement consumer (exposures + events → results)")
+    aggregate.add_argument("--consumer", help="consumer name in the group (default: host-pid)")
+    train = sub.add_parser(
+        "train",
+        help="train the segment model (default: the bundled demo data) or a bandit policy",
+        description=(
+            "vary train [segments]: the segment model, from --data FILE (CSV/Parquet: ts, feature columns, "
+            "segment:<name> 0/1 columns), from the logs (--from-events --goal G --days N), or the bundled "
+            "demo data. vary train policy --experience KEY: a bandit's reward model from the exposure and "
+            "event logs, or from --data FILE (logged-bandit feedback: context columns, action, propensity, "
+            "reward). Saved under <data_dir>; registered in Redis too when VARY_REDIS_URL is set."
+        ),
+    )
+    train.add_argument("target", nargs="?", default="segments", choices=["segments", "policy"])
+    train.add_argument("--data", help="training file (.csv or .parquet)")
+    train.add_argument("--from-events", action="store_true", help="segments: label visitors from logged conversions")
+    train.add_argument("--goal", help="with --from-events: the goal a visitor converts on (label converted_<goal>)")
+    train.add_argument("--days", type=float, default=7.0, help="with --from-events: conversion window (default 7)")
+    train.add_argument("--experience", help="policy: the bandit experience key (names the registry slot)")
+    train.add_argument("--window-days", type=float, default=7.0,
+                       help="policy from the logs: a goal within this many days of the exposure is a reward (default 7)")
     train.add_argument("--random-state", type=int, default=0)
+    train.add_argument("--activate", action=argparse.BooleanOptionalAction, default=True,
+                       help="make the new model active (locally, and in the registry when VARY_REDIS_URL is set)")
+    models = sub.add_parser("models", help="show or list trained models (local and, with VARY_REDIS_URL, the registry)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    show = models_sub.add_parser("show", help="print a model's card: data, validation metrics, calibration")
+    show.add_argument("version")
+    models_sub.add_parser("list", help="list local and registered models")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="off-policy evaluation of a bandit policy on logged traffic (IPS, SNIPS, DR)",
+    )
+    evaluate.add_argument("--model", required=True, help="the policy version to evaluate")
+    evaluate.add_argument("--data", help="a logged-bandit file (.csv or .parquet); default: the Redis logs")
+    evaluate.add_argument("--out", help="write the candidate's action probabilities for every logged row (CSV)")
+    evaluate.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples (default 500)")
+    evaluate.add_argument("--clip", type=float, help="clip importance weights at this value")
+    evaluate.add_argument("--window-days", type=float, default=7.0,
+                          help="from the logs: a goal within this many days of the exposure is a reward (default 7)")
     sync = sub.add_parser("sync", help="load and compile the content once; print content issues")
     sync.add_argument("--strict", action="store_true", help="exit 1 when there are content issues")
     from content.installer_cli import add_cms_parser
@@ -127,7 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"vary: {exc}", file=sys.stderr)
         return 2
-    handlers = {"serve": _serve, "train": _train, "sync": _sync}
+    from api.model_commands import evaluate_command, models_command, train_command
+
+    handlers = {
+        "serve": _serve,
+        "aggregate": _aggregate,
+        "train": train_command,
+        "models": models_command,
+        "evaluate": evaluate_command,
+        "sync": _sync,
+    }
     return handlers[args.command](settings, args)
 
 

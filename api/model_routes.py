@@ -1,24 +1,55 @@
-"""Model routes (admin): register, list, activate and roll back segment models and bandit policies."""
+"""Model routes (admin): register, list, activate and roll back segment models and bandit policies,
+and evaluate a policy off-policy on logged traffic before activating it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from litestar import Controller, get, post, put
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, JSONBody, MultipartBody
+from msgspec import Meta, Struct
 
 from api.auth import requires_admin
 from api.runtime import Runtime
 from api.schemas import ActivateModel, ModelInfo, ModelList
+from personalization.evaluation import EvaluationError, NotAPolicyError, evaluate_candidate
 from personalization.model_files import ModelLoadError
 from personalization.model_registry import SEGMENTS_SLOT, RegisteredModel, UnknownModelVersion
+from personalization.ope import OffPolicyEstimate
 from personalization.policy import PolicyCard
 
-__all__ = ["ModelController", "ModelUpload", "MAX_MODEL_BYTES"]
+__all__ = [
+    "ModelController",
+    "ModelUpload",
+    "MAX_MODEL_BYTES",
+    "MAX_BOOTSTRAP",
+    "EvaluateRequest",
+    "ModelEvaluation",
+]
 
 MAX_MODEL_BYTES = 64 * 1024 * 1024
+#: Bootstrap resamples an evaluate request may ask for: the work grows linearly with it.
+MAX_BOOTSTRAP = 2000
+
+
+class EvaluateRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional settings of ``POST /v1/models/{version}/evaluate``; the body may be omitted."""
+
+    n_bootstrap: Annotated[int, Meta(ge=1, le=MAX_BOOTSTRAP)] = 500
+    #: Clip importance weights at this value (``null``: no clipping).
+    clip: Annotated[float, Meta(gt=0)] | None = None
+
+
+class ModelEvaluation(OffPolicyEstimate, frozen=True, kw_only=True):
+    """The :class:`~personalization.ope.OffPolicyEstimate` of a policy, and what it was evaluated on."""
+
+    version: str
+    experience: str | None
+    n_bootstrap: int
+    clip: float | None
 
 
 @dataclass
@@ -99,3 +130,50 @@ class ModelController(Controller):
         runtime: Runtime = state.runtime
         await runtime.switch_model(model.slot, model.version)  # this worker at once; the others via pub/sub
         return _info(model, await registry.active_versions())
+
+    @post(
+        "/{version:str}/evaluate",
+        status_code=200,
+        summary="Off-policy evaluation of a policy on logged traffic",
+    )
+    async def evaluate(
+        self, state: State, version: FromPath[str], data: JSONBody[EvaluateRequest | None] = None
+    ) -> ModelEvaluation:
+        """What the policy would have earned on the experience's logged traffic (one row per exposed
+        visitor, reward = one of the experience's goals within 7 days): IPS, SNIPS and DR estimates
+        with 95% bootstrap intervals, the logging policy's own value, the effective sample size and
+        warnings (missing or small propensities, poor overlap). 400: not a policy; 404: unknown
+        version; 422: nothing to evaluate on (no logged traffic, experience no longer in the content)."""
+        settings = data or EvaluateRequest()
+        runtime: Runtime = state.runtime
+        registry = _registry(state)
+        try:
+            model = await registry.get(version)
+        except UnknownModelVersion:
+            raise NotFoundException(detail=f"no model with version {version!r}") from None
+        card = model.card
+        experience = None
+        if isinstance(card, PolicyCard) and card.experience and runtime.snapshot is not None:
+            experience = runtime.snapshot.experiences.get(card.experience)
+        try:
+            estimate = await evaluate_candidate(
+                runtime.redis,
+                registry,
+                version,
+                experience,
+                n_bootstrap=settings.n_bootstrap,
+                clip=settings.clip,
+            )
+        except UnknownModelVersion:
+            raise NotFoundException(detail=f"no model with version {version!r}") from None
+        except NotAPolicyError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        except (EvaluationError, ModelLoadError) as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return ModelEvaluation(
+            **{name: getattr(estimate, name) for name in OffPolicyEstimate.__struct_fields__},
+            version=version,
+            experience=card.experience if isinstance(card, PolicyCard) else None,
+            n_bootstrap=settings.n_bootstrap,
+            clip=settings.clip,
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import msgspec
+
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import (
@@ -15,7 +17,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
 from api.auth import key_scope, requires_admin, requires_delivery
@@ -48,6 +50,7 @@ from content.webhooks import (
 )
 from personalization.events import decode_events
 from personalization.measurement import EventProblem, check_event
+from personalization.results import experiment_results
 from personalization.service import Personalized
 from personalization.types import Channel, Consent, Visitor
 
@@ -241,6 +244,17 @@ class AdminController(Controller):
             ]
         )
 
+
+    @get("/experiences/{key:str}/results", summary="Experiment results: goals, UX and CX per variant")
+    async def results(self, state: State, key: FromPath[str]) -> Response[bytes]:
+        """Per goal: exposures, conversions, rate with Wilson interval, uplift with interval, p-value,
+        chance to beat control; the sample-ratio-mismatch check; breakdowns; UX per touchpoint; CX."""
+        runtime = _runtime(state)
+        experience = _snapshot(runtime).experiences.get(key)
+        if experience is None:
+            raise NotFoundException(detail=f"no experience with key {key!r} in the served content")
+        results = await experiment_results(runtime.redis, experience)
+        return Response(msgspec.json.encode(results), media_type="application/json")
 
     @get("/content/issues", summary="Mis-modelled experiences and audiences, with fixes")
     async def content_issues(self, state: State) -> ContentIssueList:

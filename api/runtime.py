@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,9 @@ from content import ContentfulSource, ContentSnapshot, ExportFileSource, demo_sp
 from content.coordinator import ContentCoordinator, ContentState
 from content.preview import PreviewCache, PreviewSource
 from content.sources import SyncingSource
+from personalization.aggregation import Aggregator
 from personalization.exposures import ExposureWriter
+from personalization.spool import Spool, orphaned_spools
 from personalization.measurement import EventRecorder
 from personalization.profiles import RedisProfileStore
 from personalization.model_registry import SEGMENTS_SLOT, ModelRegistry
@@ -88,7 +93,9 @@ class Runtime:
     model: ActiveModel = field(default_factory=ActiveModel)
     policies: ActivePolicies = field(default_factory=ActivePolicies)
     models: ModelRegistry | None = None
+    aggregator: Aggregator | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
     exposures: ExposureWriter | None = None
     events: EventRecorder | None = None
     personalizer: Personalizer | None = None
@@ -103,8 +110,12 @@ class Runtime:
             link_depth=settings.content_link_depth,
         )
         runtime = cls(settings=settings, redis=redis, content=coordinator, preview=preview_for(settings))
+        spool_dir = Path(settings.data_dir) / "spool"
         runtime.exposures = ExposureWriter(
-            redis, queue_size=settings.exposure_queue_size, batch_size=settings.exposure_batch_size
+            redis,
+            queue_size=settings.exposure_queue_size,
+            batch_size=settings.exposure_batch_size,
+            spool=Spool(spool_dir / f"exposures-{os.getpid()}-{secrets.token_hex(4)}.spool", max_bytes=settings.spool_max_bytes),
         )
         runtime.events = EventRecorder(redis)
         runtime.models = ModelRegistry(redis)
@@ -127,6 +138,40 @@ class Runtime:
         await self._start_models()
         assert self.exposures is not None
         self.exposures.start()
+        await self._replay_orphaned_spools()
+        if self.settings.aggregate:
+            self._start_aggregator()
+
+    def _start_aggregator(self) -> None:
+        """The measurement consumer, in-process (``vary aggregate`` runs the same thing alone)."""
+        from personalization.aggregation import Aggregator
+
+        self.aggregator = Aggregator(self.redis, consumer=f"{socket.gethostname()}-{os.getpid()}-{id(self):x}")
+
+        async def run() -> None:
+            assert self.aggregator is not None
+            try:
+                await self.aggregator.ensure_groups()
+                await self.aggregator.run_forever(self._stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the in-process aggregator stopped; results will lag until restart")
+
+        self._tasks.append(asyncio.create_task(run(), name="vary-aggregate"))
+
+    async def _replay_orphaned_spools(self) -> None:
+        """Exposures a killed worker spooled are written now, exactly once (batch markers)."""
+        assert self.exposures is not None
+        directory = Path(self.settings.data_dir) / "spool"
+        for spool in orphaned_spools(directory):
+            try:
+                replayed = await self.exposures.replay(spool)
+                log.info("replayed %d exposures from %s", replayed, spool.path.name)
+            except Exception as exc:
+                log.warning("could not replay %s yet (%s); it is kept", spool.path.name, exc)
+            finally:
+                spool.close()
 
     async def _start_models(self) -> None:
         """Serve the registry's active models; seed it from the local model directory when empty.
@@ -178,6 +223,7 @@ class Runtime:
         return await anyio.to_thread.run_sync(self.preview.get)
 
     async def close(self) -> None:
+        self._stop.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exposure_queue_size: int = 50_000
     exposure_batch_size: int = 500
     max_body_bytes: int = 1_048_576
+    #: Bound of each worker's exposure spool file (used while Redis is down or the queue is full).
+    spool_max_bytes: int = 256 * 1024 * 1024
+    #: Run the measurement consumer (aggregation) inside each API worker.
+    aggregate: bool = True
     #: Train the demo segment model on first start when no model exists.
     train_demo_model: bool = True
 
