@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from api.auth import KeyRing, ensure_keys
 from api.limits import check_json_depth
 from api.model_routes import ModelController
+from api.visitor_routes import VisitorController
 from api.routes import AdminController, DeliveryController, contentful_webhook, health, ready
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
@@ -80,7 +81,15 @@ def create_app(
             await runtime.close()
 
     app = Litestar(
-        route_handlers=[DeliveryController, AdminController, ModelController, contentful_webhook, health, ready],
+        route_handlers=[
+            DeliveryController,
+            AdminController,
+            ModelController,
+            VisitorController,
+            contentful_webhook,
+            health,
+            ready,
+        ],
         lifespan=[lifespan],
         before_request=check_json_depth,
         request_max_body_size=settings.max_body_bytes,
