@@ -335,5 +335,8 @@ async def ready(state: State) -> Response[Readiness]:
         exposures_pending=writer.pending if writer else 0,
         exposures_written=writer.written if writer else 0,
         exposures_dropped=writer.dropped if writer else 0,
+        exposures_spooled=writer.spooled if writer else 0,
+        exposures_replayed=writer.replayed if writer else 0,
+        spool_bytes=writer.spool_bytes if writer else 0,
     )
     return Response(body, status_code=200 if body.ready else 503)

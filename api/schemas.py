@@ -150,6 +150,10 @@ class Readiness(Struct, frozen=True, kw_only=True):
     exposures_pending: int
     exposures_written: int
     exposures_dropped: int
+    #: Exposures kept in the local spool while Redis was unreachable, and replayed since.
+    exposures_spooled: int = 0
+    exposures_replayed: int = 0
+    spool_bytes: int = 0
 
 
 class ContentIssueInfo(Struct, frozen=True, kw_only=True):
