@@ -1,7 +1,7 @@
 """The ``vary`` command: ``vary serve``, ``vary train``, ``vary models``, ``vary evaluate``, ``vary sync``.
 
 This module parses arguments and dispatches; the model commands (train, models, evaluate) live in
-:mod:`api.model_commands`.
+:mod:`api.model_commands`, the data commands (export, simulate) in :mod:`api.data_commands`.
 
 ``vary serve`` with no ``VARY_REDIS_URL`` starts the embedded Valkey first and stops it on exit, so
 one command runs the whole service. Workers get the Redis URL through the environment, which is how
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="from the logs: a goal within this many days of the exposure is a reward (default 7)")
     sync = sub.add_parser("sync", help="load and compile the content once; print content issues")
     sync.add_argument("--strict", action="store_true", help="exit 1 when there are content issues")
+    from api.data_commands import add_data_parsers
+
+    add_data_parsers(sub)
     from content.installer_cli import add_cms_parser
 
     add_cms_parser(sub)
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"vary: {exc}", file=sys.stderr)
         return 2
+    from api.data_commands import export_command, simulate_command
     from api.model_commands import evaluate_command, models_command, train_command
 
     handlers = {
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "models": models_command,
         "evaluate": evaluate_command,
         "sync": _sync,
+        "export": export_command,
+        "simulate": simulate_command,
     }
     return handlers[args.command](settings, args)
 

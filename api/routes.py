@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 import msgspec
@@ -48,7 +49,10 @@ from content.webhooks import (
     parse_webhook,
     verify_request,
 )
+from personalization.context import merge_values
+from personalization.cx import Breakdown, CxReport, journey_metrics, parse_period
 from personalization.events import decode_events
+from personalization.journeys import DEFAULT_PERIOD_S, journey_map
 from personalization.measurement import EventProblem, check_event
 from personalization.results import experiment_results
 from personalization.service import Personalized
@@ -85,10 +89,12 @@ async def _serving_snapshot(runtime: Runtime, request: Request, preview: bool) -
 
 
 def _shape(result: Personalized, snapshot: ContentSnapshot, locale: str) -> list[PersonalizedEntry]:
+    # Merge tags are filled from the visitor; a hidden variant ("" id) renders nothing.
+    values = merge_values(result.outcome.visitor) if snapshot.has_merge_tags else None
     return [
         PersonalizedEntry(
             entry_id=d.entry_id,
-            content_type=snapshot.content_type_of(d.variant_entry_id),
+            content_type=snapshot.content_type_of(d.variant_entry_id or d.entry_id),
             experience=d.experience,
             variant=d.variant,
             variant_entry_id=d.variant_entry_id,
@@ -97,7 +103,8 @@ def _shape(result: Personalized, snapshot: ContentSnapshot, locale: str) -> list
             propensity=d.propensity,
             reason=d.reason,
             exposure_id=d.exposure_id,
-            fields=snapshot.fields(d.variant_entry_id, locale),
+            fields=snapshot.fields(d.variant_entry_id, locale, values) if d.variant_entry_id else None,
+            hidden=not d.variant_entry_id,
         )
         for d in result.outcome.decisions
     ]
@@ -256,6 +263,61 @@ class AdminController(Controller):
         results = await experiment_results(runtime.redis, experience)
         return Response(msgspec.json.encode(results), media_type="application/json")
 
+    @get("/journeys/{key:str}", summary="Customer journey map: reach, drop-off, time, UX, CX, paths")
+    async def journey(
+        self,
+        state: State,
+        key: FromPath[str],
+        experience: Annotated[str | None, QueryParameter(max_length=256)] = None,
+        since: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        until: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Response[bytes]:
+        """Per stage of the journey: visitors reaching it, drop-off to the next, median time between
+        stages, UX of its touchpoints, CX scores and channels; plus the most common paths. Per variant
+        of ``experience`` when given. ``since``/``until``: ISO dates or times (UTC unless an offset is
+        given; a bare ``until`` date includes that day), default the last 30 days."""
+        runtime = _runtime(state)
+        snapshot = _snapshot(runtime)
+        journey = snapshot.journeys.get(key)
+        if journey is None:
+            raise NotFoundException(detail=f"no journey with key {key!r} in the served content")
+        chosen = None
+        if experience is not None:
+            chosen = snapshot.experiences.get(experience)
+            if chosen is None:
+                raise NotFoundException(detail=f"no experience with key {experience!r} in the served content")
+        until_ts = _iso_ts(until, "until", end_of_day=True)
+        until_ts = time.time() if until_ts is None else until_ts
+        since_ts = _iso_ts(since, "since", end_of_day=False)
+        since_ts = until_ts - DEFAULT_PERIOD_S if since_ts is None else since_ts
+        if since_ts >= until_ts:
+            raise ClientException(detail="since must be before until (which defaults to now)")
+        result = await journey_map(
+            runtime.redis, journey, experience=chosen, since_ts=since_ts, until_ts=until_ts
+        )
+        return Response(msgspec.json.encode(result), media_type="application/json")
+
+    @get("/cx", summary="Journey metrics across channels: NPS, CSAT, CES, retention, repeat purchase, switching")
+    async def cx(
+        self,
+        state: State,
+        since: Annotated[
+            str | None, QueryParameter(max_length=64, description="First day, ISO date (UTC); its ISO week counts")
+        ] = None,
+        until: Annotated[
+            str | None, QueryParameter(max_length=64, description="Last day, ISO date (UTC); its ISO week counts")
+        ] = None,
+        by: Annotated[Breakdown, QueryParameter(description="Breakdowns: all, channel or segment")] = "all",
+    ) -> CxReport:
+        """NPS, CSAT (percent), CES, repeat-purchase rate, retention by weekly cohort and channel
+        switching over the ISO weeks of ``since`` … ``until`` (default: every week with data), with the
+        survey and purchase metrics by channel and by segment. A bad date, or since after until: 400."""
+        try:
+            start, end = parse_period(since, until)
+        except ValueError as exc:
+            raise ClientException(detail=str(exc)) from None
+        return await journey_metrics(_runtime(state).redis, since=start, until=end, by=by)
+
     @get("/content/issues", summary="Mis-modelled experiences and audiences, with fixes")
     async def content_issues(self, state: State) -> ContentIssueList:
         runtime = _runtime(state)
@@ -271,6 +333,29 @@ class AdminController(Controller):
                 for i in (*snapshot.issues, *segment_issues)
             ],
         )
+
+
+def _iso_ts(value: str | None, name: str, *, end_of_day: bool) -> float | None:
+    """An ISO 8601 date or date-time query parameter as Unix seconds (400 when unreadable).
+
+    No offset means UTC; a bare date is its midnight, or with ``end_of_day`` the next midnight, so
+    ``until=2025-06-30`` includes the 30th.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ClientException(
+            detail=f"{name} must be an ISO 8601 date or time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z; "
+            f"got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if end_of_day and len(text) <= 10:  # a date alone: YYYY-MM-DD or YYYYMMDD
+        parsed += timedelta(days=1)
+    return parsed.timestamp()
 
 
 @post("/v1/webhooks/contentful", status_code=200, tags=["contentful"], summary="Contentful webhook")

@@ -65,7 +65,9 @@ class PersonalizedEntry(Struct, frozen=True, kw_only=True):
     propensity: float
     reason: str
     exposure_id: str
-    fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields
+    fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields; null when hidden
+    #: A hidden variant (Contentful Personalization's "hidden: true"): render nothing for this entry.
+    hidden: bool = False
 
 
 class PersonalizeResponse(Struct, frozen=True, kw_only=True):

@@ -19,6 +19,9 @@ import msgspec
 
 from content.experiences import compile_experiences
 from content.items import ContentItems, ContentLocale
+from content.mergetags import merge_templates
+from content.ninetailed import with_ninetailed
+from content.journeys import compile_journeys
 from content.resolve import FieldResolver
 from content.snapshot import ContentEntry, ContentSnapshot
 
@@ -26,7 +29,7 @@ __all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
 
 DEFAULT_LINK_DEPTH = 2
 #: Part of the version hash: bump when the compiled output changes for the same content.
-_COMPILER_REVISION = 1
+_COMPILER_REVISION = 2
 _ENCODER = msgspec.json.Encoder()  # keeps field order: the content type's, as editors see it
 _HASH_ENCODER = msgspec.json.Encoder(order="sorted")
 
@@ -37,8 +40,8 @@ def compile_snapshot(
     """Compile loaded content into an immutable :class:`~content.snapshot.ContentSnapshot`.
 
     ``link_depth`` is how many levels of linked entries are embedded in an entry's fields; ``now``
-    stamps ``created_at`` (defaults to the current time). Mis-modelled experiences do not raise: they
-    are left out and listed in ``snapshot.issues``.
+    stamps ``created_at`` (defaults to the current time). Mis-modelled experiences and journeys do not
+    raise: they are left out and listed in ``snapshot.issues``.
     """
     locales = _locales(items.locales)
     default_locale = next(
@@ -47,7 +50,9 @@ def compile_snapshot(
     entries = _entries(items.entries)
     items = msgspec.structs.replace(items, locales=locales, entries=tuple(entries.values()))
 
-    compiled = compile_experiences(items, default_locale)
+    # Both content models in one space: native experiences first, then Contentful Personalization's.
+    compiled = with_ninetailed(compile_experiences(items, default_locale), items, default_locale)
+    journeys, journey_issues = compile_journeys(items, default_locale)
     resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
     fields = {
         entry_id: {
@@ -56,6 +61,7 @@ def compile_snapshot(
         }
         for entry_id in entries
     }
+    templates = merge_templates(fields, resolver.merge_tags)  # fills fallbacks into ``fields``
     return ContentSnapshot(
         version=_version(items, link_depth),
         created_at=time.time() if now is None else now,
@@ -64,10 +70,12 @@ def compile_snapshot(
         entries=entries,
         experiences=compiled.experiences,
         audiences=compiled.audiences,
-        issues=compiled.issues,
+        issues=(*compiled.issues, *journey_issues),
         experiences_by_entry=compiled.by_entry,
         fields=fields,
         items=items,
+        journeys=journeys,
+        merge_templates=templates,
     )
 
 

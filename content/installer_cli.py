@@ -28,7 +28,7 @@ def add_cms_parser(subparsers: Any) -> argparse.ArgumentParser:
     commands = cms.add_subparsers(dest="cms_command", required=True)
     install = commands.add_parser(
         "install",
-        help="create or update varyAudience and varyExperience, and add varyExperiences to content types",
+        help="create or update varyAudience, varyExperience and varyJourney, and add varyExperiences to content types",
         description=(
             "Install Vary's content model with the Content Management API. Safe to run again: "
             "content types that already match are not touched."

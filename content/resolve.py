@@ -12,8 +12,9 @@ This is Contentful's delivery behaviour, done once at compile time instead of pe
   ``{"id", "title", "description", "url", "content_type", "width", "height", "size"}`` with an
   absolute ``https:`` URL (Contentful's are protocol-relative). A link to something unpublished is
   dropped, as the CDA does.
-- Rich text and Object fields pass through untouched; ``varyExperiences`` is Vary's wiring, not
-  content, and is left out.
+- Rich text and Object fields pass through untouched, except that merge tags (``nt_mergetag``
+  entries embedded inline in rich text) become text nodes filled per visitor (:mod:`content.mergetags`).
+  ``varyExperiences`` and ``nt_experiences`` are wiring, not content, and are left out.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from __future__ import annotations
 from typing import Any
 
 from content.items import ContentAsset, ContentField, ContentItems, ContentTypeInfo, link_id
+from content.mergetags import MERGETAG_TYPE, MergeTagRegistry
 from content.snapshot import ContentEntry
 
-__all__ = ["EXPERIENCES_FIELD", "FieldResolver", "absolute_url", "fallback_chain"]
+__all__ = ["EXPERIENCES_FIELD", "NT_EXPERIENCES_FIELD", "FieldResolver", "absolute_url", "fallback_chain"]
 
 #: The field that attaches experiences to an entry (DESIGN §3).
 EXPERIENCES_FIELD = "varyExperiences"
+#: The same wiring in a space modelled for Contentful Personalization (Ninetailed).
+NT_EXPERIENCES_FIELD = "nt_experiences"
+_WIRING_FIELDS = frozenset({EXPERIENCES_FIELD, NT_EXPERIENCES_FIELD})
 
 _MISSING = object()
 
@@ -54,6 +59,8 @@ class FieldResolver:
         self._link_depth = link_depth
         fallbacks = {locale.code: locale.fallback_code for locale in items.locales}
         self._chains = {code: fallback_chain(code, fallbacks) for code in fallbacks}
+        #: Merge tags met so far (see :mod:`content.mergetags`).
+        self.merge_tags = MergeTagRegistry()
 
     def entry_fields(self, entry_id: str, locale: str) -> dict[str, Any]:
         """The fields of one entry in one locale (see the module docstring for the rules)."""
@@ -67,7 +74,7 @@ class FieldResolver:
         content_type = self._types.get(entry.content_type)
         out: dict[str, Any] = {}
         for field_id, field in self._field_order(entry, content_type):
-            if field_id == EXPERIENCES_FIELD or (field is not None and field.omitted):
+            if field_id in _WIRING_FIELDS or (field is not None and field.omitted):
                 continue
             value = self._value(entry.fields, field_id, field, locale)
             if value is _MISSING:
@@ -112,6 +119,8 @@ class FieldResolver:
         depth: int,
         path: tuple[str, ...],
     ) -> Any:
+        if (field.type == "RichText") if field is not None else _looks_like_rich_text(value):
+            return self.merge_tags.replace(value, lambda target: self._merge_tag(target, locale))
         holds_links = field.holds_links if field is not None else _looks_like_links(value)
         if not holds_links:
             return value
@@ -133,6 +142,19 @@ class FieldResolver:
             return stub
         stub["fields"] = self._fields(target, locale, depth - 1, (*path, target.id))
         return stub
+
+    def _merge_tag(self, entry_id: str, locale: str) -> tuple[str, str] | None:
+        """(tag id, fallback) of a published merge-tag entry, in the locale; else ``None``."""
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.content_type != MERGETAG_TYPE:
+            return None
+        content_type = self._types.get(MERGETAG_TYPE)
+        get = content_type.field if content_type is not None else lambda _id: None
+        tag_id = self._value(entry.fields, "nt_mergetag_id", get("nt_mergetag_id"), locale)
+        if not isinstance(tag_id, str) or not tag_id.strip():
+            return None
+        fallback = self._value(entry.fields, "nt_fallback", get("nt_fallback"), locale)
+        return tag_id.strip(), fallback if isinstance(fallback, str) else ""
 
     def _asset(self, asset: ContentAsset, locale: str) -> dict[str, Any]:
         title = self._value(asset.fields, "title", None, locale)
@@ -158,6 +180,11 @@ def absolute_url(url: object) -> str | None:
     if not isinstance(url, str) or not url:
         return None
     return "https:" + url if url.startswith("//") else url
+
+
+def _looks_like_rich_text(value: Any) -> bool:
+    """For fields whose content type is unknown: a rich-text document."""
+    return isinstance(value, dict) and value.get("nodeType") == "document"
 
 
 def _looks_like_links(value: Any) -> bool:

@@ -23,6 +23,8 @@ from personalization.types import Audience, Experience
 
 if TYPE_CHECKING:
     from content.items import ContentItems
+    from content.mergetags import MergeTemplate
+    from content.journeys import Journey
 
 __all__ = ["ContentEntry", "ContentIssue", "ContentSnapshot"]
 
@@ -62,8 +64,9 @@ class ContentSnapshot:
 
     ``version`` is a content hash: two snapshots of the same content have the same version, whatever
     source they came from. ``entries``, ``experiences`` (by experience key), ``audiences`` (by the
-    audience's entry id) and ``locales`` (code → fallback code) are read-only mappings. ``items`` is the
-    input the snapshot was compiled from (a msgspec Struct: persist it to rebuild the snapshot later).
+    audience's entry id), ``journeys`` (journey maps' definitions, by journey key) and ``locales``
+    (code → fallback code) are read-only mappings. ``items`` is the input the snapshot was compiled
+    from (a msgspec Struct: persist it to rebuild the snapshot later).
     """
 
     __slots__ = (
@@ -74,10 +77,12 @@ class ContentSnapshot:
         "entries",
         "experiences",
         "audiences",
+        "journeys",
         "issues",
         "items",
         "_experiences_by_entry",
         "_fields",
+        "_merge_templates",
         "_locale_by_lower",
         "_locale_by_language",
     )
@@ -89,6 +94,7 @@ class ContentSnapshot:
     entries: Mapping[str, ContentEntry]
     experiences: Mapping[str, Experience]
     audiences: Mapping[str, Audience]
+    journeys: Mapping[str, Journey]
     issues: tuple[ContentIssue, ...]
     items: ContentItems | None
 
@@ -106,6 +112,8 @@ class ContentSnapshot:
         experiences_by_entry: dict[str, tuple[Experience, ...]],
         fields: dict[str, dict[str, msgspec.Raw]],
         items: ContentItems | None = None,
+        journeys: dict[str, Journey] | None = None,
+        merge_templates: dict[str, dict[str, MergeTemplate]] | None = None,
     ) -> None:
         if default_locale not in locales:
             raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
@@ -117,10 +125,12 @@ class ContentSnapshot:
         setter(self, "entries", MappingProxyType(dict(entries)))
         setter(self, "experiences", MappingProxyType(dict(experiences)))
         setter(self, "audiences", MappingProxyType(dict(audiences)))
+        setter(self, "journeys", MappingProxyType(dict(journeys or {})))
         setter(self, "issues", tuple(issues))
         setter(self, "items", items)
         setter(self, "_experiences_by_entry", dict(experiences_by_entry))
         setter(self, "_fields", {entry_id: dict(by_locale) for entry_id, by_locale in fields.items()})
+        setter(self, "_merge_templates", dict(merge_templates or {}))
         by_lower = {code.lower(): code for code in locales}
         # A bare language ("de") or another region ("de-AT") goes to the first locale of that language,
         # preferring the default locale when it shares the language.
@@ -157,18 +167,33 @@ class ContentSnapshot:
         """The valid experiences attached to an entry, in its ``varyExperiences`` order (= priority)."""
         return self._experiences_by_entry.get(entry_id, ())
 
-    def fields(self, entry_id: str, locale: str | None = None) -> msgspec.Raw:
+    def fields(
+        self, entry_id: str, locale: str | None = None, values: Mapping[str, str] | None = None
+    ) -> msgspec.Raw:
         """The entry's fields in a locale as ready JSON: fallbacks applied, links resolved.
 
         ``locale`` goes through :meth:`locale_for`, so an unknown locale gets the default locale.
-        Raises ``KeyError`` for an unknown entry (check :meth:`has_entry` first).
+        ``values`` (profile path → text, see ``personalization.context.merge_values``) fill the
+        entry's rich-text merge tags; without them a merge tag shows its fallback. Only entries with
+        merge tags pay for ``values``. Raises ``KeyError`` for an unknown entry (check
+        :meth:`has_entry` first).
         """
         by_locale = self._fields[entry_id]
+        if values is not None and entry_id in self._merge_templates:
+            code = locale if locale in by_locale else self.locale_for(locale)
+            template = self._merge_templates[entry_id].get(code)
+            if template is not None:
+                return msgspec.Raw(template.render(values))
         if locale is not None:
             raw = by_locale.get(locale)
             if raw is not None:
                 return raw
         return by_locale[self.locale_for(locale)]
+
+    @property
+    def has_merge_tags(self) -> bool:
+        """Whether any entry's fields hold a merge tag (else visitor values are never needed)."""
+        return bool(self._merge_templates)
 
     def locale_for(self, requested: str | None) -> str:
         """The space's locale that serves a requested one.

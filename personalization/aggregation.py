@@ -62,6 +62,45 @@ top segment if its score is ≥ 0.5, else ``none``), so a breakdown rate is conv
 the same population; and per UTC day: exposures and new visitors by the exposure's day, and
 conversion events and *new* converters by the event's day (days sum to the totals).
 
+Journey (CX) aggregates
+-----------------------
+Besides the per-experience counters, the same script keeps global ones for ``GET /v1/cx``
+(:mod:`personalization.cx`), per UTC ISO week ``w`` (:func:`week_index`, of the event's or the
+exposure's ``ts``) and dimension ``all`` / ``ch:<channel>`` / ``seg:<segment>``. Every event kind
+and every exposure with a visitor id is *activity*; events and exposures carrying a channel say
+the visitor was seen on it. An event's channel dimension is its own channel, else the visitor's
+last event channel, else their first exposure's. The segment is the top segment of the visitor's
+earliest exposure (``none`` before any exposure is processed; counts already made stay where they
+were if an earlier exposure arrives later).
+
+Questions such as "visitors active in weeks a..b" or "customers with ≥ 2 purchases in a..b" are
+about *distinct* visitors, so weekly counts cannot just be summed. Each visitor instead contributes
+
+* per distinct active (buying) week ``w``: a term ``act:<p>`` (``buy:<p>``) under ``w``, ``p`` =
+  their previous such week or ``-``. Visitors active in [a, b] = Σ over w in [a, b] of the terms
+  with p < a (the visitor's first week inside the range) — exact;
+* per *minimal* interval [x, y] in which they were seen on two channels (bought twice): a week on
+  ≥ 2 channels (with ≥ 2 orders) alone, or two consecutive channel-carrying (buying) weeks with one
+  channel each, different (one order each): a term ``multi:<y>:<px>`` (``rep:<y>:<px>``) under x,
+  ``px`` = the previous interval's x or ``-``. Intervals of one visitor increase in x and y, so
+  the visitor has two channels (orders) in [a, b] iff their first interval with x ≥ a has y ≤ b:
+  Σ over x in [a, b] of the terms with y ≤ b and px < a — exact;
+* cohort terms ``ret:<k>`` under their first active week c, for each active week c + k
+  (``ret:0`` is the cohort size).
+
+The per-visitor weeks (``…:cx`` fields ``w:<w>``, ``…:cxb:<dim>``; under the visitor's hash tag, so
+erasing the visitor removes them, while the global terms hold no visitor id) are kept, and a new
+week, a new channel in a week or a week's first or second order replaces the visitor's old terms by
+new ones, so the result does not depend on the order entries are processed in (a late earlier event
+can move a visitor's cohort). Orders are de-duplicated by ``order_id`` as above. Only channel
+*transitions* are order-dependent: one is counted (in the later event's week) when an event's
+channel differs from the visitor's last event channel, and the last channel and ``ts`` are kept in
+the visitor's state. Events are released in ``ts`` order within a batch, so the sequence is exact
+unless an event reaches the stream after a later event of the same visitor was processed (a client
+clock or a queue delay beyond ``exposure_grace_s``): such a late event counts as activity but
+neither makes nor breaks a transition. Transitions come from events only (exposures are written
+after the clicks they cause, so their order against events is loose).
+
 Key layout (``<v>`` is the variant index or ``h``; ``<x>`` an experience key)
 ------------------------------------------------------------------------------
 =======================================  ===========================================================
@@ -96,6 +135,18 @@ Key layout (``<v>`` is the variant index or ``h``; ``<x>`` an experience key)
                                          first exposure as the pre-exposure value X; a value
                                          stamped before the first exposure but processed after it
                                          is added to X then, so X does not depend on order)
+``vary:cx:{w:<w>}:all``                  hash, journey aggregates of ISO week ``<w>``
+                                         (:func:`week_index`): ``nps|csat|ces:<score>`` histograms,
+                                         ``buy:<p>`` / ``rep:<y>:<px>`` purchase terms, ``act:<p>`` /
+                                         ``multi:<y>:<px>`` activity terms, ``ret:<k>`` cohort
+                                         counters, ``tr:<from>><to>`` channel transitions
+``vary:cx:{w:<w>}:ch:<c>|seg:<s>``       hash, the survey histograms and purchase terms of one
+                                         channel / segment
+``vary:cx:{idx}:weeks|dims``             sets indexing the weeks and dimensions with CX data
+``vary:v:{<visitor>}:cx``                hash, ``seg``, ``seg_ts``, ``xch`` (earliest exposure's
+                                         segment, ts, channel), ``ch``, ``ts`` (last event channel),
+                                         ``w:<w>`` active week → its channels (``web,ios``; ``""``)
+``vary:v:{<visitor>}:cxb:<dim>``         hash, week → orders in it, per CX dimension
 =======================================  ===========================================================
 
 Task durations: a ``dur_b:<i>`` bucket holds durations in ``[10^(i/50), 10^((i+1)/50))`` ms
@@ -153,6 +204,10 @@ __all__ = [
     "bucket_bounds",
     "top_segment",
     "utc_day",
+    "week_index",
+    "cx_key",
+    "CX_WEEKS_KEY",
+    "CX_DIMS_KEY",
 ]
 
 log = logging.getLogger("vary.aggregation")
@@ -172,21 +227,206 @@ PURCHASE_GOAL = "purchase"
 SEGMENT_MIN_SCORE = 0.5
 #: Records per script call: ~100 entries keep each call around a millisecond of server time.
 CHUNK = 100
+#: Set of the week indices (:func:`week_index`) that have journey (CX) aggregates.
+CX_WEEKS_KEY = "vary:cx:{idx}:weeks"
+#: Set of the journey dimensions (``ch:<channel>``, ``seg:<segment>``) with survey or purchase data.
+CX_DIMS_KEY = "vary:cx:{idx}:dims"
 
 _RECORDS_ENCODER = msgspec.json.Encoder()
 
 _SURVEY_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 
+# Journey (CX) aggregates, shared by the exposure and event paths of the script below (it defines
+# ``ttl``). A visitor's weeks are {week, n, label}: n = 0 (active, no channel), 1 (one channel or
+# one purchase: ``label``), 2 (two or more). For a "which visitors did X in [a, b]" count to be exact
+# over any range of whole weeks, each visitor contributes one term per distinct week ('<name>:<the
+# previous such week>') and one per *minimal* week interval [x, y] that holds two channels / two
+# purchases ('<name>:<y>:<previous interval's x>'), both stored under week x; see the module docstring.
+_CX_LUA = """
+local function cxk(w, dim) return 'vary:cx:{w:' .. w .. '}:' .. dim end
+
+local function cx_load(h)
+  local raw = redis.call('HGETALL', h)
+  local list = {}
+  for i = 1, #raw, 2 do list[#list + 1] = {tonumber(raw[i]), raw[i + 1]} end
+  table.sort(list, function(a, b) return a[1] < b[1] end)
+  return list
+end
+
+local function cx_add(acc, key, field, d)
+  local t = acc[key]
+  if not t then t = {}; acc[key] = t end
+  t[field] = (t[field] or 0) + d
+end
+
+local function cx_apply(acc)
+  for key, fields in pairs(acc) do
+    for field, d in pairs(fields) do
+      if d ~= 0 and redis.call('HINCRBY', key, field, d) == 0 then redis.call('HDEL', key, field) end
+    end
+  end
+end
+
+-- '<name>:<previous week>' for every week of the list, under the week's key.
+local function cx_distinct(acc, list, dim, name, d)
+  local prev = '-'
+  for _, e in ipairs(list) do
+    cx_add(acc, cxk(e[1], dim), name .. ':' .. prev, d)
+    prev = e[1]
+  end
+end
+
+-- '<name>:<y>:<previous x>' for every minimal interval [x, y] holding two, under x's key: a week
+-- with n = 2 alone, or two consecutive weeks with n = 1 and different labels (weeks with n = 0 are
+-- skipped). x and y both increase from one interval to the next.
+local function cx_pairs(acc, list, dim, name, d)
+  local px, last = '-', nil
+  for _, e in ipairs(list) do
+    local w, n = e[1], e[2]
+    if n >= 2 then
+      cx_add(acc, cxk(w, dim), name .. ':' .. w .. ':' .. px, d)
+      px = w
+    elseif n == 1 and last and last[2] == 1 and last[3] ~= e[3] then
+      cx_add(acc, cxk(last[1], dim), name .. ':' .. w .. ':' .. px, d)
+      px = last[1]
+    end
+    if n > 0 then last = e end
+  end
+end
+
+-- Activity terms of one visitor's weeks ({week, 'ch1,ch2' or ''}): distinct active weeks ('act'),
+-- multi-channel intervals ('multi'), and the cohort (first week) counters 'ret:<k>'.
+local function cx_activity_terms(acc, weeks, d)
+  if #weeks == 0 then return end
+  local list = {}
+  for i, e in ipairs(weeks) do
+    local n, label = 0, e[2]
+    if label ~= '' then
+      local _, commas = string.gsub(label, ',', '')
+      n = commas == 0 and 1 or 2
+    end
+    list[i] = {e[1], n, label}
+  end
+  cx_distinct(acc, list, 'all', 'act', d)
+  cx_pairs(acc, list, 'all', 'multi', d)
+  local cohort = list[1][1]
+  for _, e in ipairs(list) do cx_add(acc, cxk(cohort, 'all'), 'ret:' .. (e[1] - cohort), d) end
+end
+
+-- The visitor (state hash st, holding week fields 'w:<week>') was active in week w on channel ch
+-- ('' unknown); cur is the week's field as read (false: a new week). Only a new week or a new
+-- channel in a week changes the terms: the old ones are removed and the new ones added, whatever
+-- the order. The TTL is refreshed then (at most a few times a week per visitor), not per event.
+local function cx_activity(st, w, ch, cur)
+  local new
+  if not cur then
+    new = ch
+  elseif ch ~= '' and not string.find(',' .. cur .. ',', ',' .. ch .. ',', 1, true) then
+    new = cur == '' and ch or cur .. ',' .. ch
+  else
+    return
+  end
+  local raw = redis.call('HGETALL', st)
+  local weeks, week, found = {}, tonumber(w), false
+  for i = 1, #raw, 2 do
+    if string.sub(raw[i], 1, 2) == 'w:' then weeks[#weeks + 1] = {tonumber(string.sub(raw[i], 3)), raw[i + 1]} end
+  end
+  table.sort(weeks, function(a, b) return a[1] < b[1] end)
+  local acc = {}
+  cx_activity_terms(acc, weeks, -1)
+  for _, e in ipairs(weeks) do
+    if e[1] == week then e[2] = new; found = true end
+  end
+  if not found then
+    weeks[#weeks + 1] = {week, new}
+    table.sort(weeks, function(a, b) return a[1] < b[1] end)
+  end
+  cx_activity_terms(acc, weeks, 1)
+  cx_apply(acc)
+  redis.call('HSET', st, 'w:' .. w, new)
+  redis.call('EXPIRE', st, ttl)
+  redis.call('SADD', 'vary:cx:{idx}:weeks', w)
+end
+
+-- Purchase terms of one visitor in one dimension ({week, purchases}): distinct buying weeks ('buy')
+-- and minimal intervals with two purchases ('rep'); two single-purchase weeks always differ.
+local function cx_purchase_terms(acc, weeks, dim, d)
+  local list = {}
+  for i, e in ipairs(weeks) do list[i] = {e[1], tonumber(e[2]) >= 2 and 2 or 1, e[1]} end
+  cx_distinct(acc, list, dim, 'buy', d)
+  cx_pairs(acc, list, dim, 'rep', d)
+end
+
+local function cx_purchase(tag, w, dim)
+  local bk = tag .. 'cxb:' .. dim
+  local n = redis.call('HINCRBY', bk, w, 1)
+  if n > 2 then return end  -- a third order in a week changes no term (the TTL was set at the second)
+  redis.call('EXPIRE', bk, ttl)
+  local weeks = cx_load(bk)
+  local acc = {}
+  cx_purchase_terms(acc, weeks, dim, 1)
+  local week = tonumber(w)
+  for i, e in ipairs(weeks) do
+    if e[1] == week then
+      if n == 1 then table.remove(weeks, i) else e[2] = '1' end
+      break
+    end
+  end
+  cx_purchase_terms(acc, weeks, dim, -1)
+  cx_apply(acc)
+end
+
+-- Exposure: the visitor's segment (of their earliest exposure) and activity on its channel.
+local function cx_exposure(r)
+  local st = 'vary:v:{' .. r[4] .. '}:cx'
+  local s = redis.call('HMGET', st, 'seg_ts', 'w:' .. r[13])
+  local first = tonumber(s[1] or '')
+  if not first or tonumber(r[7]) < first then
+    if redis.call('HSET', st, 'seg', r[10], 'seg_ts', r[7], 'xch', r[9]) > 0 then redis.call('EXPIRE', st, ttl) end
+  end
+  cx_activity(st, r[13], r[9], s[2])
+end
+
+-- Event: channel transition, activity, survey histograms and purchases per dimension.
+local function cx_event(r)
+  local kind, ts, ch, w = r[5], tonumber(r[6]), r[15], r[16]
+  local tag = 'vary:v:{' .. r[4] .. '}:'
+  local st = tag .. 'cx'
+  local s = redis.call('HMGET', st, 'seg', 'ch', 'ts', 'xch', 'w:' .. w)
+  if ch ~= '' then
+    local last = tonumber(s[3] or '')
+    if not last or ts >= last then  -- an event older than the last one seen counts for no transition
+      if s[2] and s[2] ~= ch then redis.call('HINCRBY', cxk(w, 'all'), 'tr:' .. s[2] .. '>' .. ch, 1) end
+      if redis.call('HSET', st, 'ch', ch, 'ts', r[6]) > 0 then redis.call('EXPIRE', st, ttl) end
+    end
+  end
+  cx_activity(st, w, ch, s[5])
+  local dims = {'all', 'seg:' .. (s[1] or 'none')}
+  local dch = ch ~= '' and ch or s[2] or s[4]
+  if dch then dims[3] = 'ch:' .. dch end
+  local counted = false
+  if kind == 'survey' and r[11] ~= 'sus' then
+    for _, dim in ipairs(dims) do redis.call('HINCRBY', cxk(w, dim), r[11] .. ':' .. r[12], 1) end
+    counted = true
+  elseif kind == 'purchase' then
+    for _, dim in ipairs(dims) do cx_purchase(tag, w, dim) end
+    counted = true
+  end
+  if counted then redis.call('SADD', 'vary:cx:{idx}:dims', unpack(dims, 2)) end
+end
+"""
+
 # One script processes a chunk of entries (ARGV[1]: a JSON array of records, every field a string).
 # ARGV[2] group, [3] dedupe ttl, [4] state ttl, [5] exposure stream, [6] event stream.
 # Exposure record: 'x', id, dedupe key, visitor ('' = anonymous), experience ('' = content), variant
-#   label, ts, deadline, channel, segment, day, entry id
+#   label, ts, deadline, channel, segment, day, entry id, week (CX)
 # Event record: 'e', id, dedupe key, visitor, kind, ts, day, touchpoint, goal ('' none), value
 #   ('' none), then kind-specific: purchase order id | task success, duration, ln duration, bucket |
-#   feedback problem | survey metric, score
+#   feedback problem | survey metric, score; then channel ('' none), week (CX)
 # Returns one status per record: 0 already counted, 1 counted, 2 duplicate order.
 _SCRIPT = """
 local group, dedupe_ttl, ttl = ARGV[2], ARGV[3], ARGV[4]
+""" + _CX_LUA + """
 local function mark(stream, dedupe, id)
   local new = redis.call('HSETNX', dedupe, id, 1) == 1
   if new then redis.call('EXPIRE', dedupe, dedupe_ttl) end
@@ -196,6 +436,7 @@ end
 
 local function exposure(r)
   if not mark(ARGV[5], r[3], r[2]) then return 0 end
+  if r[4] ~= '' then cx_exposure(r) end
   local visitor, exp, v, ts, deadline, ch, seg, day = r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]
   if exp == '' then
     redis.call('HINCRBY', 'vary:agg:content:all', r[12], 1)
@@ -249,6 +490,7 @@ local function event(r)
     if redis.call('HSETNX', flags, 'o:' .. r[11], 1) == 0 then return 2 end
     redis.call('EXPIRE', flags, ttl)
   end
+  cx_event(r)
   if value and goal ~= '' then
     redis.call('HINCRBYFLOAT', tag .. 't', goal, value)
     redis.call('EXPIRE', tag .. 't', ttl)
@@ -374,6 +616,20 @@ def top_segment(segments: dict[str, float]) -> str:
         return NO_SEGMENT
     name, score = min(segments.items(), key=lambda item: (-item[1], item[0]))
     return name.replace("|", "_") if score >= SEGMENT_MIN_SCORE else NO_SEGMENT
+
+
+def cx_key(week: int, dimension: str) -> str:
+    """A journey aggregate hash: ``cx_key(2818, "ch:web")`` → ``vary:cx:{w:2818}:ch:web``."""
+    return f"vary:cx:{{w:{week}}}:{dimension}"
+
+
+def week_index(ts: float) -> int:
+    """The UTC ISO week of a Unix timestamp as a number: weeks since the Monday 1969-12-29.
+
+    A plain integer (not ``2023-W46``) so the script can subtract weeks (cohort age) and compare
+    them (range queries); ISO weeks start on Monday and 1970-01-01 was a Thursday, hence the +3.
+    """
+    return (math.floor(ts / 86_400) + 3) // 7
 
 
 _DAY_CACHE: dict[int, str] = {}
@@ -704,7 +960,7 @@ class Aggregator:
         return [
             "x", entry_id, self._dedupe_key(self._xs, entry_id), x.visitor_id or "", experience,
             HOLDOUT_VARIANT if x.holdout else str(x.variant), _num(x.ts), _num(deadline), x.channel,
-            top_segment(x.segments), utc_day(x.ts), x.entry_id,
+            top_segment(x.segments), utc_day(x.ts), x.entry_id, str(week_index(x.ts)),
         ]
 
     def _event_record(self, entry_id: str, e: Event) -> list[str]:
@@ -744,7 +1000,7 @@ class Aggregator:
             kind = "other"
         return [
             "e", entry_id, self._dedupe_key(self._es, entry_id), e.visitor_id, kind, _num(ts), utc_day(ts),
-            e.touchpoint or NO_TOUCHPOINT, goal, value, *extra,
+            e.touchpoint or NO_TOUCHPOINT, goal, value, *extra, e.channel or "", str(week_index(ts)),
         ]
 
     async def run_forever(

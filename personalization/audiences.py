@@ -452,6 +452,12 @@ def _eval_or(obj: object, conditions: list[Any], groups: SavedGroups) -> bool:
 def _eval_value(condition: object, value: object, groups: SavedGroups, insensitive: bool = False) -> bool:
     """One attribute value against a literal or an operator object (GrowthBook ``evalConditionValue``)."""
     if isinstance(condition, dict):
+        if len(condition) == 1:
+            # Fast path, the common ``{"$op": arg}``: a known operator key is an operator object.
+            for op, arg in condition.items():
+                fn = _OPERATORS.get(op) if type(op) is str else None
+                if fn is not None:
+                    return fn(value, arg, groups)
         if not _is_operator_object(condition):
             return _json_key(value) == _json_key(condition)
         for op, arg in condition.items():
@@ -480,6 +486,9 @@ def _is_in(actual: object, expected: list[Any], insensitive: bool = False) -> bo
             actual = [a.lower() if isinstance(a, str) else a for a in actual]
         elif isinstance(actual, str):
             actual = actual.lower()
+    if type(actual) is str:
+        # JSON values: a string equals only a string, so ``===`` against each item is ``in``.
+        return actual in expected
     if isinstance(actual, (list, tuple)):
         for a in actual:
             for e in expected:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -59,6 +60,29 @@ def fnv1a32(s: str) -> int:
     return h
 
 
+@lru_cache(maxsize=8192)
+def _ascii_state(prefix: str) -> int:
+    """FNV-1a 32 state after the bytes of an ASCII ``prefix`` (cached: seeds are experience keys)."""
+    h = 2166136261
+    for unit in prefix.encode():
+        h = ((h ^ unit) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _digit_states() -> dict[str, int]:
+    """FNV-1a 32 states of every 1–3 digit string: the first digits of the second v2 hash."""
+    states = {"": 2166136261}
+    for length in (1, 2, 3):
+        for text in [t for t in states if len(t) == length - 1]:
+            for digit in "0123456789":
+                states[text + digit] = ((states[text] ^ ord(digit)) * 16777619) & 0xFFFFFFFF
+    del states[""]
+    return states
+
+
+_DIGIT_STATES = _digit_states()
+
+
 def bucket_hash(seed: str, value: str, version: int) -> float | None:
     """GrowthBook's ``hash``: map (seed, value) to a float in [0, 1); ``None`` for unknown versions.
 
@@ -66,26 +90,41 @@ def bucket_hash(seed: str, value: str, version: int) -> float | None:
     * v1 (legacy, kept for old experiments): ``fnv1a32(value + seed) % 1000 / 1000`` — note the
       reversed concatenation, which is what makes v1 correlated across experiments.
 
-    This runs on every request, so FNV-1a is hand-inlined over the encoded bytes with the constants as
-    literals. Measured with timeit (CPython 3.11, 18-char seed + UUID): ~12.8 µs per v2 call, versus
-    ~20 µs for the reference loop (``ord()`` per character, ``% 2**32``); ``& mask`` and iterating
-    bytes are the wins, the inlining itself is worth only a little.
+    This runs on every request for every experience, so FNV-1a is hand-inlined over the encoded bytes
+    with the constants as literals, and three things skip work without changing a bit of the result:
+
+    * FNV-1a is a running state, so for ASCII input the state after the seed (the experience key) is
+      cached and only the visitor id is hashed per call;
+    * XOR with a byte and multiplication modulo 2³² only depend on the low 32 bits, so the state is
+      masked once per step, before the XOR, and once at the end (``h & M ^ b`` is ``(h & M) ^ b``);
+    * the second hash runs over the decimal digits of the first; its state after the first three
+      digits comes from a 1,110-entry table.
+
+    Measured with timeit on an idle core (CPython 3.11, 18-char seed + UUID): about 40% faster than the
+    plain byte loop, which was itself ~35% faster than the reference loop (``ord()`` per character,
+    ``% 2**32``). ``tests/personalization/test_bucketing.py`` holds GrowthBook's cases.
     """
     if version == 2:
-        s = seed + value
-        h = 2166136261
-        for unit in s.encode() if s.isascii() else array("H", s.encode(_UTF16_NATIVE, "surrogatepass")):
-            h = ((h ^ unit) * 16777619) & 0xFFFFFFFF
-        h2 = 2166136261
-        for digit in str(h).encode():
-            h2 = ((h2 ^ digit) * 16777619) & 0xFFFFFFFF
-        return (h2 % 10000) / 10000
+        if seed.isascii() and value.isascii():
+            h = _ascii_state(seed)
+            for unit in value.encode():
+                h = (h & 0xFFFFFFFF ^ unit) * 16777619
+            h &= 0xFFFFFFFF
+        else:
+            h = 2166136261
+            for unit in array("H", (seed + value).encode(_UTF16_NATIVE, "surrogatepass")):
+                h = ((h ^ unit) * 16777619) & 0xFFFFFFFF
+        digits = str(h)
+        h2 = _DIGIT_STATES[digits[:3]]
+        for digit in digits[3:].encode():
+            h2 = (h2 & 0xFFFFFFFF ^ digit) * 16777619
+        return ((h2 & 0xFFFFFFFF) % 10000) / 10000
     if version == 1:
         s = value + seed
         h = 2166136261
         for unit in s.encode() if s.isascii() else array("H", s.encode(_UTF16_NATIVE, "surrogatepass")):
-            h = ((h ^ unit) * 16777619) & 0xFFFFFFFF
-        return (h % 1000) / 1000
+            h = (h & 0xFFFFFFFF ^ unit) * 16777619
+        return ((h & 0xFFFFFFFF) % 1000) / 1000
     return None
 
 

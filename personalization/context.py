@@ -10,27 +10,79 @@ Vary's public contract, because marketers write rules against it::
       "segments": {"price_sensitive": 0.81, ...},
       "profile": {"visits": 3, "page_views": 12, "conversions": 1, "channels": ["ios", "web"],
                   "goals": {"signup": 1}},
-      "new_visitor": false, "returning_visitor": true
+      "new_visitor": false, "returning_visitor": true,
+      "continent": "EU", "city": "Berlin", "region": "BE",
+      "page_path": "/pricing", "page_query": {"utm_campaign": "sale"}
     }
 
 Traits are also reachable at the top level (``plan``) unless they would shadow a built-in name, so
-rules written for GrowthBook's flat attributes keep working.
+rules written for GrowthBook's flat attributes keep working. ``continent`` is derived from ``country``
+(:data:`CONTINENTS`, GeoNames' assignment: AF, AN, AS, EU, NA, OC, SA); ``city`` and ``region`` are the
+``city``/``region`` traits, which a front end fills from its CDN's geolocation; ``page_path`` and
+``page_query`` are ``page`` split up (a bare path is its own ``page_path``).
+
+:func:`merge_values` is the same visitor as Ninetailed-style profile paths (``traits.firstname``,
+``location.city``), for rich-text merge tags.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from personalization.types import Profile, SegmentScores, Visitor
 
-__all__ = ["normalise_visitor", "audience_attributes", "BUILTIN_ATTRIBUTES"]
+__all__ = [
+    "normalise_visitor",
+    "audience_attributes",
+    "merge_values",
+    "continent_of",
+    "BUILTIN_ATTRIBUTES",
+    "CONTINENTS",
+]
 
 BUILTIN_ATTRIBUTES = frozenset(
     {
         "id", "session_id", "channel", "locale", "device", "country", "referrer", "page", "utm",
         "traits", "segments", "profile", "new_visitor", "returning_visitor",
+        "continent", "city", "region", "page_path", "page_query",
     }
 )
+
+_CONTINENT_COUNTRIES = {
+    "AF": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML "
+          "MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW",
+    "AN": "AQ BV GS HM TF",
+    "AS": "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM "
+          "MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
+    "EU": "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT "
+          "LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK",
+    "NA": "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA "
+          "PM PR SV SX TC TT US VC VG VI",
+    "OC": "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS",
+    "SA": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
+}  # fmt: skip
+#: ISO 3166-1 alpha-2 country code → continent code (GeoNames' assignment).
+CONTINENTS: dict[str, str] = {
+    country: continent
+    for continent, countries in _CONTINENT_COUNTRIES.items()
+    for country in countries.split()
+}
+
+
+def continent_of(country: str | None) -> str | None:
+    """The continent code (``EU``, ``NA``, …) of an ISO country code, ``None`` when unknown."""
+    return CONTINENTS.get(country.upper()) if country else None
+
+
+@lru_cache(maxsize=2048)
+def _page_parts(page: str) -> tuple[str, dict[str, str]]:
+    """``page`` as (path, query parameters): a full URL is split, a bare path is its own path."""
+    if page.startswith("/") and "?" not in page and "#" not in page:
+        return page, {}
+    parts = urlsplit(page)
+    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
 def normalise_visitor(visitor: Visitor) -> Visitor:
@@ -72,5 +124,44 @@ def audience_attributes(
         },
         new_visitor=profile.is_new,
         returning_visitor=not profile.is_new,
+        continent=continent_of(visitor.country),
+        city=visitor.traits.get("city"),
+        region=visitor.traits.get("region"),
     )
+    if visitor.page:
+        attributes["page_path"], attributes["page_query"] = _page_parts(visitor.page)
     return attributes
+
+
+def merge_values(visitor: Visitor) -> dict[str, str]:
+    """The visitor as Ninetailed-style profile paths → text, for rich-text merge tags.
+
+    ``traits.<name>`` for every trait with a value, and ``location.countryCode``,
+    ``location.continent``, ``location.city``, ``location.region`` where known (city and region are
+    the ``city``/``region`` traits). Numbers read as JavaScript would print them (``3``, not ``3.0``).
+    Empty without personalization consent: merge tags then show their fallbacks.
+    """
+    values: dict[str, str] = {}
+    if not visitor.consent.personalization:
+        return values
+    for name, value in visitor.traits.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        else:
+            text = str(value)
+        values[f"traits.{name}"] = text
+    country = visitor.country.upper() if visitor.country else None
+    location = {
+        "countryCode": country,
+        "continent": continent_of(country),
+        "city": visitor.traits.get("city"),
+        "region": visitor.traits.get("region"),
+    }
+    for name, value in location.items():
+        if value is not None and value != "":
+            values[f"location.{name}"] = str(value)
+    return values

@@ -75,28 +75,33 @@ def decide(
     exposures: list[Exposure] = []
     assignments: list[tuple[str, str, int]] = []
     visitor_ref = visitor.id if visitor.consent.analytics else None
+    # Per-request values every entry's exposure repeats: computed once, not per entry.
+    session_ref = visitor.session_id if visitor_ref else None
+    model_version = model.version if model is not None and personalize else None
+    sticky_assignments = profile.assignments
     for entry in entries:
         # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
         if personalize:
             chosen = select_experience(
-                entry.experiences, attributes, visitor.id, profile.assignments, now, context, policies
+                entry.experiences, attributes, visitor.id, sticky_assignments, now, context, policies
             )
         else:
             chosen = _NO_CONSENT
         # 7. variant content: variant 0 is the baseline entry itself
         experience = chosen.experience
+        variant = chosen.variant
+        experience_key = experience.key if experience is not None else None
         variant_entry_id = (
-            entry.entry_id if experience is None or chosen.variant == 0
-            else experience.variants[chosen.variant - 1]
+            entry.entry_id if experience is None or variant == 0 else experience.variants[variant - 1]
         )
         exposure_id = new_id()
         decisions.append(
             Decision(
                 entry_id=entry.entry_id,
-                experience=experience.key if experience else None,
-                variant=chosen.variant,
+                experience=experience_key,
+                variant=variant,
                 variant_entry_id=variant_entry_id,
-                is_control=chosen.variant == 0,
+                is_control=variant == 0,
                 holdout=chosen.holdout,
                 propensity=chosen.propensity,
                 reason=chosen.reason,
@@ -109,28 +114,28 @@ def decide(
                 id=exposure_id,
                 ts=now,
                 visitor_id=visitor_ref,
-                session_id=visitor.session_id if visitor_ref else None,
+                session_id=session_ref,
                 channel=visitor.channel,
                 entry_id=entry.entry_id,
                 variant_entry_id=variant_entry_id,
-                experience=experience.key if experience else None,
-                variant=chosen.variant,
-                is_control=chosen.variant == 0,
+                experience=experience_key,
+                variant=variant,
+                is_control=variant == 0,
                 holdout=chosen.holdout,
                 propensity=chosen.propensity,
-                model_version=model.version if model is not None and personalize else None,
+                model_version=model_version,
                 segments=segments,
                 country=visitor.country,
                 device=visitor.device,
             )
         )
-        if experience is not None and experience.key not in profile.assignments and visitor_ref:
-            sticky = HOLDOUT_STICKY if chosen.holdout else chosen.variant
-            assignments.append((visitor.id, experience.key, sticky))
+        if experience_key is not None and visitor_ref and experience_key not in sticky_assignments:
+            sticky = HOLDOUT_STICKY if chosen.holdout else variant
+            assignments.append((visitor.id, experience_key, sticky))
     return Outcome(
         visitor=visitor,
         segments=segments,
-        model_version=model.version if model is not None and personalize else None,
+        model_version=model_version,
         decisions=decisions,
         exposures=exposures,
         assignments=assignments,

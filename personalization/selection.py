@@ -21,6 +21,7 @@ logging policy would do now), which is what off-policy estimators expect.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from msgspec import Struct
@@ -66,6 +67,12 @@ def variant_propensity(experience: Experience, variant: int, holdout_served: boo
     return (1.0 - h) * w
 
 
+@lru_cache(maxsize=4096)
+def _ranges(k: int, coverage: float, weights: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
+    """``bucket_ranges`` of an experience: a function of immutable fields only, so computed once."""
+    return tuple(bucket_ranges(k, coverage, list(weights)))
+
+
 def _describe(variant: int, experience: Experience) -> str:
     return "control" if variant == 0 else f"variant {variant} ({experience.variants[variant - 1]})"
 
@@ -96,7 +103,8 @@ def assign_variant(
     if n is None:  # pragma: no cover - version 2 always hashes
         n = 0.0
     # 2. traffic allocation
-    ranges = bucket_ranges(k, experience.traffic_allocation, list(experience.weights))
+    weights = experience.weights
+    ranges = _ranges(k, experience.traffic_allocation, weights if type(weights) is tuple else tuple(weights))
     variant = choose_variation(n, ranges)
     if variant < 0:
         return Assignment(

@@ -65,17 +65,19 @@ def _stored_equals_model(cma: FakeManagement, content_type_id: str) -> bool:
 # --- first and second run ----------------------------------------------------------------------------
 
 
-def test_first_run_creates_and_publishes_both_types(cma: FakeManagement) -> None:
+def test_first_run_creates_and_publishes_every_vary_type(cma: FakeManagement) -> None:
     report = _install(cma)
-    assert report.created == ("varyAudience", "varyExperience") and report.changed
+    assert report.created == ("varyAudience", "varyExperience", "varyJourney") and report.changed
     assert _writes(cma) == [
         ("PUT", "varyAudience", None),  # create: PUT with the id, no version
         ("PUT", "varyAudience/published", "1"),
         ("PUT", "varyExperience", None),
         ("PUT", "varyExperience/published", "1"),
+        ("PUT", "varyJourney", None),
+        ("PUT", "varyJourney/published", "1"),
     ]
-    assert set(published_ids(cma)) == {"varyAudience", "varyExperience"}
-    assert _stored_equals_model(cma, "varyAudience") and _stored_equals_model(cma, "varyExperience")
+    assert set(published_ids(cma)) == {"varyAudience", "varyExperience", "varyJourney"}
+    assert all(_stored_equals_model(cma, name) for name in ("varyAudience", "varyExperience", "varyJourney"))
     experience = cma.content_types["varyExperience"]
     audience_field = next(f for f in experience["fields"] if f["id"] == "audience")
     assert audience_field["validations"] == [{"linkContentType": ["varyAudience"]}]
@@ -89,7 +91,7 @@ def test_second_run_writes_nothing(cma: FakeManagement) -> None:
     report = _install(cma)
     assert cma.writes == []
     assert [r.method for r in cma.requests] == ["GET"]  # one listing is all it takes
-    assert report.unchanged == ("varyAudience", "varyExperience") and not report.changed
+    assert report.unchanged == ("varyAudience", "varyExperience", "varyJourney") and not report.changed
 
 
 def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> None:
@@ -103,7 +105,7 @@ def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> N
     version = cma.content_types["varyExperience"]["sys"]["version"]
     cma.clear_requests()
     report = _install(cma)
-    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience",)
+    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience", "varyJourney")
     assert report.results[1].changes == ("field trafficAllocation: validations differ",)
     assert _writes(cma) == [
         ("PUT", "varyExperience", str(version)),  # save(): the current version, or Contentful says 409
@@ -134,7 +136,7 @@ def test_name_display_field_and_order_count_but_fields_someone_added_stay(cma: F
     assert [f["id"] for f in stored["fields"]] == [*model_ids, "notes"]
     assert stored["displayField"] == "name"
     cma.clear_requests()
-    assert _install(cma).unchanged == ("varyAudience", "varyExperience") and cma.writes == []
+    assert _install(cma).unchanged == ("varyAudience", "varyExperience", "varyJourney") and cma.writes == []
 
 
 def test_an_unpublished_but_equal_type_is_only_published(cma: FakeManagement) -> None:
@@ -167,7 +169,7 @@ def test_add_to_adds_the_field_once_and_keeps_the_rest(cma: FakeManagement) -> N
 
     cma.clear_requests()
     again = _install(cma, add_to=["hero", " hero "])
-    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "hero")
+    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "varyJourney", "hero")
     assert [f["id"] for f in cma.content_types["hero"]["fields"]].count("varyExperiences") == 1
 
 
@@ -263,7 +265,7 @@ def test_dry_run_writes_nothing(cma: FakeManagement) -> None:
     cma.seed(_without_experiences("hero"))
     report = _install(cma, add_to=["hero"], dry_run=True)
     assert cma.writes == [] and report.dry_run
-    assert [r.action for r in report.results] == ["created", "created", "field_added"]
+    assert [r.action for r in report.results] == ["created", "created", "created", "field_added"]
     assert report.render().startswith("Dry run: nothing was written.")
     assert "would create and publish" in report.render()
 
@@ -305,7 +307,7 @@ def test_normalization_treats_defaults_nulls_and_validation_order_as_contentful_
 
 def test_model_files_are_package_data() -> None:
     assert {p.name for p in installer.MODEL_DIR.glob("*.json")} == {
-        "varyAudience.json", "varyExperience.json", "varyExperiencesField.json",
+        "varyAudience.json", "varyExperience.json", "varyExperiencesField.json", "varyJourney.json",
     }
 
 
@@ -333,7 +335,7 @@ def test_cli_installs_and_prints_a_report(cma: FakeManagement, capsys: pytest.Ca
     assert "varyAudience    created and published" in out
     assert "banner          varyExperiences field added and published" in out
     assert cms_command(_parse(_cli(cma, "--add-to", "hero", "--add-to", "banner"))) == 0
-    assert capsys.readouterr().out.count("unchanged") == 4
+    assert capsys.readouterr().out.count("unchanged") == 5
 
 
 def test_cli_reports_errors_on_stderr(cma: FakeManagement, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,254 @@
+"""Marketers' ``varyJourney`` entries compiled into the :class:`Journey` values journey maps read.
+
+A journey is the path CX and UX people draw on the wall — find → evaluate → decide → buy → engage —
+written down so Vary can measure it: each stage says which events count as "the visitor is here"
+(their touchpoint and their type). Contentful stores the stages as one JSON Object field, which it
+does not validate, so this module does: a journey with a stage Vary cannot read is left out and
+reported as a :class:`~content.snapshot.ContentIssue` naming the entry and the fix, and the rest of
+the space keeps serving. A half-understood journey would report wrong drop-offs, which is worse
+than none.
+
+Stage rules:
+
+- ``key`` (unique within the journey) is required; ``name`` defaults to the key.
+- ``touchpoints`` and ``event_types`` are lists of names; an empty or missing list matches any.
+  A stage matches an event when **both** match.
+- An event type is one of Vary's event types (``page_view``, ``click``, ``conversion``, ``task``,
+  ``abandonment``, ``survey``, ``feedback``, ``purchase``, ``identify``), optionally narrowed by a
+  detail after a colon: ``conversion:<goal>``, ``task:<task name>`` or ``survey:<metric>``.
+- Any other key in a stage object is reported (``touchpoint`` for ``touchpoints`` would otherwise
+  silently match every touchpoint).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from msgspec import Struct
+
+from content.items import ContentItems
+from content.snapshot import ContentEntry, ContentIssue
+from personalization.events import Event
+
+__all__ = [
+    "JOURNEY_TYPE",
+    "EVENT_TYPES",
+    "DETAILED_EVENT_TYPES",
+    "JourneyStage",
+    "Journey",
+    "compile_journeys",
+]
+
+JOURNEY_TYPE = "varyJourney"
+#: Every event type front ends send (the tags of ``personalization.events.Event``).
+EVENT_TYPES: tuple[str, ...] = tuple(cls.__struct_config__.tag for cls in typing.get_args(Event))
+#: Event types a stage may narrow with ``type:detail``, and what the detail is compared with.
+DETAILED_EVENT_TYPES: dict[str, str] = {"conversion": "goal", "task": "name", "survey": "metric"}
+_STAGE_KEYS = frozenset({"key", "name", "touchpoints", "event_types"})
+_MAX_KEY_LENGTH = 256
+_EXAMPLE = ('[{"key": "find", "name": "Find", "touchpoints": ["home", "search"], '
+            '"event_types": ["page_view"]}, …]')
+
+
+class JourneyStage(Struct, frozen=True, kw_only=True):
+    """One stage of a journey: the events that show a visitor is at it.
+
+    ``touchpoints`` / ``event_types`` empty = any. An event type is ``type`` or ``type:detail``
+    (see the module doc).
+    """
+
+    key: str
+    name: str
+    touchpoints: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+
+    def matches(self, event_type: str, touchpoint: str | None, detail: str | None = None) -> bool:
+        """Whether an event of this type (and detail: goal, task name or survey metric) at this
+        touchpoint puts the visitor at this stage. An event without a touchpoint matches only a
+        stage that lists none."""
+        if self.touchpoints and touchpoint not in self.touchpoints:
+            return False
+        return self.matches_type(event_type, detail)
+
+    def matches_type(self, event_type: str, detail: str | None = None) -> bool:
+        """Whether the event type (and detail) is one of the stage's, ignoring the touchpoint."""
+        if not self.event_types:
+            return True
+        return event_type in self.event_types or (
+            detail is not None and f"{event_type}:{detail}" in self.event_types
+        )
+
+    def at_touchpoint(self, touchpoint: str | None) -> bool:
+        """Whether the touchpoint is one of the stage's (any, when it lists none)."""
+        return not self.touchpoints or touchpoint in self.touchpoints
+
+
+class Journey(Struct, frozen=True, kw_only=True):
+    """A compiled journey: ``id`` is its entry id, ``key`` what reports are asked for by."""
+
+    id: str
+    key: str
+    name: str
+    stages: tuple[JourneyStage, ...]
+
+
+def compile_journeys(
+    items: ContentItems, default_locale: str
+) -> tuple[dict[str, Journey], list[ContentIssue]]:
+    """Compile every ``varyJourney`` entry: journeys by key, and the issues of those left out.
+
+    Journeys are compiled in publication order, so when two share a key the first published keeps
+    it (a copy made with "duplicate" is the newcomer) — as with experiences. Settings are read in
+    the default locale: they are not localized.
+    """
+    journeys: dict[str, Journey] = {}
+    issues: list[ContentIssue] = []
+    owners: dict[str, ContentEntry] = {}
+    candidates = sorted(
+        (e for e in items.entries if e.content_type == JOURNEY_TYPE), key=lambda e: (e.created_at, e.id)
+    )
+    for entry in candidates:
+        compiler = _JourneyCompiler(entry, default_locale)
+        journey = compiler.compile(owners)
+        issues.extend(compiler.issues)
+        if journey is not None:
+            journeys[journey.key] = journey
+    return journeys, issues
+
+
+class _JourneyCompiler:
+    """Compiles one journey entry, collecting every problem so a marketer fixes all at once."""
+
+    def __init__(self, entry: ContentEntry, locale: str) -> None:
+        self.entry = entry
+        self.get: Callable[[str], Any] = entry.fields.get(locale, {}).get
+        name = self.get("name")
+        self.label = f'"{name.strip()}"' if isinstance(name, str) and name.strip() else f'"{entry.id}"'
+        self.issues: list[ContentIssue] = []
+
+    def problem(self, problem: str, fix: str) -> None:
+        self.issues.append(ContentIssue(
+            entry_id=self.entry.id, content_type=self.entry.content_type,
+            problem=f"{problem} The journey is left out of reports.", fix=fix,
+        ))
+
+    def compile(self, owners: dict[str, ContentEntry]) -> Journey | None:
+        key = self._key(owners)
+        stages = self._stages()
+        if key is None or stages is None or self.issues:
+            return None
+        name = self.get("name")
+        return Journey(
+            id=self.entry.id, key=key, name=name.strip() if isinstance(name, str) and name.strip() else key,
+            stages=stages,
+        )
+
+    def _key(self, owners: dict[str, ContentEntry]) -> str | None:
+        key = self.get("key")
+        if not isinstance(key, str) or not key.strip():
+            self.problem(f"Journey {self.label} has no key, so its map cannot be asked for.",
+                         "Give it a unique key, e.g. shopping.")
+            return None
+        key = key.strip()
+        if len(key) > _MAX_KEY_LENGTH:
+            self.problem(f"Journey {self.label} has a key longer than {_MAX_KEY_LENGTH} characters.",
+                         "Give it a shorter key, e.g. shopping.")
+            return None
+        owner = owners.setdefault(key, self.entry)
+        if owner is not self.entry:
+            self.problem(f'Journey {self.label} uses the key "{key}", which journey "{owner.id}" '
+                         "already uses.",
+                         "Give this journey its own key; keys must be unique.")
+            return None
+        return key
+
+    def _stages(self) -> tuple[JourneyStage, ...] | None:
+        raw = self.get("stages")
+        if not isinstance(raw, list) or not raw:
+            self.problem(f"Journey {self.label} has no stages (the Stages field must be a JSON list).",
+                         f"Enter its stages in order as a JSON list, e.g. {_EXAMPLE}")
+            return None
+        stages: list[JourneyStage] = []
+        seen: set[str] = set()
+        for position, item in enumerate(raw, start=1):
+            stage = self._stage(position, item)
+            if stage is None:
+                continue
+            if stage.key in seen:
+                self.problem(f'Journey {self.label} has two stages with the key "{stage.key}".',
+                             "Give every stage its own key.")
+                continue
+            seen.add(stage.key)
+            stages.append(stage)
+        return tuple(stages) if len(stages) == len(raw) else None
+
+    def _stage(self, position: int, item: object) -> JourneyStage | None:
+        where = f"Journey {self.label}, stage {position}"
+        if not isinstance(item, dict):
+            self.problem(f"{where} is not a JSON object: {item!r:.80}.",
+                         'Write each stage as an object with "key", "name", "touchpoints" and '
+                         '"event_types".')
+            return None
+        ok = True
+        unknown = sorted(str(k) for k in item if k not in _STAGE_KEYS)
+        if unknown:
+            self.problem(f"{where} has settings Vary does not know: {', '.join(unknown)}.",
+                         'Use only "key", "name", "touchpoints" and "event_types" (note the plurals).')
+            ok = False
+        key = item.get("key")
+        if not isinstance(key, str) or not key.strip():
+            self.problem(f"{where} has no key.", 'Give the stage a short key, e.g. "find".')
+            ok = False
+        name = item.get("name")
+        if name is not None and not isinstance(name, str):
+            self.problem(f"{where} has a name that is not text.", 'Write the name as text, e.g. "Find".')
+            ok = False
+        touchpoints = _names(item.get("touchpoints"))
+        if touchpoints is None:
+            self.problem(f"{where} has touchpoints that are not a list of names: "
+                         f"{item.get('touchpoints')!r:.80}.",
+                         'List the touchpoints as front ends send them, e.g. ["home", "search"], or '
+                         "leave the list empty to match any touchpoint.")
+            ok = False
+        event_types = _names(item.get("event_types"))
+        if event_types is None:
+            self.problem(f"{where} has event types that are not a list of names: "
+                         f"{item.get('event_types')!r:.80}.",
+                         'List event types such as ["page_view", "click"], or leave the list empty to '
+                         "match any event.")
+            ok = False
+        else:
+            bad = [t for t in event_types if not _known_event_type(t)]
+            if bad:
+                self.problem(f"{where} has event types Vary does not know: {', '.join(bad)}.",
+                             f"Use {', '.join(EVENT_TYPES)}; conversion:<goal>, task:<name> or "
+                             "survey:<metric> narrow one down.")
+                ok = False
+        if not ok:
+            return None
+        assert isinstance(key, str) and touchpoints is not None and event_types is not None
+        key = key.strip()
+        return JourneyStage(
+            key=key,
+            name=name.strip() if isinstance(name, str) and name.strip() else key,
+            touchpoints=tuple(dict.fromkeys(touchpoints)),
+            event_types=tuple(dict.fromkeys(event_types)),
+        )
+
+
+def _names(value: object) -> list[str] | None:
+    """A list of non-empty strings, stripped (missing = empty); ``None`` when it is something else."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
+        return [v.strip() for v in value]
+    return None
+
+
+def _known_event_type(name: str) -> bool:
+    kind, colon, detail = name.partition(":")
+    if not colon:
+        return kind in EVENT_TYPES
+    return kind in DETAILED_EVENT_TYPES and bool(detail.strip()) and detail == detail.strip()
