@@ -15,15 +15,19 @@ Errors::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sklearn
 import skops.io
 from skops.io.exceptions import UntrustedTypesFoundException
@@ -39,6 +43,8 @@ __all__ = [
     "ACTIVE_FILE",
     "write_model_files",
     "read_model_files",
+    "model_version",
+    "sigmoid",
 ]
 
 
@@ -167,3 +173,22 @@ def read_model_files(directory: Path, version: str | None, what: str = "model") 
     except OSError as exc:
         raise ModelLoadError(f"{model_path}: cannot read the {what}: {exc}") from exc
     return version, card, model, model_path
+
+
+# -- shared by the segment and policy models --------------------------------------------------------
+
+
+def model_version(prefix: str, training: Mapping[str, object], created_at: float) -> str:
+    """``<prefix>-<UTC YYYYMMDDHHMMSS>-<8 hex of a hash of the training data and settings>``: the
+    same data and settings trained at the same time get the same version."""
+    content = msgspec.json.encode(dict(training), order="sorted")
+    stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y%m%d%H%M%S")
+    return f"{prefix}-{stamp}-{hashlib.sha256(content).hexdigest()[:8]}"
+
+
+def sigmoid(z: float) -> float:
+    """1 / (1 + e^-z) without overflow for any finite z."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)

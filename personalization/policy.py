@@ -70,6 +70,8 @@ from personalization.model_files import (
     dump_bytes,
     load_trusted,
     read_model_files,
+    model_version,
+    sigmoid,
     write_model_files,
 )
 
@@ -219,7 +221,8 @@ def _version(
     created_at: float,
 ) -> str:
     """``pol-<UTC YYYYMMDDHHMMSS>-<8 hex of a hash of the training data and settings>``."""
-    content = msgspec.json.encode(
+    return model_version(
+        "pol",
         {
             "contexts": list(contexts),
             "actions": list(actions),
@@ -228,10 +231,8 @@ def _version(
             "timestamps": None if timestamps is None else list(timestamps),
             "random_state": random_state,
         },
-        order="sorted",
+        created_at,
     )
-    stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y%m%d%H%M%S")
-    return f"pol-{stamp}-{hashlib.sha256(content).hexdigest()[:8]}"
 
 
 def train_reward_model(
@@ -384,12 +385,7 @@ def _parts(pipeline: object) -> tuple[DictVectorizer, StandardScaler, LogisticRe
     return vectorizer, scaler, classifier
 
 
-def _sigmoid(z: float) -> float:
-    """1 / (1 + e^-z) without overflow for any finite z."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+_sigmoid = sigmoid
 
 
 class CompiledRewardModel:

@@ -27,8 +27,6 @@ Errors::
 
 from __future__ import annotations
 
-import hashlib
-import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -54,6 +52,8 @@ from personalization.model_files import (
     dump_bytes,
     load_trusted,
     read_model_files,
+    model_version,
+    sigmoid,
     write_model_files,
 )
 
@@ -163,17 +163,16 @@ def _version(
     created_at: float,
 ) -> str:
     """``seg-<UTC YYYYMMDDHHMMSS>-<8 hex of a hash of the training data and settings>``."""
-    content = msgspec.json.encode(
+    return model_version(
+        "seg",
         {
             "rows": list(rows),
             "labels": {name: list(values) for name, values in labels.items()},
             "timestamps": None if timestamps is None else list(timestamps),
             "random_state": random_state,
         },
-        order="sorted",
+        created_at,
     )
-    stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y%m%d%H%M%S")
-    return f"seg-{stamp}-{hashlib.sha256(content).hexdigest()[:8]}"
 
 
 def _base_features(rows: Sequence[FeatureRow]) -> tuple[str, ...]:
@@ -351,12 +350,7 @@ def _parts(
     return vectorizer, scaler, estimators
 
 
-def _sigmoid(z: float) -> float:
-    """1 / (1 + e^-z) without overflow for any finite z."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+_sigmoid = sigmoid
 
 
 class CompiledSegmentModel:
