@@ -612,11 +612,28 @@ def _fmt(x: object) -> str:
     if isinstance(x, str):
         return x if len(x) <= 40 else x[:39] + "…"
     if isinstance(x, (list, tuple)):
+        key = tuple(x) if len(x) <= 16 else None
+        if key is not None:
+            try:
+                cached = _FMT_SEQ.get(key)
+            except TypeError:  # unhashable items (nested lists or objects): format every time
+                key = cached = None
+            if cached is not None:
+                return cached
         shown = ", ".join(_fmt(v) for v in x[:6])
-        return f"[{shown}{', …' if len(x) > 6 else ''}]"
+        text = f"[{shown}{', …' if len(x) > 6 else ''}]"
+        # Lists of strings (countries, channels, plans) repeat on every request: keep their text.
+        # Only all-string keys are stored, and a string never equals a non-string, so a lookup
+        # can only ever hit a list that formats identically.
+        if key is not None and len(_FMT_SEQ) < 4096 and all(type(v) is str for v in key):
+            _FMT_SEQ[key] = text
+        return text
     if isinstance(x, dict):
         return "{…}"
     return str(x)
+
+
+_FMT_SEQ: dict[tuple[object, ...], str] = {}
 
 
 def _explain_clause(subject: str, actual: object, clause: object, show_actual: bool = True) -> str:
