@@ -7,13 +7,11 @@ with a reason, and the hand-written tests below still run.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.personalization.conformance import CASES, SKIP_REASON, case_params
 from personalization.audiences import (
     ConditionError,
     check_condition,
@@ -22,45 +20,10 @@ from personalization.audiences import (
     validate_condition,
 )
 
-_FILE = "growthbook-cases.json"
-
-
-def _cases_path() -> Path:
-    default = Path(__file__).resolve().parents[3] / "shared" / "conformance" / _FILE
-    if default.is_file():
-        return default
-    env = os.environ.get("VARY_CONFORMANCE_DIR")
-    if env:
-        candidate = Path(env)
-        return candidate if candidate.is_file() else candidate / _FILE
-    return default
-
-
-_PATH = _cases_path()
-_CASES: dict[str, Any] | None = json.loads(_PATH.read_text(encoding="utf-8")) if _PATH.is_file() else None
-_SKIP = (
-    f"GrowthBook conformance cases not found at {_PATH} "
-    "(expected ../shared/conformance/growthbook-cases.json next to the repo, or set VARY_CONFORMANCE_DIR)"
-)
-
-
-def _params(section: str) -> list[Any]:
-    """One ``pytest.param`` per case of ``section``, id'd by the case name (duplicates numbered)."""
-    if _CASES is None:
-        return [pytest.param(None, id=f"{section}-missing", marks=pytest.mark.skip(reason=_SKIP))]
-    seen: dict[str, int] = {}
-    params = []
-    for case in _CASES[section]:
-        name = str(case[0])
-        seen[name] = seen.get(name, 0) + 1
-        params.append(pytest.param(case, id=name if seen[name] == 1 else f"{name} #{seen[name]}"))
-    return params
-
-
 # -- conformance ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", _params("evalCondition"))
+@pytest.mark.parametrize("case", case_params("evalCondition"))
 def test_eval_condition(case: list[Any]) -> None:
     _, condition, attributes, expected, *rest = case
     saved_groups = rest[0] if rest else None
@@ -69,9 +32,9 @@ def test_eval_condition(case: list[Any]) -> None:
 
 def test_all_conformance_conditions_validate_cleanly_or_are_meant_to_fail() -> None:
     """The cases are well-formed GrowthBook; validation may only flag the deliberately broken ones."""
-    if _CASES is None:
-        pytest.skip(_SKIP)
-    flagged = {case[0] for case in _CASES["evalCondition"] if validate_condition(case[1])}
+    if CASES is None:
+        pytest.skip(SKIP_REASON)
+    flagged = {case[0] for case in CASES["evalCondition"] if validate_condition(case[1])}
     assert flagged == {
         "unknown operator - pass",
         "$regex invalid - pass",

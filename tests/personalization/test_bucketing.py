@@ -7,14 +7,12 @@ with a reason, and the hand-written tests below still run.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.personalization.conformance import case_params
 from personalization.bucketing import (
     bucket_hash,
     bucket_ranges,
@@ -24,45 +22,10 @@ from personalization.bucketing import (
     in_namespace,
 )
 
-_FILE = "growthbook-cases.json"
-
-
-def _cases_path() -> Path:
-    default = Path(__file__).resolve().parents[3] / "shared" / "conformance" / _FILE
-    if default.is_file():
-        return default
-    env = os.environ.get("VARY_CONFORMANCE_DIR")
-    if env:
-        candidate = Path(env)
-        return candidate if candidate.is_file() else candidate / _FILE
-    return default
-
-
-_PATH = _cases_path()
-_CASES: dict[str, Any] | None = json.loads(_PATH.read_text(encoding="utf-8")) if _PATH.is_file() else None
-_SKIP = (
-    f"GrowthBook conformance cases not found at {_PATH} "
-    "(expected ../shared/conformance/growthbook-cases.json next to the repo, or set VARY_CONFORMANCE_DIR)"
-)
-
-
-def _params(section: str, case_id: Any) -> list[Any]:
-    """One ``pytest.param`` per case of ``section``, id'd by the case name (duplicates numbered)."""
-    if _CASES is None:
-        return [pytest.param(None, id=f"{section}-missing", marks=pytest.mark.skip(reason=_SKIP))]
-    seen: dict[str, int] = {}
-    params = []
-    for case in _CASES[section]:
-        name = str(case_id(case))
-        seen[name] = seen.get(name, 0) + 1
-        params.append(pytest.param(case, id=name if seen[name] == 1 else f"{name} #{seen[name]}"))
-    return params
-
-
 # -- conformance ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", _params("hash", lambda c: f"v{c[2]} seed={c[0]!r} value={c[1]!r}"))
+@pytest.mark.parametrize("case", case_params("hash", lambda c: f"v{c[2]} seed={c[0]!r} value={c[1]!r}"))
 def test_hash(case: list[Any]) -> None:
     seed, value, version, expected = case
     got = bucket_hash(seed, value, version)
@@ -73,7 +36,7 @@ def test_hash(case: list[Any]) -> None:
         assert got == pytest.approx(expected, abs=5e-5)
 
 
-@pytest.mark.parametrize("case", _params("getBucketRange", lambda c: c[0]))
+@pytest.mark.parametrize("case", case_params("getBucketRange", lambda c: c[0]))
 def test_get_bucket_range(case: list[Any]) -> None:
     _, (num_variations, coverage, weights), expected = case
     got = bucket_ranges(num_variations, coverage, weights)
@@ -83,19 +46,19 @@ def test_get_bucket_range(case: list[Any]) -> None:
         assert end == pytest.approx(want_end, abs=1e-6)
 
 
-@pytest.mark.parametrize("case", _params("chooseVariation", lambda c: c[0]))
+@pytest.mark.parametrize("case", case_params("chooseVariation", lambda c: c[0]))
 def test_choose_variation(case: list[Any]) -> None:
     _, n, ranges, expected = case
     assert choose_variation(n, [tuple(r) for r in ranges]) == expected
 
 
-@pytest.mark.parametrize("case", _params("inNamespace", lambda c: c[0]))
+@pytest.mark.parametrize("case", case_params("inNamespace", lambda c: c[0]))
 def test_in_namespace(case: list[Any]) -> None:
     _, user_id, namespace, expected = case
     assert in_namespace(user_id, namespace) is expected
 
 
-@pytest.mark.parametrize("case", _params("getEqualWeights", lambda c: f"n={c[0]}"))
+@pytest.mark.parametrize("case", case_params("getEqualWeights", lambda c: f"n={c[0]}"))
 def test_get_equal_weights(case: list[Any]) -> None:
     n, expected = case
     got = equal_weights(n)
