@@ -19,13 +19,16 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.asyncio import Redis
 
 from api.auth import KeyRing, ensure_keys
+from api.cors import DeliveryCORSMiddleware
 from api.limits import check_json_depth
 from api.model_routes import ModelController
 from api.visitor_routes import VisitorController
 from api.routes import AdminController, DeliveryController, contentful_webhook, health, ready
+from api.ratelimit import RateLimiter
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
 from content.sources import SyncingSource
+from personalization.privacy import install_access_log_redaction, redact_path
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -34,7 +37,7 @@ log = logging.getLogger("vary")
 
 def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     """Last resort: log the bug with its traceback, tell the client nothing internal."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
     return Response(
         {"status_code": 500, "detail": "internal error; it has been logged"},
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
@@ -58,6 +61,7 @@ def create_app(
     """Build the Litestar app. Without a ``redis`` client, ``settings.redis_url`` must be set
     (``vary serve`` starts the embedded server and sets it)."""
     settings = settings or load_settings()
+    install_access_log_redaction()  # uvicorn's access log (--access-log) shows hashed visitor ids
     delivery, admin, generated = ensure_keys(settings.delivery_keys, settings.admin_keys, settings.data_dir)
     if generated and print_keys:
         for scope, key in generated.items():
@@ -74,6 +78,9 @@ def create_app(
             )
         runtime = Runtime.create(settings, client, content_source)
         app.state.runtime = runtime
+        app.state.rate_limiter = RateLimiter(
+            client, {"delivery": settings.rate_limit_delivery_per_s, "admin": settings.rate_limit_admin_per_s}
+        )
         try:
             await runtime.start()
             yield
@@ -102,6 +109,8 @@ def create_app(
         ),
         debug=False,
     )
+    if settings.cors_origins:  # outermost, like Litestar's own CORS middleware, but delivery routes only
+        app.asgi_handler = DeliveryCORSMiddleware(app.asgi_handler, settings.cors_origins)
     app.state.key_ring = KeyRing(delivery, admin)
     app.state.settings = settings
     return app

@@ -142,12 +142,23 @@ def key_scope(connection: ASGIConnection) -> Scope | None:
     return connection.scope.get(SCOPE_KEY)  # type: ignore[return-value]
 
 
+async def _rate_limit(connection: ASGIConnection, route: Scope) -> None:
+    """Count the request against its key's limit for this route class (see ``api.ratelimit``)."""
+    limiter = connection.app.state.get("rate_limiter")
+    token = _bearer(connection)
+    if limiter is not None and token is not None:
+        await limiter.hit(token, route)
+
+
 async def requires_delivery(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard for front-end routes: any valid key."""
+    """Guard for front-end routes: any valid key, within the delivery rate limit."""
     _scope(connection)
+    await _rate_limit(connection, "delivery")
 
 
 async def requires_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard for admin routes: an admin key; a delivery key is refused with 403."""
+    """Guard for admin routes: an admin key (a delivery key is refused with 403), within the admin
+    rate limit."""
     if _scope(connection) != "admin":
         raise PermissionDeniedException(detail="this route needs an admin key; a delivery key was sent")
+    await _rate_limit(connection, "admin")

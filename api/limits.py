@@ -40,6 +40,11 @@ async def check_json_depth(request: Request) -> None:
     if request.method not in {"POST", "PUT", "PATCH"}:
         return None
     body = await request.body()
+    if not body.isascii() and not request.headers.get("content-type", "").startswith("multipart/"):
+        try:  # Litestar's JSON decode lets UnicodeDecodeError escape as a 500
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ClientException(detail=f"request body is not valid UTF-8 (byte {exc.start})") from None
     if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
         return None
     if json_depth(body) > MAX_DEPTH:

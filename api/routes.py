@@ -185,7 +185,8 @@ class DeliveryController(Controller):
     async def events(self, data: JSONBody[EventBatch], state: State) -> Response[EventsAccepted]:
         """Record events (profile counters + ``vary:events``). A bad event rejects only itself; a
         retried ``event_id`` is not counted twice; ``analytics: false`` events are not stored.
-        202 when any event was taken, 400 when every one was rejected."""
+        202 when any event was taken (bad ones listed in ``rejected``); 400 with the standard error
+        body (``extra`` naming each event and field) when every one was rejected."""
         good, errors = decode_events(data.events)
         rejected = [RejectedEvent(index=e.index, field=e.field, message=e.message) for e in errors]
         keep = []
@@ -212,10 +213,15 @@ class DeliveryController(Controller):
                 raise ServiceUnavailableException(
                     detail=f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
                 ) from exc
+        if not keep and not dropped:  # every event was bad: the standard error body, saying where
+            raise ClientException(
+                detail="every event in the batch was rejected; nothing was recorded",
+                extra=[{"key": f"events[{r.index}].{r.field}", "message": r.message} for r in rejected],
+            )
         body = EventsAccepted(
             accepted=recorded, duplicates=len(keep) - recorded, dropped=dropped, rejected=rejected
         )
-        return Response(body, status_code=202 if keep or dropped else 400)
+        return Response(body, status_code=202)
 
 
 class AdminController(Controller):

@@ -57,6 +57,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exposure_queue_size: int = 50_000
     exposure_batch_size: int = 500
     max_body_bytes: int = 1_048_576
+    #: Requests per second per API key on the delivery routes (0 = no limit); 429 + Retry-After above.
+    rate_limit_delivery_per_s: int = 5000
+    #: Requests per second per API key on the admin routes (0 = no limit).
+    rate_limit_admin_per_s: int = 50
+    #: Origins allowed to call the delivery routes from a browser (CORS); ``*`` allows any. Admin
+    #: routes never answer CORS.
+    cors_origins: tuple[str, ...] = ()
     #: Bound of each worker's exposure spool file (used while Redis is down or the queue is full).
     spool_max_bytes: int = 256 * 1024 * 1024
     #: Run the measurement consumer (aggregation) inside each API worker.

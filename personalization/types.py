@@ -39,7 +39,8 @@ ExperienceType = Literal["personalization", "ab_test", "bandit"]
 Id = Annotated[str, Meta(min_length=1, max_length=256)]
 ShortText = Annotated[str, Meta(max_length=256)]
 Url = Annotated[str, Meta(max_length=2048)]
-TraitValue = str | float | bool | None
+#: A trait: a short string (≤ 1,024 characters), a number, a flag or null.
+TraitValue = Annotated[str, Meta(max_length=1024)] | float | bool | None
 
 
 class Consent(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
