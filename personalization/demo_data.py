@@ -27,6 +27,7 @@ from pathlib import Path
 
 from personalization.features import FEATURE_NAMES, FeatureRow, build_features
 from personalization.segment_model import ModelCard, save_model, train_segment_model
+from personalization.traffic import COUPON_SITES, TrafficMix, traffic
 from personalization.types import Profile, Visitor
 
 __all__ = [
@@ -59,7 +60,6 @@ _DAY = 86_400.0
 _END = 1_748_736_000.0
 _SPAN_DAYS = 56
 
-_COUPON_SITES = ("retailmenot.com", "slickdeals.net", "honey.com")
 _SEARCH_SITES = ("google.com", "bing.com", "duckduckgo.com")
 _SOCIAL_SITES = ("facebook.com", "instagram.com", "t.co")
 
@@ -72,45 +72,22 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+#: How the demo training population arrives (shares per source and campaign).
+DEMO_TRAFFIC = TrafficMix(
+    email_campaigns={"sale": 0.4, "loyalty": 0.35, "brand": 0.25},
+    web_sources={"direct": 0.30, "organic": 0.26, "paid_search": 0.13, "social": 0.13,
+                 "coupon": 0.09, "display": 0.05, "push": 0.0},
+    app_sources={"direct": 0.50, "organic": 0.0, "paid_search": 0.10, "social": 0.15,
+                 "coupon": 0.05, "display": 0.05, "push": 0.15},
+    paid_search_campaigns={"brand": 0.5, "sale": 0.35, "spring_launch": 0.15},
+    social_campaigns={"sale": 0.45, "brand": 0.3, "spring_launch": 0.25},
+    search_query="shoes",
+)
+
+
 def _traffic(rng: random.Random, channel: str) -> tuple[str | None, dict[str, str]]:
     """Where this visit came from: a referrer URL (or none) and its UTM tags."""
-    if channel == "email":
-        campaign = _pick(rng, {"sale": 0.4, "loyalty": 0.35, "brand": 0.25})
-        return None, {"source": "newsletter", "medium": "email", "campaign": campaign}
-    if channel == "web":
-        kinds = {"direct": 0.30, "organic": 0.26, "paid_search": 0.13, "social": 0.13,
-                 "coupon": 0.09, "display": 0.05, "push": 0.0}
-    else:  # the apps: mostly opened directly, some deep links from ads and push notifications
-        kinds = {"direct": 0.50, "organic": 0.0, "paid_search": 0.10, "social": 0.15,
-                 "coupon": 0.05, "display": 0.05, "push": 0.15}
-    kind = _pick(rng, kinds)
-    if kind == "direct":
-        return None, {}
-    if kind == "organic":
-        site = _pick(rng, {"google.com": 0.8, "bing.com": 0.12, "duckduckgo.com": 0.08})
-        return f"https://www.{site}/search?q=shoes", {}
-    if kind == "paid_search":
-        campaign = _pick(rng, {"brand": 0.5, "sale": 0.35, "spring_launch": 0.15})
-        utm = {"source": "google", "medium": "cpc", "campaign": campaign}
-        return "https://www.google.com/", utm
-    if kind == "social":
-        site = _pick(rng, {"facebook.com": 0.55, "instagram.com": 0.35, "t.co": 0.10})
-        if rng.random() < 0.6:
-            campaign = _pick(rng, {"sale": 0.45, "brand": 0.3, "spring_launch": 0.25})
-            source = "twitter" if site == "t.co" else site.removesuffix(".com")
-            return f"https://{site}/", {"source": source, "medium": "social", "campaign": campaign}
-        return f"https://{site}/", {}
-    if kind == "coupon":
-        site = rng.choice(_COUPON_SITES)
-        if rng.random() < 0.5:
-            campaign = _pick(rng, {"coupon": 0.6, "sale": 0.4})
-            return f"https://www.{site}/deals", {"source": site.split(".")[0],
-                                                  "medium": "affiliate", "campaign": campaign}
-        return f"https://www.{site}/deals", {}
-    if kind == "display":
-        return None, {"source": "criteo", "medium": "display", "campaign": "retargeting"}
-    campaign = _pick(rng, {"sale": 0.5, "brand": 0.2, "loyalty": 0.3})
-    return None, {"source": "push", "medium": "push", "campaign": campaign}
+    return traffic(rng, channel, DEMO_TRAFFIC)
 
 
 def _visitor(rng: random.Random, index: int, seed: int) -> Visitor:
@@ -174,7 +151,7 @@ def _labels(row: FeatureRow) -> dict[str, float]:
         -2.4
         + 2.6 * (campaign == "sale")
         + 2.0 * (campaign == "coupon")
-        + 2.2 * (referrer in _COUPON_SITES)
+        + 2.2 * (referrer in COUPON_SITES)
         + 1.1 * (row.get("device") == "mobile")
         + 0.5 * (referrer in _SOCIAL_SITES)
         - 0.2 * min(conversions, 6.0)

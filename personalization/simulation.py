@@ -44,6 +44,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from personalization.traffic import COUPON_SITES, TrafficMix, traffic
+
 __all__ = [
     "ENTRIES",
     "SHIPPING_TEST",
@@ -69,7 +71,6 @@ HERO_NORTH_AMERICA = "hero-north-america"
 NEWSLETTER_TEST = "newsletter-copy"
 #: UTM campaigns that make a visitor (latently) price-sensitive.
 PRICE_SENSITIVE_CAMPAIGNS: frozenset[str] = frozenset({"sale", "coupon"})
-COUPON_SITES: tuple[str, ...] = ("retailmenot.com", "slickdeals.net", "honey.com")
 
 _CHANNELS = {"web": 0.55, "ios": 0.18, "android": 0.17, "email": 0.10}
 _COUNTRIES = {"US": 0.40, "CA": 0.10, "DE": 0.12, "GB": 0.15, "FR": 0.10, "JP": 0.08, "": 0.05}
@@ -178,43 +179,21 @@ def _pick(rng: random.Random, options: Mapping[str, float]) -> str:
     return rng.choices(tuple(options), weights=tuple(options.values()))[0]
 
 
+#: Shares set so ~30 % of simulated visitors are price-sensitive (more sale traffic than the demo data).
+SIMULATION_TRAFFIC = TrafficMix(
+    email_campaigns={"sale": 0.45, "loyalty": 0.30, "brand": 0.25},
+    web_sources={"direct": 0.28, "organic": 0.22, "paid_search": 0.16, "social": 0.14, "coupon": 0.14,
+                 "display": 0.06},
+    app_sources={"direct": 0.45, "paid_search": 0.10, "social": 0.15, "coupon": 0.08, "push": 0.22},
+    paid_search_campaigns={"sale": 0.5, "brand": 0.35, "spring_launch": 0.15},
+    social_campaigns={"sale": 0.5, "brand": 0.3, "spring_launch": 0.2},
+    search_query="sofa",
+)
+
+
 def _traffic(rng: random.Random, channel: str) -> tuple[str | None, dict[str, str]]:
-    """Referrer and UTM tags of the first visit. Shares are set so ~30 % of visitors are price-sensitive."""
-    if channel == "email":
-        campaign = _pick(rng, {"sale": 0.45, "loyalty": 0.30, "brand": 0.25})
-        return None, {"source": "newsletter", "medium": "email", "campaign": campaign}
-    if channel == "web":
-        kinds = {"direct": 0.28, "organic": 0.22, "paid_search": 0.16, "social": 0.14, "coupon": 0.14,
-                 "display": 0.06}
-    else:  # apps: mostly opened directly, some deep links from ads and push notifications
-        kinds = {"direct": 0.45, "paid_search": 0.10, "social": 0.15, "coupon": 0.08, "push": 0.22}
-    kind = _pick(rng, kinds)
-    if kind == "direct":
-        return None, {}
-    if kind == "organic":
-        site = _pick(rng, {"google.com": 0.8, "bing.com": 0.12, "duckduckgo.com": 0.08})
-        return f"https://www.{site}/search?q=sofa", {}
-    if kind == "paid_search":
-        campaign = _pick(rng, {"sale": 0.5, "brand": 0.35, "spring_launch": 0.15})
-        return "https://www.google.com/", {"source": "google", "medium": "cpc", "campaign": campaign}
-    if kind == "social":
-        site = _pick(rng, {"facebook.com": 0.55, "instagram.com": 0.35, "t.co": 0.10})
-        if rng.random() < 0.6:
-            campaign = _pick(rng, {"sale": 0.5, "brand": 0.3, "spring_launch": 0.2})
-            source = "twitter" if site == "t.co" else site.removesuffix(".com")
-            return f"https://{site}/", {"source": source, "medium": "social", "campaign": campaign}
-        return f"https://{site}/", {}
-    if kind == "coupon":
-        site = rng.choice(COUPON_SITES)
-        if rng.random() < 0.5:
-            campaign = _pick(rng, {"coupon": 0.6, "sale": 0.4})
-            return f"https://www.{site}/deals", {"source": site.split(".")[0], "medium": "affiliate",
-                                                  "campaign": campaign}
-        return f"https://www.{site}/deals", {}
-    if kind == "display":
-        return None, {"source": "criteo", "medium": "display", "campaign": "retargeting"}
-    campaign = _pick(rng, {"sale": 0.5, "brand": 0.2, "loyalty": 0.3})
-    return None, {"source": "push", "medium": "push", "campaign": campaign}
+    """Referrer and UTM tags of the first visit (:data:`SIMULATION_TRAFFIC`)."""
+    return traffic(rng, channel, SIMULATION_TRAFFIC)
 
 
 def plan_visitor(seed: int, index: int, effects: Effects = Effects()) -> tuple[SimVisitor, random.Random]:
