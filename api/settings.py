@@ -70,6 +70,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     aggregate: bool = True
     #: Train the demo segment model on first start when no model exists.
     train_demo_model: bool = True
+    #: Exposure and event streams are split into this many partitions by visitor
+    #: (``personalization/partitions.py``); every writer, consumer and sink of one deployment must agree.
+    stream_partitions: int = 1
+    #: Treat ``VARY_REDIS_URL`` as a Redis Cluster seed (also implied by a ``redis+cluster://`` URL).
+    redis_cluster: bool = False
 
 
 _FIELDS: dict[str, str] = {f"VARY_{name.upper()}": name for name in Settings.__struct_fields__}
@@ -121,6 +126,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             "VARY_CONTENT_SOURCE=contentful needs VARY_CONTENTFUL_SPACE_ID and VARY_CONTENTFUL_ACCESS_TOKEN"
         )
+    if not 1 <= settings.stream_partitions <= 1024:
+        raise SettingsError(f"VARY_STREAM_PARTITIONS={settings.stream_partitions}: expected 1-1024")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"VARY_PORT={settings.port}: expected 1-65535")
     return settings
