@@ -24,4 +24,6 @@ WORKDIR /var/lib/vary
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('VARY_PORT', '8000')}/health\", timeout=2)"]
+# One image, three roles: the API (this default; set VARY_AGGREGATE=false when `vary aggregate` runs
+# apart), `vary aggregate` and `vary sinks` — see deploy/k8s/.
 CMD ["vary", "serve"]

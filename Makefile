@@ -34,6 +34,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.cluster
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick

@@ -8,7 +8,7 @@ own parts (a content source, a Redis client) — instead of patching globals.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,14 +20,21 @@ from redis.asyncio import Redis
 
 from api.auth import KeyRing, ensure_keys
 from api.cors import DeliveryCORSMiddleware
+from api.dashboard import DASHBOARD_HANDLERS, template_config
+from api.frontend import FRONTEND_HANDLERS, complete_openapi, demo_key, exposure_tokens_for
 from api.limits import check_json_depth
+from api.export_routes import ExportController
 from api.model_routes import ModelController
+from api.plugin_routes import PluginController
+from api.plugins import load_plugins
 from api.visitor_routes import VisitorController
 from api.routes import AdminController, DeliveryController, contentful_webhook, health, ready
 from api.ratelimit import RateLimiter
+from api.redis_client import SERVER_OPTIONS, async_redis
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
 from content.sources import SyncingSource
+from personalization.plugins import Plugin
 from personalization.privacy import install_access_log_redaction, redact_path
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -57,10 +64,14 @@ def create_app(
     content_source: SyncingSource | None = None,
     redis: Redis | None = None,
     print_keys: bool = True,
+    plugins: Sequence[Plugin] = (),
+    discover_plugins: bool = True,
 ) -> Litestar:
     """Build the Litestar app. Without a ``redis`` client, ``settings.redis_url`` must be set
-    (``vary serve`` starts the embedded server and sets it)."""
+    (``vary serve`` starts the embedded server and sets it). ``plugins`` are added to those the
+    ``vary.plugins`` entry points name (``discover_plugins=False``: only these; docs/extending.md)."""
     settings = settings or load_settings()
+    loaded_plugins = load_plugins(plugins, discover=discover_plugins)
     install_access_log_redaction()  # uvicorn's access log (--access-log) shows hashed visitor ids
     delivery, admin, generated = ensure_keys(settings.delivery_keys, settings.admin_keys, settings.data_dir)
     if generated and print_keys:
@@ -73,10 +84,13 @@ def create_app(
         if client is None:
             if not settings.redis_url:
                 raise RuntimeError("no Redis: set VARY_REDIS_URL or start Vary with `vary serve`")
-            client = Redis.from_url(
-                settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
-            )
-        runtime = Runtime.create(settings, client, content_source)
+            client = async_redis(settings, **SERVER_OPTIONS)  # one server or a cluster (api/redis_client.py)
+        uninstall_plugins = loaded_plugins.install()  # extractors + policy types, before content compiles
+        try:
+            runtime = Runtime.create(settings, client, content_source, plugins=loaded_plugins)
+        except BaseException:
+            uninstall_plugins()
+            raise
         app.state.runtime = runtime
         app.state.rate_limiter = RateLimiter(
             client, {"delivery": settings.rate_limit_delivery_per_s, "admin": settings.rate_limit_admin_per_s}
@@ -86,6 +100,7 @@ def create_app(
             yield
         finally:
             await runtime.close()
+            uninstall_plugins()
 
     app = Litestar(
         route_handlers=[
@@ -93,10 +108,15 @@ def create_app(
             AdminController,
             ModelController,
             VisitorController,
+            PluginController,
+            ExportController,
             contentful_webhook,
             health,
             ready,
+            *DASHBOARD_HANDLERS,
+            *FRONTEND_HANDLERS,
         ],
+        template_config=template_config(),
         lifespan=[lifespan],
         before_request=check_json_depth,
         request_max_body_size=settings.max_body_bytes,
@@ -113,6 +133,10 @@ def create_app(
         app.asgi_handler = DeliveryCORSMiddleware(app.asgi_handler, settings.cors_origins)
     app.state.key_ring = KeyRing(delivery, admin)
     app.state.settings = settings
+    app.state.exposure_tokens = exposure_tokens_for(settings, app.state.key_ring)
+    app.state.demo_key = demo_key(delivery) if settings.demo_page else None
+    complete_openapi(app)  # security schemes and typed error bodies for every route
+    app.state.plugins = loaded_plugins
     return app
 
 

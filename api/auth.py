@@ -5,6 +5,12 @@
 * **admin** keys read results, list experiences, preview drafts, manage models. An admin key also
   works on delivery routes; a delivery key on an admin route is a 403, a missing or unknown key a 401.
 
+Keys travel in the ``Authorization: Bearer <key>`` header. Delivery routes also take a *delivery* key
+as the ``key`` query parameter, because ``navigator.sendBeacon`` cannot set headers (the front-end kit
+sends events and exposures as beacons); the header wins when both are sent. Admin keys are never
+accepted in a URL, and admin routes ignore the parameter. Access-log lines mask it
+(``personalization/privacy.py``).
+
 Keys are given as ``VARY_DELIVERY_KEYS`` / ``VARY_ADMIN_KEYS`` (comma-separated, several per scope for
 rotation), either raw or pre-hashed as ``sha256:<hex>`` so a deployment never needs the raw key.
 Only SHA-256 digests are kept in memory; the presented key is hashed and compared with
@@ -72,6 +78,10 @@ class KeyRing:
             found |= hmac.compare_digest(presented, candidate)
         return found
 
+    def digests(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The SHA-256 digests of the delivery and the admin keys (to derive secrets from)."""
+        return self._delivery, self._admin
+
     def scope_of(self, key: str) -> Scope | None:
         presented = digest(key)
         if self._match(presented, self._admin):
@@ -79,6 +89,17 @@ class KeyRing:
         if self._match(presented, self._delivery):
             return "delivery"
         return None
+
+    def session_secret(self, configured: str | None = None) -> bytes:
+        """The key that signs dashboard session tokens (``api/dashboard/session.py``).
+
+        ``VARY_SESSION_SECRET`` when set; otherwise derived from the admin key digests, so every
+        worker of a deployment derives the same secret with nothing shared, and rotating the admin
+        keys ends every dashboard session.
+        """
+        if configured:
+            return hashlib.sha256(b"vary-session-secret\x00" + configured.encode()).digest()
+        return hmac.new(b"vary-dashboard-session", b"".join(sorted(self._admin)), hashlib.sha256).digest()
 
 
 def ensure_keys(
@@ -124,8 +145,25 @@ def _bearer(connection: ASGIConnection) -> str | None:
     return token.strip()
 
 
-def _scope(connection: ASGIConnection) -> Scope:
+def _query_key(connection: ASGIConnection) -> str | None:
+    """A delivery key sent as ``?key=`` (beacons cannot set headers)."""
+    key = connection.query_params.get("key")
+    if not isinstance(key, str) or not key.strip():
+        return None
+    return key.strip()
+
+
+def _presented_key(connection: ASGIConnection, allow_query: bool) -> tuple[str | None, bool]:
+    """The key of the request and whether it came from the query string (the header wins)."""
     token = _bearer(connection)
+    if token is None and allow_query:
+        query = _query_key(connection)
+        return query, query is not None
+    return token, False
+
+
+def _scope(connection: ASGIConnection, allow_query: bool = False) -> Scope:
+    token, from_query = _presented_key(connection, allow_query)
     if token is None:
         raise NotAuthorizedException(
             detail="missing API key: send it as the header 'Authorization: Bearer <key>'"
@@ -133,6 +171,11 @@ def _scope(connection: ASGIConnection) -> Scope:
     scope = connection.app.state.key_ring.scope_of(token)
     if scope is None:
         raise NotAuthorizedException(detail="unknown API key")
+    if from_query and scope != "delivery":
+        raise NotAuthorizedException(
+            detail="the 'key' query parameter takes delivery keys only; send an admin key in the "
+            "'Authorization: Bearer <key>' header"
+        )
     connection.scope[SCOPE_KEY] = scope  # type: ignore[literal-required]
     return scope
 
@@ -145,14 +188,15 @@ def key_scope(connection: ASGIConnection) -> Scope | None:
 async def _rate_limit(connection: ASGIConnection, route: Scope) -> None:
     """Count the request against its key's limit for this route class (see ``api.ratelimit``)."""
     limiter = connection.app.state.get("rate_limiter")
-    token = _bearer(connection)
+    token, _ = _presented_key(connection, allow_query=route == "delivery")
     if limiter is not None and token is not None:
         await limiter.hit(token, route)
 
 
 async def requires_delivery(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard for front-end routes: any valid key, within the delivery rate limit."""
-    _scope(connection)
+    """Guard for front-end routes: any valid key (a delivery key also as ``?key=``), within the
+    delivery rate limit."""
+    _scope(connection, allow_query=True)
     await _rate_limit(connection, "delivery")
 
 

@@ -27,6 +27,28 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _worker_app() -> object:
+    """The app factory uvicorn calls in each worker: :func:`api.app.create_app_from_env`, after tying
+    a forked worker's life to ``vary serve``'s (Linux ``PR_SET_PDEATHSIG``). With several workers a
+    SIGKILLed ``vary serve`` would otherwise leave them serving on its port, owning their spools;
+    now they die with it, and the next start replays what they spooled. One worker runs in the
+    ``vary serve`` process itself and is left alone."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and sys.platform == "linux":
+        import ctypes
+        import signal
+
+        parent = multiprocessing.parent_process()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+            os._exit(1)
+    from api.app import create_app_from_env
+
+    return create_app_from_env()
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
@@ -36,6 +58,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from api.embedded_redis import EmbeddedRedis
     from api.runtime import ensure_model
 
+    if args.no_sinks:
+        os.environ["VARY_SINKS_IN_PROCESS"] = "false"
     if args.no_aggregate:
         os.environ["VARY_AGGREGATE"] = "false"
     host = args.host or settings.host
@@ -56,7 +80,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         ensure_model(settings)
         print(f"vary: serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)", flush=True)
         uvicorn.run(
-            "api.app:create_app_from_env",
+            "api.cli:_worker_app",
             factory=True,
             host=host,
             port=port,
@@ -77,8 +101,7 @@ def _aggregate(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import socket
 
-    from redis.asyncio import Redis
-
+    from api.redis_client import async_redis
     from personalization.aggregation import Aggregator
 
     if not settings.redis_url:
@@ -87,21 +110,65 @@ def _aggregate(settings: Settings, args: argparse.Namespace) -> int:
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
 
     async def run() -> None:
-        redis = Redis.from_url(settings.redis_url)
+        redis = async_redis(settings)  # one server or a cluster
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        aggregator = Aggregator(redis, consumer=consumer)
+        aggregator = Aggregator(
+            redis, consumer=consumer, partitions=settings.stream_partitions,
+            claim_idle_ms=settings.aggregate_claim_idle_ms,
+        )
         await aggregator.ensure_groups()
-        print(f"vary aggregate: consumer {consumer} reading vary:exposures and vary:events", flush=True)
+        print(f"vary aggregate: consumer {consumer} reading {len(aggregator.streams)} streams", flush=True)
         try:
-            await aggregator.run_forever(stop)
+            await aggregator.run_forever(stop, claim_every_s=settings.aggregate_claim_every_s)
         finally:
             await redis.aclose()
 
     asyncio.run(run())
     return 0
+
+
+def _sinks(settings: Settings, args: argparse.Namespace) -> int:
+    """The sink runners as their own process (api/plugins.py builds them); SIGTERM/SIGINT stop them."""
+    import asyncio
+    import signal
+    import socket
+
+    from api.plugins import load_plugins
+    from api.redis_client import async_redis
+
+    if not settings.redis_url:
+        print("vary sinks: set VARY_REDIS_URL to the Redis that `vary serve` uses", file=sys.stderr)
+        return 2
+    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def run() -> int:
+        redis = async_redis(settings)
+        runners = load_plugins().sink_runners(settings, redis, consumer)
+        if not runners:
+            print("vary sinks: no sink configured (VARY_SINK_WEBHOOK_URL, VARY_SINK_SEGMENT_WRITE_KEY or a "
+                  "plugin's sinks)", file=sys.stderr)
+            await redis.aclose()
+            return 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        for runner in runners:
+            await runner.ensure_groups()
+        names = ", ".join(runner.sink.name for runner in runners)
+        print(f"vary sinks: consumer {consumer} running {names}", flush=True)
+        try:
+            await asyncio.gather(*(runner.run_forever(stop) for runner in runners))
+        finally:
+            for runner in runners:
+                await runner.aclose()
+            await redis.aclose()
+        return 0
+
+    return asyncio.run(run())
 
 
 def _sync(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--no-aggregate", action="store_true",
                        help="do not run the measurement consumer in-process (run `vary aggregate` instead)")
+    serve.add_argument("--no-sinks", action="store_true",
+                       help="do not run the event sinks in-process (run `vary sinks` instead)")
+    sinks = sub.add_parser("sinks", help="run the event sinks (webhook, Segment, plugins') as their own process")
+    sinks.add_argument("--consumer", help="consumer name in each sink's group (default: host-pid)")
     aggregate = sub.add_parser("aggregate", help="run the measurement consumer (exposures + events → results)")
     aggregate.add_argument("--consumer", help="consumer name in the group (default: host-pid)")
     train = sub.add_parser(
@@ -193,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "serve": _serve,
         "aggregate": _aggregate,
+        "sinks": _sinks,
         "train": train_command,
         "models": models_command,
         "evaluate": evaluate_command,
@@ -200,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         "export": export_command,
         "simulate": simulate_command,
     }
+    if args.command in ("train", "evaluate", "sync"):
+        # Plugins' feature extractors and experience types count in training and compiling too.
+        from api.plugins import load_plugins
+
+        load_plugins().install()
     return handlers[args.command](settings, args)
 
 

@@ -20,7 +20,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["DeliveryCORSMiddleware", "DELIVERY_PATHS", "is_delivery_path"]
 
 #: Exact paths and path prefixes of the delivery routes.
-DELIVERY_PATHS = ("/v1/personalize", "/v1/events")
+#: ``/v1/exposures`` and the SDK files belong to the front-end kit (``api/frontend``): a page on another
+#: origin imports ``/v1/sdk.mjs`` (module scripts are fetched with CORS) and posts exposures.
+DELIVERY_PATHS = ("/v1/personalize", "/v1/events", "/v1/exposures", "/v1/sdk.js", "/v1/sdk.mjs")
 DELIVERY_PREFIXES = ("/v1/entries/",)
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "authorization, content-type"

@@ -20,9 +20,9 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.redis_client import async_redis
 from api.settings import Settings
 
 __all__ = ["add_data_parsers", "export_command", "simulate_command", "delivery_key", "default_base_url"]
@@ -95,9 +95,9 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run():  # noqa: ANN202 - an ExportReport
         assert settings.redis_url
-        redis = Redis.from_url(settings.redis_url)
+        redis = async_redis(settings)  # one server or a cluster
         try:
-            return await export_streams(redis, Path(args.out), since, until)
+            return await export_streams(redis, Path(args.out), since, until, partitions=settings.stream_partitions)
         finally:
             await redis.aclose()
 

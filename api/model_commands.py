@@ -31,6 +31,7 @@ from typing import TypeVar
 import msgspec
 from redis.asyncio import Redis
 
+from api.redis_client import async_redis
 from api.settings import Settings
 from personalization.features import FeatureRow
 from personalization.model_files import ModelLoadError, dump_bytes, write_model_files
@@ -77,7 +78,7 @@ def _with_redis(settings: Settings, work: Callable[[Redis], Awaitable[T]]) -> T:
 
     async def run() -> T:
         assert settings.redis_url
-        redis = Redis.from_url(settings.redis_url)
+        redis = async_redis(settings)  # one server or a cluster
         try:
             return await work(redis)
         finally:
@@ -595,7 +596,10 @@ def evaluate_command(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         window_s = args.window_days * 86_400.0
         current = experience
-        logged = _with_redis(settings, lambda redis: logged_bandit_from_streams(redis, current, window_s))
+        logged = _with_redis(
+            settings,
+            lambda redis: logged_bandit_from_streams(redis, current, window_s, partitions=settings.stream_partitions),
+        )
         source = f"the logs of experience {experience.key!r}"
         if len(logged) == 0:
             _err(f"no logged exposures of experience {experience.key!r} with a visitor id: nothing to evaluate on")

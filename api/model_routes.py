@@ -163,6 +163,7 @@ class ModelController(Controller):
                 experience,
                 n_bootstrap=settings.n_bootstrap,
                 clip=settings.clip,
+                partitions=runtime.settings.stream_partitions,
             )
         except UnknownModelVersion:
             raise NotFoundException(detail=f"no model with version {version!r}") from None

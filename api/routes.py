@@ -18,10 +18,12 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
 from api.auth import key_scope, requires_admin, requires_delivery
+from api.frontend.exposures import with_exposure_tokens
 from api.runtime import Runtime
 from api.schemas import (
     EventBatch,
@@ -52,13 +54,16 @@ from content.webhooks import (
 from personalization.context import merge_values
 from personalization.cx import Breakdown, CxReport, journey_metrics, parse_period
 from personalization.events import decode_events
-from personalization.journeys import DEFAULT_PERIOD_S, journey_map
-from personalization.measurement import EventProblem, check_event
-from personalization.results import experiment_results
+from personalization.journeys import DEFAULT_PERIOD_S, JourneyMap, journey_map
+from personalization.measurement import EventProblem, EventSpoolFull, EventsRecorded, check_event
+from personalization.results import ExperimentResults, experiment_results
 from personalization.service import Personalized
 from personalization.types import Channel, Consent, Visitor
 
 __all__ = ["DeliveryController", "AdminController", "contentful_webhook", "health", "ready"]
+
+#: ``Retry-After`` of a 503 for events when Redis is unreachable and the events spool is full.
+EVENTS_RETRY_AFTER_S = 30
 
 
 def _runtime(state: State) -> Runtime:
@@ -117,12 +122,13 @@ class DeliveryController(Controller):
     guards = [requires_delivery]
     tags = ["delivery"]
 
-    @post("/personalize", status_code=200, summary="Personalized content for one visitor")
+    @post("/personalize", status_code=200, summary="Personalized content for one visitor", operation_id="personalize")
     async def personalize(
         self, data: JSONBody[PersonalizeRequest], state: State, request: Request
     ) -> PersonalizeResponse:
         """Decide a variant for each baseline entry and return its fields; one exposure per entry is
-        logged. ``preview=true`` (admin key) decides over drafts and logs nothing."""
+        logged — or, with ``"exposures": "on_view"``, handed out as ``exposure_token``s for
+        ``POST /v1/exposures``. ``preview=true`` (admin key) decides over drafts and logs nothing."""
         runtime = _runtime(state)
         snapshot = await _serving_snapshot(runtime, request, data.preview)
         unknown = [
@@ -134,9 +140,13 @@ class DeliveryController(Controller):
             raise NotFoundException(detail="unknown entry ids in the request", extra=unknown)
         locale = snapshot.locale_for(data.locale or data.visitor.locale)
         assert runtime.personalizer is not None
+        on_view = data.exposures == "on_view" and not data.preview
         result = await runtime.personalizer.personalize(
-            data.visitor, data.entries, snapshot, record=not data.preview
+            data.visitor, data.entries, snapshot, record=not data.preview, defer_exposures=on_view
         )
+        entries = _shape(result, snapshot, locale)
+        if on_view:
+            entries = with_exposure_tokens(entries, result.outcome.exposures, state.exposure_tokens, time.time())
         return PersonalizeResponse(
             visitor_id=data.visitor.id,
             locale=locale,
@@ -144,7 +154,7 @@ class DeliveryController(Controller):
             model_version=result.outcome.model_version,
             content_version=snapshot.version,
             degraded=result.degraded,
-            entries=_shape(result, snapshot, locale),
+            entries=entries,
         )
 
     @get("/entries/{entry_id:str}", summary="One personalized entry")
@@ -181,12 +191,14 @@ class DeliveryController(Controller):
         result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview)
         return _shape(result, snapshot, snapshot.locale_for(locale))[0]
 
-    @post("/events", status_code=202, summary="Events from front ends")
+    @post("/events", status_code=202, summary="Events from front ends", operation_id="recordEvents")
     async def events(self, data: JSONBody[EventBatch], state: State) -> Response[EventsAccepted]:
         """Record events (profile counters + ``vary:events``). A bad event rejects only itself; a
         retried ``event_id`` is not counted twice; ``analytics: false`` events are not stored.
         202 when any event was taken (bad ones listed in ``rejected``); 400 with the standard error
-        body (``extra`` naming each event and field) when every one was rejected."""
+        body (``extra`` naming each event and field) when every one was rejected. With Redis
+        unreachable the events are spooled locally (``spooled``) and written once it returns; 503
+        with ``Retry-After`` only when the spool is full too."""
         good, errors = decode_events(data.events)
         rejected = [RejectedEvent(index=e.index, field=e.field, message=e.message) for e in errors]
         keep = []
@@ -203,12 +215,17 @@ class DeliveryController(Controller):
                 continue
             keep.append(event)
         rejected.sort(key=lambda r: r.index)
-        recorded = 0
+        recorded = EventsRecorded()
         if keep:
             runtime = _runtime(state)
             assert runtime.events is not None
-            try:
-                recorded = await runtime.events.record(keep)
+            try:  # Redis unreachable: spooled and replayed later (``spooled``); spool full: 503
+                recorded = await runtime.events.record_or_spool(keep)
+            except EventSpoolFull as exc:
+                raise ServiceUnavailableException(
+                    detail=f"events could not be stored: Redis is unreachable and {exc}; retry with the same event_ids",
+                    headers={"Retry-After": str(EVENTS_RETRY_AFTER_S)},
+                ) from exc
             except Exception as exc:
                 raise ServiceUnavailableException(
                     detail=f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
@@ -219,7 +236,11 @@ class DeliveryController(Controller):
                 extra=[{"key": f"events[{r.index}].{r.field}", "message": r.message} for r in rejected],
             )
         body = EventsAccepted(
-            accepted=recorded, duplicates=len(keep) - recorded, dropped=dropped, rejected=rejected
+            accepted=recorded.accepted,
+            duplicates=recorded.duplicates,
+            spooled=recorded.spooled,
+            dropped=dropped,
+            rejected=rejected,
         )
         return Response(body, status_code=202)
 
@@ -258,7 +279,11 @@ class AdminController(Controller):
         )
 
 
-    @get("/experiences/{key:str}/results", summary="Experiment results: goals, UX and CX per variant")
+    @get(
+        "/experiences/{key:str}/results",
+        summary="Experiment results: goals, UX and CX per variant",
+        responses={200: ResponseSpec(ExperimentResults, description="Results", generate_examples=False)},
+    )
     async def results(self, state: State, key: FromPath[str]) -> Response[bytes]:
         """Per goal: exposures, conversions, rate with Wilson interval, uplift with interval, p-value,
         chance to beat control; the sample-ratio-mismatch check; breakdowns; UX per touchpoint; CX."""
@@ -269,7 +294,11 @@ class AdminController(Controller):
         results = await experiment_results(runtime.redis, experience)
         return Response(msgspec.json.encode(results), media_type="application/json")
 
-    @get("/journeys/{key:str}", summary="Customer journey map: reach, drop-off, time, UX, CX, paths")
+    @get(
+        "/journeys/{key:str}",
+        summary="Customer journey map: reach, drop-off, time, UX, CX, paths",
+        responses={200: ResponseSpec(JourneyMap, description="Journey map", generate_examples=False)},
+    )
     async def journey(
         self,
         state: State,
@@ -299,7 +328,8 @@ class AdminController(Controller):
         if since_ts >= until_ts:
             raise ClientException(detail="since must be before until (which defaults to now)")
         result = await journey_map(
-            runtime.redis, journey, experience=chosen, since_ts=since_ts, until_ts=until_ts
+            runtime.redis, journey, experience=chosen, since_ts=since_ts, until_ts=until_ts,
+            partitions=runtime.settings.stream_partitions,
         )
         return Response(msgspec.json.encode(result), media_type="application/json")
 
@@ -429,5 +459,9 @@ async def ready(state: State) -> Response[Readiness]:
         exposures_spooled=writer.spooled if writer else 0,
         exposures_replayed=writer.replayed if writer else 0,
         spool_bytes=writer.spool_bytes if writer else 0,
+        events_spooled=runtime.events.spooled if runtime.events else 0,
+        events_replayed=runtime.events.replayed if runtime.events else 0,
+        events_spool_depth=runtime.events.waiting if runtime.events else 0,
+        events_spool_bytes=runtime.events.spool_bytes if runtime.events else 0,
     )
     return Response(body, status_code=200 if body.ready else 503)

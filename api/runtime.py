@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio.to_thread
 from redis.asyncio import Redis
 
+from api.plugins import PLUGIN_SOURCE_PREFIX, Plugins, load_plugins
 from api.settings import Settings
 from content import ContentfulSource, ContentSnapshot, ExportFileSource, demo_space_path
 from content.coordinator import ContentCoordinator, ContentState
@@ -36,14 +37,17 @@ from personalization.policy import CompiledRewardModel
 from personalization.scoring import ActiveModel, ActivePolicies
 from personalization.segment_model import CompiledSegmentModel
 from personalization.service import Personalizer
+from personalization.sinks import SinkRunner
 
 __all__ = ["Runtime", "content_source_for", "preview_for", "ensure_model"]
 
 log = logging.getLogger("vary")
 
 
-def content_source_for(settings: Settings) -> SyncingSource:
-    """The export file (demo by default) or the live Contentful space, as configured."""
+def content_source_for(settings: Settings, plugins: Plugins | None = None) -> SyncingSource:
+    """The export file (demo by default), the live Contentful space, or a plugin's source, as configured."""
+    if settings.content_source and settings.content_source.startswith(PLUGIN_SOURCE_PREFIX):
+        return (plugins or load_plugins()).content_source(settings.content_source)
     if settings.content_source == "contentful":
         assert settings.contentful_space_id and settings.contentful_access_token
         return ContentfulSource(
@@ -99,25 +103,40 @@ class Runtime:
     exposures: ExposureWriter | None = None
     events: EventRecorder | None = None
     personalizer: Personalizer | None = None
+    plugins: Plugins | None = None
+    sinks: list[SinkRunner] = field(default_factory=list)
 
     @classmethod
-    def create(cls, settings: Settings, redis: Redis, source: SyncingSource | None = None) -> Runtime:
+    def create(
+        cls, settings: Settings, redis: Redis, source: SyncingSource | None = None, plugins: Plugins | None = None
+    ) -> Runtime:
         coordinator = ContentCoordinator(
-            source or content_source_for(settings),
+            source or content_source_for(settings, plugins),
             redis,
             ContentState(),
             poll_interval_s=settings.content_poll_s,
             link_depth=settings.content_link_depth,
         )
-        runtime = cls(settings=settings, redis=redis, content=coordinator, preview=preview_for(settings))
+        runtime = cls(
+            settings=settings, redis=redis, content=coordinator, preview=preview_for(settings), plugins=plugins
+        )
         spool_dir = Path(settings.data_dir) / "spool"
         runtime.exposures = ExposureWriter(
             redis,
             queue_size=settings.exposure_queue_size,
             batch_size=settings.exposure_batch_size,
             spool=Spool(spool_dir / f"exposures-{os.getpid()}-{secrets.token_hex(4)}.spool", max_bytes=settings.spool_max_bytes),
+            partitions=settings.stream_partitions,
         )
-        runtime.events = EventRecorder(redis)
+        runtime.events = EventRecorder(
+            redis,
+            partitions=settings.stream_partitions,
+            spool=Spool(
+                spool_dir / "events" / f"events-{os.getpid()}-{secrets.token_hex(4)}.spool",
+                max_bytes=settings.spool_max_bytes,
+                kind="events",
+            ),
+        )
         runtime.models = ModelRegistry(redis)
         runtime.personalizer = Personalizer(
             RedisProfileStore(redis),
@@ -125,6 +144,8 @@ class Runtime:
             runtime.exposures,
             profile_timeout_s=settings.profile_timeout_s,
             policies=runtime.policies,
+            # Plugins' attribute sources; without any, the decision path does not even look.
+            attributes=plugins.attributes if plugins is not None and plugins.attributes else None,
         )
         return runtime
 
@@ -139,26 +160,59 @@ class Runtime:
         assert self.exposures is not None
         self.exposures.start()
         await self._replay_orphaned_spools()
+        orphans_left = await self._replay_orphaned_event_spools()
+        self._tasks.append(
+            asyncio.create_task(self._replay_events_forever(orphans_left), name="vary-event-spool-replay")
+        )
         if self.settings.aggregate:
             self._start_aggregator()
+        if self.settings.sinks_in_process:
+            await self._start_sinks()
 
     def _start_aggregator(self) -> None:
         """The measurement consumer, in-process (``vary aggregate`` runs the same thing alone)."""
         from personalization.aggregation import Aggregator
 
-        self.aggregator = Aggregator(self.redis, consumer=f"{socket.gethostname()}-{os.getpid()}-{id(self):x}")
+        self.aggregator = Aggregator(
+            self.redis,
+            consumer=f"{socket.gethostname()}-{os.getpid()}-{id(self):x}",
+            partitions=self.settings.stream_partitions,
+            claim_idle_ms=self.settings.aggregate_claim_idle_ms,
+        )
 
         async def run() -> None:
             assert self.aggregator is not None
             try:
                 await self.aggregator.ensure_groups()
-                await self.aggregator.run_forever(self._stop)
+                await self.aggregator.run_forever(self._stop, claim_every_s=self.settings.aggregate_claim_every_s)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the in-process aggregator stopped; results will lag until restart")
 
         self._tasks.append(asyncio.create_task(run(), name="vary-aggregate"))
+
+    async def _start_sinks(self) -> None:
+        """Sink runners in-process (``vary sinks`` runs the same alone): off the request path, each
+        reads the streams with its own consumer group; a failing sink only logs."""
+        plugins = self.plugins or Plugins([])
+        consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.sinks = plugins.sink_runners(self.settings, self.redis, consumer)
+        for runner in self.sinks:
+            try:
+                await runner.ensure_groups()
+            except Exception as exc:
+                log.error("sink %s: consumer groups not created (%s); it retries in its loop", runner.sink.name, exc)
+
+            async def run(runner: SinkRunner = runner) -> None:
+                try:
+                    await runner.run_forever(self._stop)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sink %s stopped; its entries wait in Redis until a runner restarts", runner.sink.name)
+
+            self._tasks.append(asyncio.create_task(run(), name=f"vary-sink-{runner.sink.name}"))
 
     async def _replay_orphaned_spools(self) -> None:
         """Exposures a killed worker spooled are written now, exactly once (batch markers)."""
@@ -172,6 +226,34 @@ class Runtime:
                 log.warning("could not replay %s yet (%s); it is kept", spool.path.name, exc)
             finally:
                 spool.close()
+
+    async def _replay_orphaned_event_spools(self) -> bool:
+        """Events a stopped or killed worker spooled are written now (idempotent by event id);
+        ``True`` when some could not be written yet (the replay loop tries again)."""
+        assert self.events is not None
+        left = False
+        for spool in orphaned_spools(Path(self.settings.data_dir) / "spool" / "events"):
+            try:
+                await self.events.replay(spool)
+            except Exception as exc:  # noqa: BLE001 - Redis not back yet: keep the file
+                left = True
+                log.warning("could not replay %s yet (%s); it is kept", spool.path.name, exc)
+            finally:
+                spool.close()
+        return left
+
+    async def _replay_events_forever(self, orphans_left: bool) -> None:
+        """Our own events spool whenever Redis answers; other workers' leftovers until written."""
+        assert self.events is not None
+        own = asyncio.create_task(self.events.replay_forever(self._stop), name="vary-event-spool-own")
+        try:
+            while orphans_left and not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 5.0)
+                orphans_left = await self._replay_orphaned_event_spools()
+            await own
+        finally:
+            own.cancel()
 
     async def _start_models(self) -> None:
         """Serve the registry's active models; seed it from the local model directory when empty.
@@ -230,8 +312,12 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.content.close()
+        for runner in self.sinks:
+            await runner.aclose()
         if self.exposures is not None:
             await self.exposures.close()
+        if self.events is not None:
+            self.events.close()
         await self.redis.aclose()
 
     async def redis_ok(self) -> bool:

@@ -8,7 +8,7 @@ them is a copy, not a re-encode.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -50,6 +50,9 @@ class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_field
     entries: Annotated[list[Id], Meta(min_length=1, max_length=MAX_ENTRIES)]
     locale: Locale | None = None
     preview: bool = False
+    #: ``auto``: one exposure per entry is logged now. ``on_view``: none is logged; each entry carries an
+    #: ``exposure_token`` to send to ``POST /v1/exposures`` when the component is actually seen.
+    exposures: Literal["auto", "on_view"] = "auto"
 
 
 class PersonalizedEntry(Struct, frozen=True, kw_only=True):
@@ -68,6 +71,8 @@ class PersonalizedEntry(Struct, frozen=True, kw_only=True):
     fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields; null when hidden
     #: A hidden variant (Contentful Personalization's "hidden: true"): render nothing for this entry.
     hidden: bool = False
+    #: With ``"exposures": "on_view"``: the signed exposure, for ``POST /v1/exposures`` once seen.
+    exposure_token: str | None = None
 
 
 class PersonalizeResponse(Struct, frozen=True, kw_only=True):
@@ -103,6 +108,8 @@ class EventsAccepted(Struct, frozen=True, kw_only=True):
     #: Events with ``analytics: false``: acknowledged, nothing stored.
     dropped: int = 0
     rejected: list[RejectedEvent] = []
+    #: Events kept in the local spool because Redis was unreachable: written (once) when it returns.
+    spooled: int = 0
 
 
 class ExperienceInfo(Struct, frozen=True, kw_only=True):
@@ -156,6 +163,12 @@ class Readiness(Struct, frozen=True, kw_only=True):
     exposures_spooled: int = 0
     exposures_replayed: int = 0
     spool_bytes: int = 0
+    #: Events spooled while Redis was unreachable and replayed since (this worker), events waiting
+    #: in its spool now, and the spool file's size.
+    events_spooled: int = 0
+    events_replayed: int = 0
+    events_spool_depth: int = 0
+    events_spool_bytes: int = 0
 
 
 class ContentIssueInfo(Struct, frozen=True, kw_only=True):
@@ -206,11 +219,12 @@ class ActivateModel(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class ErrorBody(Struct, frozen=True, kw_only=True):
-    """Every 4xx: ``status_code``, a ``detail`` sentence, and ``extra`` saying where, when known."""
+    """Every 4xx: ``status_code``, a ``detail`` sentence, and ``extra`` saying where, when known:
+    a list of ``{key, message, source}`` for bad input, an object for a 429 (limit, scope, window)."""
 
     status_code: int
     detail: str
-    extra: list[dict[str, str]] | None = None
+    extra: list[dict[str, Any]] | dict[str, Any] | None = None
 
 
 # Raw passes through untouched; the response schema documents fields as a JSON object.

@@ -26,7 +26,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    #: ``vary serve`` processes (uvicorn with uvloop + httptools). 2, chosen by measurement on the
+    #: 2-core reference machine (bench ``servers`` section, README "Performance"); one per core.
+    workers: int = 2
     data_dir: Path = Path(".vary")
     #: ``None`` → start the embedded Valkey server under ``data_dir``.
     redis_url: str | None = None
@@ -64,10 +66,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Origins allowed to call the delivery routes from a browser (CORS); ``*`` allows any. Admin
     #: routes never answer CORS.
     cors_origins: tuple[str, ...] = ()
+    #: HMAC secret of exposure tokens (``"exposures": "on_view"``), the same on every worker (≥ 32
+    #: random characters). Unset: derived from the admin and delivery key digests
+    #: (``personalization/exposure_tokens.py``), so rotating a key also invalidates open tokens.
+    exposure_token_secret: str | None = None
+    #: Serve the demo site at ``/demo`` with the first raw delivery key written into the page (the
+    #: ``make run`` demo). Turn it off in production: ``VARY_DEMO_PAGE=false``.
+    demo_page: bool = True
     #: Bound of each worker's exposure spool file (used while Redis is down or the queue is full).
     spool_max_bytes: int = 256 * 1024 * 1024
     #: Run the measurement consumer (aggregation) inside each API worker.
     aggregate: bool = True
+    #: A consumer's pending aggregation entries idle this long are claimed (``XAUTOCLAIM``) by another
+    #: one, checked every ``aggregate_claim_every_s``: how soon the work of a dead consumer resumes.
+    aggregate_claim_idle_ms: int = 300_000
+    aggregate_claim_every_s: float = 60.0
     #: Train the demo segment model on first start when no model exists.
     train_demo_model: bool = True
     #: Exposure and event streams are split into this many partitions by visitor
@@ -75,6 +88,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_partitions: int = 1
     #: Treat ``VARY_REDIS_URL`` as a Redis Cluster seed (also implied by a ``redis+cluster://`` URL).
     redis_cluster: bool = False
+    #: Built-in webhook sink (personalization/sinks/webhook.py): batched POSTs signed with the secret.
+    sink_webhook_url: str | None = None
+    sink_webhook_secret: str | None = None
+    #: Built-in Segment sink (personalization/sinks/segment.py): track calls with this write key.
+    sink_segment_write_key: str | None = None
+    sink_segment_url: str = "https://api.segment.io"
+    #: Deliveries of one batch before its entries go to ``vary:sinks:dead:<name>``.
+    sink_max_attempts: int = 5
+    sink_batch_size: int = 100
+    #: First retry delay; doubles with each attempt (at most 30 s).
+    sink_backoff_s: float = 0.5
+    #: Run the sink runners inside each API worker (``vary sinks`` runs them as their own process).
+    sinks_in_process: bool = True
+    #: Signs dashboard session cookies; the same on every worker. Unset: derived from the admin key
+    #: digests, so rotating the admin keys signs everyone out of the dashboard.
+    session_secret: str | None = None
 
 
 _FIELDS: dict[str, str] = {f"VARY_{name.upper()}": name for name in Settings.__struct_fields__}
@@ -126,6 +155,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             "VARY_CONTENT_SOURCE=contentful needs VARY_CONTENTFUL_SPACE_ID and VARY_CONTENTFUL_ACCESS_TOKEN"
         )
+    if settings.sink_webhook_url and not settings.sink_webhook_secret:
+        raise SettingsError("VARY_SINK_WEBHOOK_URL needs VARY_SINK_WEBHOOK_SECRET (requests are signed with it)")
+    if settings.sink_max_attempts < 1 or settings.sink_batch_size < 1:
+        raise SettingsError("VARY_SINK_MAX_ATTEMPTS and VARY_SINK_BATCH_SIZE must be at least 1")
     if not 1 <= settings.stream_partitions <= 1024:
         raise SettingsError(f"VARY_STREAM_PARTITIONS={settings.stream_partitions}: expected 1-1024")
     if not 1 <= settings.port <= 65535:

@@ -28,4 +28,6 @@ class VisitorController(Controller):
         """Delete the visitor's profile, sticky assignments, attribution state, stored events and
         exposures. Aggregate counters, which hold no visitor, are kept."""
         runtime: Runtime = state.runtime
-        return Response(await erase_visitor(runtime.redis, visitor_id))
+        return Response(
+            await erase_visitor(runtime.redis, visitor_id, partitions=runtime.settings.stream_partitions)
+        )

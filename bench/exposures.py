@@ -7,7 +7,8 @@ field ``data``, as Vary stores them) to their own stream on the same embedded Va
   assignment (a new visitor entering three experiences, the worst case), yielding to the event loop every 32 submissions the way a busy server does between
   requests, and waiting whenever 20,000 are queued (sustained load, not a burst that overflows the
   queue); the writer drains its queue in batches (``exposure_batch_size``, 500) — each batch one
-  ``MULTI``/``EXEC`` with its batch marker, the same code that runs in ``vary serve``. The clock stops
+  Lua script call that sets its batch marker and writes every exposure and assignment, the same code
+  that runs in ``vary serve``. The clock stops
   when everything submitted is in Redis (``flush``).
 * **Baseline**: the simplest correct fast loop — encode and ``XADD`` in pipelines of 500, no
   transaction, no marker, no assignments, one pipeline in flight.

@@ -33,6 +33,7 @@ from msgspec import Struct
 from content.items import ContentItems, link_id
 from content.resolve import EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
+from personalization.plugins import registry as plugin_registry
 from personalization.types import CHANNELS, Audience, Experience
 
 __all__ = [
@@ -317,12 +318,14 @@ class _ExperienceCompiler:
 
     def _type(self) -> str | None:
         kind = self.get("type")
-        if kind in EXPERIENCE_TYPES:
+        # Plugins may add types (personalization/plugins.py); they are valid while one is installed.
+        plugin_types = plugin_registry.policy_types()
+        if kind in EXPERIENCE_TYPES or kind in plugin_types:
             return str(kind)
         what = f'type "{kind}"' if kind else "no type"
-        self.problem(f"Experience {self.label} has {what}; Vary runs personalization, ab_test and "
-                     "bandit.",
-                     "Choose personalization, ab_test or bandit as the type.")
+        known = ", ".join((*EXPERIENCE_TYPES, *plugin_types))
+        self.problem(f"Experience {self.label} has {what}; Vary runs {known}.",
+                     f"Choose one of {known} as the type.")
         return None
 
     def _variants(self) -> tuple[list[str], str | None]:

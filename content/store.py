@@ -63,7 +63,7 @@ class ContentStore:
     """
 
     def __init__(self, redis: Redis, key: str = CONTENT_STATE_KEY) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if redis.get_encoder().decode_responses:  # works for a single server and a RedisCluster
             raise ValueError("ContentStore needs a Redis client with decode_responses=False")
         self._redis = redis
         self.key = key

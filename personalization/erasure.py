@@ -1,8 +1,14 @@
 """Erasing a visitor: their profile, assignments, attribution state, events and exposures.
 
 Every per-visitor key carries the visitor id as its hash tag (``vary:v:{<id>}:…``), so one
-``SCAN MATCH`` finds them all on a single node. Streams hold records of many visitors, so their
-entries are read in chunks and the visitor's are deleted with ``XDEL``. Aggregated counters (sums and
+``SCAN MATCH`` finds them all (on a cluster, on the one node owning their slot) and one ``DEL`` of
+them stays within a slot. That includes the aggregation's step-1 outcomes (``…:agg:<day>``), whose
+entries are erased here too, so they can never be replayed. Streams hold records of many
+visitors, so their entries are read in chunks and the visitor's are deleted with ``XDEL``; when
+the streams are partitioned only the visitor's own partition holds them
+(:func:`~personalization.partitions.stream_for`), so only that one is read. (After a change of
+``VARY_STREAM_PARTITIONS`` older entries sit in the partition of the old count: erase with that
+count too.) Aggregated counters (sums and
 counts per variant, with no visitor in them) stay: they are not personal data, and removing one
 visitor's contribution would need the raw events that were just erased.
 """
@@ -14,8 +20,7 @@ from collections.abc import Sequence
 import msgspec
 from redis.asyncio import Redis
 
-from personalization.events import EVENT_STREAM
-from personalization.exposures import EXPOSURE_STREAM
+from personalization.partitions import EVENTS, EXPOSURES, stream_for
 
 __all__ = ["Erasure", "erase_visitor"]
 
@@ -61,14 +66,20 @@ async def _erase_from_stream(redis: Redis, stream: str, visitor_id: str, chunk: 
 
 
 async def erase_visitor(
-    redis: Redis, visitor_id: str, streams: Sequence[str] = (EXPOSURE_STREAM, EVENT_STREAM)
+    redis: Redis,
+    visitor_id: str,
+    streams: Sequence[str] = (EXPOSURES, EVENTS),
+    *,
+    partitions: int = 1,
 ) -> Erasure:
-    """Delete everything Vary stores about one visitor (see the module docstring)."""
+    """Delete everything Vary stores about one visitor (see the module docstring). ``streams`` are
+    the base names (exposures first), ``partitions`` the deployment's partition count."""
     pattern = "vary:v:{" + _glob_escape(visitor_id) + "}:*"
     keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
     deleted_keys = int(await redis.delete(*keys)) if keys else 0
-    exposures = await _erase_from_stream(redis, streams[0], visitor_id)
-    events = sum([await _erase_from_stream(redis, s, visitor_id) for s in streams[1:]])
+    own = [stream_for(base, visitor_id, partitions) for base in streams]
+    exposures = await _erase_from_stream(redis, own[0], visitor_id)
+    events = sum([await _erase_from_stream(redis, s, visitor_id) for s in own[1:]])
     return Erasure(
         visitor_id=visitor_id, keys_deleted=deleted_keys, exposures_deleted=exposures, events_deleted=events
     )

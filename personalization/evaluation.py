@@ -158,6 +158,7 @@ async def evaluate_candidate(
     n_bootstrap: int = 500,
     clip: float | None = None,
     window_s: float = DEFAULT_WINDOW_S,
+    partitions: int = 1,
 ) -> OffPolicyEstimate:
     """What registered policy ``version`` would have earned on logged traffic.
 
@@ -193,7 +194,7 @@ async def evaluate_candidate(
             raise EvaluationError("reading the logs needs Redis")
         target_experience = experience
         _check_shape(policy, experience)
-        logged = await logged_bandit_from_streams(redis, experience, window_s)
+        logged = await logged_bandit_from_streams(redis, experience, window_s, partitions=partitions)
         if len(logged) == 0:
             raise NoLoggedTraffic(
                 f"no logged exposures of experience {experience.key!r} with a visitor id: nothing to "

@@ -68,7 +68,8 @@ from redis.asyncio import Redis
 
 from personalization.events import EVENT_DECODER, EVENT_STREAM, Event, EventBase
 from personalization.exposures import EXPOSURE_STREAM
-from personalization.logged import read_stream
+from personalization.logged import read_streams
+from personalization.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER, Exposure
 
 if typing.TYPE_CHECKING:  # pyarrow is imported when an export runs, so importing this module is free
@@ -369,12 +370,14 @@ async def export_streams(
     max_open: int = 16,
     exposure_stream: str = EXPOSURE_STREAM,
     event_stream: str = EVENT_STREAM,
+    partitions: int = 1,
 ) -> ExportReport:
     """Write the exposures and events whose ``ts`` falls on a UTC date in ``[since, until]`` as Parquet.
 
     Layout, columns, memory bounds and the replace-on-re-export rule are in the module docstring.
     A date without records gets no files (readers see no partition rather than an empty one); a
-    range without any records writes nothing. Needs ``pyarrow``.
+    range without any records writes nothing. Needs ``pyarrow``. Every one of the ``partitions``
+    streams of each kind is read, merged in stream-id order (:func:`~personalization.logged.read_streams`).
     """
     if since > until:
         raise ValueError(f"since ({since}) is after until ({until})")
@@ -389,11 +392,15 @@ async def export_streams(
     tables: list[tuple[str, list[_Column], TableReport, Callable[[Any, str], Any], Callable[[], Any]]] = [
         (
             EXPOSURES_TABLE, _exposure_columns(), report.exposures, getattr,
-            lambda: read_stream(redis, exposure_stream, EXPOSURE_DECODER, since_ts, until_ts, chunk),
+            lambda: read_streams(
+                redis, all_streams(exposure_stream, partitions), EXPOSURE_DECODER, since_ts, until_ts, chunk
+            ),
         ),
         (
             EVENTS_TABLE, _event_columns(), report.events, _event_value,
-            lambda: read_stream(redis, event_stream, EVENT_DECODER, since_ts, until_ts, chunk, late_s=None),
+            lambda: read_streams(
+                redis, all_streams(event_stream, partitions), EVENT_DECODER, since_ts, until_ts, chunk, late_s=None
+            ),
         ),
     ]
     writers: list[tuple[Path, _PartitionedWriter, TableReport]] = []

@@ -1,16 +1,24 @@
-"""Exposure logging: batched, non-blocking writes to the ``vary:exposures`` Redis stream.
+"""Exposure logging: batched, non-blocking writes to the exposure stream(s) in Redis.
 
 A decision must never wait for its own log line. :meth:`ExposureWriter.submit` puts exposures on a
 bounded in-memory queue and returns at once; one background task drains the queue in batches and
-writes each batch with a single pipelined round trip (``XADD`` per exposure, plus ``HSETNX`` for new
-sticky assignments). Batching is what makes logging cheap: one round trip carries hundreds of
-exposures.
+writes each batch with **one Lua script call per target stream** (:data:`WRITE_BATCH`): the script
+sets the batch marker and ``XADD``s every exposure of the batch that goes to that stream (and, on a
+single Redis, ``HSETNX``es the new sticky assignments), atomically. One command carrying hundreds of
+exposures costs the client one packed command and the server one parse, which is why the writer
+outruns a pipelined ``XADD`` loop.
+
+Streams are partitioned by visitor (:mod:`personalization.partitions`; one partition — the default —
+is the historical ``vary:exposures``). A batch is grouped by target stream, and each group's marker is
+``colocated(stream, "batch:<id>")``, so every key of one script call shares a Redis Cluster slot. On a
+cluster the visitors' profile hashes live in other slots: there the sticky assignments go as plain
+``HSETNX`` commands in the same pipeline (idempotent, so replaying them is harmless).
 
 Nothing accepted is lost: when the queue is full, or a batch cannot be written (Redis down or slow),
 the batch goes to the local :class:`~personalization.spool.Spool` and is replayed in order when Redis
-answers again. Each batch is written in one ``MULTI``/``EXEC`` with a marker ``vary:batch:<id>``, so a
-replayed batch that had in fact reached Redis is skipped, never written twice. Without a spool
-(tests, embedding) such exposures are counted in :attr:`ExposureWriter.dropped`.
+answers again. The script writes nothing when its marker already exists (``SET NX`` is its first
+step), so a replayed batch that had in fact reached Redis is skipped, never written twice. Without a
+spool (tests, embedding) such exposures are counted in :attr:`ExposureWriter.dropped`.
 
 Stream entries have one field, ``data``: the exposure as msgspec JSON. New fields get defaults, so
 old entries always decode (:data:`personalization.types.EXPOSURE_DECODER`).
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -27,25 +36,69 @@ from collections.abc import Iterable
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
+from personalization.partitions import EXPOSURES, colocated, partition_of, stream_name
 from personalization.profiles import profile_key
 from personalization.spool import Spool
 from personalization.types import EXPOSURE_ENCODER, Exposure
 
-__all__ = ["EXPOSURE_STREAM", "ExposureSink", "ExposureWriter", "new_exposure_id"]
+__all__ = ["EXPOSURE_STREAM", "ExposureSink", "ExposureWriter", "batch_marker", "new_exposure_id"]
 
-EXPOSURE_STREAM = "vary:exposures"
+EXPOSURE_STREAM = EXPOSURES
 
 log = logging.getLogger("vary.exposures")
 
 _PREFIX = os.urandom(6).hex()
 _COUNTER = itertools.count(1)
 _STOP = object()
-BATCH_MARKER = "vary:batch:"
+#: Marker key prefix of a batch written to the unpartitioned stream: ``{vary:exposures}:batch:<id>``
+#: (:func:`batch_marker` names it for any stream).
+BATCH_MARKER = colocated(EXPOSURE_STREAM, "batch:")
 BATCH_MARKER_TTL_S = 86_400
 REPLAY_INTERVAL_S = 1.0
 
 Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
+
+
+#: KEYS: the stream, the batch marker, then one profile hash per sticky assignment.
+#: ARGV: marker TTL, MAXLEN (``""`` = unbounded), exposure count n, n payloads, then per assignment
+#: its field and variant. Returns the exposures written, or -1 when the marker existed (a replay of
+#: a batch Redis already has: nothing is written twice).
+WRITE_BATCH = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return -1 end
+local n = tonumber(ARGV[3])
+local maxlen = ARGV[2]
+if maxlen == '' then
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
+else
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i]) end
+end
+local a = 4 + n
+for k = 3, #KEYS do
+  redis.call('HSETNX', KEYS[k], ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+return n
+"""
+WRITE_BATCH_SHA = hashlib.sha1(WRITE_BATCH.encode()).hexdigest()
+
+
+def batch_marker(stream: str, batch_id: str) -> str:
+    """The marker of one batch's part bound for ``stream``, in ``stream``'s cluster slot."""
+    return colocated(stream, f"batch:{batch_id}")
+
+
+class _Group:
+    """One stream's share of a batch: the script's keys and arguments, built in one pass."""
+
+    __slots__ = ("stream", "payloads", "profiles", "fields")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.payloads: list[bytes] = []
+        self.profiles: list[str] = []
+        self.fields: list[str | int] = []
 
 
 def new_exposure_id() -> str:
@@ -71,9 +124,16 @@ class ExposureWriter(ExposureSink):
         batch_size: int = 500,
         maxlen: int | None = None,
         spool: Spool | None = None,
+        partitions: int = 1,
     ) -> None:
+        """``stream`` is the base name; with ``partitions > 1`` each visitor's exposures go to
+        ``stream_name(stream, partition_of(visitor), partitions)``."""
         self._redis = redis
         self._stream = stream
+        self._partitions = max(1, partitions)
+        self._streams = [stream_name(stream, p, self._partitions) for p in range(self._partitions)]
+        # A cluster keeps profile hashes in other slots than the stream: assignments go outside the script.
+        self._cluster = _is_cluster(redis)
         self._queue: asyncio.Queue[tuple[Exposure, tuple[str, str, int] | None]] = asyncio.Queue(
             maxsize=queue_size
         )
@@ -138,33 +198,96 @@ class ExposureWriter(ExposureSink):
                 return
 
     async def _write(self, batch: list[Item]) -> None:
-        """One round trip: the batch and its marker in one transaction; on failure, spool it."""
+        """One round trip: the batch with its markers, atomically per stream; on failure, spool it."""
         if not batch:
             return
         batch_id = new_exposure_id()
         try:
-            await self._send(batch_id, batch)
-            self.written += sum(1 for exposure, _ in batch if exposure is not None)
+            self.written += await self._send(batch_id, batch)
             self.healthy = True
         except Exception as exc:  # Redis down or slow: keep serving, keep the exposures
             self.failed_batches += 1
             self.healthy = False
             self._spill(batch, reason=f"{type(exc).__name__}: {exc}", batch_id=batch_id)
 
-    async def _send(self, batch_id: str, batch: list[Item]) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(BATCH_MARKER + batch_id, 1, ex=BATCH_MARKER_TTL_S)
+    def _stream_of(self, visitor_id: str | None) -> str:
+        if self._partitions == 1:
+            return self._streams[0]
+        return self._streams[partition_of(visitor_id, self._partitions)]
+
+    async def _send(self, batch_id: str, batch: list[Item]) -> int:
+        """Write one batch: one script call per target stream, all in one round trip (see the
+        module docstring). Safe to repeat: a stream's part already written is skipped by its marker.
+        Returns the exposures written now (those already in Redis are not counted)."""
         encode = EXPOSURE_ENCODER.encode
+        groups: dict[str, _Group] = {}
+        loose: list[tuple[str, str, int]] = []  # cluster only: assignments sent as HSETNX
         for exposure, assignment in batch:
             if exposure is not None:
-                if self._maxlen is not None:
-                    pipe.xadd(self._stream, {"data": encode(exposure)}, maxlen=self._maxlen, approximate=True)
-                else:
-                    pipe.xadd(self._stream, {"data": encode(exposure)})
+                stream = self._stream_of(exposure.visitor_id)
+                group = groups.get(stream)
+                if group is None:
+                    group = groups[stream] = _Group(stream)
+                group.payloads.append(encode(exposure))
             elif assignment is not None:
+                if self._cluster:
+                    loose.append(assignment)
+                    continue
                 visitor_id, experience, variant = assignment
-                pipe.hsetnx(profile_key(visitor_id), f"a:{experience}", variant)
-        await pipe.execute()
+                stream = self._stream_of(visitor_id)
+                group = groups.get(stream)
+                if group is None:
+                    group = groups[stream] = _Group(stream)
+                group.profiles.append(profile_key(visitor_id))
+                group.fields += (f"a:{experience}", variant)
+        maxlen = "" if self._maxlen is None else str(self._maxlen)
+        calls = [
+            (
+                2 + len(g.profiles),
+                g.stream,
+                batch_marker(g.stream, batch_id),
+                *g.profiles,
+                BATCH_MARKER_TTL_S,
+                maxlen,
+                len(g.payloads),
+                *g.payloads,
+                *g.fields,
+            )
+            for g in groups.values()
+        ]
+        return sum(max(0, int(written)) for written in await self._call(calls, loose))
+
+    async def _call(self, calls: list[tuple[object, ...]], loose: list[tuple[str, str, int]]) -> list[int]:
+        """The script results, one per call (``-1``: that part was already written). A server that
+        does not know the script (restarted, failed over, flushed) gets it loaded, and only the
+        calls it refused are sent again, so each part is counted once."""
+        if len(calls) == 1 and not loose:
+            return [await self._eval(calls[0])]
+        if self._cluster:  # redis-py's cluster pipeline refuses EVALSHA: one call per stream's node, concurrently
+            assignments = self._redis.pipeline(transaction=False)
+            for visitor_id, experience, variant in loose:
+                assignments.hsetnx(profile_key(visitor_id), f"a:{experience}", variant)
+            *results, _ = await asyncio.gather(*(self._eval(call) for call in calls), assignments.execute())
+            return results
+        pipe = self._redis.pipeline(transaction=False)
+        for visitor_id, experience, variant in loose:
+            pipe.hsetnx(profile_key(visitor_id), f"a:{experience}", variant)
+        for call in calls:
+            pipe.evalsha(WRITE_BATCH_SHA, *call)  # type: ignore[arg-type]
+        results = (await pipe.execute(raise_on_error=False))[len(loose) :]
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                results[i] = await self._eval(calls[i])
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _eval(self, call: tuple[object, ...]) -> int:
+        try:
+            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
+        except NoScriptError:
+            await self._redis.script_load(WRITE_BATCH)
+            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
 
     def _spill(self, batch: list[Item], reason: str, batch_id: str | None = None) -> None:
         exposures = sum(1 for exposure, _ in batch if exposure is not None)
@@ -193,8 +316,8 @@ class ExposureWriter(ExposureSink):
             return 0
         replayed = 0
         for spooled in spool.batches():
-            if await self._redis.exists(BATCH_MARKER + spooled.batch_id):
-                continue  # it reached Redis before its reply was lost
+            # A stream's part that reached Redis before its reply was lost has its marker
+            # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
             batch: list[Item] = []
             for raw in spooled.entries:
                 record = _SPOOL_DECODER.decode(raw)
@@ -202,8 +325,7 @@ class ExposureWriter(ExposureSink):
                     batch.append((record.x, None))
                 elif record.a is not None:
                     batch.append((None, (record.a[0], record.a[1], record.a[2])))
-            await self._send(spooled.batch_id, batch)
-            replayed += sum(1 for exposure, _ in batch if exposure is not None)
+            replayed += await self._send(spooled.batch_id, batch)
         spool.clear()
         self.replayed += replayed
         self.written += replayed
@@ -258,6 +380,14 @@ class ExposureWriter(ExposureSink):
         self._task = None
         if self._spool is not None:
             self._spool.close()  # the writer owns its spool; what is in it replays on the next start
+
+
+def _is_cluster(redis: object) -> bool:
+    try:
+        from redis.asyncio.cluster import RedisCluster
+    except ImportError:  # pragma: no cover - every supported redis-py has it
+        return False
+    return isinstance(redis, RedisCluster)
 
 
 class _SpoolRecord(msgspec.Struct, frozen=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
+from personalization.plugins import registry
 from personalization.types import Profile, Visitor
 
 __all__ = ["FeatureRow", "build_features", "policy_context", "FEATURE_NAMES"]
@@ -84,6 +85,10 @@ def build_features(
                 row[f"trait_{name}"] = float(value)
             elif isinstance(value, str):
                 row[f"trait_{name}"] = value
+    if registry.extractors:  # plugins' features (personalization/plugins.py); none: no cost
+        for extractor in registry.extractors:
+            for name, value in extractor(visitor, profile, now).items():
+                row.setdefault(name, value)  # a built-in feature keeps its meaning
     return row
 
 

@@ -69,7 +69,8 @@ from personalization.events import (
     Task,
 )
 from personalization.exposures import EXPOSURE_STREAM
-from personalization.logged import read_stream
+from personalization.logged import read_streams
+from personalization.partitions import all_streams
 from personalization.stats import wilson_interval
 from personalization.types import EXPOSURE_DECODER, Experience
 from personalization.ux_cx import (
@@ -415,14 +416,15 @@ def _variant_journey(
 
 
 async def _assignments(
-    redis: Redis, experience: Experience, since_ts: float, until_ts: float, cap: int
+    redis: Redis, experience: Experience, since_ts: float, until_ts: float, cap: int, partitions: int
 ) -> tuple[dict[str, str], int, bool]:
     """Visitor → variant key from each visitor's first exposure to the experience in the period."""
     arms = len(experience.variants) + 1
     first: dict[str, tuple[float, str]] = {}
     read = 0
     truncated = False
-    async with aclosing(read_stream(redis, EXPOSURE_STREAM, EXPOSURE_DECODER, since_ts, until_ts)) as stream:
+    streams = all_streams(EXPOSURE_STREAM, partitions)
+    async with aclosing(read_streams(redis, streams, EXPOSURE_DECODER, since_ts, until_ts)) as stream:
         async for exposure in stream:
             if read >= cap:
                 truncated = True
@@ -447,13 +449,15 @@ async def journey_map(
     since_ts: float | None = None,
     until_ts: float | None = None,
     max_events: int = DEFAULT_MAX_EVENTS,
+    partitions: int = 1,
 ) -> JourneyMap:
     """The journey map of ``journey`` for the period, per variant of ``experience`` (or for all).
 
     ``until_ts`` defaults to now and ``since_ts`` to 30 days before it; both bound the records'
     own ``ts`` (inclusive). At most ``max_events`` events and as many exposures are read (oldest
     first); ``truncated`` is then true and the map covers the start of the period only. See the
-    module doc for every definition.
+    module doc for every definition. ``partitions``: the deployment's stream partition count; all
+    partitions are read, merged in stream order.
     """
     if max_events < 1:
         raise ValueError(f"max_events must be ≥ 1, got {max_events}")
@@ -474,7 +478,7 @@ async def journey_map(
         labels[ALL_VISITORS] = "all visitors"
     else:
         assignment, exposures_read, truncated = await _assignments(
-            redis, experience, since, until, max_events
+            redis, experience, since, until, max_events, partitions
         )
         labels["0"] = "control"
         labels.update({str(i): entry_id for i, entry_id in enumerate(experience.variants, start=1)})
@@ -486,7 +490,8 @@ async def journey_map(
 
     unexposed: set[str] = set()
     events_read = 0
-    async with aclosing(read_stream(redis, EVENT_STREAM, EVENT_DECODER, since, until)) as stream:
+    events = read_streams(redis, all_streams(EVENT_STREAM, partitions), EVENT_DECODER, since, until)
+    async with aclosing(events) as stream:
         async for event in stream:
             if events_read >= max_events:
                 truncated = True

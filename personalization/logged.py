@@ -17,10 +17,11 @@ reply. Limits worth knowing are stated on each function.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,11 +29,24 @@ import msgspec
 import numpy as np
 from redis.asyncio import Redis
 
-from personalization.events import EVENT_DECODER, EVENT_STREAM, Conversion, Event, Purchase
+from personalization.events import (
+    EVENT_DECODER,
+    EVENT_STREAM,
+    Conversion,
+    Event,
+    Purchase,
+)
 from personalization.exposures import EXPOSURE_STREAM
 from personalization.features import FeatureRow, build_features, policy_context
 from personalization.ope import LoggedBandit
-from personalization.types import EXPOSURE_DECODER, Exposure, Experience, Profile, Visitor
+from personalization.partitions import all_streams
+from personalization.types import (
+    EXPOSURE_DECODER,
+    Experience,
+    Exposure,
+    Profile,
+    Visitor,
+)
 
 __all__ = [
     "DEFAULT_WINDOW_S",
@@ -41,6 +55,7 @@ __all__ = [
     "PROFILE_FEATURES",
     "LoggedDecisions",
     "read_stream",
+    "read_streams",
     "logged_decisions",
     "logged_bandit_from_streams",
     "segment_training_from_events",
@@ -101,6 +116,69 @@ async def read_stream(
     ``ts`` (records without one are kept). An entry that does not decode is skipped and logged: one
     corrupt line must not stop a training run.
     """
+    async for _, record in _entries(redis, stream, decoder, since_ts, until_ts, chunk, early_s, late_s):
+        yield record
+
+
+async def read_streams(
+    redis: Redis,
+    streams: Sequence[str],
+    decoder: Any,
+    since_ts: float | None = None,
+    until_ts: float | None = None,
+    chunk: int = 5000,
+    *,
+    early_s: float = ID_SLACK_S,
+    late_s: float | None = ID_SLACK_S,
+) -> AsyncIterator[Any]:
+    """:func:`read_stream` over several streams — the partitions of one
+    (:func:`~personalization.partitions.all_streams`) — merged into one sequence in stream-id (write
+    time) order, as if they were one stream. Holds one ``XRANGE`` chunk per stream at a time; each
+    ``XRANGE`` names one stream, so it also works on a Redis Cluster."""
+    if len(streams) == 1:
+        async for record in read_stream(
+            redis, streams[0], decoder, since_ts, until_ts, chunk, early_s=early_s, late_s=late_s
+        ):
+            yield record
+        return
+    sources = [_entries(redis, s, decoder, since_ts, until_ts, chunk, early_s, late_s) for s in streams]
+    heap: list[tuple[tuple[int, int], int, Any]] = []
+    try:
+        for i, source in enumerate(sources):
+            first = await anext(source, None)
+            if first is not None:
+                heap.append((first[0], i, first[1]))
+        heapq.heapify(heap)
+        while heap:
+            _, i, record = heap[0]
+            yield record
+            following = await anext(sources[i], None)
+            if following is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (following[0], i, following[1]))
+    finally:
+        for source in sources:
+            await source.aclose()
+
+
+def _id_key(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def _entries(
+    redis: Redis,
+    stream: str,
+    decoder: Any,
+    since_ts: float | None,
+    until_ts: float | None,
+    chunk: int,
+    early_s: float,
+    late_s: float | None,
+) -> AsyncIterator[tuple[tuple[int, int], Any]]:
+    """(stream id as ``(ms, seq)``, record) of :func:`read_stream`."""
     if chunk < 1:
         raise ValueError(f"chunk must be ≥ 1, got {chunk}")
     decode = _decode_with(decoder)
@@ -124,7 +202,7 @@ async def read_stream(
                     continue
                 if until_ts is not None and ts > until_ts:
                     continue
-            yield record
+            yield _id_key(entry_id), record
         if len(entries) < chunk:
             return
         last = entries[-1][0]
@@ -147,6 +225,7 @@ async def _conversions(
     since_ts: float,
     until_ts: float,
     event_stream: str,
+    partitions: int = 1,
 ) -> dict[str, list[float]]:
     """Sorted conversion times on ``goals`` per visitor of ``visitors``, within the bounds.
 
@@ -154,7 +233,8 @@ async def _conversions(
     backfill), so the stream is read from ``since_ts`` on with no upper id bound.
     """
     times: dict[str, list[float]] = {}
-    async for event in read_stream(redis, event_stream, EVENT_DECODER, since_ts, until_ts, late_s=None):
+    streams = all_streams(event_stream, partitions)
+    async for event in read_streams(redis, streams, EVENT_DECODER, since_ts, until_ts, late_s=None):
         if event.visitor_id not in visitors or event.ts is None:
             continue
         if _conversion_goal(event) in goals:
@@ -184,6 +264,7 @@ async def _first_exposures(
     since_ts: float | None,
     until_ts: float | None,
     exposure_stream: str,
+    partitions: int = 1,
 ) -> list[Exposure]:
     """Each visitor's earliest exposure among those ``keep`` accepts, sorted by ``ts``.
 
@@ -192,7 +273,8 @@ async def _first_exposures(
     (``MAXLEN``), older exposures are gone.
     """
     first: dict[str, Exposure] = {}
-    async for exposure in read_stream(redis, exposure_stream, EXPOSURE_DECODER, since_ts, until_ts):
+    streams = all_streams(exposure_stream, partitions)
+    async for exposure in read_streams(redis, streams, EXPOSURE_DECODER, since_ts, until_ts):
         visitor = exposure.visitor_id
         if visitor is None or not keep(exposure):
             continue
@@ -212,6 +294,7 @@ async def logged_decisions(
     until_ts: float | None = None,
     exposure_stream: str = EXPOSURE_STREAM,
     event_stream: str = EVENT_STREAM,
+    partitions: int = 1,
 ) -> LoggedDecisions:
     """:func:`logged_bandit_from_streams` with the exposure times and visitor ids of the rows."""
     if not window_s > 0:
@@ -223,12 +306,12 @@ async def logged_decisions(
     def keep(exposure: Exposure) -> bool:
         return exposure.experience == key and 0 <= exposure.variant < n_actions
 
-    exposures = await _first_exposures(redis, keep, since_ts, until_ts, exposure_stream)
+    exposures = await _first_exposures(redis, keep, since_ts, until_ts, exposure_stream, partitions)
     times: dict[str, list[float]] = {}
     if exposures and goal_set:
         visitors = {e.visitor_id for e in exposures if e.visitor_id is not None}
         times = await _conversions(
-            redis, visitors, goal_set, exposures[0].ts, exposures[-1].ts + window_s, event_stream
+            redis, visitors, goal_set, exposures[0].ts, exposures[-1].ts + window_s, event_stream, partitions
         )
     contexts: list[FeatureRow] = []
     rewards: list[float] = []
@@ -257,6 +340,7 @@ async def logged_bandit_from_streams(
     *,
     since_ts: float | None = None,
     until_ts: float | None = None,
+    partitions: int = 1,
 ) -> LoggedBandit:
     """One logged decision (x, a, p, r) per visitor exposed to ``experience``, in exposure-time order.
 
@@ -274,10 +358,11 @@ async def logged_bandit_from_streams(
     * ``n_actions`` = variants + 1 (control); exposures with a variant outside that range (the
       experience lost a variant since) are skipped.
 
-    ``since_ts`` / ``until_ts`` bound the exposures read (see :func:`read_stream`).
+    ``since_ts`` / ``until_ts`` bound the exposures read (see :func:`read_stream`); ``partitions``
+    is the deployment's stream partition count (every partition is read).
     """
     decisions = await logged_decisions(
-        redis, experience, window_s, goals, since_ts=since_ts, until_ts=until_ts
+        redis, experience, window_s, goals, since_ts=since_ts, until_ts=until_ts, partitions=partitions
     )
     return decisions.bandit
 
@@ -312,6 +397,7 @@ async def segment_training_from_events(
     *,
     exposure_stream: str = EXPOSURE_STREAM,
     event_stream: str = EVENT_STREAM,
+    partitions: int = 1,
 ) -> tuple[list[FeatureRow], dict[str, list[int]], list[float]]:
     """Training data for the segment ``converted_<goal>``: one row per visitor, from the logs.
 
@@ -342,7 +428,7 @@ async def segment_training_from_events(
         raise ValueError(f"days must be > 0, got {days!r}")
     window_s = days * _DAY
     cutoff = (time.time() if now is None else now) - window_s
-    exposures = await _first_exposures(redis, lambda _: True, None, None, exposure_stream)
+    exposures = await _first_exposures(redis, lambda _: True, None, None, exposure_stream, partitions)
     exposures = [e for e in exposures if e.ts <= cutoff]  # censored: the window has not ended
     rows: list[FeatureRow] = []
     labels: list[int] = []
@@ -351,7 +437,7 @@ async def segment_training_from_events(
         return rows, {segment_label(goal): labels}, timestamps
     visitors = {e.visitor_id for e in exposures if e.visitor_id is not None}
     times = await _conversions(
-        redis, visitors, {goal}, exposures[0].ts, exposures[-1].ts + window_s, event_stream
+        redis, visitors, {goal}, exposures[0].ts, exposures[-1].ts + window_s, event_stream, partitions
     )
     for exposure in exposures:
         rows.append(_exposure_features(exposure))

@@ -111,11 +111,11 @@ class ModelRegistry:
             raise ModelLoadError(f"the card is not JSON: {exc}") from exc
         slot = _slot(card)
         await anyio.to_thread.run_sync(build, data, card)  # refuses untrusted or mismatched models
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(_FILE + card.version, data)
-        pipe.set(_CARD + card.version, msgspec.json.encode(card))
-        pipe.zadd(_INDEX, {card.version: card.created_at})
-        await pipe.execute()
+        # Three keys in three cluster slots, so no MULTI: written in the order readers follow them
+        # (index → card → file), a version is listed only once its card and file are there.
+        await self._redis.set(_FILE + card.version, data)
+        await self._redis.set(_CARD + card.version, msgspec.json.encode(card))
+        await self._redis.zadd(_INDEX, {card.version: card.created_at})
         log.info("registered %s model %s", slot, card.version)
         return RegisteredModel(version=card.version, slot=slot, card=card)
 
@@ -142,10 +142,10 @@ class ModelRegistry:
     async def activate(self, version: str) -> RegisteredModel:
         """Make ``version`` the active model of its slot and tell every worker (roll back the same way)."""
         model = await self.get(version)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(_ACTIVE, model.slot, version)
-        pipe.publish(UPDATES_CHANNEL, f"{model.slot} {version}")
-        await pipe.execute()
+        # Set, then announce (not one MULTI: a cluster transaction cannot carry PUBLISH). A worker
+        # that misses the message still reads the active hash when it (re)starts.
+        await self._redis.hset(_ACTIVE, model.slot, version)
+        await self._redis.publish(UPDATES_CHANNEL, f"{model.slot} {version}")
         log.info("activated %s model %s", model.slot, version)
         return model
 

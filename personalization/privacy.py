@@ -27,14 +27,17 @@ def redact_path(path: str) -> str:
 
 
 _VISITOR_QUERY = re.compile(r"((?:^|[?&])visitor_id=)([^&#]*)")
+#: A delivery key sent as ``?key=`` (beacons cannot set headers) is never written to a log.
+_KEY_QUERY = re.compile(r"((?:^|[?&])key=)([^&#]*)")
 
 
 def redact_target(target: str) -> str:
     """A request target (path and query) fit for a log line: ``/v1/visitors/<id>`` and
-    ``visitor_id=<id>`` carry the hash instead of the id."""
+    ``visitor_id=<id>`` carry the hash instead of the id; an API key in ``key=`` is masked."""
     path, sep, query = target.partition("?")
     if sep:
         query = _VISITOR_QUERY.sub(lambda m: m.group(1) + hash_id(unquote_plus(m.group(2))), query)
+        query = _KEY_QUERY.sub(lambda m: m.group(1) + "***", query)
     return redact_path(path) + sep + query
 
 

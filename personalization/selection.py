@@ -29,6 +29,7 @@ from msgspec import Struct
 from personalization.audiences import eval_condition, explain_condition
 from personalization.bucketing import bucket_hash, bucket_ranges, choose_variation
 from personalization.features import FeatureRow
+from personalization.plugins import registry
 from personalization.policy import RewardModel, action_probabilities, choose_action, uniform_from_key
 from personalization.types import Experience
 
@@ -45,6 +46,8 @@ __all__ = [
 HOLDOUT_SEED = ":holdout"
 #: Stored as the sticky assignment of a held-out visitor, so they stay held out (and flagged).
 HOLDOUT_STICKY = -1
+#: Built-in types assigned by hashing; ``bandit`` has its own path, any other type is a plugin's policy.
+_HASHED_TYPES = frozenset({"personalization", "ab_test"})
 
 
 class Assignment(Struct, frozen=True, kw_only=True):
@@ -217,8 +220,16 @@ def select_experience(
                 (policies or {}).get(experience.key),
                 sticky.get(experience.key),
             )
-        else:
+        elif experience.type in _HASHED_TYPES:
             assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
+        else:  # a type a plugin registered (personalization/plugins.py)
+            plugin_policy = registry.policy(experience.type)
+            if plugin_policy is None:
+                skipped.append(f"{experience.key}: no policy for type {experience.type!r}")
+                continue
+            assignment = plugin_policy.assign(
+                experience, visitor_id, sticky.get(experience.key), attributes, context or {}
+            )
         if audience is not None:
             why = explain_condition(attributes, audience.condition)
             reason = f"audience {audience.name!r} matched ({why}); {assignment.reason}"

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import msgspec
 from msgspec import Struct
 
 from personalization.decide import EntryRequest, Outcome, decide
 from personalization.exposures import ExposureSink
+from personalization.plugins import AttributeLookup
 from personalization.profiles import ProfileStore
 from personalization.scoring import ActiveModel, ActivePolicies
 from personalization.types import Experience, Profile, Visitor
@@ -49,29 +52,66 @@ class Personalizer:
         profile_timeout_s: float = 0.05,
         clock: Callable[[], float] = time.time,
         policies: ActivePolicies | None = None,
+        attributes: AttributeLookup | None = None,
     ) -> None:
+        #: Plugins' attribute sources (never raise, bounded in time); ``None``: no plugin, no cost.
+        self._attributes = attributes
         self._profiles = profiles
         self._model = model
         self._policies = policies or ActivePolicies()
         self._exposures = exposures
         self._timeout = profile_timeout_s
         self._clock = clock
+        #: Decisions made without the profile; the warning is logged at most every 10 s, because
+        #: an overloaded Redis makes it happen on every request, and a log line each costs more.
+        self.profile_failures = 0
+        self._warned_at = -math.inf
 
     async def _profile(self, visitor: Visitor) -> tuple[Profile, bool]:
         if not visitor.consent.personalization:
             return Profile(), False
         try:
-            return await asyncio.wait_for(self._profiles.load(visitor.id), self._timeout), False
+            async with asyncio.timeout(self._timeout):  # no extra task per request, unlike wait_for
+                return await self._profiles.load(visitor.id), False
         except Exception as exc:  # timeout or Redis down: decide without the profile
-            log.warning("profile read failed (%s): deciding without it", type(exc).__name__)
+            self.profile_failures += 1
+            now = time.monotonic()
+            if now - self._warned_at >= 10.0:
+                self._warned_at = now
+                log.warning(
+                    "profile read failed (%s): deciding without it (%d such decisions so far)",
+                    type(exc).__name__, self.profile_failures,
+                )
             return Profile(), True
 
+    async def _with_attributes(self, visitor: Visitor) -> Visitor:
+        """The visitor with the plugins' attributes as traits (theirs win: server-side is trusted)."""
+        assert self._attributes is not None
+        try:
+            found = await self._attributes(visitor)
+        except Exception as exc:  # the guards already catch; this keeps a decision safe regardless
+            log.warning("attribute plugins failed (%s): deciding without them", type(exc).__name__)
+            return visitor
+        return msgspec.structs.replace(visitor, traits={**visitor.traits, **found}) if found else visitor
+
     async def personalize(
-        self, visitor: Visitor, entry_ids: Sequence[str], catalog: Catalog, record: bool = True
+        self,
+        visitor: Visitor,
+        entry_ids: Sequence[str],
+        catalog: Catalog,
+        record: bool = True,
+        defer_exposures: bool = False,
     ) -> Personalized:
         """``record=False`` (editors' previews) decides the same way but logs no exposure and
-        stores no sticky assignment, so previews never pollute measurement."""
-        profile, degraded = await self._profile(visitor)
+        stores no sticky assignment, so previews never pollute measurement. ``defer_exposures``
+        (``"exposures": "on_view"``) stores the sticky assignments but queues no exposure: the caller
+        hands the exposures out as signed tokens, recorded when the visitor sees the component."""
+        if self._attributes is not None and visitor.consent.personalization:
+            visitor, (profile, degraded) = await asyncio.gather(
+                self._with_attributes(visitor), self._profile(visitor)
+            )
+        else:
+            profile, degraded = await self._profile(visitor)
         outcome = decide(
             visitor,
             profile,
@@ -81,5 +121,5 @@ class Personalizer:
             policies=self._policies.current,
         )
         if record:
-            self._exposures.submit(outcome.exposures, outcome.assignments)
+            self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)
         return Personalized(outcome=outcome, degraded=degraded)

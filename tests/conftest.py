@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from api.embedded_cluster import EmbeddedCluster
 from api.embedded_redis import EmbeddedRedis
 
 
@@ -41,6 +42,17 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A 3-node Valkey cluster on loopback (``api/embedded_cluster.py``); ``.url`` is ``redis+cluster://…``."""
+    cluster = EmbeddedCluster(tmp_path_factory.mktemp("valkey-cluster"), nodes=3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

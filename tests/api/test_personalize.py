@@ -93,7 +93,7 @@ def test_events_update_profile_used_by_next_decision(
     }
     response = client.post("/v1/events", json=events, headers=delivery)
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": 2, "duplicates": 0, "dropped": 0, "rejected": []}
+    assert response.json() == {"accepted": 2, "duplicates": 0, "dropped": 0, "rejected": [], "spooled": 0}
     again = client.post("/v1/events", json={"events": events["events"][1:]}, headers=delivery)
     assert again.json()["accepted"] == 0 and again.json()["duplicates"] == 1
     profile = sync_redis.hgetall("vary:v:{v-ev}:p")

@@ -65,9 +65,13 @@ def chromium_path() -> str:
     return CHROMIUM_CANDIDATES[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One Chromium per test session (a ``playwright.sync_api.Browser``)."""
+    """One Chromium per test module (a ``playwright.sync_api.Browser``).
+
+    Module scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+    thread while it is open, and ``asyncio.run`` in any later test would then fail.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()

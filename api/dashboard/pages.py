@@ -1,0 +1,499 @@
+"""What each dashboard page shows, shaped from the domain results for the templates.
+
+Nothing here measures or decides: the numbers come from the functions the JSON admin API serves
+(:func:`~personalization.results.experiment_results`, :func:`~personalization.cx.journey_metrics`,
+:func:`~personalization.journeys.journey_map`, the model registry). This module only picks which of
+them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
+(:mod:`api.dashboard.charts`). Cumulative rates are running sums of the daily counts the results
+already hold, divided for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from markupsafe import Markup
+
+from api.dashboard.charts import (
+    Bar,
+    FlowLane,
+    FlowStage,
+    Series,
+    bar_chart,
+    calibration_plot,
+    flow_chart,
+    line_chart,
+    percent,
+    tile,
+)
+from personalization.cx import CxReport
+from personalization.journeys import JourneyMap, StageReport
+from personalization.model_registry import RegisteredModel
+from personalization.ope import OffPolicyEstimate
+from personalization.policy import PolicyCard
+from personalization.results import ExperimentResults, GoalResult, UxVariant, VariantResult
+from personalization.types import Experience
+from personalization.ux_cx import MetricEstimate
+
+__all__ = [
+    "cx_charts",
+    "evaluation_view",
+    "experience_detail",
+    "experience_row",
+    "experience_status",
+    "fmt_interval",
+    "fmt_p",
+    "fmt_uplift",
+    "journey_view",
+    "model_view",
+    "ux_tiles",
+    "variant_label",
+]
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def fmt_interval(interval: Sequence[float] | None, fmt: Any = percent) -> str:
+    return "" if interval is None else f"[{fmt(interval[0])} – {fmt(interval[1])}]"
+
+
+def fmt_uplift(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.1f}%"
+
+
+def fmt_p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _score(m: MetricEstimate, fmt: Any = lambda v: f"{v:.1f}") -> str:
+    return "–" if m.score is None else f"{fmt(m.score)} (n {m.n:,})"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def variant_label(v: int | str) -> str:
+    """``0`` → Control, ``2`` → Variant 2; other group names (``holdout``, ``all``) capitalised."""
+    text = str(v)
+    if text == "0":
+        return "Control"
+    if text.isdigit():
+        return f"Variant {text}"
+    return text.capitalize()
+
+
+def experience_status(experience: Experience, now: float) -> str:
+    if experience.starts_at is not None and now < experience.starts_at:
+        return "scheduled"
+    if experience.ends_at is not None and now >= experience.ends_at:
+        return "ended"
+    return "running"
+
+
+# ------------------------------------------------------------------------------------------ experiences
+
+
+def _days_running(results: ExperimentResults, now: float) -> int:
+    """Days from the first day with exposures to today, both included (0 before any traffic)."""
+    if not results.daily:
+        return 0
+    first = date.fromisoformat(min(results.daily))
+    today = datetime.fromtimestamp(now, UTC).date()
+    return max((today - first).days + 1, 1)
+
+
+def _leader(goal: GoalResult | None) -> VariantResult | None:
+    """The variant most likely to beat control on the goal (``None`` before there is a chance)."""
+    if goal is None:
+        return None
+    scored = [v for v in goal.variants[1:] if v.chance_to_beat_control is not None]
+    return max(scored, key=lambda v: v.chance_to_beat_control or 0.0, default=None)
+
+
+def experience_row(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
+    """One line of the experiences list."""
+    first_goal = next(iter(results.goals), None)
+    leader = _leader(results.goals.get(first_goal) if first_goal else None)
+    return {
+        "key": experience.key,
+        "name": experience.name,
+        "type": experience.type,
+        "status": experience_status(experience, now),
+        "audience": experience.audience.name if experience.audience else "Everyone",
+        "traffic": percent(experience.traffic_allocation, 0),
+        "exposures": f"{sum(results.exposures):,}",
+        "days": _days_running(results, now),
+        "srm_flag": results.srm_flag,
+        "srm_p": fmt_p(results.srm_p_value),
+        "goal": first_goal,
+        "leader": variant_label(leader.variant) if leader else None,
+        "leader_chance": percent(leader.chance_to_beat_control, 0) if leader else None,
+    }
+
+
+def _variant_rows(experience: Experience, goal: GoalResult) -> list[dict[str, Any]]:
+    rows = []
+    for v in goal.variants:
+        rows.append(
+            {
+                "variant": v.variant,
+                "label": variant_label(v.variant),
+                "entry": "baseline" if v.variant == 0 else experience.variants[v.variant - 1],
+                "exposures": f"{v.exposures:,}",
+                "conversions": f"{v.conversions:,}",
+                "rate": percent(v.rate, 2),
+                "rate_interval": fmt_interval(v.interval, lambda x: percent(x, 2)),
+                "uplift": fmt_uplift(v.uplift),
+                "uplift_interval": fmt_interval(v.uplift_interval, fmt_uplift),
+                "p_value": fmt_p(v.p_value),
+                "chance": percent(v.chance_to_beat_control, 1),
+                "enough_data": v.enough_data,
+            }
+        )
+    return rows
+
+
+def _rate_chart(experience: Experience, goal_name: str, goal: GoalResult) -> Markup:
+    bars = [
+        Bar(
+            label=variant_label(v.variant),
+            value=v.rate,
+            low=v.interval[0] if v.interval else None,
+            high=v.interval[1] if v.interval else None,
+            attrs={
+                "data-goal": goal_name,
+                "data-variant": v.variant,
+                "data-rate": "" if v.rate is None else repr(v.rate),
+                "data-exposures": v.exposures,
+                "data-conversions": v.conversions,
+            },
+        )
+        for v in goal.variants
+    ]
+    return bar_chart(bars, title=f"{experience.name}: {goal_name} conversion rate per variant, 95% intervals")
+
+
+def _cumulative_chart(experience: Experience, goal_name: str, results: ExperimentResults) -> Markup:
+    days = sorted(results.daily)
+    k = len(experience.variants) + 1
+    visitors = [0] * k
+    converters = [0] * k
+    series_values: list[list[float | None]] = [[] for _ in range(k)]
+    for day in days:
+        counts = results.daily[day]
+        day_conv = counts.converters.get(goal_name, [0] * k)
+        for v in range(k):
+            visitors[v] += counts.visitors[v] if v < len(counts.visitors) else 0
+            converters[v] += day_conv[v] if v < len(day_conv) else 0
+            series_values[v].append(converters[v] / visitors[v] if visitors[v] else None)
+    series = [
+        Series(name=variant_label(v), values=series_values[v], attrs={"data-variant": v, "data-goal": goal_name})
+        for v in range(k)
+    ]
+    return line_chart(
+        series, [d[5:] for d in days], title=f"{experience.name}: cumulative {goal_name} conversion rate by day"
+    )
+
+
+def _breakdown(results: ExperimentResults, goal_name: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for dimension in ("channel", "segment"):
+        rows = []
+        for name in sorted(results.breakdowns.get(dimension, {})):
+            goal = results.breakdowns[dimension][name].get(goal_name)
+            if goal is None:
+                continue
+            for v in goal.variants:
+                rows.append(
+                    {
+                        "group": name,
+                        "label": variant_label(v.variant),
+                        "exposures": f"{v.exposures:,}",
+                        "conversions": f"{v.conversions:,}",
+                        "rate": percent(v.rate, 2),
+                        "rate_interval": fmt_interval(v.interval, lambda x: percent(x, 2)),
+                        "uplift": fmt_uplift(v.uplift),
+                        "chance": percent(v.chance_to_beat_control, 1),
+                    }
+                )
+        out[dimension] = rows
+    return out
+
+
+def experience_detail(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
+    """Everything the one-experience page shows: per goal a table and two charts; breakdowns."""
+    goals = []
+    for name, goal in results.goals.items():
+        goals.append(
+            {
+                "name": name,
+                "rows": _variant_rows(experience, goal),
+                "rate_chart": _rate_chart(experience, name, goal),
+                "cumulative_chart": _cumulative_chart(experience, name, results),
+                "breakdown": _breakdown(results, name),
+            }
+        )
+    return {
+        "summary": experience_row(experience, results, now),
+        "weights": ", ".join(f"{variant_label(i)} {percent(w, 0)}" for i, w in enumerate(experience.weights)),
+        "holdout": percent(experience.holdout, 0),
+        "goals_configured": ", ".join(experience.goals) or "none",
+        "visitors": [
+            {"label": variant_label(v), "visitors": f"{n:,}", "exposures": f"{results.exposures[v]:,}"}
+            for v, n in enumerate(results.visitors)
+        ],
+        "holdout_visitors": f"{results.holdout_visitors:,}",
+        "enough_data": results.enough_data,
+        "goals": goals,
+    }
+
+
+# ------------------------------------------------------------------------------------------ UX and CX
+
+
+def ux_tiles(results: ExperimentResults) -> list[Markup]:
+    """One tile per touchpoint: task success, task time, abandonment, click-through, SUS per variant."""
+    tiles = []
+    for touchpoint in sorted(results.ux):
+        by_variant: Mapping[int, UxVariant] = results.ux[touchpoint]
+
+        def line(pick: Any, by_variant: Mapping[int, UxVariant] = by_variant) -> list[str]:
+            return [f"{variant_label(v)}: {pick(ux)}" for v, ux in sorted(by_variant.items())]
+
+        tiles.append(
+            tile(
+                touchpoint,
+                [
+                    ("Task success", line(lambda u: _score(u.task_success, lambda s: percent(s, 0)))),
+                    ("Median task time", line(lambda u: _ms(u.task_time.median))),
+                    ("Abandonment", line(lambda u: _score(u.abandonment_rate, lambda s: percent(s, 0)))),
+                    ("Click-through", line(lambda u: _score(u.click_through_rate, lambda s: percent(s, 0)))),
+                    ("SUS", line(lambda u: _score(u.sus))),
+                ],
+            )
+        )
+    return tiles
+
+
+def cx_charts(overall: CxReport, weekly: Sequence[tuple[str, CxReport]]) -> dict[str, Any]:
+    """NPS, CSAT, CES over weeks by channel; retention by cohort; top channel transitions."""
+    weeks = [label for label, _ in weekly]
+    channels = sorted({ch for _, report in weekly for ch in report.by_channel})
+    specs = (
+        ("nps", "NPS", -100.0, 100.0),
+        ("csat", "CSAT (%)", 0.0, 100.0),
+        ("ces", "CES (1–7)", 1.0, 7.0),
+    )
+    charts = {}
+    for metric, name, lo, hi in specs:
+        series = [
+            Series(
+                name="All channels",
+                values=[getattr(r, metric).score for _, r in weekly],
+                attrs={"data-metric": metric, "data-channel": "all"},
+            )
+        ]
+        for ch in channels:
+            values = [
+                getattr(r.by_channel[ch], metric).score if ch in r.by_channel else None for _, r in weekly
+            ]
+            series.append(Series(name=ch, values=values, attrs={"data-metric": metric, "data-channel": ch}))
+        charts[metric] = line_chart(
+            series, weeks, title=f"{name} by week and channel", fmt=lambda v: f"{v:.1f}", y_min=lo, y_max=hi
+        )
+    cohorts = list(overall.retention.cohorts.items())[-8:]
+    longest = max((len(shares) for _, shares in cohorts), default=0)
+    retention = line_chart(
+        [
+            Series(name=f"{label} ({overall.retention.sizes.get(label, 0):,})", values=list(shares),
+                   attrs={"data-cohort": label})
+            for label, shares in cohorts
+        ],
+        [f"week {k}" for k in range(longest)],
+        title="Retention by weekly cohort: share still active k weeks later",
+        y_min=0.0,
+        y_max=1.0,
+    )
+    transitions = bar_chart(
+        [
+            Bar(label=f"{t.from_} → {t.to}", value=float(t.count), attrs={"data-from": t.from_, "data-to": t.to})
+            for t in overall.channel_switching.transitions
+        ],
+        title="Top channel transitions (consecutive events of one visitor)",
+        fmt=_count,
+    )
+    summary = [
+        ("NPS", _score(overall.nps)),
+        ("CSAT", _score(overall.csat, lambda s: f"{s:.1f}%")),
+        ("CES", _score(overall.ces, lambda s: f"{s:.2f}")),
+        ("Repeat purchase", _score(overall.repeat_purchase_rate, lambda s: percent(s, 1))),
+        ("Multi-channel visitors", _score(overall.channel_switching.share, lambda s: percent(s, 1))),
+    ]
+    return {
+        "nps": charts["nps"],
+        "csat": charts["csat"],
+        "ces": charts["ces"],
+        "retention": retention,
+        "transitions": transitions,
+        "summary": tile("Journey-wide CX", summary),
+        "period": overall.period,
+    }
+
+
+# ------------------------------------------------------------------------------------------ journey map
+
+
+def _stage_notes(stage: StageReport) -> list[str]:
+    notes = []
+    if stage.drop_off is not None and stage.drop_off.score is not None:
+        notes.append(f"drop-off {percent(stage.drop_off.score, 0)}")
+    if stage.ux.task_success.score is not None:
+        notes.append(f"task success {percent(stage.ux.task_success.score, 0)}")
+    if stage.ux.click_through_rate.score is not None:
+        notes.append(f"click-through {percent(stage.ux.click_through_rate.score, 0)}")
+    if stage.ux.abandonment_rate.score is not None:
+        notes.append(f"abandonment {percent(stage.ux.abandonment_rate.score, 0)}")
+    for metric in ("nps", "csat", "ces"):
+        m: MetricEstimate = getattr(stage.cx, metric)
+        if m.score is not None:
+            notes.append(f"{metric.upper()} {m.score:.1f}")
+    return notes[:6]
+
+
+def _group_order(name: str) -> tuple[int, str]:
+    return (0, f"{int(name):06d}") if name.isdigit() else (1, name)
+
+
+def journey_view(result: JourneyMap) -> dict[str, Any]:
+    """The flow (one lane per variant, shared scale) and a table of every stage's numbers."""
+    groups = sorted(result.variants, key=_group_order)
+    lanes = []
+    table = []
+    for group in groups:
+        vj = result.variants[group]
+        label = variant_label(group) if result.experience else "All visitors"
+        lanes.append(
+            FlowLane(
+                name=f"{label} ({vj.visitors:,} visitors)",
+                stages=[FlowStage(s.name, s.reached, s.continued, _stage_notes(s)) for s in vj.stages],
+            )
+        )
+        for s in vj.stages:
+            table.append(
+                {
+                    "group": label,
+                    "stage": s.name,
+                    "reached": f"{s.reached:,}",
+                    "drop_off": percent(s.drop_off.score, 1) if s.drop_off else "–",
+                    "time_to_next": "–" if s.median_s_to_next is None else f"{s.median_s_to_next:,.0f} s",
+                    "task_success": percent(s.ux.task_success.score, 0),
+                    "click_through": percent(s.ux.click_through_rate.score, 0),
+                    "abandonment": percent(s.ux.abandonment_rate.score, 0),
+                    "median_task": _ms(s.ux.median_task_ms),
+                    "nps": "–" if s.cx.nps.score is None else f"{s.cx.nps.score:.1f}",
+                    "csat": "–" if s.cx.csat.score is None else f"{s.cx.csat.score:.1f}",
+                    "ces": "–" if s.cx.ces.score is None else f"{s.cx.ces.score:.2f}",
+                }
+            )
+    title = f"Journey {result.name}: visitors and drop-off per stage" + (
+        f", by variant of {result.experience}" if result.experience else ""
+    )
+    return {
+        "flow": flow_chart(lanes, title=title),
+        "table": table,
+        "unexposed": f"{result.unexposed_visitors:,}",
+        "truncated": result.truncated,
+        "since": datetime.fromtimestamp(result.since, UTC).date().isoformat(),
+        "until": datetime.fromtimestamp(result.until, UTC).date().isoformat(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def _window(card: Any) -> str:
+    window = card.training_window or {}
+    if not window:
+        return "–"
+    start, end = window.get("start") or window.get("from"), window.get("end") or window.get("to")
+    if start or end:
+        return f"{start or '?'} → {end or '?'}"
+    return ", ".join(f"{k} {v}" for k, v in window.items())
+
+
+def model_view(model: RegisteredModel, active: Mapping[str, str]) -> dict[str, Any]:
+    """One model's card for the page: kind, active flag, metrics, training window, calibration plots."""
+    card = model.card
+    created = datetime.fromtimestamp(card.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    is_active = active.get(model.slot) == model.version
+    if isinstance(card, PolicyCard):
+        return {
+            "version": model.version,
+            "kind": "policy",
+            "experience": card.experience,
+            "active": is_active,
+            "created": created,
+            "window": _window(card),
+            "rows": ", ".join(f"{k} {v:,}" for k, v in card.rows.items()),
+            "metrics": [
+                {"name": "all", "auc": _fmt_metric(card.metrics.get("roc_auc")),
+                 "log_loss": _fmt_metric(card.metrics.get("log_loss")), "brier": _fmt_metric(card.metrics.get("brier"))}
+            ],
+            "calibration": [],
+        }
+    return {
+        "version": model.version,
+        "kind": "segments",
+        "experience": None,
+        "active": is_active,
+        "created": created,
+        "window": _window(card),
+        "rows": ", ".join(f"{k} {v:,}" for k, v in card.rows.items()),
+        "metrics": [
+            {"name": seg, "auc": _fmt_metric(m.get("roc_auc")), "log_loss": _fmt_metric(m.get("log_loss")),
+             "brier": _fmt_metric(m.get("brier"))}
+            for seg, m in card.metrics.items()
+        ],
+        "calibration": [
+            {"segment": seg, "plot": calibration_plot(rows, title=f"{model.version}: calibration of {seg}")}
+            for seg, rows in card.calibration.items()
+        ],
+    }
+
+
+def _fmt_metric(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def evaluation_view(version: str, estimate: OffPolicyEstimate, n_bootstrap: int) -> dict[str, Any]:
+    rows = [
+        ("IPS", estimate.ips),
+        ("SNIPS", estimate.snips),
+        ("DR", estimate.dr),
+        ("Logged policy", estimate.logged),
+    ]
+    return {
+        "version": version,
+        "rows": [
+            {"name": name, "value": f"{e.value:.4f}", "interval": f"[{e.interval[0]:.4f}, {e.interval[1]:.4f}]"}
+            for name, e in rows
+        ],
+        "ess": f"{estimate.ess:,.1f}",
+        "n": f"{estimate.n:,}",
+        "clipped": estimate.clipped,
+        "dropped": estimate.dropped,
+        "warnings": list(estimate.warnings),
+        "n_bootstrap": n_bootstrap,
+    }

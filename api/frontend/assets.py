@@ -1,0 +1,99 @@
+"""The front-end kit's files: ``/v1/sdk.js`` (classic script), ``/v1/sdk.mjs`` (ES module), ``/demo``.
+
+One source file, two forms: ``sdk.js`` defines ``window.Vary`` (and ``window.vary`` when loaded with
+``data-key``); the module form is the same text plus an ``export`` tail — a classic script cannot
+contain ``export`` and a module cannot be loaded with a plain ``<script>``, so one URL cannot be both.
+Both carry an ``ETag`` (SHA-256 of the body) and a short ``Cache-Control``: browsers revalidate every
+five minutes and get a 304 until Vary is upgraded.
+
+The demo page is the demo space's landing page built by the kit in the browser. It needs a delivery
+key in the page: with ``VARY_DEMO_PAGE`` on (the default, since ``make run`` is the demo) the first raw
+delivery key is written into it; production should turn it off (then ``/demo`` is a 404).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from functools import cache
+from importlib.resources import files
+
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.response import Response
+
+__all__ = ["demo_key", "demo_page", "sdk_module", "sdk_script"]
+
+JS = "text/javascript; charset=utf-8"
+CACHE_CONTROL = "public, max-age=300"
+_MODULE_TAIL = """
+// ES module form of the script above (served as /v1/sdk.mjs).
+const defaultBase = new URL(import.meta.url).origin;
+export function createVary(options) {
+  return globalThis.Vary.createVary(Object.assign({ baseUrl: defaultBase }, options));
+}
+export const version = globalThis.Vary.version;
+export default { createVary, version };
+"""
+
+
+def _static(name: str) -> str:
+    return (files("api.frontend") / "static" / name).read_text(encoding="utf-8")
+
+
+@cache
+def _asset(name: str) -> tuple[bytes, str]:
+    """The body and its ETag (read once per process; the files ship with the package)."""
+    body = _static("sdk.js")
+    if name == "sdk.mjs":
+        body += _MODULE_TAIL
+    data = body.encode("utf-8")
+    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _serve(request: Request, name: str) -> Response[bytes]:
+    body, etag = _asset(name)
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    presented = request.headers.get("if-none-match", "")
+    if etag in (tag.strip().removeprefix("W/") for tag in presented.split(",")) or presented.strip() == "*":
+        return Response(b"", status_code=304, headers=headers, media_type=JS)
+    return Response(body, headers=headers, media_type=JS)
+
+
+@get("/v1/sdk.js", include_in_schema=False, sync_to_thread=False)
+def sdk_script(request: Request) -> Response[bytes]:
+    """The front-end kit as a classic script (``<script src=... data-key=...>``)."""
+    return _serve(request, "sdk.js")
+
+
+@get("/v1/sdk.mjs", include_in_schema=False, sync_to_thread=False)
+def sdk_module(request: Request) -> Response[bytes]:
+    """The front-end kit as an ES module (``import { createVary } from ".../v1/sdk.mjs"``)."""
+    return _serve(request, "sdk.mjs")
+
+
+def demo_key(delivery_keys: tuple[str, ...] | list[str]) -> str | None:
+    """The first raw delivery key (a ``sha256:`` key cannot be given to a browser)."""
+    return next((key for key in delivery_keys if not key.startswith("sha256:")), None)
+
+
+@get("/demo", include_in_schema=False, sync_to_thread=False)
+def demo_page(state: State) -> Response[bytes]:
+    """The demo store, personalized in the browser by the kit (query string = visitor context)."""
+    if not state.settings.demo_page:
+        raise NotFoundException(detail="the demo page is off (VARY_DEMO_PAGE=false)")
+    nonce = secrets.token_urlsafe(16)
+    # JSON inside <script>: "<" escaped so no value can close the element.
+    config = json.dumps({"key": state.get("demo_key")}).replace("<", "\\u003c")
+    html = _static("demo.html").replace("__VARY_NONCE__", nonce).replace("__VARY_CONFIG__", config)
+    csp = (
+        f"default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return Response(
+        html.encode("utf-8"),
+        media_type="text/html; charset=utf-8",
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": csp, "Referrer-Policy": "same-origin"},
+    )

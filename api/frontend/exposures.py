@@ -1,0 +1,91 @@
+"""Deferred exposures over HTTP: tokens handed out by ``/v1/personalize``, taken back by ``/v1/exposures``.
+
+``POST /v1/personalize`` with ``"exposures": "on_view"`` queues no exposure; :func:`with_exposure_tokens`
+puts each entry's exposure, signed, in its ``exposure_token``. The front end sends the tokens of the
+components the visitor actually saw to ``POST /v1/exposures`` (a beacon: ``text/plain`` JSON and the
+delivery key as ``?key=`` are accepted). Verification, the once-only claim and the queueing are
+:mod:`personalization.deferred_exposures`; this module only wires them to HTTP.
+
+Answer: 202 ``{"accepted", "duplicates", "rejected": [{"index", "reason"}]}`` when any token was
+valid (like ``/v1/events``); 400 with the standard error body (``extra`` naming ``tokens[i]`` and the
+reason) when none was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from litestar import post
+from litestar.datastructures import State
+from litestar.exceptions import ClientException, ServiceUnavailableException
+from litestar.params import JSONBody
+from litestar.response import Response
+from msgspec.structs import replace
+
+from api.auth import KeyRing, requires_delivery
+from api.frontend.schemas import ExposureBatch, ExposuresAccepted, RejectedExposure
+from api.schemas import PersonalizedEntry
+from api.settings import Settings
+from personalization.deferred_exposures import DeferredExposures
+from personalization.exposure_tokens import ExposureTokens, secret_from_key_digests
+from personalization.types import Exposure
+
+__all__ = ["exposure_tokens_for", "record_exposures", "with_exposure_tokens"]
+
+
+def exposure_tokens_for(settings: Settings, key_ring: KeyRing) -> ExposureTokens:
+    """The signer every worker builds alike: ``VARY_EXPOSURE_TOKEN_SECRET``, else a secret derived
+    from the key digests (see :func:`personalization.exposure_tokens.secret_from_key_digests`)."""
+    if settings.exposure_token_secret:
+        return ExposureTokens(settings.exposure_token_secret.encode())
+    delivery, admin = key_ring.digests()
+    return ExposureTokens(secret_from_key_digests(delivery, admin))
+
+
+def with_exposure_tokens(
+    entries: Sequence[PersonalizedEntry], exposures: Sequence[Exposure], tokens: ExposureTokens, now: float
+) -> list[PersonalizedEntry]:
+    """Each entry with the signed exposure of its decision in ``exposure_token``."""
+    by_id = {exposure.id: exposure for exposure in exposures}
+    return [
+        replace(entry, exposure_token=tokens.sign(by_id[entry.exposure_id], now))
+        if entry.exposure_id in by_id
+        else entry
+        for entry in entries
+    ]
+
+
+@post(
+    "/v1/exposures",
+    guards=[requires_delivery],
+    status_code=202,
+    tags=["delivery"],
+    operation_id="recordExposures",
+    summary="Exposures of components the visitor has seen (deferred exposures)",
+)
+async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Response[ExposuresAccepted]:
+    """Verify each ``exposure_token`` and record its exposure once. Bad, forged or expired tokens are
+    listed in ``rejected`` with their index and reason; 400 when no token was valid."""
+    runtime = state.runtime
+    assert runtime.exposures is not None
+    deferred = DeferredExposures(runtime.redis, runtime.exposures, state.exposure_tokens)
+    now = time.time()
+    good, rejected = deferred.verify(data.tokens, now)
+    if not good:
+        raise ClientException(
+            detail="no valid exposure token in the batch; nothing was recorded",
+            extra=[{"key": f"tokens[{r.index}]", "message": r.reason} for r in rejected],
+        )
+    try:
+        accepted = await deferred.record([exposure for _, exposure in good], now)
+    except Exception as exc:
+        raise ServiceUnavailableException(
+            detail=f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"
+        ) from exc
+    body = ExposuresAccepted(
+        accepted=accepted,
+        duplicates=len(good) - accepted,
+        rejected=[RejectedExposure(index=r.index, reason=r.reason) for r in rejected],
+    )
+    return Response(body, status_code=202)

@@ -1,0 +1,163 @@
+"""The one place Vary builds its Redis clients: a single server or a Redis Cluster, from settings.
+
+Why one factory: the API, ``vary aggregate`` and the admin commands must all reach the same store
+the same way. A deployment says *cluster* once — ``VARY_REDIS_URL=redis+cluster://h1:6379,h2:6379``
+or ``VARY_REDIS_CLUSTER=1`` with an ordinary ``redis://`` seed — and every process gets redis-py's
+cluster client, which follows ``MOVED``/``ASK`` redirections and routes each command to the node that
+owns its key's slot. The domain code stays the same because Vary's key layout already keeps every
+multi-key operation inside one slot (per-visitor keys share the ``{visitor}`` tag, per-experience
+aggregates the ``{experience}`` tag, stream partitions ``{p}``).
+
+URL forms accepted (credentials and TLS as in redis-py's own URLs):
+
+=========================================================  ==========================================
+``redis://host:6379/0``                                    one server (``VARY_REDIS_CLUSTER`` unset)
+``redis://host:6379`` + ``VARY_REDIS_CLUSTER=1``           cluster, seeded from that node
+``redis+cluster://h1:6379,h2:6379,h3:6379``                cluster, seeded from every listed node
+``rediss+cluster://user:secret@h1:6380,h2:6380``           the same over TLS, with ACL credentials
+=========================================================  ==========================================
+
+A cluster has only database 0, so a database number other than 0 in a cluster URL is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote
+
+import redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from api.settings import Settings, SettingsError
+
+__all__ = ["ClusterSeed", "async_redis", "cluster_seed", "is_cluster", "sync_redis"]
+
+_CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True, "valkey+cluster": False}
+_PLAIN_SCHEMES = {"redis": False, "rediss": True, "valkey": False, "valkeys": True}
+
+#: What the long-running processes use: a stuck node must not hang a request or a consumer forever.
+SERVER_OPTIONS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 30}
+
+
+class ClusterSeed:
+    """A parsed cluster URL: the seed nodes and the connection options shared by every node."""
+
+    def __init__(self, nodes: list[tuple[str, int]], ssl: bool, username: str | None, password: str | None) -> None:
+        self.nodes = nodes
+        self.ssl = ssl
+        self.username = username
+        self.password = password
+
+    def __repr__(self) -> str:  # never print the password
+        return f"ClusterSeed(nodes={self.nodes!r}, ssl={self.ssl})"
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.ssl:
+            options["ssl"] = True
+        if self.username:
+            options["username"] = self.username
+        if self.password:
+            options["password"] = self.password
+        return options
+
+
+def is_cluster(settings: Settings) -> bool:
+    """Whether ``settings`` point at a Redis Cluster (the switch or a ``+cluster`` URL scheme)."""
+    url = settings.redis_url or ""
+    return settings.redis_cluster or url.split("://", 1)[0].lower() in _CLUSTER_SCHEMES
+
+
+def cluster_seed(url: str) -> ClusterSeed:
+    """Parse ``redis+cluster://[user:pass@]host:port[,host:port…][/0]`` (or a plain ``redis://`` seed).
+
+    Raises :class:`~api.settings.SettingsError` naming ``VARY_REDIS_URL`` and what is wrong with it.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or (scheme not in _CLUSTER_SCHEMES and scheme not in _PLAIN_SCHEMES):
+        known = ", ".join(f"{s}://" for s in [*_CLUSTER_SCHEMES, *_PLAIN_SCHEMES])
+        raise SettingsError(f"VARY_REDIS_URL={_redacted(url)!r}: expected one of {known}")
+    ssl = _CLUSTER_SCHEMES.get(scheme, _PLAIN_SCHEMES.get(scheme, False))
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise SettingsError(f"VARY_REDIS_URL={_redacted(url)!r}: a cluster has only database 0, got /{path}")
+    if "ssl_cert_reqs" in parse_qs(query):
+        ssl = True
+    username: str | None = None
+    password: str | None = None
+    if "@" in netloc:
+        credentials, netloc = netloc.rsplit("@", 1)
+        user, has_password, secret = credentials.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    nodes: list[tuple[str, int]] = []
+    for part in netloc.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("["):  # [::1]:6379
+            host, _, port = part[1:].partition("]")
+            port = port.removeprefix(":") or "6379"
+        else:
+            host, colon, port = part.rpartition(":")
+            if not colon:
+                host, port = part, "6379"
+        try:
+            number = int(port)
+        except ValueError:
+            raise SettingsError(f"VARY_REDIS_URL={_redacted(url)!r}: {part!r} has no valid port") from None
+        if not host or not 1 <= number <= 65535:
+            raise SettingsError(f"VARY_REDIS_URL={_redacted(url)!r}: {part!r} is not host:port")
+        nodes.append((host, number))
+    if not nodes:
+        raise SettingsError(f"VARY_REDIS_URL={_redacted(url)!r}: no cluster node given")
+    return ClusterSeed(nodes, ssl, username, password)
+
+
+def async_redis(settings: Settings, **options: Any) -> Redis:
+    """The asyncio client for ``settings.redis_url``: :class:`RedisCluster` for a cluster, else
+    ``Redis.from_url``. ``options`` go to every connection (timeouts, ``decode_responses`` …).
+
+    Typed as :class:`~redis.asyncio.Redis` because that is the interface the domain code is written
+    against; the cluster client offers the same commands, routed by slot."""
+    url = _url(settings)
+    if not is_cluster(settings):
+        return Redis.from_url(url, **options)
+    seed = cluster_seed(url)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seed.nodes], **seed.options(), **options
+    )
+    return cast(Redis, client)
+
+
+def sync_redis(settings: Settings, **options: Any) -> redis.Redis:
+    """The blocking client, chosen like :func:`async_redis` (for CLI commands, tools and tests)."""
+    url = _url(settings)
+    if not is_cluster(settings):
+        return redis.Redis.from_url(url, **options)
+    seed = cluster_seed(url)
+    client = redis.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in seed.nodes],
+        **seed.options(),
+        **options,
+    )
+    return cast(redis.Redis, client)
+
+
+def _url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise SettingsError("VARY_REDIS_URL is not set")
+    return settings.redis_url
+
+
+def _redacted(url: str) -> str:
+    """The URL with any password replaced, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -1,0 +1,365 @@
+"""The seams developers extend Vary through, and the registry the decision path consults.
+
+A plugin is one :class:`Plugin` value that names the seams it fills. It reaches Vary either through
+the Python entry point group ``vary.plugins`` (``api/plugins.py`` loads them) or in code, through
+``create_app(settings, plugins=[...])``. The seams:
+
+============================  ========================================================================
+``attributes``                :class:`AttributeSource` — async; adds attributes (e.g. a CRM tier) to
+                              the visitor before audiences are evaluated
+``feature_extractors``        :class:`FeatureExtractor` — extra model features; called by
+                              :func:`~personalization.features.build_features`, which training and
+                              serving share, so both see the same features
+``sinks``                     :class:`EventSink` — where exposures and events go besides Redis; run
+                              by :mod:`personalization.sinks.runner`, off the request path
+``policies``                  :class:`ExperiencePolicy` — a new experience ``type``
+``content_source``            a factory of a ``content.sources.ContentSource`` (selected with
+                              ``VARY_CONTENT_SOURCE=plugin:<plugin name>``)
+============================  ========================================================================
+
+The contract for failures is the same everywhere: a plugin can never fail or stall a decision.
+:class:`GuardedAttributes` cuts every attribute lookup off at the plugin's ``timeout_s`` and treats
+an exception as "no attributes"; :func:`guard_extractor` and :func:`guard_policy` turn an exception
+into "no extra features" and "baseline". Every failure is logged and counted in the plugin's
+:class:`PluginHealth`.
+
+The :data:`registry` is process-wide because the content compiler (which plugin experience types
+are valid) and :func:`~personalization.features.build_features` (which extractors run) are reached
+from many call sites — ``vary train``, ``vary sync``, every worker — that must agree. It is filled by
+:meth:`Registry.install` and emptied by the returned undo, so tests and app lifespans leave no trace.
+With nothing installed, the decision path pays one empty-tuple check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from personalization.types import Experience, Exposure, Profile, Visitor
+
+if TYPE_CHECKING:
+    from personalization.events import Event
+    from personalization.features import FeatureRow
+    from personalization.selection import Assignment
+
+__all__ = [
+    "AttributeSource",
+    "FeatureExtractor",
+    "EventSink",
+    "ExperiencePolicy",
+    "SinkRecord",
+    "SinkError",
+    "PermanentSinkError",
+    "Plugin",
+    "PluginHealth",
+    "GuardedAttributes",
+    "guard_extractor",
+    "guard_policy",
+    "Registry",
+    "registry",
+    "SEAMS",
+    "DEFAULT_ATTRIBUTE_TIMEOUT_S",
+]
+
+log = logging.getLogger("vary.plugins")
+
+#: Longest an attribute lookup may take before the decision goes on without it (like the profile read).
+DEFAULT_ATTRIBUTE_TIMEOUT_S = 0.05
+SEAMS: tuple[str, ...] = ("attributes", "feature_extractors", "sinks", "policies", "content_source")
+
+#: What an attribute source may return: the same value types a visitor's traits have.
+AttributeValue = str | float | int | bool | None
+
+
+# ------------------------------------------------------------------------------------------ protocols
+
+
+@runtime_checkable
+class AttributeSource(Protocol):
+    """Adds attributes to a visitor before audiences are evaluated.
+
+    Called once per decision for visitors who consented to personalization, concurrently with the
+    profile read. The returned names become visitor traits (``crm_tier`` → audience rules can use
+    ``crm_tier`` and ``traits.crm_tier``); they win over traits the front end sent, since a server-side
+    lookup is the more trustworthy of the two. Cut off after the plugin's ``timeout_s``.
+    """
+
+    async def __call__(self, visitor: Visitor) -> Mapping[str, AttributeValue]: ...
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Extra model features for one visitor. Pure and fast (no I/O): it runs in ``vary train`` over
+    every training row and on every scored request, and is not given a timeout."""
+
+    def __call__(self, visitor: Visitor, profile: Profile, now: float) -> Mapping[str, float | str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SinkRecord:
+    """One stream entry handed to a sink: an exposure or an event, with where it was read from.
+
+    ``entry_id`` (the Redis stream id) together with ``stream`` is unique and stable across
+    redeliveries, so a receiver can deduplicate on it (delivery is at least once).
+    """
+
+    kind: Literal["exposure", "event"]
+    stream: str
+    entry_id: str
+    record: Exposure | Event
+
+    @property
+    def message_id(self) -> str:
+        """A stable id for deduplication: the exposure id, the client's event id, else the stream id."""
+        own = getattr(self.record, "id", None) if self.kind == "exposure" else getattr(self.record, "event_id", None)
+        return f"vary-{self.kind}-{own}" if own else f"vary-{self.stream}-{self.entry_id}"
+
+
+class SinkError(Exception):
+    """A delivery failed and may succeed later (network error, 5xx, 429): the runner retries."""
+
+
+class PermanentSinkError(SinkError):
+    """A delivery failed in a way a retry cannot fix (e.g. 400, 401): dead-lettered at once."""
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where exposures and events go besides Redis. ``deliver`` raises :class:`SinkError` (or any
+    exception) to have the batch retried with backoff; after the configured attempts the batch is
+    dead-lettered to ``vary:sinks:dead:<name>``. An optional ``async aclose()`` is called at shutdown."""
+
+    name: str
+
+    async def deliver(self, batch: Sequence[SinkRecord]) -> None: ...
+
+
+@runtime_checkable
+class ExperiencePolicy(Protocol):
+    """A new experience ``type``. Called for visitors the experience's audience matched, after the
+    schedule check; returns the :class:`~personalization.selection.Assignment` (variant, holdout,
+    propensity, reason). Must be pure and fast: it runs on the request path for every such visitor."""
+
+    type: str
+
+    def assign(
+        self,
+        experience: Experience,
+        visitor_id: str,
+        sticky: int | None,
+        attributes: Mapping[str, Any],
+        context: FeatureRow,
+    ) -> Assignment: ...
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What an entry point of the group ``vary.plugins`` loads (or a factory returning one).
+
+    ``content_source`` is a zero-argument factory, so a plugin's source (and its configuration, read
+    from the environment) is only built when ``VARY_CONTENT_SOURCE=plugin:<name>`` selects it.
+    """
+
+    name: str
+    attributes: Sequence[AttributeSource] = ()
+    feature_extractors: Sequence[FeatureExtractor] = ()
+    sinks: Sequence[EventSink] = ()
+    policies: Sequence[ExperiencePolicy] = ()
+    content_source: Callable[[], Any] | None = None
+    #: Per-lookup deadline of this plugin's attribute sources.
+    timeout_s: float = DEFAULT_ATTRIBUTE_TIMEOUT_S
+
+    @property
+    def seams(self) -> list[str]:
+        """The seams this plugin fills, in :data:`SEAMS` order."""
+        return [seam for seam in SEAMS if getattr(self, seam)]
+
+
+# --------------------------------------------------------------------------------------------- health
+
+
+@dataclass(slots=True)
+class PluginHealth:
+    """Counters a plugin's guards keep: what ``GET /v1/plugins`` shows."""
+
+    calls: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    def failed(self, error: str, timed_out: bool = False) -> None:
+        self.failures += 1
+        if timed_out:
+            self.timeouts += 1
+        self.last_error = error
+        self.last_error_at = time.time()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------- guards
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    plugin: str
+    source: AttributeSource
+    timeout_s: float
+    health: PluginHealth
+
+
+class GuardedAttributes:
+    """All attribute sources of all plugins, run concurrently, each under its plugin's deadline.
+
+    ``await guarded(visitor)`` never raises and never takes much longer than the largest deadline:
+    a source that raises or times out contributes nothing, is logged, and is counted.
+    """
+
+    def __init__(self) -> None:
+        self._lookups: list[_Lookup] = []
+
+    def add(self, plugin: str, source: AttributeSource, timeout_s: float, health: PluginHealth) -> None:
+        self._lookups.append(_Lookup(plugin, source, timeout_s, health))
+
+    def __bool__(self) -> bool:
+        return bool(self._lookups)
+
+    async def _one(self, lookup: _Lookup, visitor: Visitor) -> Mapping[str, AttributeValue]:
+        lookup.health.calls += 1
+        try:
+            async with asyncio.timeout(lookup.timeout_s):
+                found = await lookup.source(visitor)
+            if not isinstance(found, Mapping):
+                raise TypeError(f"returned {type(found).__name__}, not a mapping of attributes")
+            return found
+        except TimeoutError:
+            lookup.health.failed(f"timed out after {lookup.timeout_s:g} s", timed_out=True)
+            log.warning("plugin %s: attribute lookup timed out after %g s; deciding without it",
+                        lookup.plugin, lookup.timeout_s)
+        except Exception as exc:  # a plugin's bug must not fail the request
+            lookup.health.failed(_describe(exc))
+            log.warning("plugin %s: attribute lookup failed (%s); deciding without it",
+                        lookup.plugin, _describe(exc))
+        return {}
+
+    async def __call__(self, visitor: Visitor) -> dict[str, AttributeValue]:
+        if len(self._lookups) == 1:
+            return dict(await self._one(self._lookups[0], visitor))
+        merged: dict[str, AttributeValue] = {}
+        for found in await asyncio.gather(*(self._one(lookup, visitor) for lookup in self._lookups)):
+            merged.update(found)
+        return merged
+
+
+def guard_extractor(plugin: str, extractor: FeatureExtractor, health: PluginHealth) -> FeatureExtractor:
+    """The extractor, with an exception turned into "no extra features" (logged and counted)."""
+
+    def guarded(visitor: Visitor, profile: Profile, now: float) -> Mapping[str, float | str]:
+        health.calls += 1
+        try:
+            return extractor(visitor, profile, now)
+        except Exception as exc:
+            health.failed(_describe(exc))
+            log.warning("plugin %s: feature extractor failed (%s); its features are left out",
+                        plugin, _describe(exc))
+            return {}
+
+    return guarded
+
+
+class _GuardedPolicy:
+    def __init__(self, plugin: str, policy: ExperiencePolicy, health: PluginHealth) -> None:
+        self.type = policy.type
+        self._plugin = plugin
+        self._policy = policy
+        self._health = health
+
+    def assign(
+        self,
+        experience: Experience,
+        visitor_id: str,
+        sticky: int | None,
+        attributes: Mapping[str, Any],
+        context: FeatureRow,
+    ) -> Assignment:
+        from personalization.selection import Assignment
+
+        self._health.calls += 1
+        try:
+            return self._policy.assign(experience, visitor_id, sticky, attributes, context)
+        except Exception as exc:
+            self._health.failed(_describe(exc))
+            log.warning("plugin %s: policy %r failed (%s); serving the baseline",
+                        self._plugin, self.type, _describe(exc))
+            return Assignment(
+                experience=None,
+                variant=0,
+                holdout=False,
+                propensity=1.0,
+                reason=f"baseline: the {self.type!r} policy failed",
+            )
+
+
+def guard_policy(plugin: str, policy: ExperiencePolicy, health: PluginHealth) -> ExperiencePolicy:
+    """The policy, with an exception turned into the baseline (no experience logged)."""
+    return _GuardedPolicy(plugin, policy, health)
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+@dataclass
+class Registry:
+    """Feature extractors and experience policies the pure decision code consults (module docstring)."""
+
+    extractors: tuple[FeatureExtractor, ...] = ()
+    policies: dict[str, ExperiencePolicy] = field(default_factory=dict)
+
+    def install(
+        self,
+        extractors: Sequence[FeatureExtractor] = (),
+        policies: Sequence[ExperiencePolicy] = (),
+        builtin_types: Sequence[str] = ("personalization", "ab_test", "bandit"),
+    ) -> Callable[[], None]:
+        """Add extractors and policies; returns the function that removes exactly these again.
+
+        A policy may not replace a built-in type or another plugin's type: that would silently change
+        how running experiments assign visitors.
+        """
+        for policy in policies:
+            if policy.type in builtin_types:
+                raise ValueError(f"policy type {policy.type!r} is built in; choose another name")
+            if policy.type in self.policies:
+                raise ValueError(f"policy type {policy.type!r} is registered twice")
+        added_extractors = tuple(extractors)
+        self.extractors = self.extractors + added_extractors
+        for policy in policies:
+            self.policies[policy.type] = policy
+
+        def undo() -> None:
+            self.extractors = tuple(e for e in self.extractors if e not in added_extractors)
+            for policy in policies:
+                if self.policies.get(policy.type) is policy:
+                    del self.policies[policy.type]
+
+        return undo
+
+    def policy(self, experience_type: str) -> ExperiencePolicy | None:
+        return self.policies.get(experience_type)
+
+    def policy_types(self) -> tuple[str, ...]:
+        return tuple(self.policies)
+
+
+#: The process-wide registry (see the module docstring for why there is one).
+registry = Registry()
+
+AttributeLookup = Callable[[Visitor], Awaitable[Mapping[str, AttributeValue]]]

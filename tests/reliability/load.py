@@ -1,0 +1,147 @@
+"""Shared parts of the Redis fault tests: a real Valkey + ``vary serve`` pair, a personalize load
+driver on loopback, and the reconciliation of exposures in Redis against what the clients received.
+
+Used by ``test_redis_outage.py`` (Redis killed and restarted) and ``test_redis_paused.py`` (Redis
+paused with SIGSTOP, or slowed down) so both drive and check the service the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from api.embedded_redis import EmbeddedRedis
+from personalization.partitions import EXPOSURES, all_streams
+from personalization.types import EXPOSURE_DECODER
+from tests.e2e.servers import VaryProcess, free_port
+
+DELIVERY_KEY = "rel-delivery"
+DELIVERY_HEADERS = {"Authorization": f"Bearer {DELIVERY_KEY}"}
+PROFILE_TIMEOUT_S = 0.05
+
+
+@contextmanager
+def valkey_and_vary(tmp_path: Path, **env: str) -> Iterator[tuple[EmbeddedRedis, VaryProcess]]:
+    """A Valkey on its own port (so a test can kill, pause or restart it) and ``vary serve`` using it,
+    both stopped afterwards. ``env`` adds or overrides ``VARY_*`` settings."""
+    valkey = EmbeddedRedis(tmp_path / "valkey", port=free_port())
+    valkey.start()
+    vary = VaryProcess(
+        {
+            "VARY_REDIS_URL": f"redis://127.0.0.1:{valkey.port}",
+            "VARY_DELIVERY_KEYS": DELIVERY_KEY,
+            "VARY_ADMIN_KEYS": "rel-admin",
+            "VARY_AGGREGATE": "false",
+            "VARY_CONTENT_POLL_S": "0",
+            "VARY_PROFILE_TIMEOUT_S": str(PROFILE_TIMEOUT_S),
+            **env,
+        },
+        tmp_path / "vary",
+    )
+    try:
+        vary.wait_ready()
+        yield valkey, vary
+    finally:
+        vary.stop()
+        valkey.stop()
+
+
+def personalize_body(i: int) -> dict[str, object]:
+    return {"visitor": {"id": f"rel-{i % 5000}", "country": "US"}, "entries": ["heroHome", "bannerShipping", "bannerNewsletter"]}
+
+
+@dataclass
+class Answer:
+    """One personalize request as the client saw it (times from ``time.monotonic``)."""
+
+    index: int
+    status: int
+    started: float
+    latency_s: float
+    degraded: bool = False
+    exposure_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Load:
+    """Personalize requests over ``concurrency`` keep-alive connections until ``total`` were answered
+    or ``stop`` is set; ``on_answer(answer, answered)`` runs after each (to time faults)."""
+
+    base: str
+    concurrency: int = 32
+    answers: list[Answer] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for answer in self.answers:
+            counts[answer.status] = counts.get(answer.status, 0) + 1
+        return counts
+
+    def exposures(self) -> dict[str, int]:
+        """Exposure id → request index, for every decision a client received."""
+        return {exposure: a.index for a in self.answers for exposure in a.exposure_ids}
+
+    async def run(
+        self,
+        total: int | None = None,
+        stop: asyncio.Event | None = None,
+        on_answer: Callable[[Answer, int], None] | None = None,
+        alongside: tuple[Awaitable[None], ...] = (),
+    ) -> None:
+        indexes = itertools.count()
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while stop is None or not stop.is_set():
+                i = next(indexes)
+                if total is not None and i >= total:
+                    return
+                started = time.monotonic()
+                response = await client.post("/v1/personalize", json=personalize_body(i))
+                answer = Answer(i, response.status_code, started, time.monotonic() - started)
+                if response.status_code == 200:
+                    data = response.json()
+                    answer.degraded = data["degraded"]
+                    answer.exposure_ids = [entry["exposure_id"] for entry in data["entries"]]
+                self.answers.append(answer)
+                if on_answer is not None:
+                    on_answer(answer, len(self.answers))
+
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(
+            base_url=self.base, limits=limits, headers=DELIVERY_HEADERS, timeout=10
+        ) as client:
+            await asyncio.gather(*alongside, *(worker(client) for _ in range(self.concurrency)))
+
+
+def stored_exposure_ids(port: int, expected: int, timeout_s: float = 60.0, partitions: int = 1) -> list[str]:
+    """Exposure ids in Redis (every partition), waiting until at least ``expected`` arrived (the spool
+    replays about once a second) or the time is up."""
+    store = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stored = [
+                EXPOSURE_DECODER.decode(fields[b"data"]).id
+                for stream in all_streams(EXPOSURES, partitions)
+                for _, fields in store.xrange(stream)
+            ]
+            if len(stored) >= expected or time.monotonic() > deadline:
+                return stored
+            time.sleep(0.5)
+    finally:
+        store.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-quantile (0–1) by the nearest-rank method."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
