@@ -66,11 +66,13 @@ __all__ = ["DeliveryController", "AdminController", "contentful_webhook", "healt
 EVENTS_RETRY_AFTER_S = 30
 
 
-def _runtime(state: State) -> Runtime:
+def runtime_of(state: State) -> Runtime:
+    """The worker's :class:`Runtime` (set up in the app's lifespan); every route module uses this."""
     return state.runtime  # type: ignore[no-any-return]
 
 
-def _snapshot(runtime: Runtime) -> ContentSnapshot:
+def loaded_snapshot(runtime: Runtime) -> ContentSnapshot:
+    """The published snapshot being served, or 503 while content has not loaded yet."""
     snapshot = runtime.snapshot
     if snapshot is None:
         raise ServiceUnavailableException(detail="content is not loaded yet; see /ready")
@@ -80,7 +82,7 @@ def _snapshot(runtime: Runtime) -> ContentSnapshot:
 async def _serving_snapshot(runtime: Runtime, request: Request, preview: bool) -> ContentSnapshot:
     """The published snapshot, or for ``preview=true`` (admin keys only) the drafts."""
     if not preview:
-        return _snapshot(runtime)
+        return loaded_snapshot(runtime)
     if key_scope(request) != "admin":
         raise PermissionDeniedException(detail="preview=true needs an admin key; a delivery key was sent")
     if runtime.preview is None:
@@ -129,7 +131,7 @@ class DeliveryController(Controller):
         """Decide a variant for each baseline entry and return its fields; one exposure per entry is
         logged — or, with ``"exposures": "on_view"``, handed out as ``exposure_token``s for
         ``POST /v1/exposures``. ``preview=true`` (admin key) decides over drafts and logs nothing."""
-        runtime = _runtime(state)
+        runtime = runtime_of(state)
         snapshot = await _serving_snapshot(runtime, request, data.preview)
         unknown = [
             {"key": f"entries[{i}]", "message": f"no published entry with id {entry_id!r}"}
@@ -174,7 +176,7 @@ class DeliveryController(Controller):
         preview: Annotated[bool, QueryParameter()] = False,
     ) -> PersonalizedEntry:
         """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer GET."""
-        runtime = _runtime(state)
+        runtime = runtime_of(state)
         snapshot = await _serving_snapshot(runtime, request, preview)
         if not snapshot.has_entry(entry_id):
             raise NotFoundException(detail=f"no published entry with id {entry_id!r}")
@@ -217,7 +219,7 @@ class DeliveryController(Controller):
         rejected.sort(key=lambda r: r.index)
         recorded = EventsRecorded()
         if keep:
-            runtime = _runtime(state)
+            runtime = runtime_of(state)
             assert runtime.events is not None
             try:  # Redis unreachable: spooled and replayed later (``spooled``); spool full: 503
                 recorded = await runtime.events.record_or_spool(keep)
@@ -254,7 +256,7 @@ class AdminController(Controller):
 
     @get("/experiences", summary="Experiences in the served content")
     async def experiences(self, state: State) -> ExperienceList:
-        snapshot = _snapshot(_runtime(state))
+        snapshot = loaded_snapshot(runtime_of(state))
         baselines: dict[str, list[str]] = {key: [] for key in snapshot.experiences}
         for entry_id in snapshot.entries:
             for experience in snapshot.experiences_for(entry_id):
@@ -287,8 +289,8 @@ class AdminController(Controller):
     async def results(self, state: State, key: FromPath[str]) -> Response[bytes]:
         """Per goal: exposures, conversions, rate with Wilson interval, uplift with interval, p-value,
         chance to beat control; the sample-ratio-mismatch check; breakdowns; UX per touchpoint; CX."""
-        runtime = _runtime(state)
-        experience = _snapshot(runtime).experiences.get(key)
+        runtime = runtime_of(state)
+        experience = loaded_snapshot(runtime).experiences.get(key)
         if experience is None:
             raise NotFoundException(detail=f"no experience with key {key!r} in the served content")
         results = await experiment_results(runtime.redis, experience)
@@ -311,8 +313,8 @@ class AdminController(Controller):
         stages, UX of its touchpoints, CX scores and channels; plus the most common paths. Per variant
         of ``experience`` when given. ``since``/``until``: ISO dates or times (UTC unless an offset is
         given; a bare ``until`` date includes that day), default the last 30 days."""
-        runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
         journey = snapshot.journeys.get(key)
         if journey is None:
             raise NotFoundException(detail=f"no journey with key {key!r} in the served content")
@@ -352,12 +354,12 @@ class AdminController(Controller):
             start, end = parse_period(since, until)
         except ValueError as exc:
             raise ClientException(detail=str(exc)) from None
-        return await journey_metrics(_runtime(state).redis, since=start, until=end, by=by)
+        return await journey_metrics(runtime_of(state).redis, since=start, until=end, by=by)
 
     @get("/content/issues", summary="Mis-modelled experiences and audiences, with fixes")
     async def content_issues(self, state: State) -> ContentIssueList:
-        runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
         model = runtime.model.current
         segment_issues = unknown_segment_issues(snapshot, model.segments if model else ())
         return ContentIssueList(
@@ -400,7 +402,7 @@ async def contentful_webhook(request: Request, state: State) -> WebhookAccepted:
 
     Unsigned, badly signed or expired requests get 401 and change nothing.
     """
-    runtime = _runtime(state)
+    runtime = runtime_of(state)
     secret = runtime.settings.contentful_webhook_secret
     if not secret:
         raise NotAuthorizedException(detail="webhooks are off: set VARY_CONTENTFUL_WEBHOOK_SECRET")
@@ -432,7 +434,7 @@ async def health() -> Health:
 
 @get("/ready", tags=["operations"], summary="Readiness: content, Redis and model")
 async def ready(state: State) -> Response[Readiness]:
-    runtime = _runtime(state)
+    runtime = runtime_of(state)
     content = runtime.content.state
     snapshot = content.snapshot
     redis_ok = await runtime.redis_ok()

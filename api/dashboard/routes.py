@@ -25,7 +25,6 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
-    ServiceUnavailableException,
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, QueryParameter, URLEncodedBody
@@ -36,8 +35,8 @@ from api.auth import requires_admin
 from api.dashboard import pages
 from api.dashboard.preview import PreviewError, parse_scores, parse_traits, preview_decision, preview_visitor
 from api.dashboard.session import COOKIE_NAME, SESSION_TTL_S, issue_token, token_is_valid
-from api.runtime import Runtime
-from content import ContentSnapshot
+from api.routes import loaded_snapshot as _snapshot
+from api.routes import runtime_of as _runtime
 from personalization.aggregation import week_index
 from personalization.cx import journey_metrics, week_monday
 from personalization.evaluation import EvaluationError, NotAPolicyError, evaluate_candidate
@@ -106,17 +105,6 @@ def _https(request: Request) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _runtime(state: State) -> Runtime:
-    return state.runtime  # type: ignore[no-any-return]
-
-
-def _snapshot(runtime: Runtime) -> ContentSnapshot:
-    snapshot = runtime.snapshot
-    if snapshot is None:
-        raise ServiceUnavailableException(detail="content is not loaded yet; see /ready")
-    return snapshot
 
 
 def _page(request: Request, template: str, nav: str, title: str, status_code: int = 200, **context: Any) -> Template:

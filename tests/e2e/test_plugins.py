@@ -65,6 +65,8 @@ def server(redis_url: str, model_dir: Path, tmp_path: Path, plugin_dir: Path) ->
             "VARY_CONTENT_SOURCE": str(space),
             "VARY_EXAMPLE_CRM_TABLE": str(table),
             "VARY_EXAMPLE_SINK_FILE": str(sink_file),
+            # One worker: /v1/plugins health counts this worker's calls, and the test counts them.
+            "VARY_WORKERS": "1",
             "PYTHONPATH": pythonpath,
         },
         data_dir,

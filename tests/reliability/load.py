@@ -42,6 +42,8 @@ def valkey_and_vary(tmp_path: Path, **env: str) -> Iterator[tuple[EmbeddedRedis,
             "VARY_AGGREGATE": "false",
             "VARY_CONTENT_POLL_S": "0",
             "VARY_PROFILE_TIMEOUT_S": str(PROFILE_TIMEOUT_S),
+            # One worker: /ready's spool counters are per worker, and the checks read them.
+            "VARY_WORKERS": "1",
             **env,
         },
         tmp_path / "vary",
