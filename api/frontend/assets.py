@@ -26,7 +26,7 @@ from litestar.response import Response
 
 __all__ = ["demo_key", "demo_page", "sdk_module", "sdk_script"]
 
-JS = "text/javascript; charset=utf-8"
+JS = "text/javascript"  # Litestar adds "; charset=utf-8" to text types
 CACHE_CONTROL = "public, max-age=300"
 _MODULE_TAIL = """
 // ES module form of the script above (served as /v1/sdk.mjs).
@@ -94,6 +94,6 @@ def demo_page(state: State) -> Response[bytes]:
     )
     return Response(
         html.encode("utf-8"),
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",  # Litestar adds "; charset=utf-8"
         headers={"Cache-Control": "no-store", "Content-Security-Policy": csp, "Referrer-Policy": "same-origin"},
     )

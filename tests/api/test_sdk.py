@@ -19,7 +19,7 @@ from tests.api.conftest import ADMIN, DELIVERY
 def test_sdk_is_served_as_javascript_with_caching_headers(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/javascript")
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     assert response.headers["cache-control"] == "public, max-age=300"
     assert response.headers["x-content-type-options"] == "nosniff"
     etag = response.headers["etag"]
@@ -125,7 +125,7 @@ def test_personalize_on_view_returns_tokens_and_auto_does_not(client: TestClient
 def test_demo_page_carries_the_first_delivery_key_and_a_strict_csp(client: TestClient) -> None:
     response = client.get("/demo")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert response.headers["cache-control"] == "no-store"
     csp = response.headers["content-security-policy"]
     nonce = csp.split("'nonce-")[1].split("'")[0]
