@@ -88,6 +88,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level,
             access_log=args.access_log,
             timeout_graceful_shutdown=10,
+            # Longer than a load balancer's idle timeout (AWS ALB 60 s), so the proxy, not Vary,
+            # closes idle connections: a server closing one just as a request arrives on it is a
+            # dropped request (uvicorn's default is 5 s).
+            timeout_keep_alive=75,
         )
     finally:
         if embedded is not None:

@@ -63,6 +63,9 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
+# Schemathesis's own strategies draw from `random` in some cases; Hypothesis then warns (a warning
+# about the test tool's internals, not about Vary), and `filterwarnings = error` would fail the run.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_api_conforms(vary_server: VaryProcess, http: requests.Session) -> None:
     """All operations, positive and negative data, three key sets. Failures are collected (one per
     operation, key set and failure kind, with a curl to reproduce) and reported together."""
