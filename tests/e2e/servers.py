@@ -9,10 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
+
+from personalization.partitions import EVENTS, EXPOSURES, all_streams
 
 
 def free_port() -> int:
@@ -77,3 +81,27 @@ class VaryProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return code
+
+
+@contextmanager
+def running(env: Mapping[str, str], data_dir: Path) -> Iterator[VaryProcess]:
+    """A ready ``vary serve`` for a fixture's lifetime, stopped however the test ends."""
+    process = VaryProcess(env, data_dir)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def aggregation_settled(store: redis.Redis, partitions: int = 1, group: str = "vary-aggregate") -> bool:
+    """Every exposure and event stream exists and its aggregation group has read and acknowledged
+    every entry (no lag, nothing pending): the results API now counts everything written."""
+    for stream in all_streams(EXPOSURES, partitions) + all_streams(EVENTS, partitions):
+        if not store.exists(stream):
+            return False
+        groups = {g["name"]: g for g in store.xinfo_groups(stream)}
+        found = groups.get(group)
+        if found is None or found["pending"] or found.get("lag"):
+            return False
+    return True

@@ -27,7 +27,7 @@ import redis
 
 from personalization.simulation import SHIPPING_TEST, Effects, simulate
 from tests.e2e.browser import artifacts_dir
-from tests.e2e.servers import VaryProcess
+from tests.e2e.servers import VaryProcess, aggregation_settled, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,7 +42,6 @@ EFFECTS = Effects(
     fast_delivery_lift=0.0,
     sale_hero_lift=0.0,
 )
-GROUP = "vary-aggregate"
 DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "img" / "experience.png"
 
 
@@ -50,27 +49,9 @@ DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "img" / "experience.
 def server(redis_url: str, model_dir: Path, tmp_path: Path) -> Iterator[VaryProcess]:
     data_dir = tmp_path / "data"
     shutil.copytree(model_dir / "models", data_dir / "models")  # the session's demo model: no training here
-    process = VaryProcess(
-        {"VARY_REDIS_URL": redis_url, "VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, data_dir
-    )
-    try:
-        process.wait_ready()
+    env = {"VARY_REDIS_URL": redis_url, "VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}
+    with running(env, data_dir) as process:
         yield process
-    finally:
-        process.stop()
-
-
-def _settled(store: redis.Redis) -> bool:
-    """Every stream entry read by the aggregation group and acknowledged."""
-    streams = [k for k in store.scan_iter("vary:*") if store.type(k) == "stream"]
-    for stream in streams:
-        if not stream.startswith(("vary:exposures", "vary:events")):
-            continue
-        groups = {g["name"]: g for g in store.xinfo_groups(stream)}
-        group = groups.get(GROUP)
-        if group is None or group["pending"] or group.get("lag"):
-            return False
-    return bool(streams)
 
 
 def _wait_for_results(server: VaryProcess, redis_url: str, timeout: float = 30.0) -> dict:
@@ -87,7 +68,7 @@ def _wait_for_results(server: VaryProcess, redis_url: str, timeout: float = 30.0
                 seen.append(counts)
                 # Settled streams and the same counts three seconds running: events the aggregator
                 # holds back for late exposures have been applied by then.
-                if len(seen) >= 4 and seen[-4:] == [counts] * 4 and _settled(store):
+                if len(seen) >= 4 and seen[-4:] == [counts] * 4 and aggregation_settled(store):
                     return body
                 assert time.monotonic() < deadline, f"aggregates still moving: {counts}"
                 time.sleep(1.0)

@@ -35,7 +35,7 @@ import pytest
 import redis
 
 from personalization.simulation import SHIPPING_TEST, Effects, SimulationSummary, simulate
-from tests.e2e.servers import VaryProcess
+from tests.e2e.servers import VaryProcess, aggregation_settled, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,31 +44,15 @@ ADMIN = "e2e-measure-admin"
 VISITORS = 2000
 SEED = 7
 EFFECTS = Effects(price_sensitive_purchase_rate=0.25, shipping_lift=1.0)
-GROUP = "vary-aggregate"
 
 
 @pytest.fixture
 def server(redis_url: str, model_dir: Path, tmp_path: Path) -> Iterator[VaryProcess]:
     data_dir = tmp_path / "data"
     shutil.copytree(model_dir / "models", data_dir / "models")  # the session's demo model: no training here
-    process = VaryProcess(
-        {"VARY_REDIS_URL": redis_url, "VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, data_dir
-    )
-    try:
-        process.wait_ready()
+    env = {"VARY_REDIS_URL": redis_url, "VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}
+    with running(env, data_dir) as process:
         yield process
-    finally:
-        process.stop()
-
-
-def _settled(store: redis.Redis) -> bool:
-    """Every entry of both streams read by the aggregation group and acknowledged (counted)."""
-    for stream in ("vary:exposures", "vary:events"):
-        groups = {g["name"]: g for g in store.xinfo_groups(stream)}
-        group = groups.get(GROUP)
-        if group is None or group["pending"] or group.get("lag"):
-            return False
-    return True
 
 
 def _results(http: httpx.Client, store: redis.Redis, timeout: float = 30.0) -> dict[str, Any]:
@@ -79,7 +63,7 @@ def _results(http: httpx.Client, store: redis.Redis, timeout: float = 30.0) -> d
         response = http.get(f"/v1/experiences/{SHIPPING_TEST}/results", headers={"Authorization": f"Bearer {ADMIN}"})
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["exposures"] == previous and _settled(store):
+        if body["exposures"] == previous and aggregation_settled(store):
             return body
         assert time.monotonic() < deadline, f"aggregates still moving: {body['exposures']}"
         previous = body["exposures"]

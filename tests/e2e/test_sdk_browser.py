@@ -19,7 +19,7 @@ import redis
 
 from personalization.types import EXPOSURE_DECODER, Exposure
 from tests.e2e.browser import artifacts_dir
-from tests.e2e.servers import VaryProcess
+from tests.e2e.servers import VaryProcess, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,14 +31,8 @@ CANADA_TITLE = "Now shipping free across Canada and the US"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaryProcess]:
-    process = VaryProcess(
-        {"VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, tmp_path_factory.mktemp("browser-data")
-    )
-    try:
-        process.wait_ready()
+    with running({"VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, tmp_path_factory.mktemp("browser-data")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.servers import VaryProcess
+from tests.e2e.servers import VaryProcess, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,14 +28,8 @@ PACKAGE = "vary_typed_client"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaryProcess]:
-    process = VaryProcess(
-        {"VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, tmp_path_factory.mktemp("typed-data")
-    )
-    try:
-        process.wait_ready()
+    with running({"VARY_DELIVERY_KEYS": DELIVERY, "VARY_ADMIN_KEYS": ADMIN}, tmp_path_factory.mktemp("typed-data")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
