@@ -62,7 +62,7 @@ LEASE_FRACTION = 0.01
 class _Lease:
     """One worker's unspent share of one (key, route) window."""
 
-    __slots__ = ("window", "slice", "left", "spent", "claim", "debt", "failed")
+    __slots__ = ("window", "slice", "left", "spent", "claim", "claimed_at", "debt", "failed")
 
     def __init__(self, window: int, slice_: int) -> None:
         self.window = window
@@ -73,6 +73,8 @@ class _Lease:
         self.spent = False
         #: The claim in flight; every request that finds the lease empty waits for this one.
         self.claim: asyncio.Task[None] | None = None
+        #: When that claim was sent (monotonic): a claim older than the deadline is not waited for.
+        self.claimed_at = 0.0
         #: Requests let through while the claim was slower than the deadline, paid from its grant.
         self.debt = 0
         #: The last claim failed (Redis down): requests waiting for it are let through.
@@ -123,6 +125,7 @@ class RateLimiter:
                     lease.claim = asyncio.get_running_loop().create_task(
                         self._claim(lease, api_key, route, limit, now), name="vary-rate-limit-claim"
                     )
+                    lease.claimed_at = time.monotonic()
                 return
             if lease.spent:
                 self._refuse(limit, route, window, now)
@@ -131,9 +134,13 @@ class RateLimiter:
                 claim = lease.claim = asyncio.get_running_loop().create_task(
                     self._claim(lease, api_key, route, limit, now), name="vary-rate-limit-claim"
                 )
-            # Wait for the claim, not longer than the deadline; a late claim is not cancelled (the
-            # counter is already raised in Redis): it still credits this lease when it answers.
-            done, _ = await asyncio.wait((claim,), timeout=self.deadline_s)
+                lease.claimed_at = time.monotonic()
+            # Wait for the claim, not past the deadline counted from when the claim was *sent*: on a
+            # stalled Redis one claim hangs until the socket timeout, and every request arriving
+            # meanwhile would otherwise wait the whole deadline again. A late claim is not cancelled
+            # (the counter is already raised in Redis): it still credits this lease when it answers.
+            wait_s = self.deadline_s - (time.monotonic() - lease.claimed_at)
+            done, _ = await asyncio.wait((claim,), timeout=wait_s) if wait_s > 0 else (set(), set())
             if not done or lease.failed:
                 self._fail_open(now, "TimeoutError" if not done else "ConnectionError")
                 if not done:

@@ -28,6 +28,7 @@ from content.preview import PreviewCache, PreviewSource
 from content.sources import SyncingSource
 from personalization.aggregation import Aggregator
 from personalization.exposures import ExposureWriter
+from personalization.journal import Journal
 from personalization.spool import Spool, orphaned_spools
 from personalization.measurement import EventRecorder
 from personalization.profiles import RedisProfileStore
@@ -127,6 +128,8 @@ class Runtime:
             batch_size=settings.exposure_batch_size,
             spool=Spool(spool_dir / f"exposures-{os.getpid()}-{secrets.token_hex(4)}.spool", max_bytes=settings.spool_max_bytes),
             partitions=settings.stream_partitions,
+            # What a request was answered with survives this worker being killed (replayed on start).
+            journal=Journal(spool_dir, f"{os.getpid()}-{secrets.token_hex(4)}"),
         )
         runtime.events = EventRecorder(
             redis,

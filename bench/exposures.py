@@ -8,7 +8,8 @@ field ``data``, as Vary stores them) to their own stream on the same embedded Va
   requests, and waiting whenever 20,000 are queued (sustained load, not a burst that overflows the
   queue); the writer drains its queue in batches (``exposure_batch_size``, 500) — each batch one
   Lua script call that sets its batch marker and writes every exposure and assignment, the same code
-  that runs in ``vary serve``. The clock stops
+  that runs in ``vary serve``, journal included (every submission is first appended to the
+  write-ahead journal on local disk, :mod:`personalization.journal`). The clock stops
   when everything submitted is in Redis (``flush``).
 * **Baseline**: the simplest correct fast loop — encode and ``XADD`` in pipelines of 500, no
   transaction, no marker, no assignments, one pipeline in flight.
@@ -53,9 +54,12 @@ def _exposures(n: int) -> list[Any]:
 
 async def _vary(redis: Any, exposures: list[Any], stream: str, spool_dir: Path) -> dict[str, Any]:
     from personalization.exposures import ExposureWriter
+    from personalization.journal import Journal
     from personalization.spool import Spool
 
-    writer = ExposureWriter(redis, stream=stream, batch_size=BATCH, spool=Spool(spool_dir / "bench.spool"))
+    writer = ExposureWriter(
+        redis, stream=stream, batch_size=BATCH, spool=Spool(spool_dir / "bench.spool"), journal=Journal(spool_dir, "bench")
+    )
     writer.start()
     start = time.perf_counter()
     for i in range(0, len(exposures), 3):

@@ -20,6 +20,11 @@ answers again. The script writes nothing when its marker already exists (``SET N
 step), so a replayed batch that had in fact reached Redis is skipped, never written twice. Without a
 spool (tests, embedding) such exposures are counted in :attr:`ExposureWriter.dropped`.
 
+Nothing acknowledged is lost either, even to ``SIGKILL``: with a
+:class:`~personalization.journal.Journal`, :meth:`ExposureWriter.submit` records each request's
+exposures under the batch they will travel in before queueing them, and a killed worker's journal
+is replayed on the next start, exactly once by the same batch markers.
+
 Stream entries have one field, ``data``: the exposure as msgspec JSON. New fields get defaults, so
 old entries always decode (:data:`personalization.types.EXPOSURE_DECODER`).
 """
@@ -32,12 +37,15 @@ import hashlib
 import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from personalization.journal import Journal
 from personalization.partitions import EXPOSURES, colocated, partition_of, stream_name
 from personalization.profiles import profile_key
 from personalization.spool import Spool
@@ -125,6 +133,7 @@ class ExposureWriter(ExposureSink):
         maxlen: int | None = None,
         spool: Spool | None = None,
         partitions: int = 1,
+        journal: Journal | None = None,
     ) -> None:
         """``stream`` is the base name; with ``partitions > 1`` each visitor's exposures go to
         ``stream_name(stream, partition_of(visitor), partitions)``."""
@@ -142,6 +151,11 @@ class ExposureWriter(ExposureSink):
         self._task: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._spool = spool
+        self._journal = journal
+        #: The batches in the queue, oldest first, as ``[batch id, items queued under it]``; the last
+        #: one is open. A batch is closed (:meth:`_seal`) before it is sent, so the journal's records
+        #: under its id are exactly what it carries.
+        self._batches: deque[list[Any]] = deque([[new_exposure_id(), 0]])
         self.written = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -167,41 +181,63 @@ class ExposureWriter(ExposureSink):
     def submit(
         self, exposures: Iterable[Exposure], assignments: Iterable[tuple[str, str, int]] = ()
     ) -> None:
-        """Queue exposures (and new sticky assignments) without waiting; never raises."""
-        put = self._queue.put_nowait
-        overflow: list[Item] = []
-        for exposure in exposures:
-            try:
-                put((exposure, None))
-            except asyncio.QueueFull:
-                overflow.append((exposure, None))
-        for assignment in assignments:
-            try:
-                put((None, assignment))
-            except asyncio.QueueFull:
-                overflow.append((None, assignment))
+        """Queue exposures (and new sticky assignments) without waiting; never raises. With a
+        journal they are recorded there first, so a decision acknowledged after this call survives
+        the process being killed (:mod:`personalization.journal`)."""
+        items: list[Item] = [(exposure, None) for exposure in exposures]
+        items.extend((None, assignment) for assignment in assignments)
+        if not items:
+            return
+        free = self._queue.maxsize - self._queue.qsize() if self._queue.maxsize > 0 else len(items)
+        queued, overflow = items[:free], items[free:]
+        if queued:
+            batch = self._batches[-1]
+            if self._journal is not None:
+                self._journal.append(batch[0], [_spool_entry(item) for item in queued])
+            put = self._queue.put_nowait
+            for item in queued:
+                put(item)
+            batch[1] += len(queued)
+            if batch[1] >= self._batch_size:
+                self._seal()
         if overflow:
             self._spill(overflow, reason="queue full")
+
+    def _seal(self) -> None:
+        """Close the open batch (nothing joins it after this) and open the next one."""
+        closed = self._batches[-1][0]
+        self._batches.append([new_exposure_id(), 0])
+        if self._journal is not None:
+            self._journal.seal(closed)
+
+    def _take_oldest(self, first: Item | None = None) -> tuple[str, list[Item]]:
+        """The oldest batch's id and items, taken off the queue (``first``: its first item, already
+        taken by the caller). The open batch is closed first when it is the oldest."""
+        if len(self._batches) == 1:
+            self._seal()
+        batch_id, count = self._batches.popleft()
+        get = self._queue.get_nowait
+        items = [first] if first is not None else []
+        items.extend(get() for _ in range(count - len(items)))
+        return batch_id, items
 
     async def _run(self) -> None:
         queue = self._queue
         while True:
             first = await queue.get()
-            batch = [first]
-            while len(batch) < self._batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-            stop = any(item is _STOP for item in batch)
-            await self._write([item for item in batch if item is not _STOP])
+            if first is _STOP:
+                queue.task_done()
+                return
+            batch_id, batch = self._take_oldest(first)
+            await self._write(batch, batch_id)
             for _ in batch:
                 queue.task_done()
-            if stop:
-                return
 
-    async def _write(self, batch: list[Item]) -> None:
-        """One round trip: the batch with its markers, atomically per stream; on failure, spool it."""
+    async def _write(self, batch: list[Item], batch_id: str) -> None:
+        """One round trip: the batch with its markers, atomically per stream; on failure, spool it
+        (under the same id, so the journal's copy and the spool's are one batch to Redis)."""
         if not batch:
             return
-        batch_id = new_exposure_id()
         try:
             self.written += await self._send(batch_id, batch)
             self.healthy = True
@@ -209,6 +245,9 @@ class ExposureWriter(ExposureSink):
             self.failed_batches += 1
             self.healthy = False
             self._spill(batch, reason=f"{type(exc).__name__}: {exc}", batch_id=batch_id)
+        finally:
+            if self._journal is not None:
+                self._journal.done(batch_id)
 
     def _stream_of(self, visitor_id: str | None) -> str:
         if self._partitions == 1:
@@ -295,12 +334,7 @@ class ExposureWriter(ExposureSink):
             self.dropped += exposures
             log.error("%d exposures dropped (%s) and no spool is configured", exposures, reason)
             return
-        entries = [
-            b'{"x":' + EXPOSURE_ENCODER.encode(exposure) + b"}"
-            if exposure is not None
-            else b'{"a":' + EXPOSURE_ENCODER.encode(assignment) + b"}"
-            for exposure, assignment in batch
-        ]
+        entries = [_spool_entry(item) for item in batch]
         if self._spool.append(batch_id or new_exposure_id(), entries):
             self.spooled += exposures
             log.warning("%d exposures spooled (%s)", exposures, reason)
@@ -315,17 +349,19 @@ class ExposureWriter(ExposureSink):
         if spool is None or spool.size == 0:
             return 0
         replayed = 0
-        for spooled in spool.batches():
-            # A stream's part that reached Redis before its reply was lost has its marker
-            # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
+        # Consecutive records with one id are one batch (a journal records a batch request by
+        # request). A stream's part that reached Redis before its reply was lost has its marker
+        # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
+        for batch_id, records in itertools.groupby(spool.batches(), key=lambda spooled: spooled.batch_id):
             batch: list[Item] = []
-            for raw in spooled.entries:
-                record = _SPOOL_DECODER.decode(raw)
-                if record.x is not None:
-                    batch.append((record.x, None))
-                elif record.a is not None:
-                    batch.append((None, (record.a[0], record.a[1], record.a[2])))
-            replayed += await self._send(spooled.batch_id, batch)
+            for spooled in records:
+                for raw in spooled.entries:
+                    record = _SPOOL_DECODER.decode(raw)
+                    if record.x is not None:
+                        batch.append((record.x, None))
+                    elif record.a is not None:
+                        batch.append((None, (record.a[0], record.a[1], record.a[2])))
+            replayed += await self._send(batch_id, batch)
         spool.clear()
         self.replayed += replayed
         self.written += replayed
@@ -354,11 +390,10 @@ class ExposureWriter(ExposureSink):
                 log.error("exposure flush timed out with %d pending", self.pending)
             return
         while not self._queue.empty():
-            batch = []
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch_id, batch = self._take_oldest()
+            for _ in batch:
                 self._queue.task_done()
-            await self._write(batch)
+            await self._write(batch, batch_id)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Drain the queue and stop: everything submitted before ``close`` is written or spooled."""
@@ -371,6 +406,8 @@ class ExposureWriter(ExposureSink):
             await self.flush(timeout)
             if self._spool is not None:
                 self._spool.close()
+            if self._journal is not None:
+                self._journal.close()
             return
         await self._queue.put(_STOP)  # type: ignore[arg-type]
         try:
@@ -380,6 +417,8 @@ class ExposureWriter(ExposureSink):
         self._task = None
         if self._spool is not None:
             self._spool.close()  # the writer owns its spool; what is in it replays on the next start
+        if self._journal is not None:
+            self._journal.close()
 
 
 def _is_cluster(redis: object) -> bool:
@@ -396,3 +435,11 @@ class _SpoolRecord(msgspec.Struct, frozen=True):
 
 
 _SPOOL_DECODER = msgspec.json.Decoder(_SpoolRecord)
+
+
+def _spool_entry(item: Item) -> bytes:
+    """One queued item as a spool or journal entry: ``{"x": exposure}`` or ``{"a": assignment}``."""
+    exposure, assignment = item
+    if exposure is not None:
+        return b'{"x":' + EXPOSURE_ENCODER.encode(exposure) + b"}"
+    return b'{"a":' + EXPOSURE_ENCODER.encode(assignment) + b"}"

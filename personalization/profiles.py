@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from personalization.types import Profile
 
@@ -112,12 +114,16 @@ class RedisProfileStore:
     (its deadline passed) just drops its reply: the pipeline completes, so the connection stays
     healthy instead of being torn down mid-reply.
 
-    A **stalled** Redis (paused, or too slow to answer within ``stall_s``) trips a breaker: while a
-    read has been outstanding longer than ``stall_s``, new reads fail at once (the decision is made
-    without the profile, ``degraded``) instead of opening yet another connection that would hang
-    until the socket timeout. Without it a paused server makes every loop turn check out a new
-    connection, and that churn alone halved a worker's throughput and stretched its tail to
-    seconds. The outstanding read is the probe: when it returns (or times out), reads resume.
+    A **stalled** or unreachable Redis trips a **breaker**: once a read has been outstanding longer
+    than ``stall_s`` (paused, or far too slow) or a read failed with a timeout or connection error,
+    new reads fail at once (the decision is made without the profile, ``degraded``) instead of
+    waiting the caller's whole profile timeout or opening yet another connection that would hang
+    until the socket timeout. The breaker stays open until a read succeeds: the read still on the
+    wire is the probe, and when none is, the next caller's read goes out as a fresh probe (its
+    caller does not wait for it). Without the breaker a paused server made every loop turn check out
+    a new connection, and that churn alone halved a worker's throughput and stretched its tail to
+    seconds; without its staying open, every socket timeout (2 s) reopened a half-second window in
+    which each request waited its full profile timeout.
     """
 
     #: Most reads in one pipeline; the rest go in the next one.
@@ -132,24 +138,36 @@ class RedisProfileStore:
         self._ttl_s = ttl_s
         self._coalesce = coalesce
         self._stall_s = stall_s
-        self._waiting: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]]]] = []
+        self._waiting: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: Start times of the reads on the wire (monotonic), oldest first.
         self._inflight: dict[int, float] = {}
+        #: Reads refused at once because the breaker is open.
         self.stalled_reads = 0
+        #: Probe reads sent while the breaker was open and nothing else was on the wire.
+        self.probes = 0
+        self._open = False
 
-    def _stalled(self) -> bool:
-        if not self._inflight:
-            return False
-        return time.monotonic() - next(iter(self._inflight.values())) > self._stall_s
+    @property
+    def breaker_open(self) -> bool:
+        """Whether reads are being refused at once (Redis stalled or unreachable)."""
+        return self._breaker_open()
+
+    def _breaker_open(self) -> bool:
+        if not self._open and self._inflight:
+            self._open = time.monotonic() - next(iter(self._inflight.values())) > self._stall_s
+        return self._open
 
     async def load(self, visitor_id: str) -> Profile:
         """The whole profile, sticky assignments included (one ``HGETALL``, shared round trip)."""
         if not self._coalesce:
             return parse_profile(await self._redis.hgetall(profile_key(visitor_id)))
-        if self._stalled():
+        if self._breaker_open():
             self.stalled_reads += 1
-            raise RedisStalled(f"a profile read has waited over {self._stall_s:.2f} s: Redis is stalled")
+            if not self._inflight:  # nothing on the wire to tell us when Redis is back: send a probe
+                self.probes += 1
+                self._spawn([(profile_key(visitor_id), None)])
+            raise RedisStalled(f"profile reads paused: Redis stalled or unreachable (breaker open, {self._stall_s:.2f} s)")
         future: asyncio.Future[Mapping[bytes, bytes]] = asyncio.get_running_loop().create_future()
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._send)
@@ -159,19 +177,25 @@ class RedisProfileStore:
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, []
         for start in range(0, len(waiting), self.MAX_BATCH):
-            task = asyncio.get_running_loop().create_task(self._fetch(waiting[start : start + self.MAX_BATCH]))
-            self._tasks.add(task)  # hold a reference until it finishes
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(waiting[start : start + self.MAX_BATCH])
 
-    async def _fetch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]]]]) -> None:
+    def _spawn(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
+        """Send ``batch`` in a task, counted as on the wire from now (so a second probe is not sent
+        in the same loop turn)."""
         token = id(batch)
         self._inflight[token] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._fetch(batch, token))
+        self._tasks.add(task)  # hold a reference until it finishes
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]], token: int) -> None:
         try:
             await self._fetch_batch(batch)
         finally:
             self._inflight.pop(token, None)
 
-    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]]]]) -> None:
+    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
+        """One round trip for ``batch``; a ``None`` future is a probe nobody waits for."""
         try:
             if len(batch) == 1:
                 replies = [await self._redis.hgetall(batch[0][0])]
@@ -181,14 +205,17 @@ class RedisProfileStore:
                     pipe.hgetall(key)
                 replies = await pipe.execute()
         except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
+            if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
+                self._open = True
             for _, future in batch:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
             if not isinstance(exc, Exception):
                 raise
             return
+        self._open = False  # Redis answered: close the breaker
         for (_, future), reply in zip(batch, replies):
-            if not future.done():  # a waiter past its deadline has cancelled its future
+            if future is not None and not future.done():  # a waiter past its deadline cancelled it
                 future.set_result(reply)
 
     async def erase(self, visitor_id: str) -> int:

@@ -185,6 +185,25 @@ class Spool:
             self._file.flush()
             os.fsync(self._file.fileno())
 
+    def empty(self) -> None:
+        """Forget everything without waiting for the disk (the journal calls this from the event
+        loop after every batch): the truncation reaches the disk with the next background ``fsync``."""
+        with self._lock:
+            self._file.truncate(0)
+            self._file.seek(0)
+            self._file.flush()
+        self._dirty.set()
+
+    def discard(self) -> None:
+        """Close and delete the file without syncing it (its contents are no longer needed) and
+        without waiting for the syncer thread, which stops on its own."""
+        self._closing.set()
+        self._dirty.set()
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+        self.path.unlink(missing_ok=True)
+
     def close(self, remove_if_empty: bool = True) -> None:
         self._closing.set()
         self._dirty.set()

@@ -83,3 +83,30 @@ def test_a_spent_window_is_refused_locally_until_it_ends(redis_url: str) -> None
         return claims_in_spent_window
 
     assert asyncio.run(run()) == 4  # three grants of one, then the refusal; no more asking
+
+
+def test_on_a_stalled_redis_only_the_claims_first_deadline_is_waited(redis_url: str) -> None:
+    """While one claim hangs on a paused Redis (until its socket timeout), the requests arriving
+    after its deadline has passed are let through at once instead of each waiting a deadline."""
+
+    async def run() -> None:
+        redis = Redis.from_url(redis_url, socket_timeout=1.0)
+        admin = Redis.from_url(redis_url)
+        limiter = RateLimiter(redis, {"delivery": 100}, deadline_s=0.05, clock=lambda: 4000.5)
+        try:
+            await admin.execute_command("CLIENT", "PAUSE", "600", "ALL")
+            first = asyncio.ensure_future(limiter.hit(DELIVERY, "delivery"))
+            await asyncio.sleep(0)
+            assert not first.done()  # the first request waits for the claim, up to the deadline
+            await first
+            assert limiter.failed_open == 1
+            later = [asyncio.ensure_future(limiter.hit(DELIVERY, "delivery")) for _ in range(10)]
+            await asyncio.sleep(0)
+            assert all(task.done() and task.exception() is None for task in later)  # no second wait
+            assert limiter.failed_open == 11 and limiter.claims == 1
+        finally:
+            await asyncio.sleep(0.7)  # the pause is over and the claim has answered
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(run())

@@ -119,3 +119,42 @@ def test_a_stalled_redis_trips_the_breaker_instead_of_opening_connections(redis_
             await admin.aclose()
 
     asyncio.run(body())
+
+
+def test_the_breaker_stays_open_after_a_timed_out_read_until_a_probe_gets_through(redis_url: str) -> None:
+    """A read that times out on a paused Redis leaves the breaker open (it used to close, and every
+    socket timeout reopened a window of requests each waiting its full profile timeout): reads then
+    fail at once, one probe at a time goes out, and the first probe Redis answers closes it."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from personalization.profiles import RedisStalled
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url, socket_timeout=0.3)
+        admin = Redis.from_url(redis_url)
+        try:
+            await admin.hset(profile_key("v2"), mapping={"visits": 4})
+            store = RedisProfileStore(redis, stall_s=5.0)  # only the failure can open it here
+            await admin.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+            with pytest.raises(RedisTimeoutError):
+                await store.load("v2")  # the socket timeout ends it
+            assert store.breaker_open
+            refused = [asyncio.ensure_future(store.load("v2")) for _ in range(20)]
+            await asyncio.sleep(0)  # one loop turn: each was refused without waiting for Redis
+            assert all(task.done() and isinstance(task.exception(), RedisStalled) for task in refused)
+            assert store.probes == 1  # twenty refusals, one probe on the wire
+            answered = None
+            for _ in range(60):  # the pause ends after 1 s; probes time out until then
+                await asyncio.sleep(0.05)
+                try:
+                    answered = await store.load("v2")
+                    break
+                except RedisStalled:
+                    continue
+            assert answered is not None and answered.visits == 4
+            assert not store.breaker_open and 2 <= store.probes
+        finally:
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(body())

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import msgspec
 import redis
 
 from api.embedded_redis import EmbeddedRedis
 from personalization.partitions import EXPOSURES, all_streams
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
+from tests.reliability.http1 import KeepAliveConnection
 
 DELIVERY_KEY = "rel-delivery"
 DELIVERY_HEADERS = {"Authorization": f"Bearer {DELIVERY_KEY}"}
@@ -75,11 +76,14 @@ class Answer:
 @dataclass
 class Load:
     """Personalize requests over ``concurrency`` keep-alive connections until ``total`` were answered
-    or ``stop`` is set; ``on_answer(answer, answered)`` runs after each (to time faults)."""
+    or ``stop`` is set; ``on_answer(answer, answered)`` runs after each (to time faults). Each worker
+    owns one :class:`~tests.reliability.http1.KeepAliveConnection` (see there why not httpx)."""
 
     base: str
     concurrency: int = 32
     answers: list[Answer] = field(default_factory=list)
+    #: TCP connections the workers opened (``concurrency`` when keep-alive held throughout).
+    connects: int = 0
 
     @property
     def statuses(self) -> dict[int, int]:
@@ -101,27 +105,29 @@ class Load:
     ) -> None:
         indexes = itertools.count()
 
-        async def worker(client: httpx.AsyncClient) -> None:
-            while stop is None or not stop.is_set():
-                i = next(indexes)
-                if total is not None and i >= total:
-                    return
-                started = time.monotonic()
-                response = await client.post("/v1/personalize", json=personalize_body(i))
-                answer = Answer(i, response.status_code, started, time.monotonic() - started)
-                if response.status_code == 200:
-                    data = response.json()
-                    answer.degraded = data["degraded"]
-                    answer.exposure_ids = [entry["exposure_id"] for entry in data["entries"]]
-                self.answers.append(answer)
-                if on_answer is not None:
-                    on_answer(answer, len(self.answers))
+        async def worker() -> None:
+            connection = KeepAliveConnection.to(self.base, DELIVERY_HEADERS)
+            try:
+                while stop is None or not stop.is_set():
+                    i = next(indexes)
+                    if total is not None and i >= total:
+                        return
+                    body = msgspec.json.encode(personalize_body(i))
+                    started = time.monotonic()
+                    reply = await connection.post("/v1/personalize", body)
+                    answer = Answer(i, reply.status, started, time.monotonic() - started)
+                    if reply.status == 200:
+                        data = msgspec.json.decode(reply.body)
+                        answer.degraded = data["degraded"]
+                        answer.exposure_ids = [entry["exposure_id"] for entry in data["entries"]]
+                    self.answers.append(answer)
+                    if on_answer is not None:
+                        on_answer(answer, len(self.answers))
+            finally:
+                self.connects += connection.connects
+                connection.close()
 
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.base, limits=limits, headers=DELIVERY_HEADERS, timeout=10
-        ) as client:
-            await asyncio.gather(*alongside, *(worker(client) for _ in range(self.concurrency)))
+        await asyncio.gather(*alongside, *(worker() for _ in range(self.concurrency)))
 
 
 def stored_exposure_ids(port: int, expected: int, timeout_s: float = 60.0, partitions: int = 1) -> list[str]:

@@ -1,6 +1,6 @@
 """Redis dies under load and comes back: Vary keeps answering, and loses and duplicates nothing.
 
-20,000 personalize requests over 32 concurrent connections on loopback to the real ``vary serve``
+20,000 personalize requests over 32 concurrent keep-alive connections on loopback to the real ``vary serve``
 process; the Valkey server is SIGKILLed after 5,000 answers and started again (same port, same
 append-only file) after 10,000. Every answer must be a 200, and once the spool has been replayed the
 exposures in Redis must be exactly the ones the clients were given (compared by exposure id).
@@ -12,13 +12,13 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from api.embedded_redis import EmbeddedRedis
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
+from tests.reliability.load import DELIVERY_KEY, Answer, Load
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -35,7 +35,7 @@ def test_redis_killed_and_restarted_under_load(tmp_path: Path) -> None:
     vary = VaryProcess(
         {
             "VARY_REDIS_URL": f"redis://127.0.0.1:{port}",
-            "VARY_DELIVERY_KEYS": "rel-delivery",
+            "VARY_DELIVERY_KEYS": DELIVERY_KEY,
             "VARY_ADMIN_KEYS": "rel-admin",
             "VARY_AGGREGATE": "false",
             "VARY_CONTENT_POLL_S": "0",
@@ -45,29 +45,15 @@ def test_redis_killed_and_restarted_under_load(tmp_path: Path) -> None:
     )
     try:
         vary.wait_ready()
-        answers: dict[str, int] = {}
-        statuses: dict[int, int] = {}
-        degraded = 0
-        done = 0
+        load = Load(vary.base, CONCURRENCY)
         kill_event = asyncio.Event()
         restart_event = asyncio.Event()
 
-        async def worker(client: httpx.AsyncClient, ids: list[int]) -> None:
-            nonlocal done, degraded
-            for i in ids:
-                body = {"visitor": {"id": f"rel-{i % 5000}", "country": "US"}, "entries": ["heroHome", "bannerShipping", "bannerNewsletter"]}
-                response = await client.post("/v1/personalize", json=body)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                if response.status_code == 200:
-                    data = response.json()
-                    degraded += data["degraded"]
-                    for entry in data["entries"]:
-                        answers[entry["exposure_id"]] = i
-                done += 1
-                if done == KILL_AT:
-                    kill_event.set()
-                if done == RESTART_AT:
-                    restart_event.set()
+        def on_answer(answer: Answer, answered: int) -> None:
+            if answered == KILL_AT:
+                kill_event.set()
+            if answered == RESTART_AT:
+                restart_event.set()
 
         async def chaos() -> None:
             await kill_event.wait()
@@ -75,18 +61,14 @@ def test_redis_killed_and_restarted_under_load(tmp_path: Path) -> None:
             await restart_event.wait()
             await asyncio.to_thread(valkey.start)
 
-        async def drive() -> None:
-            limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-            headers = {"Authorization": "Bearer rel-delivery"}
-            async with httpx.AsyncClient(base_url=vary.base, limits=limits, headers=headers, timeout=10) as client:
-                chunks = [list(range(w, TOTAL, CONCURRENCY)) for w in range(CONCURRENCY)]
-                await asyncio.gather(chaos(), *(worker(client, chunk) for chunk in chunks))
-
         started = time.monotonic()
-        asyncio.run(drive())
+        asyncio.run(load.run(total=TOTAL, on_answer=on_answer, alongside=(chaos(),)))
         elapsed = time.monotonic() - started
-        assert statuses == {200: TOTAL}, (statuses, vary.output())
+        assert load.statuses == {200: TOTAL}, (load.statuses, vary.output())
+        assert load.connects == CONCURRENCY  # no connection was dropped
+        degraded = sum(a.degraded for a in load.answers)
         assert degraded > 0  # decisions during the outage were made without the profile
+        answers = load.exposures()
 
         store = redis.Redis(port=port)
         deadline = time.monotonic() + 60

@@ -1,21 +1,23 @@
-"""Redis paused under load: Vary keeps answering within its budget, loses and doubles nothing.
+"""Redis paused or slow under load: Vary keeps answering within its budget, loses and doubles nothing.
 
-Personalize requests over 32 concurrent connections on loopback to the real ``vary serve`` process;
-after a warm-up the Valkey server is
+Personalize requests over 32 concurrent keep-alive connections on loopback to the real ``vary serve``
+process; after a warm-up the Valkey server is
 
-**paused** with SIGSTOP for :data:`PAUSE_S` seconds, then SIGCONT: the kernel still accepts TCP
-connections and buffers commands, but nothing answers — the fault a socket timeout exists for.
+* **paused** with SIGSTOP for :data:`PAUSE_S` seconds, then SIGCONT: the kernel still accepts TCP
+  connections and buffers commands, but nothing answers — the fault a socket timeout exists for;
+* **slowed down** for :data:`SLOW_S` seconds by back-to-back busy Lua scripts from another client
+  (each holds the single-threaded server for :data:`BUSY_MS` ms, as a heavy script or ``KEYS *`` in
+  production would): Redis answers, late.
 
-(A *slow* Redis — back-to-back 150 ms busy Lua scripts from another client — is not in the suite:
-under it the client saw a dropped connection (``httpx.ReadError``, no error in the server's log) in
-about half the runs, a defect not yet found; issue #8 stays open on it.)
+Meanwhile event batches are posted. Checked: no 5xx and no dropped connection; decisions made while
+Redis was paused are 200 and ``degraded``; the p50 *and p99* latency of requests started during the
+fault stay within :func:`_budget`; afterwards the exposures in Redis are exactly the decisions the
+clients received (by exposure id) and every event is stored exactly once — the ones spooled during
+the pause replayed.
 
-Meanwhile event batches are posted. Checked: no 5xx; decisions made while Redis was paused are 200
-and ``degraded``; the *median* latency of requests started during the fault stays within
-:func:`_budget` (the p99 is measured and reported, not asserted: on this 2-core box, with the load
-generator on the same cores, it reached 1-3 s during a pause — a known open gap, see README
-"Operations"); afterwards the exposures in Redis are exactly the decisions the clients received
-(by exposure id) and every event is stored exactly once — the ones spooled during the pause replayed.
+The load is driven by :mod:`tests.reliability.http1`, not httpx: httpx's own per-request cost
+saturated a core at ~350 requests/s and queued requests inside the client for seconds, which is what
+this test used to report as a 2 s p99 (see that module).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,7 @@ import redis
 from api.ratelimit import REDIS_DEADLINE_S
 from personalization.events import EVENT_STREAM
 from personalization.measurement import SERVER_EVENT_ID_PREFIX
+from tests.reliability.http1 import ConnectionDropped
 from tests.reliability.load import (
     DELIVERY_HEADERS,
     PROFILE_TIMEOUT_S,
@@ -49,6 +53,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 CONCURRENCY = 32
 WARM = 1_500  # answers before the fault (the last second of them is the latency baseline)
 PAUSE_S = 5.0  # longer than the client's 2 s socket timeout: exposure batches time out and spool
+SLOW_S = 4.0
+BUSY_MS = 150
 AFTER_S = 2.0  # load goes on this long after the fault ends
 EVENT_EVERY_S = 0.25
 
@@ -83,6 +89,45 @@ class _Paused(_Fault):
 
     def end(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
+
+
+#: A busy loop of ARGV[1] iterations. Not a loop on ``TIME``: inside a script Valkey freezes the
+#: clock, so such a loop spun until the 5 s busy-script limit and Valkey answered ``BUSY`` to
+#: everyone — an earlier version of this test did that and measured a different fault by mistake.
+_BUSY = "for i = 1, tonumber(ARGV[1]) do end return 1"
+
+
+class _Slow(_Fault):
+    """Busy scripts of about :data:`BUSY_MS` ms back to back, with a millisecond between them for
+    other clients' commands. The loop length is calibrated on this machine before the fault."""
+
+    def begin(self) -> None:
+        self.stop = threading.Event()
+        self.scripts = 0
+        self.durations: list[float] = []
+        with redis.Redis(port=self.port, socket_timeout=5) as client:
+            script = client.register_script(_BUSY)
+            started = time.perf_counter()
+            script(args=[1_000_000])
+            iterations = max(1, int(1_000_000 * BUSY_MS / 1000 / (time.perf_counter() - started)))
+
+        def busy() -> None:
+            with redis.Redis(port=self.port, socket_timeout=5) as client:
+                script = client.register_script(_BUSY)
+                while not self.stop.is_set():
+                    started = time.perf_counter()
+                    script(args=[iterations])
+                    self.durations.append(time.perf_counter() - started)
+                    self.scripts += 1
+                    time.sleep(0.001)
+
+        self.thread = threading.Thread(target=busy, daemon=True)
+        self.thread.start()
+
+    def end(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
 
 
 def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: float) -> dict[str, object]:
@@ -131,7 +176,7 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
         started = time.monotonic()
         try:
             asyncio.run(load.run(stop=stop, on_answer=on_answer, alongside=(chaos(),)))
-        except httpx.TransportError as exc:  # the server dropped a connection: show what it said
+        except ConnectionDropped as exc:  # the server dropped a connection: show what it said
             raise AssertionError(f"{exc!r} after {len(load.answers)} answers; server output:\n{vary.output()}") from exc
         elapsed = time.monotonic() - started
 
@@ -143,9 +188,10 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
         latencies = [a.latency_s for a in during]
         p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         degraded = sum(a.degraded for a in during)
-        # 2. Within the budget while the fault lasts.
-        assert p50 <= _budget(baseline_p99), (p50, p99, baseline_p99, len(during))
+        # 2. Within the budget while the fault lasts: the median and the tail.
         print(f"\nfault: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, healthy p99 {baseline_p99 * 1000:.0f} ms")
+        assert p50 <= _budget(baseline_p99) and p99 <= _budget(baseline_p99), (p50, p99, baseline_p99, len(during))
+        assert load.connects == CONCURRENCY  # keep-alive held: no connection was dropped and reopened
 
         # 3. Exposures in Redis = the decisions the clients received (the spool replayed), none twice.
         answers = load.exposures()
@@ -202,3 +248,18 @@ def test_paused_redis_degrades_within_budget_and_loses_nothing(tmp_path: Path) -
     paused = [a for a in during if a.started >= window["start"] + 0.05 and a.started + a.latency_s < window["end"]]
     assert paused and all(a.degraded for a in paused), sum(not a.degraded for a in paused)
     assert result["events_spooled"] > 0  # the pause outlasted the socket timeout: events went to the spool
+
+
+def test_slow_redis_degrades_within_budget_and_loses_nothing(tmp_path: Path) -> None:
+    faults: list[_Slow] = []
+
+    def slow(port: int) -> _Slow:
+        faults.append(_Slow(port))
+        return faults[0]
+
+    result = _scenario(tmp_path, slow, SLOW_S)
+    durations = sorted(faults[0].durations)
+    print(f"busy scripts: {len(durations)}, median {durations[len(durations) // 2] * 1000:.0f} ms")
+    assert sum(durations) >= SLOW_S / 2  # Redis really was busy most of the time
+    assert 0.5 * BUSY_MS / 1000 <= durations[len(durations) // 2] <= 3 * BUSY_MS / 1000  # in slices
+    assert result["degraded_during"] > 0  # profile reads slower than the timeout were not waited for

@@ -15,13 +15,14 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
+import msgspec
 import pytest
 import redis
 
 from api.embedded_redis import EmbeddedRedis
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
+from tests.reliability.http1 import ConnectionDropped, KeepAliveConnection
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -51,34 +52,34 @@ def _kill(vary: VaryProcess) -> None:
 
 
 async def _drive(base: str, ids: range, answers: dict[str, int], stats: dict[str, int], on_answer=None) -> None:  # noqa: ANN001
-    """Send ``ids`` as personalize requests; record exposure ids of 200s. Stops a worker at its first
-    connection error (the server is gone)."""
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    headers = {"Authorization": "Bearer kill-delivery"}
+    """Send ``ids`` as personalize requests, one keep-alive connection per worker; record exposure
+    ids of 200s. Stops a worker at its first dropped connection (the server is gone)."""
     gone = asyncio.Event()
 
-    async def worker(client: httpx.AsyncClient, chunk: list[int]) -> None:
-        for i in chunk:
-            if gone.is_set():
-                return
-            body = {"visitor": {"id": f"kill-{i % 3000}", "country": "US"}, "entries": ["heroHome", "bannerShipping"]}
-            try:
-                response = await client.post("/v1/personalize", json=body)
-            except httpx.TransportError:
-                stats["unacknowledged"] += 1
-                gone.set()
-                return
-            stats[str(response.status_code)] = stats.get(str(response.status_code), 0) + 1
-            if response.status_code == 200:
-                for entry in response.json()["entries"]:
-                    answers[entry["exposure_id"]] = i
-                stats["answered"] += 1
-                if on_answer is not None:
-                    on_answer(stats["answered"])
+    async def worker(chunk: list[int]) -> None:
+        connection = KeepAliveConnection.to(base, {"Authorization": "Bearer kill-delivery"})
+        try:
+            for i in chunk:
+                if gone.is_set():
+                    return
+                body = {"visitor": {"id": f"kill-{i % 3000}", "country": "US"}, "entries": ["heroHome", "bannerShipping"]}
+                try:
+                    reply = await connection.post("/v1/personalize", msgspec.json.encode(body))
+                except ConnectionDropped:
+                    stats["unacknowledged"] += 1
+                    gone.set()
+                    return
+                stats[str(reply.status)] = stats.get(str(reply.status), 0) + 1
+                if reply.status == 200:
+                    for entry in msgspec.json.decode(reply.body)["entries"]:
+                        answers[entry["exposure_id"]] = i
+                    stats["answered"] += 1
+                    if on_answer is not None:
+                        on_answer(stats["answered"])
+        finally:
+            connection.close()
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, headers=headers, timeout=10) as client:
-        chunks = [list(ids[w::CONCURRENCY]) for w in range(CONCURRENCY)]
-        await asyncio.gather(*(worker(client, chunk) for chunk in chunks))
+    await asyncio.gather(*(worker(list(ids[w::CONCURRENCY])) for w in range(CONCURRENCY)))
 
 
 def test_vary_sigkilled_under_load_and_restarted(tmp_path: Path) -> None:
