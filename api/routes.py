@@ -465,5 +465,8 @@ async def ready(state: State) -> Response[Readiness]:
         events_replayed=runtime.events.replayed if runtime.events else 0,
         events_spool_depth=runtime.events.waiting if runtime.events else 0,
         events_spool_bytes=runtime.events.spool_bytes if runtime.events else 0,
+        journal_bytes=writer.journal_bytes if writer else 0,
+        decisions_degraded=runtime.personalizer.profile_failures if runtime.personalizer else 0,
+        profile_breaker_open=runtime.profiles.breaker_open if runtime.profiles else False,
     )
     return Response(body, status_code=200 if body.ready else 503)

@@ -104,6 +104,7 @@ class Runtime:
     exposures: ExposureWriter | None = None
     events: EventRecorder | None = None
     personalizer: Personalizer | None = None
+    profiles: RedisProfileStore | None = None
     plugins: Plugins | None = None
     sinks: list[SinkRunner] = field(default_factory=list)
 
@@ -141,8 +142,9 @@ class Runtime:
             ),
         )
         runtime.models = ModelRegistry(redis)
+        runtime.profiles = RedisProfileStore(redis)
         runtime.personalizer = Personalizer(
-            RedisProfileStore(redis),
+            runtime.profiles,
             runtime.model,
             runtime.exposures,
             profile_timeout_s=settings.profile_timeout_s,

@@ -169,6 +169,13 @@ class Readiness(Struct, frozen=True, kw_only=True):
     events_replayed: int = 0
     events_spool_depth: int = 0
     events_spool_bytes: int = 0
+    #: Bytes in this worker's exposure journal (accepted exposures not yet known to be in Redis or
+    #: the spool; what a replay would recover if the worker were killed now).
+    journal_bytes: int = 0
+    #: Decisions this worker made without the visitor's profile (Redis slow, stalled or down).
+    decisions_degraded: int = 0
+    #: True while profile reads are refused at once (Redis stalled or unreachable; a probe is out).
+    profile_breaker_open: bool = False
 
 
 class ContentIssueInfo(Struct, frozen=True, kw_only=True):

@@ -175,6 +175,10 @@ class ExposureWriter(ExposureSink):
         return self._spool.size if self._spool is not None else 0
 
     @property
+    def journal_bytes(self) -> int:
+        return self._journal.size if self._journal is not None else 0
+
+    @property
     def pending(self) -> int:
         return self._queue.qsize()
 

@@ -220,6 +220,9 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
         ready = httpx.get(f"{vary.base}/ready", timeout=5).json()
         assert ready["events_spooled"] == spooled and ready["events_replayed"] == spooled
         assert ready["events_spool_depth"] == 0 and ready["events_spool_bytes"] == 0
+        # The breaker closed again, every degraded answer was counted, the journal holds nothing unwritten.
+        assert ready["profile_breaker_open"] is False and ready["decisions_degraded"] >= degraded
+        assert ready["journal_bytes"] == 0, ready
         figures = {
             "requests": len(load.answers),
             "elapsed_s": round(elapsed, 1),
