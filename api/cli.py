@@ -106,6 +106,7 @@ def _aggregate(settings: Settings, args: argparse.Namespace) -> int:
     import socket
 
     from api.redis_client import async_redis
+    from api.runtime import stream_retention
     from personalization.aggregation import Aggregator
 
     if not settings.redis_url:
@@ -125,9 +126,14 @@ def _aggregate(settings: Settings, args: argparse.Namespace) -> int:
         )
         await aggregator.ensure_groups()
         print(f"vary aggregate: consumer {consumer} reading {len(aggregator.streams)} streams", flush=True)
+        retention = stream_retention(settings, redis)
+        trimming = asyncio.create_task(retention.run_forever(stop)) if retention is not None else None
         try:
             await aggregator.run_forever(stop, claim_every_s=settings.aggregate_claim_every_s)
         finally:
+            stop.set()
+            if trimming is not None:
+                await trimming
             await redis.aclose()
 
     asyncio.run(run())
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"vary: {exc}", file=sys.stderr)
         return 2
-    from api.data_commands import export_command, simulate_command
+    from api.data_commands import export_command, simulate_command, trim_command
     from api.model_commands import evaluate_command, models_command, train_command
 
     handlers = {
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": evaluate_command,
         "sync": _sync,
         "export": export_command,
+        "trim": trim_command,
         "simulate": simulate_command,
     }
     if args.command in ("train", "evaluate", "sync"):

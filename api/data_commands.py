@@ -20,6 +20,7 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import msgspec
 from redis.exceptions import RedisError
 
 from api.redis_client import async_redis
@@ -40,7 +41,18 @@ def _date(text: str) -> date:
 
 
 def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``export`` and ``simulate`` to the ``vary`` subcommands."""
+    """Add ``export``, ``trim`` and ``simulate`` to the ``vary`` subcommands."""
+    trim = sub.add_parser(
+        "trim",
+        help="trim exposure and event stream entries older than N days (never what a consumer still needs)",
+        description=(
+            "One retention pass over every exposure and event stream partition: XTRIM MINID at the "
+            "earlier of now - DAYS and the oldest entry a consumer group (aggregator, sinks) has not "
+            "acknowledged. Export what you want to keep first (vary export). With "
+            "VARY_STREAM_RETENTION_DAYS set, the aggregator does this every VARY_STREAM_TRIM_EVERY_S."
+        ),
+    )
+    trim.add_argument("--days", type=float, help="keep this many days (default: VARY_STREAM_RETENTION_DAYS)")
     export = sub.add_parser(
         "export",
         help="write exposures and events as Parquet partitioned by date (DuckDB, Spark, warehouses)",
@@ -110,6 +122,37 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
         _err(f"export failed: {exc}")
         return 1
     print(describe(report))
+    return 0
+
+
+def trim_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``vary trim``: one retention pass (personalization/retention.py); prints what each stream lost."""
+    days = args.days if args.days is not None else settings.stream_retention_days
+    if days is None or days <= 0:
+        _err("give --days N (N > 0) or set VARY_STREAM_RETENTION_DAYS: how many days of entries to keep")
+        return 2
+    if not settings.redis_url:
+        _err("VARY_REDIS_URL is not set: trim works on the Redis `vary serve` uses")
+        return 2
+    from api.runtime import stream_retention
+
+    async def run():  # noqa: ANN202 - a list of TrimResult
+        redis = async_redis(settings)
+        try:
+            retention = stream_retention(msgspec.structs.replace(settings, stream_retention_days=days), redis)
+            assert retention is not None
+            return await retention.trim_once()
+        finally:
+            await redis.aclose()
+
+    try:
+        results = asyncio.run(run())
+    except (OSError, RedisError) as exc:
+        _err(f"trim failed: {exc}")
+        return 1
+    for result in results:
+        held = f" (held back by consumer group {result.held_by!r})" if result.held_by else ""
+        print(f"{result.stream}: {result.trimmed} entries before {result.cutoff} removed{held}")
     return 0
 
 

@@ -27,8 +27,11 @@ from content.coordinator import ContentCoordinator, ContentState
 from content.preview import PreviewCache, PreviewSource
 from content.sources import SyncingSource
 from personalization.aggregation import Aggregator
-from personalization.exposures import ExposureWriter
+from personalization.events import EVENT_STREAM
+from personalization.exposures import EXPOSURE_STREAM, ExposureWriter
 from personalization.journal import Journal
+from personalization.partitions import all_streams
+from personalization.retention import StreamRetention
 from personalization.spool import Spool, orphaned_spools
 from personalization.measurement import EventRecorder
 from personalization.profiles import RedisProfileStore
@@ -196,6 +199,9 @@ class Runtime:
                 log.exception("the in-process aggregator stopped; results will lag until restart")
 
         self._tasks.append(asyncio.create_task(run(), name="vary-aggregate"))
+        retention = stream_retention(self.settings, self.redis)
+        if retention is not None:
+            self._tasks.append(asyncio.create_task(retention.run_forever(self._stop), name="vary-stream-retention"))
 
     async def _start_sinks(self) -> None:
         """Sink runners in-process (``vary sinks`` runs the same alone): off the request path, each
@@ -330,3 +336,16 @@ class Runtime:
             return bool(await self.redis.ping())
         except Exception:
             return False
+
+
+def stream_retention(settings: Settings, redis: Redis) -> StreamRetention | None:
+    """The stream trimmer for ``settings`` (every exposure and event partition), or ``None`` when
+    ``VARY_STREAM_RETENTION_DAYS`` is 0 (keep everything)."""
+    if settings.stream_retention_days <= 0:
+        return None
+    streams = all_streams(EXPOSURE_STREAM, settings.stream_partitions) + all_streams(
+        EVENT_STREAM, settings.stream_partitions
+    )
+    return StreamRetention(
+        redis, streams, retention_s=settings.stream_retention_days * 86_400, every_s=settings.stream_trim_every_s
+    )

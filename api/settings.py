@@ -86,6 +86,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Exposure and event streams are split into this many partitions by visitor
     #: (``personalization/partitions.py``); every writer, consumer and sink of one deployment must agree.
     stream_partitions: int = 1
+    #: Trim exposure and event stream entries older than this many days, never past what a consumer
+    #: group still needs (``personalization/retention.py``); 0 keeps everything. Runs beside the
+    #: aggregator (in-process or ``vary aggregate``) every ``stream_trim_every_s`` seconds.
+    stream_retention_days: float = 0.0
+    stream_trim_every_s: float = 300.0
     #: Treat ``VARY_REDIS_URL`` as a Redis Cluster seed (also implied by a ``redis+cluster://`` URL).
     redis_cluster: bool = False
     #: Built-in webhook sink (personalization/sinks/webhook.py): batched POSTs signed with the secret.
@@ -159,6 +164,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VARY_SINK_WEBHOOK_URL needs VARY_SINK_WEBHOOK_SECRET (requests are signed with it)")
     if settings.sink_max_attempts < 1 or settings.sink_batch_size < 1:
         raise SettingsError("VARY_SINK_MAX_ATTEMPTS and VARY_SINK_BATCH_SIZE must be at least 1")
+    if settings.stream_retention_days < 0 or settings.stream_trim_every_s <= 0:
+        raise SettingsError(
+            f"VARY_STREAM_RETENTION_DAYS={settings.stream_retention_days:g} and VARY_STREAM_TRIM_EVERY_S="
+            f"{settings.stream_trim_every_s:g}: expected a retention of 0 (keep everything) or more days, "
+            "and an interval above 0 seconds"
+        )
     if not 1 <= settings.stream_partitions <= 1024:
         raise SettingsError(f"VARY_STREAM_PARTITIONS={settings.stream_partitions}: expected 1-1024")
     if not 1 <= settings.port <= 65535:
