@@ -356,17 +356,30 @@ class ExposureWriter(ExposureSink):
         # Consecutive records with one id are one batch (a journal records a batch request by
         # request). A stream's part that reached Redis before its reply was lost has its marker
         # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
-        for batch_id, records in itertools.groupby(spool.batches(), key=lambda spooled: spooled.batch_id):
-            batch: list[Item] = []
-            for spooled in records:
-                for raw in spooled.entries:
-                    record = _SPOOL_DECODER.decode(raw)
-                    if record.x is not None:
-                        batch.append((record.x, None))
-                    elif record.a is not None:
-                        batch.append((None, (record.a[0], record.a[1], record.a[2])))
-            replayed += await self._send(batch_id, batch)
-        spool.clear()
+        # Batches the writer spools while this replay awaits Redis are appended behind it: the
+        # spool is cleared only if nothing was appended since the last record read, else the new
+        # tail is replayed too (clearing unconditionally lost such a batch — it landed during the
+        # last write, after the reader had reached the end of the file).
+        offset = 0
+        while True:
+            end = offset
+            for batch_id, records in itertools.groupby(spool.read_from(offset), key=lambda read: read[0].batch_id):
+                batch: list[Item] = []
+                for spooled, position in records:
+                    end = position
+                    for raw in spooled.entries:
+                        record = _SPOOL_DECODER.decode(raw)
+                        if record.x is not None:
+                            batch.append((record.x, None))
+                        elif record.a is not None:
+                            batch.append((None, (record.a[0], record.a[1], record.a[2])))
+                replayed += await self._send(batch_id, batch)
+            if spool.clear_if_size(end):
+                break
+            if end == offset:  # only a torn record (a crash mid-write) is left: nothing to replay
+                spool.clear()
+                break
+            offset = end
         self.replayed += replayed
         self.written += replayed
         self.healthy = True

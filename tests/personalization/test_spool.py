@@ -104,3 +104,37 @@ def test_replay_skips_a_batch_that_did_reach_redis(redis_url: str, tmp_path: Pat
         await redis.aclose()
 
     asyncio.run(body())
+
+
+def test_a_batch_spooled_during_the_replays_last_write_is_replayed_not_cleared(redis_url: str, tmp_path: Path) -> None:
+    """The writer spools a batch while a replay is awaiting Redis for the last batch it read (Redis
+    was paused: a write times out just as an earlier spooled batch is being replayed). That batch
+    must be replayed too, not cleared with the rest. The interleaving is forced by running the
+    writer's spill inside the replay's write (an exact race, not a timed one)."""
+    from personalization.types import EXPOSURE_ENCODER
+
+    async def body() -> tuple[list[str], list[str], int]:
+        redis = Redis.from_url(redis_url)
+        spool = Spool(tmp_path / "spool.log")
+        writer = ExposureWriter(redis, spool=spool)
+        first, late = _exposure(1), _exposure(2)
+        spool.append("early", [b'{"x":' + EXPOSURE_ENCODER.encode(first) + b"}"])
+        send = writer._send
+
+        async def send_while_a_batch_is_spooled(batch_id: str, batch: list) -> int:  # noqa: ANN401
+            written = await send(batch_id, batch)
+            if batch_id == "early":  # the writer's own batch timed out meanwhile and was spooled
+                writer._spill([(late, None)], reason="TimeoutError", batch_id="late")
+            return written
+
+        writer._send = send_while_a_batch_is_spooled  # type: ignore[method-assign]
+        replayed = await writer.replay()
+        ids = [EXPOSURE_DECODER.decode(f[b"data"]).id for _, f in await redis.xrange(EXPOSURE_STREAM)]
+        left = spool.size
+        await writer.close()
+        await redis.aclose()
+        return ids, [first.id, late.id], replayed + left
+
+    ids, expected, replayed_and_left = asyncio.run(body())
+    assert ids == expected  # both in Redis, in order
+    assert replayed_and_left == 2  # two replayed, nothing left in the spool

@@ -192,7 +192,14 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
         answers = load.exposures()
         stored = stored_exposure_ids(valkey.port, len(answers))
         assert len(stored) == len(set(stored)), "an exposure was written twice"
-        assert set(stored) == set(answers), (len(stored), len(answers), vary.output())
+        missing = set(answers) - set(stored)
+        if missing or set(stored) != set(answers):  # say which requests, when, and what the server said
+            fault_start = window["start"]
+            by_index = {a.index: a for a in load.answers}
+            when = sorted({round(by_index[answers[m]].started - fault_start, 2) for m in missing})[:20]
+            print(f"\n{len(missing)} exposures missing; their requests started at (s from the fault) {when}")
+            print(vary.output())
+        assert set(stored) == set(answers), (len(stored), len(answers))
 
         # 4. Every event stored exactly once: spooled ones replayed, none counted twice.
         assert [r.status_code for r in event_answers] == [202] * len(events_sent), [r.text for r in event_answers]
