@@ -152,7 +152,8 @@ def trim_command(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     for result in results:
         held = f" (held back by consumer group {result.held_by!r})" if result.held_by else ""
-        print(f"{result.stream}: {result.trimmed} entries before {result.cutoff} removed{held}")
+        cut_at = datetime.fromtimestamp(int(result.cutoff.split("-")[0]) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{result.stream}: {result.trimmed} entries before {cut_at} (id {result.cutoff}) removed{held}")
     return 0
 
 
