@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from litestar import Controller, post
+from litestar import Controller
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 from msgspec import Struct
 
 from api.auth import requires_admin
+from api.handlers import post
 from api.runtime import Runtime
 from personalization.export import TableReport, export_streams
 

@@ -6,18 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from litestar import Controller, get, post, put
+from litestar import Controller
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, JSONBody, MultipartBody
 from msgspec import Meta, Struct
 
 from api.auth import requires_admin
+from api.handlers import get, post, put
 from api.runtime import Runtime
 from api.schemas import ActivateModel, ModelInfo, ModelList
-from personalization.evaluation import EvaluationError, NotAPolicyError, evaluate_candidate
+from personalization.evaluation import (
+    EvaluationError,
+    NotAPolicyError,
+    evaluate_candidate,
+)
 from personalization.model_files import ModelLoadError
-from personalization.model_registry import SEGMENTS_SLOT, RegisteredModel, UnknownModelVersion
+from personalization.model_registry import (
+    SEGMENTS_SLOT,
+    RegisteredModel,
+    UnknownModelVersion,
+)
 from personalization.ope import OffPolicyEstimate
 from personalization.policy import PolicyCard
 

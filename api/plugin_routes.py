@@ -7,16 +7,22 @@ is the same whichever worker answers and also covers sinks run by ``vary sinks``
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.datastructures import State
 from msgspec import Struct
 from redis.exceptions import ResponseError
 
 from api.auth import requires_admin
+from api.handlers import get
 from api.plugins import Plugins
 from api.runtime import Runtime
 from api.settings import Settings
-from personalization.sinks import SinkRunner, dead_letter_stream, group_name, sink_streams
+from personalization.sinks import (
+    SinkRunner,
+    dead_letter_stream,
+    group_name,
+    sink_streams,
+)
 
 __all__ = ["PluginController", "PluginInfo", "PluginHealthInfo", "SinkInfo", "PluginList"]
 

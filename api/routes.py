@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 import msgspec
-
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
@@ -24,8 +23,12 @@ from litestar.response import Response
 
 from api.auth import key_scope, requires_admin, requires_delivery
 from api.frontend.exposures import with_exposure_tokens
+from api.handlers import get, post
 from api.runtime import Runtime
 from api.schemas import (
+    ContentIssueInfo,
+    ContentIssueList,
+    ContentSyncInfo,
     EventBatch,
     EventsAccepted,
     ExperienceInfo,
@@ -36,9 +39,6 @@ from api.schemas import (
     PersonalizeResponse,
     Readiness,
     RejectedEvent,
-    ContentIssueInfo,
-    ContentIssueList,
-    ContentSyncInfo,
     WebhookAccepted,
 )
 from content import ContentSnapshot
@@ -55,7 +55,12 @@ from personalization.context import merge_values
 from personalization.cx import Breakdown, CxReport, journey_metrics, parse_period
 from personalization.events import decode_events
 from personalization.journeys import DEFAULT_PERIOD_S, JourneyMap, journey_map
-from personalization.measurement import EventProblem, EventSpoolFull, EventsRecorded, check_event
+from personalization.measurement import (
+    EventProblem,
+    EventSpoolFull,
+    EventsRecorded,
+    check_event,
+)
 from personalization.results import ExperimentResults, experiment_results
 from personalization.service import Personalized
 from personalization.types import Channel, Consent, Visitor

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, delete
+from litestar import Controller
 from litestar.datastructures import State
 from litestar.params import PathParameter
 from litestar.response import Response
 
 from api.auth import requires_admin
+from api.handlers import delete
 from api.runtime import Runtime
 from personalization.erasure import Erasure, erase_visitor
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
-from litestar import Controller, Request, Router, get, post
+from litestar import Controller, Request, Router
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import (
@@ -33,13 +33,29 @@ from litestar.static_files import create_static_files_router
 
 from api.auth import requires_admin
 from api.dashboard import pages
-from api.dashboard.preview import PreviewError, parse_scores, parse_traits, preview_decision, preview_visitor
-from api.dashboard.session import COOKIE_NAME, SESSION_TTL_S, issue_token, token_is_valid
+from api.dashboard.preview import (
+    PreviewError,
+    parse_scores,
+    parse_traits,
+    preview_decision,
+    preview_visitor,
+)
+from api.dashboard.session import (
+    COOKIE_NAME,
+    SESSION_TTL_S,
+    issue_token,
+    token_is_valid,
+)
+from api.handlers import get, post
 from api.routes import loaded_snapshot as _snapshot
 from api.routes import runtime_of as _runtime
 from personalization.aggregation import week_index
 from personalization.cx import journey_metrics, week_monday
-from personalization.evaluation import EvaluationError, NotAPolicyError, evaluate_candidate
+from personalization.evaluation import (
+    EvaluationError,
+    NotAPolicyError,
+    evaluate_candidate,
+)
 from personalization.journeys import DEFAULT_PERIOD_S, journey_map
 from personalization.model_files import ModelLoadError
 from personalization.model_registry import UnknownModelVersion

@@ -19,10 +19,12 @@ import secrets
 from functools import cache
 from importlib.resources import files
 
-from litestar import Request, get
+from litestar import Request
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.response import Response
+
+from api.handlers import get
 
 __all__ = ["demo_key", "demo_page", "sdk_module", "sdk_script"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from litestar import post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from litestar.params import JSONBody
@@ -25,6 +24,7 @@ from msgspec.structs import replace
 
 from api.auth import KeyRing, requires_delivery
 from api.frontend.schemas import ExposureBatch, ExposuresAccepted, RejectedExposure
+from api.handlers import post
 from api.schemas import PersonalizedEntry
 from api.settings import Settings
 from personalization.deferred_exposures import DeferredExposures
