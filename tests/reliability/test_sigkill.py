@@ -4,9 +4,11 @@ Personalize requests over 24 concurrent connections on loopback to the real ``va
 (Redis up the whole time: a real Valkey with its append-only file). After about half the requests
 have been answered the Vary process is SIGKILLed — no shutdown, no flush. Requests in flight then
 fail with connection errors: they were never acknowledged and are not counted. A new ``vary serve``
-is started on the same data dir and port; it replays the spool the killed worker left (if any), and
-more requests are served. Then every exposure id a client received in a 200 must be in
-``vary:exposures`` exactly once.
+is started on the same data dir and port; it replays what the killed worker left — its exposure
+journal (every request's exposures, written to the OS before they were queued) and its spool, if
+any — and more requests are served. Then every exposure id a client received in a 200 must be in
+``vary:exposures`` exactly once. (With an in-memory queue alone, about 20 of 4,000 acknowledged
+exposures were lost here: the ones between the answer and their batch write.)
 """
 
 from __future__ import annotations
