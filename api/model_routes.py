@@ -19,7 +19,7 @@ from api.schemas import ActivateModel, ModelInfo, ModelList
 from personalization.evaluation import (
     EvaluationError,
     NotAPolicyError,
-    evaluate_candidate,
+    evaluate_served,
 )
 from personalization.model_files import ModelLoadError
 from personalization.model_registry import (
@@ -156,20 +156,13 @@ class ModelController(Controller):
         settings = data or EvaluateRequest()
         runtime: Runtime = state.runtime
         registry = _registry(state)
+        experiences = runtime.snapshot.experiences if runtime.snapshot is not None else {}
         try:
-            model = await registry.get(version)
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {version!r}") from None
-        card = model.card
-        experience = None
-        if isinstance(card, PolicyCard) and card.experience and runtime.snapshot is not None:
-            experience = runtime.snapshot.experiences.get(card.experience)
-        try:
-            estimate = await evaluate_candidate(
+            estimate, experience_key = await evaluate_served(
                 runtime.redis,
                 registry,
                 version,
-                experience,
+                experiences,
                 n_bootstrap=settings.n_bootstrap,
                 clip=settings.clip,
                 partitions=runtime.settings.stream_partitions,
@@ -183,7 +176,7 @@ class ModelController(Controller):
         return ModelEvaluation(
             **{name: getattr(estimate, name) for name in OffPolicyEstimate.__struct_fields__},
             version=version,
-            experience=card.experience if isinstance(card, PolicyCard) else None,
+            experience=experience_key,
             n_bootstrap=settings.n_bootstrap,
             clip=settings.clip,
         )

@@ -20,7 +20,9 @@ Errors::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import numpy as np
@@ -48,6 +50,7 @@ __all__ = [
     "read_logged_file",
     "evaluate_logged",
     "evaluate_candidate",
+    "evaluate_served",
 ]
 
 #: Columns of a logged-bandit file that are bookkeeping, not context features.
@@ -206,3 +209,20 @@ async def evaluate_candidate(
         return estimate
 
     return await anyio.to_thread.run_sync(run)
+
+
+async def evaluate_served(
+    redis: Redis,
+    registry: ModelRegistry,
+    version: str,
+    experiences: Mapping[str, Experience],
+    **options: Any,
+) -> tuple[OffPolicyEstimate, str | None]:
+    """:func:`evaluate_candidate` on the streams, for the experience the policy's card names,
+    looked up in ``experiences`` (the served content's); returns the estimate and that key. One
+    place for the API route and the dashboard, which evaluate the same way. ``options`` go to
+    :func:`evaluate_candidate` (``n_bootstrap``, ``clip``, ``partitions`` …); raises what it does."""
+    card = (await registry.get(version)).card
+    key = card.experience if isinstance(card, PolicyCard) else None
+    experience = experiences.get(key) if key else None
+    return await evaluate_candidate(redis, registry, version, experience, **options), key

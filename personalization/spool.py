@@ -129,24 +129,13 @@ class Spool:
 
     def batches(self) -> Iterator[SpooledBatch]:
         """The spooled batches in the order they were written (a torn last line is skipped)."""
-        with self._lock:
-            self._file.flush()
-        with open(self.path, "rb") as handle:
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    log.warning("spool %s: ignoring a torn last record", self.path)
-                    break
-                batch_id, _, payload = line.rstrip(b"\n").partition(b" ")
-                try:
-                    entries = msgspec.json.decode(payload, type=list[msgspec.Raw])
-                except msgspec.DecodeError:
-                    log.error("spool %s: skipping an unreadable record", self.path)
-                    continue
-                yield SpooledBatch(batch_id.decode(), entries)
+        for batch, _ in self.read_from(0):
+            yield batch
 
     def read_from(self, offset: int = 0) -> Iterator[tuple[SpooledBatch, int]]:
-        """Like :meth:`batches`, from byte ``offset`` on, each batch with the offset just past it, so a
-        replay can resume after what it already wrote while new batches keep being appended."""
+        """The batches from byte ``offset`` on, in the order written, each with the offset just past
+        it, so a replay can resume after what it already wrote while new batches keep being
+        appended. A torn last line (a crash mid-write) is skipped, an unreadable record logged."""
         with self._lock:
             self._file.flush()
         with open(self.path, "rb") as handle:

@@ -54,12 +54,11 @@ from personalization.cx import journey_metrics, week_monday
 from personalization.evaluation import (
     EvaluationError,
     NotAPolicyError,
-    evaluate_candidate,
+    evaluate_served,
 )
 from personalization.journeys import DEFAULT_PERIOD_S, journey_map
 from personalization.model_files import ModelLoadError
 from personalization.model_registry import UnknownModelVersion
-from personalization.policy import PolicyCard
 from personalization.results import experiment_results
 from personalization.types import CHANNELS
 
@@ -333,7 +332,7 @@ class DashboardController(Controller):
     async def evaluate(
         self, request: Request, state: State, version: FromPath[str], data: URLEncodedBody[EvaluateForm]
     ) -> Template:
-        """The ``POST /v1/models/{version}/evaluate`` path (:func:`evaluate_candidate`) on the logs."""
+        """The ``POST /v1/models/{version}/evaluate`` path (:func:`evaluate_served`) on the logs."""
         _check_origin(request)
         try:
             n_bootstrap = int(data.n_bootstrap)
@@ -346,23 +345,18 @@ class DashboardController(Controller):
             )
         runtime = _runtime(state)
         assert runtime.models is not None
+        experiences = runtime.snapshot.experiences if runtime.snapshot is not None else {}
         try:
-            model = await runtime.models.get(version)
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {version!r}") from None
-        card = model.card
-        experience = None
-        if isinstance(card, PolicyCard) and card.experience and runtime.snapshot is not None:
-            experience = runtime.snapshot.experiences.get(card.experience)
-        try:
-            estimate = await evaluate_candidate(
+            estimate, _ = await evaluate_served(
                 runtime.redis,
                 runtime.models,
                 version,
-                experience,
+                experiences,
                 n_bootstrap=n_bootstrap,
                 partitions=runtime.settings.stream_partitions,
             )
+        except UnknownModelVersion:
+            raise NotFoundException(detail=f"no model with version {version!r}") from None
         except NotAPolicyError as exc:
             return await _models_page(request, state, error=str(exc), status_code=400)
         except (EvaluationError, ModelLoadError) as exc:
