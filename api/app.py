@@ -18,18 +18,18 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.asyncio import Redis
 
-from api.auth import KeyRing, ensure_keys
-from api.cors import DeliveryCORSMiddleware
+from api.http.auth import KeyRing, ensure_keys
+from api.http.cors import DeliveryCORSMiddleware
 from api.dashboard import DASHBOARD_HANDLERS, template_config
 from api.frontend import FRONTEND_HANDLERS, complete_openapi, demo_key, exposure_tokens_for
-from api.limits import check_json_depth
-from api.export_routes import ExportController
-from api.model_routes import ModelController
-from api.plugin_routes import PluginController
+from api.http.limits import check_json_depth
+from api.http.export import ExportController
+from api.http.models import ModelController
+from api.http.plugins import PluginController
 from api.plugins import load_plugins
-from api.visitor_routes import VisitorController
-from api.routes import AdminController, DeliveryController, contentful_webhook, health, ready
-from api.ratelimit import RateLimiter
+from api.http.visitors import VisitorController
+from api.http.routes import AdminController, DeliveryController, contentful_webhook, health, ready
+from api.http.ratelimit import RateLimiter
 from api.redis_client import SERVER_OPTIONS, async_redis
 from api.runtime import Runtime
 from api.settings import Settings, load_settings

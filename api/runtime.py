@@ -26,20 +26,20 @@ from content import ContentfulSource, ContentSnapshot, ExportFileSource, demo_sp
 from content.coordinator import ContentCoordinator, ContentState
 from content.preview import PreviewCache, PreviewSource
 from content.sources import SyncingSource
-from personalization.aggregation import Aggregator
-from personalization.events import EVENT_STREAM
-from personalization.exposures import EXPOSURE_STREAM, ExposureWriter
-from personalization.journal import Journal
-from personalization.partitions import all_streams
-from personalization.retention import StreamRetention
-from personalization.spool import Spool, orphaned_spools
-from personalization.measurement import EventRecorder
-from personalization.profiles import RedisProfileStore
-from personalization.model_registry import SEGMENTS_SLOT, ModelRegistry
-from personalization.model_files import ModelLoadError, read_model_files
-from personalization.policy import CompiledRewardModel
-from personalization.scoring import ActiveModel, ActivePolicies
-from personalization.segment_model import CompiledSegmentModel
+from personalization.measurement.aggregation import Aggregator
+from personalization.measurement.events import EVENT_STREAM
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.store.journal import Journal
+from personalization.store.partitions import all_streams
+from personalization.store.retention import StreamRetention
+from personalization.store.spool import Spool, orphaned_spools
+from personalization.measurement.recorder import EventRecorder
+from personalization.store.profiles import RedisProfileStore
+from personalization.models.registry import SEGMENTS_SLOT, ModelRegistry
+from personalization.models.files import ModelLoadError, read_model_files
+from personalization.models.policy import CompiledRewardModel
+from personalization.decision.scoring import ActiveModel, ActivePolicies
+from personalization.models.segment_model import CompiledSegmentModel
 from personalization.service import Personalizer
 from personalization.sinks import SinkRunner
 
@@ -84,7 +84,7 @@ def ensure_model(settings: Settings) -> Path:
     """The model directory; trains the demo model there first if no model exists and that is allowed."""
     directory = Path(settings.data_dir) / "models"
     if settings.train_demo_model and not (directory / "active").exists():
-        from personalization.demo_data import train_demo_model
+        from personalization.demo.data import train_demo_model
 
         directory.mkdir(parents=True, exist_ok=True)
         card = train_demo_model(directory)
@@ -179,7 +179,7 @@ class Runtime:
 
     def _start_aggregator(self) -> None:
         """The measurement consumer, in-process (``vary aggregate`` runs the same thing alone)."""
-        from personalization.aggregation import Aggregator
+        from personalization.measurement.aggregation import Aggregator
 
         self.aggregator = Aggregator(
             self.redis,

@@ -68,7 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ()
     #: HMAC secret of exposure tokens (``"exposures": "on_view"``), the same on every worker (≥ 32
     #: random characters). Unset: derived from the admin and delivery key digests
-    #: (``personalization/exposure_tokens.py``), so rotating a key also invalidates open tokens.
+    #: (``personalization/store/exposure_tokens.py``), so rotating a key also invalidates open tokens.
     exposure_token_secret: str | None = None
     #: Serve the demo site at ``/demo`` with the first raw delivery key written into the page (the
     #: ``make run`` demo). Turn it off in production: ``VARY_DEMO_PAGE=false``.
@@ -84,10 +84,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Train the demo segment model on first start when no model exists.
     train_demo_model: bool = True
     #: Exposure and event streams are split into this many partitions by visitor
-    #: (``personalization/partitions.py``); every writer, consumer and sink of one deployment must agree.
+    #: (``personalization/store/partitions.py``); every writer, consumer and sink of one deployment must agree.
     stream_partitions: int = 1
     #: Trim exposure and event stream entries older than this many days, never past what a consumer
-    #: group still needs (``personalization/retention.py``); 0 keeps everything. Runs beside the
+    #: group still needs (``personalization/store/retention.py``); 0 keeps everything. Runs beside the
     #: aggregator (in-process or ``vary aggregate``) every ``stream_trim_every_s`` seconds.
     stream_retention_days: float = 0.0
     stream_trim_every_s: float = 300.0

@@ -198,7 +198,7 @@ def _per(calls: dict[str, int], n: int) -> dict[str, float]:
 
 
 def measure(visitors: int, workdir: Path) -> dict[str, Any]:
-    from api.embedded_redis import EmbeddedRedis
+    from api.embedded.valkey import EmbeddedRedis
 
     data_dir = workdir / "vary"
     prepare_data_dir(data_dir)

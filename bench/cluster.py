@@ -2,7 +2,7 @@
 
 The same ``vary serve`` (1 worker, ``--no-aggregate``, demo model, the body of ``bench/http.py``: a new
 visitor per request, 3 entries with experiences) runs twice: against one embedded Valkey and against
-a 3-node embedded cluster (``api/embedded_cluster.py``, ``VARY_REDIS_URL=redis+cluster://…``,
+a 3-node embedded cluster (``api/embedded/cluster.py``, ``VARY_REDIS_URL=redis+cluster://…``,
 ``VARY_STREAM_PARTITIONS=4``). wrk drives both in alternating rounds, so background load hits both
 alike. What it shows: the cost the cluster client adds per request in the API process (slot routing,
 one connection pool per node, the exposure batch split by node) and that nothing is lost — every
@@ -28,14 +28,14 @@ from typing import Any
 
 import redis
 
-from api.embedded_cluster import EmbeddedCluster
-from api.embedded_redis import EmbeddedRedis
+from api.embedded.cluster import EmbeddedCluster
+from api.embedded.valkey import EmbeddedRedis
 from api.redis_client import sync_redis
 from api.settings import Settings
 from bench.common import RESULTS_DIR, machine
 from bench.http import alternate, run_wrk, write_script
 from bench.servers import DELIVERY_KEY, prepare_data_dir, start_vary
-from personalization.partitions import EXPOSURES, all_streams
+from personalization.store.partitions import EXPOSURES, all_streams
 
 PARTITIONS = 4
 CONNECTIONS = 32

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from bench.common import comparison, time_per_call
-from personalization.decide import EntryRequest, decide
+from personalization.decision.decide import EntryRequest, decide
 from personalization.types import Audience, Experience, Profile, Visitor
 
 __all__ = ["experiments", "check_agreement", "run"]

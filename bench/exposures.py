@@ -9,7 +9,7 @@ field ``data``, as Vary stores them) to their own stream on the same embedded Va
   queue); the writer drains its queue in batches (``exposure_batch_size``, 500) — each batch one
   Lua script call that sets its batch marker and writes every exposure and assignment, the same code
   that runs in ``vary serve``, journal included (every submission is first appended to the
-  write-ahead journal on local disk, :mod:`personalization.journal`). The clock stops
+  write-ahead journal on local disk, :mod:`personalization.store.journal`). The clock stops
   when everything submitted is in Redis (``flush``).
 * **Baseline**: the simplest correct fast loop — encode and ``XADD`` in pipelines of 500, no
   transaction, no marker, no assignments, one pipeline in flight.
@@ -35,7 +35,7 @@ BATCH = 500
 
 
 def _exposures(n: int) -> list[Any]:
-    from personalization.exposures import new_exposure_id
+    from personalization.store.exposures import new_exposure_id
     from personalization.types import Exposure
 
     now = time.time()
@@ -53,9 +53,9 @@ def _exposures(n: int) -> list[Any]:
 
 
 async def _vary(redis: Any, exposures: list[Any], stream: str, spool_dir: Path) -> dict[str, Any]:
-    from personalization.exposures import ExposureWriter
-    from personalization.journal import Journal
-    from personalization.spool import Spool
+    from personalization.store.exposures import ExposureWriter
+    from personalization.store.journal import Journal
+    from personalization.store.spool import Spool
 
     writer = ExposureWriter(
         redis, stream=stream, batch_size=BATCH, spool=Spool(spool_dir / "bench.spool"), journal=Journal(spool_dir, "bench")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import time_per_call
-from personalization.decide import EntryRequest, decide
+from personalization.decision.decide import EntryRequest, decide
 from personalization.types import Audience, Experience, Profile, Visitor
 
 __all__ = ["experiences_per_request", "space_sizes", "synthetic_export", "run"]

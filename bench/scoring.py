@@ -1,7 +1,7 @@
 """Benchmark: per-visitor scoring time of Vary's serving path vs ``Pipeline.predict_proba``.
 
-Vary never calls scikit-learn while serving: :func:`~personalization.segment_model.compile_model`
-and :func:`~personalization.policy.compile_policy` fold each trained pipeline into a dict of
+Vary never calls scikit-learn while serving: :func:`~personalization.models.segment_model.compile_model`
+and :func:`~personalization.models.policy.compile_policy` fold each trained pipeline into a dict of
 weights scored in pure Python. This script measures what that buys, per visitor, against the
 straightforward alternative of calling the fitted pipeline on one row:
 
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from personalization.demo_data import DEMO_CSV, read_training_csv
-from personalization.features import FeatureRow, policy_context
-from personalization.policy import action_features, compile_policy, train_reward_model
-from personalization.segment_model import compile_model, train_segment_model
+from personalization.demo.data import DEMO_CSV, read_training_csv
+from personalization.decision.features import FeatureRow, policy_context
+from personalization.models.policy import action_features, compile_policy, train_reward_model
+from personalization.models.segment_model import compile_model, train_segment_model
 
 __all__ = ["TARGET_RATIO", "RESULTS", "time_per_call", "run", "main"]
 

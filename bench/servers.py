@@ -66,7 +66,7 @@ def serve_default() -> str:
     """What ``vary serve`` runs, as a name for the tables: uvicorn with ``loop="auto"``/``http="auto"``
     picks uvloop and httptools when they are importable (granian if ``_serve`` was switched to it)."""
     try:
-        from api import cli
+        from api.cli import main as cli
 
         source = Path(cli.__file__).read_text()
     except (ImportError, OSError):
@@ -81,7 +81,7 @@ def serve_default() -> str:
 @contextmanager
 def valkey(data_dir: Path) -> Iterator[str]:
     """The embedded Valkey under ``data_dir``; yields its URL."""
-    from api.embedded_redis import EmbeddedRedis
+    from api.embedded.valkey import EmbeddedRedis
 
     server = EmbeddedRedis(data_dir)
     url = server.start()
@@ -94,7 +94,7 @@ def valkey(data_dir: Path) -> Iterator[str]:
 def prepare_data_dir(data_dir: Path, model_cache: Path | None = None) -> None:
     """A data dir with the demo model already trained (copied from ``model_cache`` when given, so
     every server start, and every benchmark run, reuses one training)."""
-    from personalization.demo_data import train_demo_model
+    from personalization.demo.data import train_demo_model
 
     models = data_dir / "models"
     if (models / "active").exists():

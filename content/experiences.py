@@ -216,9 +216,9 @@ def _compile_audience(
 
 
 def _condition_problems(condition: object) -> list[str]:
-    """Problems ``personalization.audiences.validate_condition`` finds; none if it is unavailable."""
+    """Problems ``personalization.decision.audiences.validate_condition`` finds; none if it is unavailable."""
     try:
-        from personalization.audiences import validate_condition
+        from personalization.decision.audiences import validate_condition
     except ImportError:
         return []
     return [str(problem) for problem in validate_condition(condition)]

@@ -30,7 +30,7 @@ from msgspec import Struct
 
 from content.items import ContentItems
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.events import Event
+from personalization.measurement.events import Event
 
 __all__ = [
     "JOURNEY_TYPE",
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 JOURNEY_TYPE = "varyJourney"
-#: Every event type front ends send (the tags of ``personalization.events.Event``).
+#: Every event type front ends send (the tags of ``personalization.measurement.events.Event``).
 EVENT_TYPES: tuple[str, ...] = tuple(cls.__struct_config__.tag for cls in typing.get_args(Event))
 #: Event types a stage may narrow with ``type:detail``, and what the detail is compared with.
 DETAILED_EVENT_TYPES: dict[str, str] = {"conversion": "goal", "task": "name", "survey": "metric"}

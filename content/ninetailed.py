@@ -30,7 +30,7 @@ a distribution, a personalization gives everything to its variants and an experi
 Without a traffic share nobody enters (Contentful Personalization's default), also reported.
 
 Audience rules (``{"any": [{"all": [rule, …]}, …]}``; ``any``/``all`` nest) become one GrowthBook
-condition over Vary's visitor attributes (``personalization.context``) — see :func:`rules_condition`
+condition over Vary's visitor attributes (``personalization.decision.context``) — see :func:`rules_condition`
 and :data:`OPERATORS` for the rule-by-rule and operator-by-operator mapping. Anything Vary cannot map
 is reported with the entry id, and the audience (and every experience using it) is switched off: the
 baseline is shown rather than content to the wrong visitors.
@@ -50,7 +50,7 @@ from content.experiences import CompiledExperiences
 from content.items import ContentItems, link_id
 from content.resolve import NT_EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.context import CONTINENTS
+from personalization.decision.context import CONTINENTS
 from personalization.types import Audience, Experience
 
 __all__ = [
@@ -236,7 +236,7 @@ def rules_condition(rules: object) -> tuple[dict[str, Any], list[str]]:
         problems.append("there are no rules")
     if not problems:
         try:
-            from personalization.audiences import validate_condition
+            from personalization.decision.audiences import validate_condition
         except ImportError:  # pragma: no cover - the evaluator ships with Vary
             pass
         else:

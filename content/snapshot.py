@@ -173,7 +173,7 @@ class ContentSnapshot:
         """The entry's fields in a locale as ready JSON: fallbacks applied, links resolved.
 
         ``locale`` goes through :meth:`locale_for`, so an unknown locale gets the default locale.
-        ``values`` (profile path → text, see ``personalization.context.merge_values``) fill the
+        ``values`` (profile path → text, see ``personalization.decision.context.merge_values``) fill the
         entry's rich-text merge tags; without them a merge tag shows its fallback. Only entries with
         merge tags pay for ``values``. Raises ``KeyError`` for an unknown entry (check
         :meth:`has_entry` first).

@@ -8,7 +8,7 @@ the Python entry point group ``vary.plugins`` (``api/plugins.py`` loads them) or
 ``attributes``                :class:`AttributeSource` — async; adds attributes (e.g. a CRM tier) to
                               the visitor before audiences are evaluated
 ``feature_extractors``        :class:`FeatureExtractor` — extra model features; called by
-                              :func:`~personalization.features.build_features`, which training and
+                              :func:`~personalization.decision.features.build_features`, which training and
                               serving share, so both see the same features
 ``sinks``                     :class:`EventSink` — where exposures and events go besides Redis; run
                               by :mod:`personalization.sinks.runner`, off the request path
@@ -24,7 +24,7 @@ into "no extra features" and "baseline". Every failure is logged and counted in 
 :class:`PluginHealth`.
 
 The :data:`registry` is process-wide because the content compiler (which plugin experience types
-are valid) and :func:`~personalization.features.build_features` (which extractors run) are reached
+are valid) and :func:`~personalization.decision.features.build_features` (which extractors run) are reached
 from many call sites — ``vary train``, ``vary sync``, every worker — that must agree. It is filled by
 :meth:`Registry.install` and emptied by the returned undo, so tests and app lifespans leave no trace.
 With nothing installed, the decision path pays one empty-tuple check.
@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from personalization.types import Experience, Exposure, Profile, Visitor
 
 if TYPE_CHECKING:
-    from personalization.events import Event
-    from personalization.features import FeatureRow
-    from personalization.selection import Assignment
+    from personalization.measurement.events import Event
+    from personalization.decision.features import FeatureRow
+    from personalization.decision.selection import Assignment
 
 __all__ = [
     "AttributeSource",
@@ -141,7 +141,7 @@ class EventSink(Protocol):
 @runtime_checkable
 class ExperiencePolicy(Protocol):
     """A new experience ``type``. Called for visitors the experience's audience matched, after the
-    schedule check; returns the :class:`~personalization.selection.Assignment` (variant, holdout,
+    schedule check; returns the :class:`~personalization.decision.selection.Assignment` (variant, holdout,
     propensity, reason). Must be pure and fast: it runs on the request path for every such visitor."""
 
     type: str
@@ -290,7 +290,7 @@ class _GuardedPolicy:
         attributes: Mapping[str, Any],
         context: FeatureRow,
     ) -> Assignment:
-        from personalization.selection import Assignment
+        from personalization.decision.selection import Assignment
 
         self._health.calls += 1
         try:

@@ -18,11 +18,11 @@ from typing import Protocol
 import msgspec
 from msgspec import Struct
 
-from personalization.decide import EntryRequest, Outcome, decide
-from personalization.exposures import ExposureSink
+from personalization.decision.decide import EntryRequest, Outcome, decide
+from personalization.store.exposures import ExposureSink
 from personalization.plugins import AttributeLookup
-from personalization.profiles import ProfileStore
-from personalization.scoring import ActiveModel, ActivePolicies
+from personalization.store.profiles import ProfileStore
+from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.types import Experience, Profile, Visitor
 
 __all__ = ["Catalog", "Personalized", "Personalizer"]

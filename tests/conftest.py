@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.embedded_cluster import EmbeddedCluster
-from api.embedded_redis import EmbeddedRedis
+from api.embedded.cluster import EmbeddedCluster
+from api.embedded.valkey import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
-    """A 3-node Valkey cluster on loopback (``api/embedded_cluster.py``); ``.url`` is ``redis+cluster://…``."""
+    """A 3-node Valkey cluster on loopback (``api/embedded/cluster.py``); ``.url`` is ``redis+cluster://…``."""
     cluster = EmbeddedCluster(tmp_path_factory.mktemp("valkey-cluster"), nodes=3)
     cluster.start()
     try:
@@ -58,7 +58,7 @@ def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir whose ``models/`` holds the demo model, trained once per session."""
-    from personalization.demo_data import train_demo_model
+    from personalization.demo.data import train_demo_model
 
     data_dir = tmp_path_factory.mktemp("vary-data")
     (data_dir / "models").mkdir()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from api.app import create_app
-from api.cli import main as vary_main
+from api.cli.main import main as vary_main
 from api.redis_client import cluster_seed, is_cluster
 from api.settings import _FIELDS, Settings, load_settings
 

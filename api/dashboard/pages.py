@@ -1,8 +1,8 @@
 """What each dashboard page shows, shaped from the domain results for the templates.
 
 Nothing here measures or decides: the numbers come from the functions the JSON admin API serves
-(:func:`~personalization.results.experiment_results`, :func:`~personalization.cx.journey_metrics`,
-:func:`~personalization.journeys.journey_map`, the model registry). This module only picks which of
+(:func:`~personalization.measurement.results.experiment_results`, :func:`~personalization.measurement.cx.journey_metrics`,
+:func:`~personalization.measurement.journeys.journey_map`, the model registry). This module only picks which of
 them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
 (:mod:`api.dashboard.charts`). Cumulative rates are running sums of the daily counts the results
 already hold, divided for display.
@@ -28,14 +28,14 @@ from api.dashboard.charts import (
     percent,
     tile,
 )
-from personalization.cx import CxReport
-from personalization.journeys import JourneyMap, StageReport
-from personalization.model_registry import RegisteredModel
-from personalization.ope import OffPolicyEstimate
-from personalization.policy import PolicyCard
-from personalization.results import ExperimentResults, GoalResult, UxVariant, VariantResult
+from personalization.measurement.cx import CxReport
+from personalization.measurement.journeys import JourneyMap, StageReport
+from personalization.models.registry import RegisteredModel
+from personalization.models.ope import OffPolicyEstimate
+from personalization.models.policy import PolicyCard
+from personalization.measurement.results import ExperimentResults, GoalResult, UxVariant, VariantResult
 from personalization.types import Experience
-from personalization.ux_cx import MetricEstimate
+from personalization.measurement.ux_cx import MetricEstimate
 
 __all__ = [
     "cx_charts",

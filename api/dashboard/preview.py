@@ -1,7 +1,7 @@
 """"Preview as": the real decision for a visitor a marketer describes, with no trace left behind.
 
 The marketer gives a visitor id, country, channel, device, traits and — optionally — segment
-scores. The decision is :func:`personalization.decide.decide` itself, the function
+scores. The decision is :func:`personalization.decision.decide.decide` itself, the function
 ``POST /v1/personalize`` runs, so the preview cannot drift from serving; two things differ on
 purpose: the given segment scores replace the model's for those segments (:class:`ScoreOverride`),
 and the visitor's stored profile is not read (a new visitor: no sticky assignment decides for
@@ -16,10 +16,10 @@ from collections.abc import Mapping
 import msgspec
 
 from content import ContentSnapshot
-from personalization.decide import EntryRequest, Outcome, decide
-from personalization.features import FeatureRow
-from personalization.policy import RewardModel
-from personalization.scoring import SegmentModel
+from personalization.decision.decide import EntryRequest, Outcome, decide
+from personalization.decision.features import FeatureRow
+from personalization.models.policy import RewardModel
+from personalization.decision.scoring import SegmentModel
 from personalization.types import Experience, Profile, Visitor
 
 __all__ = ["PreviewError", "ScoreOverride", "parse_scores", "parse_traits", "preview_decision", "preview_visitor"]

@@ -31,7 +31,7 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 
-from api.auth import requires_admin
+from api.http.auth import requires_admin
 from api.dashboard import pages
 from api.dashboard.preview import (
     PreviewError,
@@ -46,20 +46,20 @@ from api.dashboard.session import (
     issue_token,
     token_is_valid,
 )
-from api.handlers import get, post
-from api.routes import loaded_snapshot as _snapshot
-from api.routes import runtime_of as _runtime
-from personalization.aggregation import week_index
-from personalization.cx import journey_metrics, week_monday
-from personalization.evaluation import (
+from api.http.handlers import get, post
+from api.http.routes import loaded_snapshot as _snapshot
+from api.http.routes import runtime_of as _runtime
+from personalization.measurement.aggregation import week_index
+from personalization.measurement.cx import journey_metrics, week_monday
+from personalization.models.evaluation import (
     EvaluationError,
     NotAPolicyError,
     evaluate_served,
 )
-from personalization.journeys import DEFAULT_PERIOD_S, journey_map
-from personalization.model_files import ModelLoadError
-from personalization.model_registry import UnknownModelVersion
-from personalization.results import experiment_results
+from personalization.measurement.journeys import DEFAULT_PERIOD_S, journey_map
+from personalization.models.files import ModelLoadError
+from personalization.models.registry import UnknownModelVersion
+from personalization.measurement.results import experiment_results
 from personalization.types import CHANNELS
 
 __all__ = ["STATIC", "TEMPLATES", "SignInRequired", "dashboard_router", "requires_dashboard", "static_router"]
@@ -230,7 +230,7 @@ class DashboardController(Controller):
         device: Annotated[str, QueryParameter(max_length=64)] = "",
         traits: Annotated[str, QueryParameter(max_length=4096)] = "",
     ) -> Template:
-        """The decision :func:`~personalization.decide.decide` makes for this visitor, with the given
+        """The decision :func:`~personalization.decision.decide.decide` makes for this visitor, with the given
         segment scores (``segment.<name>`` fields) replacing the model's; nothing is recorded."""
         segment_fields = {
             name.removeprefix("segment."): value

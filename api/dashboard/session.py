@@ -3,7 +3,7 @@
 A marketer signs in once with an admin key; the browser then holds only a token
 ``v1.<expires>.<nonce>.<signature>`` where the signature is HMAC-SHA256 over ``v1.<expires>.<nonce>``
 with the deployment's session secret (``VARY_SESSION_SECRET``, or one derived from the admin key
-digests: see :meth:`api.auth.KeyRing.session_secret`). Any worker of the deployment can check it
+digests: see :meth:`api.http.auth.KeyRing.session_secret`). Any worker of the deployment can check it
 without shared state, a stolen cookie stops working when it expires, and rotating the admin keys
 (without a configured secret) ends every session at once.
 

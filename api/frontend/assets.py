@@ -24,7 +24,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.response import Response
 
-from api.handlers import get
+from api.http.handlers import get
 
 __all__ = ["demo_key", "demo_page", "sdk_module", "sdk_script"]
 

@@ -4,7 +4,7 @@
 puts each entry's exposure, signed, in its ``exposure_token``. The front end sends the tokens of the
 components the visitor actually saw to ``POST /v1/exposures`` (a beacon: ``text/plain`` JSON and the
 delivery key as ``?key=`` are accepted). Verification, the once-only claim and the queueing are
-:mod:`personalization.deferred_exposures`; this module only wires them to HTTP.
+:mod:`personalization.store.deferred_exposures`; this module only wires them to HTTP.
 
 Answer: 202 ``{"accepted", "duplicates", "rejected": [{"index", "reason"}]}`` when any token was
 valid (like ``/v1/events``); 400 with the standard error body (``extra`` naming ``tokens[i]`` and the
@@ -22,13 +22,13 @@ from litestar.params import JSONBody
 from litestar.response import Response
 from msgspec.structs import replace
 
-from api.auth import KeyRing, requires_delivery
+from api.http.auth import KeyRing, requires_delivery
 from api.frontend.schemas import ExposureBatch, ExposuresAccepted, RejectedExposure
-from api.handlers import post
-from api.schemas import PersonalizedEntry
+from api.http.handlers import post
+from api.http.schemas import PersonalizedEntry
 from api.settings import Settings
-from personalization.deferred_exposures import DeferredExposures
-from personalization.exposure_tokens import ExposureTokens, secret_from_key_digests
+from personalization.store.deferred_exposures import DeferredExposures
+from personalization.store.exposure_tokens import ExposureTokens, secret_from_key_digests
 from personalization.types import Exposure
 
 __all__ = ["exposure_tokens_for", "record_exposures", "with_exposure_tokens"]
@@ -36,7 +36,7 @@ __all__ = ["exposure_tokens_for", "record_exposures", "with_exposure_tokens"]
 
 def exposure_tokens_for(settings: Settings, key_ring: KeyRing) -> ExposureTokens:
     """The signer every worker builds alike: ``VARY_EXPOSURE_TOKEN_SECRET``, else a secret derived
-    from the key digests (see :func:`personalization.exposure_tokens.secret_from_key_digests`)."""
+    from the key digests (see :func:`personalization.store.exposure_tokens.secret_from_key_digests`)."""
     if settings.exposure_token_secret:
         return ExposureTokens(settings.exposure_token_secret.encode())
     delivery, admin = key_ring.digests()

@@ -9,7 +9,7 @@ also needs, and Litestar cannot infer, is filled in here once for every route, a
   each guarded operation names the ones it takes, read from its guard;
 * **error bodies**: Litestar's generated 400 schema (``extra`` typed as null|object|array with
   ``additionalProperties``) makes generators drop the response; guarded routes instead document 400,
-  401, 403 and 429 with Vary's own :class:`~api.schemas.ErrorBody`, a named component.
+  401, 403 and 429 with Vary's own :class:`~api.http.schemas.ErrorBody`, a named component.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
-from api.auth import requires_admin, requires_delivery
-from api.schemas import ErrorBody
+from api.http.auth import requires_admin, requires_delivery
+from api.http.schemas import ErrorBody
 
 __all__ = ["SECURITY_SCHEMES", "complete_openapi"]
 

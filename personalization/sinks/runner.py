@@ -40,8 +40,8 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from personalization.events import EVENT_DECODER
-from personalization.partitions import EVENTS, EXPOSURES, all_streams
+from personalization.measurement.events import EVENT_DECODER
+from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
 from personalization.plugins import EventSink, PermanentSinkError, SinkRecord
 from personalization.types import EXPOSURE_DECODER
 

@@ -21,7 +21,7 @@ from api.app import create_app
 from api.settings import Settings
 from content.sources import ExportFileSource, demo_space_path
 from personalization.plugins import Plugin, registry
-from personalization.selection import Assignment
+from personalization.decision.selection import Assignment
 from personalization.types import Experience, Visitor
 from tests.content.spaces import entry, remove_field, set_field
 

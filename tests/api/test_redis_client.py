@@ -14,16 +14,16 @@ from litestar.exceptions import HTTPException
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from api.embedded_cluster import EmbeddedCluster
-from api.ratelimit import RateLimiter
+from api.embedded.cluster import EmbeddedCluster
+from api.http.ratelimit import RateLimiter
 from api.redis_client import async_redis, cluster_seed, is_cluster, sync_redis
 from api.settings import Settings, SettingsError, load_settings
 from content import ExportFileSource, demo_space_path
 from content.coordinator import ContentCoordinator
 from content.store import ContentStore
-from personalization.model_files import read_model_files
-from personalization.model_registry import SEGMENTS_SLOT, ModelRegistry
-from personalization.profiles import RedisProfileStore, profile_key
+from personalization.models.files import read_model_files
+from personalization.models.registry import SEGMENTS_SLOT, ModelRegistry
+from personalization.store.profiles import RedisProfileStore, profile_key
 
 SEEDS = [
     ("redis+cluster://10.0.0.1:7000", [("10.0.0.1", 7000)], False, None, None),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from api.auth import KeyRing, digest, ensure_keys
+from api.http.auth import KeyRing, digest, ensure_keys
 from api.settings import SettingsError, load_settings
 
 

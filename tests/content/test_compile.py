@@ -496,7 +496,7 @@ def test_simple_audience_fields_combine_with_rules(demo_export: Export) -> None:
 
 
 def test_audience_rules_are_validated(demo_export: Export) -> None:
-    pytest.importorskip("personalization.audiences")
+    pytest.importorskip("personalization.decision.audiences")
     set_field(demo_export, "digitalChannels", "rules", {"channel": {"$inn": ["web"]}})
     issues = compile_export(demo_export).issues
 

@@ -24,7 +24,7 @@ from content.installer import (
     normalize_content_type,
     normalize_field,
 )
-from content.installer_cli import add_cms_parser, cms_command
+from api.cli.content import add_cms_parser, cms_command
 from tests.content.management_server import DEFAULT_TOKEN, FakeManagement, RecordedRequest, published_ids
 
 ENV = "master"

@@ -18,7 +18,7 @@ from content.journeys import (
     compile_journeys,
 )
 from content.sources import items_from_export
-from personalization.events import Event
+from personalization.measurement.events import Event
 from tests.content.spaces import add_entry, compile_export, entry, set_field
 
 Export = dict[str, Any]
@@ -77,7 +77,7 @@ def test_a_journey_does_not_change_how_the_rest_compiles(demo_export: Export, de
 def test_event_types_are_the_events_front_ends_send() -> None:
     assert set(EVENT_TYPES) == {cls.__struct_config__.tag for cls in typing.get_args(Event)}
     assert set(DETAILED_EVENT_TYPES) <= set(EVENT_TYPES)
-    from personalization.journeys import _DETAIL
+    from personalization.measurement.journeys import _DETAIL
 
     assert _DETAIL == DETAILED_EVENT_TYPES  # what the journey map reads is what the compiler allows
 

@@ -17,9 +17,9 @@ from content import ContentSnapshot
 from content.mergetags import selectors_for
 from content.ninetailed import HIDDEN_VARIANT, compile_ninetailed, rules_condition
 from content.sources import items_from_export
-from personalization.audiences import eval_condition
-from personalization.context import audience_attributes, continent_of, merge_values
-from personalization.selection import select_experience
+from personalization.decision.audiences import eval_condition
+from personalization.decision.context import audience_attributes, continent_of, merge_values
+from personalization.decision.selection import select_experience
 from personalization.types import Audience, Consent, Profile, Visitor
 from tests.content.spaces import add_entry, compile_export, entry, link, set_field
 

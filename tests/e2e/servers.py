@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from personalization.partitions import EVENTS, EXPOSURES, all_streams
+from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
 
 
 def free_port() -> int:

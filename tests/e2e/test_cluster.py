@@ -1,6 +1,6 @@
 """End to end on a Redis Cluster: two API processes, two aggregators (one SIGKILLed), exact counts.
 
-A 3-node Valkey cluster on loopback (``api/embedded_cluster.py``), two ``vary serve`` processes with
+A 3-node Valkey cluster on loopback (``api/embedded/cluster.py``), two ``vary serve`` processes with
 ``VARY_REDIS_URL=redis+cluster://…``, ``VARY_AGGREGATE=false`` and 4 stream partitions, and two
 ``vary aggregate`` processes in one consumer group. Seeded visitors are personalized through both API
 processes (alternating), a third of them convert, and some conversions are retried with the same
@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.embedded_cluster import EmbeddedCluster
+from api.embedded.cluster import EmbeddedCluster
 from api.redis_client import sync_redis
 from api.settings import Settings
-from personalization.partitions import EVENTS, EXPOSURES, all_streams
+from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
 from tests.e2e.servers import VaryProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

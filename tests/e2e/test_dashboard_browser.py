@@ -1,6 +1,6 @@
 """End to end in a real browser: simulated traffic with a planted effect → the dashboard shows it.
 
-A real ``vary serve`` runs against the session Valkey; :func:`personalization.simulation.simulate`
+A real ``vary serve`` runs against the session Valkey; :func:`personalization.demo.simulation.simulate`
 drives seeded visitors through the public API with a large planted effect (variant 1 of
 ``banner-shipping-test`` doubles price-sensitive visitors' purchases, nothing else changes them),
 and headless Chromium signs in with the keyboard, visits every page, reads the experience chart's
@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from personalization.simulation import SHIPPING_TEST, Effects, simulate
+from personalization.demo.simulation import SHIPPING_TEST, Effects, simulate
 from tests.e2e.browser import artifacts_dir
 from tests.e2e.servers import VaryProcess, aggregation_settled, running
 

@@ -1,13 +1,13 @@
 """End to end: simulated traffic with a planted effect → the real server → results find the effect.
 
 The real ``vary serve`` process runs against the session Valkey (``VARY_REDIS_URL``), so this test
-can also read the streams. :func:`personalization.simulation.simulate` drives seeded visitors
+can also read the streams. :func:`personalization.demo.simulation.simulate` drives seeded visitors
 through its HTTP API (personalize + events), the server's in-process aggregator counts them, and
 ``GET /v1/experiences/banner-shipping-test/results`` must show the planted effect where it was
 planted: variant 1 among price-sensitive visitors, on the ``purchase`` goal.
 
 Effect size. The simulator's default is the issue's +20 %; finding that needs ~2,000 visitors per
-arm *in the segment* (tests/personalization/test_effect_detection.py checks the 20 % case at the
+arm *in the segment* (tests/personalization/measurement/test_effect_detection.py checks the 20 % case at the
 aggregation level, where 10⁵ visitors cost nothing). Through HTTP on two cores this run affords
 about 2,000 visitors in all (≈ 150 visitors per arm whom the model scores price-sensitive), so the
 e2e plants a larger effect: control purchase rate 25 % for price-sensitive visitors, variant 1
@@ -34,7 +34,7 @@ import pyarrow.dataset as ds
 import pytest
 import redis
 
-from personalization.simulation import SHIPPING_TEST, Effects, SimulationSummary, simulate
+from personalization.demo.simulation import SHIPPING_TEST, Effects, SimulationSummary, simulate
 from tests.e2e.servers import VaryProcess, aggregation_settled, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 import content
-from api.embedded_redis import EmbeddedRedis
+from api.embedded.valkey import EmbeddedRedis
 from content import compile_snapshot
 from content.sources import items_from_export
-from personalization.selection import assign_variant
+from personalization.decision.selection import assign_variant
 from tests.e2e.servers import VaryProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

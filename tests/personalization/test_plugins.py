@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from content.sources import demo_space_path
-from personalization.features import build_features
+from personalization.decision.features import build_features
 from personalization.plugins import (
     GuardedAttributes,
     Plugin,
@@ -21,7 +21,7 @@ from personalization.plugins import (
     guard_policy,
     registry,
 )
-from personalization.selection import Assignment, select_experience
+from personalization.decision.selection import Assignment, select_experience
 from personalization.types import Experience, Exposure, Profile, Visitor
 from tests.content.spaces import compile_export, entry
 

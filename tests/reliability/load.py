@@ -18,8 +18,8 @@ from pathlib import Path
 import msgspec
 import redis
 
-from api.embedded_redis import EmbeddedRedis
-from personalization.partitions import EXPOSURES, all_streams
+from api.embedded.valkey import EmbeddedRedis
+from personalization.store.partitions import EXPOSURES, all_streams
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
 from tests.reliability.http1 import KeepAliveConnection

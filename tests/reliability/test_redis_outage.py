@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.embedded_redis import EmbeddedRedis
+from api.embedded.valkey import EmbeddedRedis
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
 from tests.reliability.load import DELIVERY_KEY, Answer, Load

@@ -33,9 +33,9 @@ import httpx
 import pytest
 import redis
 
-from api.ratelimit import REDIS_DEADLINE_S
-from personalization.events import EVENT_STREAM
-from personalization.measurement import SERVER_EVENT_ID_PREFIX
+from api.http.ratelimit import REDIS_DEADLINE_S
+from personalization.measurement.events import EVENT_STREAM
+from personalization.measurement.recorder import SERVER_EVENT_ID_PREFIX
 from tests.reliability.http1 import ConnectionDropped
 from tests.reliability.load import (
     DELIVERY_HEADERS,

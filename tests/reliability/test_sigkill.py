@@ -21,7 +21,7 @@ import msgspec
 import pytest
 import redis
 
-from api.embedded_redis import EmbeddedRedis
+from api.embedded.valkey import EmbeddedRedis
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
 from tests.reliability.http1 import ConnectionDropped, KeepAliveConnection

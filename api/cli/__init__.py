@@ -1,0 +1,1 @@
+"""The ``vary`` command: one package for every sub-command."""

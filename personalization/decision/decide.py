@@ -1,0 +1,142 @@
+"""``decide()``: the map of the service, one step per line, in request order.
+
+Pure: given the visitor, their profile, a segment model and the experiences attached to each
+requested entry, it returns one :class:`Decision` and one :class:`Exposure` per entry. Reading the
+profile and writing exposures are the caller's I/O (:mod:`personalization.service`), so this function
+can be tested, benchmarked and replayed over logs without Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from msgspec import Struct
+
+from personalization.decision.context import audience_attributes, normalise_visitor
+from personalization.store.exposures import new_exposure_id
+from personalization.decision.features import build_features, policy_context
+from personalization.models.policy import RewardModel
+from personalization.decision.scoring import SegmentModel
+from personalization.decision.selection import HOLDOUT_STICKY, Assignment, select_experience
+from personalization.types import Decision, Experience, Exposure, Profile, SegmentScores, Visitor
+
+__all__ = ["EntryRequest", "Outcome", "decide"]
+
+_NO_CONSENT = Assignment(
+    experience=None,
+    variant=0,
+    holdout=False,
+    propensity=1.0,
+    reason="baseline: the visitor has not consented to personalization",
+)
+
+
+class EntryRequest(Struct, frozen=True):
+    """One requested baseline entry and the experiences attached to it, in priority order."""
+
+    entry_id: str
+    experiences: tuple[Experience, ...]
+
+
+class Outcome(Struct, frozen=True, kw_only=True):
+    """Everything one decision produced: what to serve, what to log, what to remember."""
+
+    visitor: Visitor
+    segments: SegmentScores
+    model_version: str | None
+    decisions: list[Decision]
+    exposures: list[Exposure]
+    #: New sticky assignments ``(visitor_id, experience key, variant)`` to store.
+    assignments: list[tuple[str, str, int]]
+
+
+def decide(
+    visitor: Visitor,
+    profile: Profile,
+    entries: Sequence[EntryRequest],
+    model: SegmentModel | None,
+    now: float,
+    new_id: Callable[[], str] = new_exposure_id,
+    policies: Mapping[str, RewardModel] | None = None,
+) -> Outcome:
+    """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2)."""
+    # 1. context: canonical forms; consent gates everything after it
+    visitor = normalise_visitor(visitor)
+    personalize = visitor.consent.personalization
+    # 2. profile: already read by the caller (one round trip), passed in
+    # 3. features: context + profile + traits
+    # 4. segment scores from the active model (none without consent: no profiling either)
+    segments: SegmentScores = {}
+    if model is not None and personalize:
+        segments = model.score(build_features(visitor, profile, now))
+    attributes = audience_attributes(visitor, profile, segments) if personalize else {}
+    context = policy_context(visitor.channel, visitor.country, visitor.device, segments)
+    decisions: list[Decision] = []
+    exposures: list[Exposure] = []
+    assignments: list[tuple[str, str, int]] = []
+    visitor_ref = visitor.id if visitor.consent.analytics else None
+    # Per-request values every entry's exposure repeats: computed once, not per entry.
+    session_ref = visitor.session_id if visitor_ref else None
+    model_version = model.version if model is not None and personalize else None
+    sticky_assignments = profile.assignments
+    for entry in entries:
+        # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
+        if personalize:
+            chosen = select_experience(
+                entry.experiences, attributes, visitor.id, sticky_assignments, now, context, policies
+            )
+        else:
+            chosen = _NO_CONSENT
+        # 7. variant content: variant 0 is the baseline entry itself
+        experience = chosen.experience
+        variant = chosen.variant
+        experience_key = experience.key if experience is not None else None
+        variant_entry_id = (
+            entry.entry_id if experience is None or variant == 0 else experience.variants[variant - 1]
+        )
+        exposure_id = new_id()
+        decisions.append(
+            Decision(
+                entry_id=entry.entry_id,
+                experience=experience_key,
+                variant=variant,
+                variant_entry_id=variant_entry_id,
+                is_control=variant == 0,
+                holdout=chosen.holdout,
+                propensity=chosen.propensity,
+                reason=chosen.reason,
+                exposure_id=exposure_id,
+            )
+        )
+        # 8. exposure, one per entry served (experience None: content exposure is measurable too)
+        exposures.append(
+            Exposure(
+                id=exposure_id,
+                ts=now,
+                visitor_id=visitor_ref,
+                session_id=session_ref,
+                channel=visitor.channel,
+                entry_id=entry.entry_id,
+                variant_entry_id=variant_entry_id,
+                experience=experience_key,
+                variant=variant,
+                is_control=variant == 0,
+                holdout=chosen.holdout,
+                propensity=chosen.propensity,
+                model_version=model_version,
+                segments=segments,
+                country=visitor.country,
+                device=visitor.device,
+            )
+        )
+        if experience_key is not None and visitor_ref and experience_key not in sticky_assignments:
+            sticky = HOLDOUT_STICKY if chosen.holdout else variant
+            assignments.append((visitor.id, experience_key, sticky))
+    return Outcome(
+        visitor=visitor,
+        segments=segments,
+        model_version=model_version,
+        decisions=decisions,
+        exposures=exposures,
+        assignments=assignments,
+    )

@@ -1,0 +1,249 @@
+"""Choosing a variant: audience match, traffic allocation, holdout, weights — and saying why.
+
+All pure functions. Hashing is GrowthBook's (hash v2 of ``experience key`` + visitor id), so an
+assignment is a function of the visitor id alone: every worker, and GrowthBook itself, computes the
+same one with no shared state. Sticky assignments from the profile win over the hash, so a visitor
+keeps their variant when a marketer changes the weights mid-flight (GrowthBook's sticky bucketing).
+
+Order of the checks, for a visitor matched by the audience:
+
+1. sticky assignment → that variant (if it still exists)
+2. traffic allocation: ``bucket_ranges(k+1, coverage=traffic_allocation, weights)``; a hash outside
+   every range → not in the experience (baseline, no experience logged)
+3. holdout: a second, independent hash (seed ``<key>:holdout``) below ``holdout`` → control, flagged
+4. the variant whose range holds the hash
+
+``propensity`` = P(served variant | entered the experience): control ``h + (1−h)·w₀``, variant
+``(1−h)·wᵢ``. For a sticky assignment it is the propensity under the current weights (what the
+logging policy would do now), which is what off-policy estimators expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from msgspec import Struct
+
+from personalization.decision.audiences import eval_condition, explain_condition
+from personalization.decision.bucketing import bucket_hash, bucket_ranges, choose_variation
+from personalization.decision.features import FeatureRow
+from personalization.plugins import registry
+from personalization.models.policy import RewardModel, action_probabilities, choose_action, uniform_from_key
+from personalization.types import Experience
+
+__all__ = [
+    "Assignment",
+    "assign_variant",
+    "assign_bandit",
+    "select_experience",
+    "variant_propensity",
+    "HOLDOUT_SEED",
+    "HOLDOUT_STICKY",
+]
+
+HOLDOUT_SEED = ":holdout"
+#: Stored as the sticky assignment of a held-out visitor, so they stay held out (and flagged).
+HOLDOUT_STICKY = -1
+#: Built-in types assigned by hashing; ``bandit`` has its own path, any other type is a plugin's policy.
+_HASHED_TYPES = frozenset({"personalization", "ab_test"})
+
+
+class Assignment(Struct, frozen=True, kw_only=True):
+    """The outcome of selection for one entry (before it becomes a :class:`Decision`)."""
+
+    experience: Experience | None
+    variant: int
+    holdout: bool
+    propensity: float
+    reason: str
+
+
+def variant_propensity(experience: Experience, variant: int, holdout_served: bool) -> float:
+    """Probability that an entrant is served ``variant`` (see module docstring)."""
+    h = experience.holdout
+    weights = experience.weights
+    w = weights[variant] if 0 <= variant < len(weights) else 0.0
+    if variant == 0:
+        return h + (1.0 - h) * w
+    return (1.0 - h) * w
+
+
+@lru_cache(maxsize=4096)
+def _ranges(k: int, coverage: float, weights: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
+    """``bucket_ranges`` of an experience: a function of immutable fields only, so computed once."""
+    return tuple(bucket_ranges(k, coverage, list(weights)))
+
+
+def _describe(variant: int, experience: Experience) -> str:
+    return "control" if variant == 0 else f"variant {variant} ({experience.variants[variant - 1]})"
+
+
+def assign_variant(
+    experience: Experience, visitor_id: str, sticky: int | None = None
+) -> Assignment:
+    """Bucket one visitor who matched the audience (steps 1–4 of the module docstring)."""
+    k = len(experience.variants) + 1
+    # 1. sticky assignment (HOLDOUT_STICKY marks a visitor who was held out)
+    if sticky == HOLDOUT_STICKY:
+        return Assignment(
+            experience=experience,
+            variant=0,
+            holdout=True,
+            propensity=variant_propensity(experience, 0, True),
+            reason="sticky: held out on an earlier visit (control)",
+        )
+    if sticky is not None and 0 <= sticky < k:
+        return Assignment(
+            experience=experience,
+            variant=sticky,
+            holdout=False,
+            propensity=variant_propensity(experience, sticky, False),
+            reason=f"sticky: {_describe(sticky, experience)} assigned on an earlier visit",
+        )
+    n = bucket_hash(experience.key, visitor_id, 2)
+    if n is None:  # pragma: no cover - version 2 always hashes
+        n = 0.0
+    # 2. traffic allocation
+    weights = experience.weights
+    ranges = _ranges(k, experience.traffic_allocation, weights if type(weights) is tuple else tuple(weights))
+    variant = choose_variation(n, ranges)
+    if variant < 0:
+        return Assignment(
+            experience=None,
+            variant=0,
+            holdout=False,
+            propensity=1.0,
+            reason=(
+                f"outside traffic allocation of {experience.key!r} "
+                f"({experience.traffic_allocation:.0%} of the audience enter)"
+            ),
+        )
+    # 3. holdout
+    if experience.holdout > 0.0:
+        h = bucket_hash(experience.key + HOLDOUT_SEED, visitor_id, 2) or 0.0
+        if h < experience.holdout:
+            return Assignment(
+                experience=experience,
+                variant=0,
+                holdout=True,
+                propensity=variant_propensity(experience, 0, True),
+                reason=f"holdout: kept on control ({experience.holdout:.0%} of entrants are held out)",
+            )
+    # 4. the variant of the hash's range
+    share = experience.weights[variant]
+    return Assignment(
+        experience=experience,
+        variant=variant,
+        holdout=False,
+        propensity=variant_propensity(experience, variant, False),
+        reason=f"{experience.type}: {_describe(variant, experience)}, weight {share:.0%}",
+    )
+
+
+def assign_bandit(
+    experience: Experience,
+    visitor_id: str,
+    context: FeatureRow,
+    policy: RewardModel | None,
+    sticky: int | None = None,
+) -> Assignment:
+    """A ``bandit`` experience: the learned policy's probabilities, or uniform until one exists.
+
+    The uniform draw comes from a hash of (experience, visitor), so the choice is reproducible and the
+    logged propensity is exactly the probability the policy gave the chosen variant.
+    """
+    k = len(experience.variants) + 1
+    if sticky is not None and 0 <= sticky < k:
+        # A returning visitor keeps their variant; the propensity is what the policy gives it now.
+        probabilities = _bandit_probabilities(experience, context, policy, k)
+        return Assignment(
+            experience=experience,
+            variant=sticky,
+            holdout=False,
+            propensity=probabilities[sticky],
+            reason=f"sticky: {_describe(sticky, experience)} assigned on an earlier visit",
+        )
+    probabilities = _bandit_probabilities(experience, context, policy, k)
+    variant = choose_action(probabilities, uniform_from_key(experience.key, visitor_id))
+    if policy is None:
+        how = f"bandit without a policy model yet: uniform over {k} variants"
+    else:
+        how = f"bandit policy {policy.version} ({experience.bandit_method}): P = {probabilities[variant]:.2f}"
+    return Assignment(
+        experience=experience,
+        variant=variant,
+        holdout=False,
+        propensity=probabilities[variant],
+        reason=f"{how}; {_describe(variant, experience)}",
+    )
+
+
+def _bandit_probabilities(
+    experience: Experience, context: FeatureRow, policy: RewardModel | None, k: int
+) -> list[float]:
+    if policy is None or policy.n_actions != k:
+        return [1.0 / k] * k
+    return action_probabilities(
+        policy.predict(context),
+        experience.bandit_method,
+        epsilon=experience.epsilon,
+        min_probability=experience.min_probability,
+    )
+
+
+def select_experience(
+    experiences: Sequence[Experience],
+    attributes: dict[str, Any],
+    visitor_id: str,
+    sticky: Mapping[str, int],
+    now: float,
+    context: FeatureRow | None = None,
+    policies: Mapping[str, RewardModel] | None = None,
+) -> Assignment:
+    """The first running experience whose audience matches decides (Ninetailed's rule: order is priority)."""
+    skipped: list[str] = []
+    for experience in experiences:
+        if not experience.is_running(now):
+            skipped.append(f"{experience.key} not running")
+            continue
+        audience = experience.audience
+        if audience is not None and not eval_condition(attributes, audience.condition):
+            skipped.append(f"{experience.key}: not in audience {audience.name!r}")
+            continue
+        if experience.type == "bandit":
+            assignment = assign_bandit(
+                experience,
+                visitor_id,
+                context or {},
+                (policies or {}).get(experience.key),
+                sticky.get(experience.key),
+            )
+        elif experience.type in _HASHED_TYPES:
+            assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
+        else:  # a type a plugin registered (personalization/plugins.py)
+            plugin_policy = registry.policy(experience.type)
+            if plugin_policy is None:
+                skipped.append(f"{experience.key}: no policy for type {experience.type!r}")
+                continue
+            assignment = plugin_policy.assign(
+                experience, visitor_id, sticky.get(experience.key), attributes, context or {}
+            )
+        if audience is not None:
+            why = explain_condition(attributes, audience.condition)
+            reason = f"audience {audience.name!r} matched ({why}); {assignment.reason}"
+        else:
+            reason = f"everyone; {assignment.reason}"
+        return Assignment(
+            experience=assignment.experience,
+            variant=assignment.variant,
+            holdout=assignment.holdout,
+            propensity=assignment.propensity,
+            reason=reason,
+        )
+    if not experiences:
+        reason = "no experience on this entry: baseline"
+    else:
+        reason = "baseline: " + "; ".join(skipped)
+    return Assignment(experience=None, variant=0, holdout=False, propensity=1.0, reason=reason)

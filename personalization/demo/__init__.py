@@ -1,0 +1,1 @@
+"""Demo data, synthetic traffic and the simulator behind ``vary simulate``."""

@@ -1,0 +1,373 @@
+"""Recording events: profile counters, the events stream, idempotency by ``event_id``, a spool.
+
+**Two scripts per event, each in one cluster slot.** The profile hash ``vary:v:{<visitor>}:p`` and
+the stream ``vary:events`` (or its partition ``vary:events:{p}``, :func:`~personalization.store.partitions.
+stream_for`) hash to different slots, so one script may not touch both. Each event is therefore
+written by two small Lua scripts, each atomic and each idempotent on its own:
+
+1. *profile* (visitor slot): ``SET vary:v:{<visitor>}:e:<event id> NX`` — if it was already set,
+   stop — then the profile counters;
+2. *stream* (the stream's slot): ``SET {<stream tag>}:e:<digest> NX`` — if already set, stop — then
+   ``XADD``. The digest is a BLAKE2b of visitor id and event id, so no visitor id is stored in clear
+   outside the visitor's own keys (erasure finds those by their hash tag).
+
+Because both halves check their own marker, neither order can count an event twice: whichever half
+ran before a crash, a lost reply or a Redis restart is skipped when the event is sent again, and the
+missing half is done then. The profile half goes first, so at worst a crash leaves an event counted
+in the profile whose stream entry the replay (or the client's retry) adds — never a stream entry
+measured twice. A whole batch is sent in one pipelined round trip (on a Redis Cluster, whose redis-py
+pipeline refuses scripts, one call per event and half, in order per visitor and per stream).
+
+**Every event has an id.** An event sent without ``event_id`` gets a server-assigned one
+(``vary-srv-…``, unique per process) and its ``ts`` (time received) *before* the first attempt, so a
+write whose reply was lost and that is then spooled and replayed is recognised by the same markers.
+Client ids are remembered :data:`EVENT_ID_TTL_S` (a week, the window for client retries); server
+ids :data:`SERVER_EVENT_ID_TTL_S` (a day, like the exposure batch markers: long enough to outlive a
+spool replay, short enough to cost little memory).
+
+**The spool.** When Redis cannot be reached (connection refused, reset, timeout — a dead or paused
+server), :meth:`EventRecorder.record_or_spool` appends the batch to the local
+:class:`~personalization.store.spool.Spool` (same bounds and fsync policy as the exposure spool) and the
+events count as ``spooled``. While the spool holds anything, new events go behind it rather than to
+Redis, so one worker's events reach Redis in the order they were received; the replay
+(:meth:`EventRecorder.replay`, run every second by the runtime) writes the spool through the same
+two scripts, resumes past what it already wrote while new batches keep arriving, and truncates the
+file only when it has caught up. A full spool raises :class:`EventSpoolFull` (the API answers 503
+with ``Retry-After``): nothing is dropped silently. Events with ``analytics: false`` never get here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import msgspec
+import redis.exceptions
+from msgspec.structs import replace
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+
+from personalization.measurement.events import (
+    EVENT_DECODER,
+    EVENT_ENCODER,
+    EVENT_STREAM,
+    Conversion,
+    Event,
+    PageView,
+    Survey,
+)
+from personalization.store.partitions import colocated, stream_for
+from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S, profile_key
+from personalization.store.spool import Spool
+
+__all__ = [
+    "REDIS_UNREACHABLE",
+    "SERVER_EVENT_ID_PREFIX",
+    "SURVEY_RANGES",
+    "EventProblem",
+    "EventRecorder",
+    "EventSpoolFull",
+    "EventsRecorded",
+    "check_event",
+]
+
+log = logging.getLogger("vary.events")
+
+EVENT_ID_TTL_S = 7 * 86_400
+SERVER_EVENT_ID_TTL_S = 86_400
+SERVER_EVENT_ID_PREFIX = "vary-srv-"
+REPLAY_INTERVAL_S = 1.0
+
+#: Errors that mean "Redis cannot be reached now" (spool and retry), as opposed to a refused command.
+REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # refused, reset, closed, and BusyLoadingError after a restart
+    redis.exceptions.TimeoutError,  # a paused or overloaded server: the socket timeout
+    TimeoutError,
+    OSError,
+)
+
+_Call = tuple[list[str], list[str | int | float | bytes]]
+
+_SERVER_ID_BASE = f"{SERVER_EVENT_ID_PREFIX}{os.urandom(8).hex()}-"
+_SERVER_IDS = itertools.count(1)
+
+#: Allowed score range per survey metric (inclusive).
+SURVEY_RANGES: dict[str, tuple[float, float]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7), "sus": (0, 100)}
+
+
+class EventSpoolFull(Exception):
+    """Redis is unreachable and the events spool is at its bound: nothing of the batch was kept.
+    The client should retry later with the same ``event_id``s."""
+
+
+class EventsRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of a batch: written now, already there (same ``event_id``), or spooled."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    spooled: int = 0
+
+
+class EventProblem(ValueError):
+    """An event that decoded but makes no sense (e.g. an NPS of 11); the message says which field."""
+
+
+def check_event(event: Event) -> None:
+    """Rules msgspec's types cannot say; raises :class:`EventProblem` naming the field."""
+    if isinstance(event, Survey):
+        if event.metric == "sus":
+            if event.answers is None and event.score is None:
+                raise EventProblem("answers: a sus survey needs its 10 answers (1-5 each)")
+            return
+        if event.score is None:
+            raise EventProblem(f"score: a {event.metric} survey needs a score")
+        low, high = SURVEY_RANGES[event.metric]
+        if not low <= event.score <= high:
+            raise EventProblem(f"score: {event.metric} is scored {low:g}-{high:g}, got {event.score:g}")
+
+
+# KEYS[1] profile, KEYS[2] the visitor-slot marker of this event id
+# ARGV: ts, session, channel, page_view 0/1, goal, session timeout, profile ttl, marker ttl
+_PROFILE = """
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
+local key = KEYS[1]
+local ts = tonumber(ARGV[1])
+local last = tonumber(redis.call('HGET', key, 'last_seen') or '0')
+local session = ARGV[2]
+local new_visit = false
+if last == 0 then
+  new_visit = true
+elseif session ~= '' then
+  if redis.call('HGET', key, 'session') ~= session then new_visit = true end
+elseif ts - last > tonumber(ARGV[6]) then
+  new_visit = true
+end
+if new_visit then redis.call('HINCRBY', key, 'visits', 1) end
+if session ~= '' then redis.call('HSET', key, 'session', session) end
+redis.call('HSETNX', key, 'first_seen', ARGV[1])
+if ts > last then redis.call('HSET', key, 'last_seen', ARGV[1]) end
+if ARGV[3] ~= '' then redis.call('HSET', key, 'ch:' .. ARGV[3], 1) end
+if ARGV[4] == '1' then redis.call('HINCRBY', key, 'page_views', 1) end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', key, 'conversions', 1)
+  redis.call('HINCRBY', key, 'g:' .. ARGV[5], 1)
+end
+redis.call('EXPIRE', key, tonumber(ARGV[7]))
+return 1
+"""
+
+# KEYS[1] stream, KEYS[2] the stream-slot marker of this event; ARGV: marker ttl, payload
+_APPEND = """
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[1])) == false then return 0 end
+redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+return 1
+"""
+
+
+def new_event_id() -> str:
+    """A server-assigned event id: 64 random bits per process + a counter."""
+    return f"{_SERVER_ID_BASE}{next(_SERVER_IDS):x}"
+
+
+def stamp(event: Event, received_at: float) -> Event:
+    """The event with its ``ts`` (time received when absent) and an ``event_id`` (server-assigned when
+    absent): what is written, spooled and replayed, so every attempt carries the same identity."""
+    if event.ts is not None and event.event_id is not None:
+        return event
+    return replace(
+        event,
+        ts=received_at if event.ts is None else event.ts,
+        event_id=new_event_id() if event.event_id is None else event.event_id,
+    )
+
+
+def _stream_marker(stream: str, event: Event) -> str:
+    digest = hashlib.blake2b(f"{event.visitor_id}\0{event.event_id}".encode(), digest_size=16).hexdigest()
+    return colocated(stream, f"e:{digest}")
+
+
+class EventRecorder:
+    """Counts events into profiles and appends them to the events stream, idempotently; with a
+    spool, keeps what Redis cannot take and replays it (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str = EVENT_STREAM,
+        ttl_s: int = PROFILE_TTL_S,
+        *,
+        partitions: int = 1,
+        spool: Spool | None = None,
+    ) -> None:
+        self._redis = redis
+        self._stream = stream
+        self._partitions = partitions
+        self._ttl_s = ttl_s
+        self._cluster = isinstance(redis, RedisCluster)
+        self._profile_script = redis.register_script(_PROFILE)
+        self._append_script = redis.register_script(_APPEND)
+        self._spool = spool
+        self._replay_lock = asyncio.Lock()
+        #: Events spooled since start, events replayed from spools since start, events waiting now.
+        self.spooled = 0
+        self.replayed = 0
+        self.waiting = 0
+
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.size if self._spool is not None else 0
+
+    async def record(self, events: Sequence[Event], received_at: float | None = None) -> int:
+        """Record a batch in one round trip; returns how many were new (duplicates are skipped).
+        Raises when Redis fails (nothing is spooled: see :meth:`record_or_spool`)."""
+        if not events:
+            return 0
+        now = time.time() if received_at is None else received_at
+        return sum(await self._write([stamp(event, now) for event in events]))
+
+    async def record_or_spool(self, events: Sequence[Event], received_at: float | None = None) -> EventsRecorded:
+        """Record a batch, or spool it when Redis cannot be reached (or the spool is not yet replayed,
+        to keep the order). Raises :class:`EventSpoolFull` when it can be neither written nor kept,
+        and Redis's own error for anything but unreachability (a refused command is not retried)."""
+        if not events:
+            return EventsRecorded()
+        now = time.time() if received_at is None else received_at
+        stamped = [stamp(event, now) for event in events]
+        if self._spool is not None and self._spool.size > 0:
+            return self._keep(stamped, reason="earlier events are still spooled")
+        try:
+            new = sum(await self._write(stamped))
+        except REDIS_UNREACHABLE as exc:
+            if self._spool is None:
+                raise
+            return self._keep(stamped, reason=f"{type(exc).__name__}: {exc}")
+        return EventsRecorded(accepted=new, duplicates=len(stamped) - new)
+
+    def _keep(self, stamped: list[Event], reason: str) -> EventsRecorded:
+        assert self._spool is not None
+        if not self._spool.append(new_event_id(), [EVENT_ENCODER.encode(event) for event in stamped]):
+            raise EventSpoolFull(f"the events spool is full ({self._spool.max_bytes} bytes)")
+        self.spooled += len(stamped)
+        self.waiting += len(stamped)
+        log.warning("%d events spooled (%s)", len(stamped), reason)
+        return EventsRecorded(spooled=len(stamped))
+
+    async def _write(self, stamped: Sequence[Event]) -> list[bool]:
+        """Both halves of every event, profile half first; per event, whether it was new (either half
+        had not been done before). One pipelined round trip on a single server; on a cluster (whose
+        redis-py pipeline refuses scripts) one call per event and half, in order per key."""
+        calls = [self._calls(event) for event in stamped]
+        if self._cluster:
+            profiles = await self._in_order(self._profile_script, [profile for profile, _ in calls])
+            appends = await self._in_order(self._append_script, [append for _, append in calls])
+            return [bool(p) or bool(a) for p, a in zip(profiles, appends, strict=True)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (profile_keys, profile_args), (append_keys, append_args) in calls:
+                await self._profile_script(keys=profile_keys, args=profile_args, client=pipe)
+                await self._append_script(keys=append_keys, args=append_args, client=pipe)
+            results = await pipe.execute()
+        return [bool(int(results[i])) or bool(int(results[i + 1])) for i in range(0, len(results), 2)]
+
+    def _calls(self, event: Event) -> tuple[_Call, _Call]:
+        """The keys and arguments of the profile half (visitor slot) and the stream half (stream slot)."""
+        assert event.ts is not None and event.event_id is not None
+        marker_ttl = SERVER_EVENT_ID_TTL_S if event.event_id.startswith(SERVER_EVENT_ID_PREFIX) else EVENT_ID_TTL_S
+        stream = stream_for(self._stream, event.visitor_id, self._partitions)
+        profile: _Call = (
+            [profile_key(event.visitor_id), f"vary:v:{{{event.visitor_id}}}:e:{event.event_id}"],
+            [
+                repr(event.ts),
+                event.session_id or "",
+                event.channel or "",
+                "1" if isinstance(event, PageView) else "0",
+                event.goal if isinstance(event, Conversion) else "",
+                SESSION_TIMEOUT_S,
+                self._ttl_s,
+                marker_ttl,
+            ],
+        )
+        append: _Call = ([stream, _stream_marker(stream, event)], [marker_ttl, EVENT_ENCODER.encode(event)])
+        return profile, append
+
+    @staticmethod
+    async def _in_order(script: AsyncScript, calls: list[_Call]) -> list[int]:
+        """Each call on its own, one after another for the same first key (a visitor's profile, a
+        stream: their order matters), different keys concurrently."""
+        results = [0] * len(calls)
+        by_key: dict[str, list[int]] = {}
+        for index, (keys, _) in enumerate(calls):
+            by_key.setdefault(keys[0], []).append(index)
+
+        async def run(indexes: list[int]) -> None:
+            for index in indexes:
+                keys, args = calls[index]
+                results[index] = int(await script(keys=keys, args=args))
+
+        await asyncio.gather(*(run(indexes) for indexes in by_key.values()))
+        return results
+
+    async def replay(self, spool: Spool | None = None) -> int:
+        """Write spooled events to Redis in order (already-written ones are skipped by their markers),
+        then truncate the spool. Returns the events replayed; on a Redis error it stops and keeps the
+        spool whole (the next replay sends it again, harmlessly). ``spool``: another worker's
+        leftover file to drain; default: our own."""
+        own = spool is None or spool is self._spool
+        spool = self._spool if spool is None else spool
+        if spool is None or spool.size == 0:
+            return 0
+        async with self._replay_lock if own else contextlib.nullcontext():
+            replayed = 0
+            done = 0  # bytes of the spool already written to Redis in this replay
+            while True:
+                size = spool.size
+                progressed = False
+                for batch, end in spool.read_from(done):
+                    events = [e for e in (_decode_spooled(raw, spool.path.name) for raw in batch.entries) if e]
+                    if events:
+                        await self._write(events)
+                    replayed += len(events)
+                    done = end
+                    progressed = True
+                # Nothing new came in while we wrote (or what is left is a torn record that a crash
+                # cut short: never acknowledged, so not ours to keep): truncate, atomically with appends.
+                if spool.clear_if_size(done if progressed else size):
+                    break
+            self.replayed += replayed
+            if own:
+                self.waiting = 0
+            log.info("replayed %d spooled events from %s", replayed, spool.path.name)
+            return replayed
+
+    async def replay_forever(self, stop: asyncio.Event, interval_s: float = REPLAY_INTERVAL_S) -> None:
+        """Replay our own spool whenever it holds something and Redis answers (until ``stop``)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            if self._spool is None or self._spool.size == 0:
+                continue
+            try:
+                await self.replay()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever Redis says, the spool is kept and retried
+                log.info("events spool replay waits for Redis (%s)", type(exc).__name__)
+
+    def close(self) -> None:
+        """Close our spool; what is in it is replayed by the next worker that starts."""
+        if self._spool is not None:
+            self._spool.close()
+
+
+def _decode_spooled(raw: msgspec.Raw, path: str) -> Event | None:
+    try:
+        return EVENT_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:  # e.g. written by a newer version: skip it, keep the rest
+        log.error("events spool %s: skipping an event that does not decode (%s)", path, exc)
+        return None

@@ -1,0 +1,1 @@
+"""Segment models and learned policies: training, model files, the registry, off-policy evaluation."""

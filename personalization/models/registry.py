@@ -1,0 +1,189 @@
+"""The model registry: every segment and policy model version in Redis, one active per slot.
+
+Workers share models through Redis so that activating or rolling back one is a single call that every
+worker follows within a moment, with nothing to copy between machines:
+
+=====================================  ===============================================================
+``vary:models:file:<version>``         the skops bytes
+``vary:models:card:<version>``         the card (msgspec JSON): :class:`ModelCard` or :class:`PolicyCard`
+``vary:models:index``                  sorted set of versions by ``created_at``
+``vary:models:active``                 hash: slot → version (``segments``, ``policy:<experience>``)
+``vary:models:updates`` (channel)      ``<slot> <version>`` after every activation
+=====================================  ===============================================================
+
+A version is checked before it is stored (the same trusted-types and scikit-learn-version checks as a
+file on disk), so what the registry holds always loads. Workers build the compiled scorer first and
+then swap one reference, so a request is served by the old model or the new one, never by neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio.to_thread
+import msgspec
+from redis.asyncio import Redis
+
+from personalization.models.files import ModelLoadError
+from personalization.models.policy import CompiledRewardModel, PolicyCard, compile_policy
+from personalization.models.policy import TRUSTED_TYPES as POLICY_TYPES
+from personalization.models.segment_model import CompiledSegmentModel, ModelCard, compile_model, load_model_bytes
+from personalization.models.files import check_sklearn_version, load_trusted
+
+__all__ = [
+    "ModelRegistry",
+    "RegisteredModel",
+    "UnknownModelVersion",
+    "SEGMENTS_SLOT",
+    "UPDATES_CHANNEL",
+    "policy_slot",
+]
+
+log = logging.getLogger("vary.models")
+
+SEGMENTS_SLOT = "segments"
+UPDATES_CHANNEL = "vary:models:updates"
+_FILE = "vary:models:file:"
+_CARD = "vary:models:card:"
+_INDEX = "vary:models:index"
+_ACTIVE = "vary:models:active"
+
+
+def policy_slot(experience: str) -> str:
+    return f"policy:{experience}"
+
+
+class UnknownModelVersion(KeyError):
+    """No model with that version is registered."""
+
+
+class RegisteredModel(msgspec.Struct, frozen=True, kw_only=True):
+    """One registered version: which slot it fills and its card."""
+
+    version: str
+    slot: str
+    card: ModelCard | PolicyCard
+
+
+def _decode_card(raw: bytes) -> ModelCard | PolicyCard:
+    """A card of either kind; a policy card names its experience, a segment card its segments."""
+    try:
+        return msgspec.json.decode(raw, type=ModelCard)
+    except msgspec.ValidationError:
+        pass
+    try:
+        return msgspec.json.decode(raw, type=PolicyCard)
+    except msgspec.ValidationError as exc:
+        raise ModelLoadError(f"the card is neither a segment model card nor a policy card: {exc}") from exc
+
+
+def _slot(card: ModelCard | PolicyCard) -> str:
+    if isinstance(card, PolicyCard):
+        if not card.experience:
+            raise ModelLoadError(f"policy {card.version} names no experience; retrain with --experience")
+        return policy_slot(card.experience)
+    return SEGMENTS_SLOT
+
+
+def build(data: bytes, card: ModelCard | PolicyCard) -> CompiledSegmentModel | CompiledRewardModel:
+    """Check and compile one model (blocking: scikit-learn and skops; run it in a thread)."""
+    where = f"model {card.version}"
+    if isinstance(card, PolicyCard):
+        check_sklearn_version(card.sklearn_version, where, f"policy {card.version}")
+        return compile_policy(load_trusted(data, POLICY_TYPES, where), card)
+    return compile_model(load_model_bytes(data, card, where), card)
+
+
+class ModelRegistry:
+    """Register, list, activate and follow models (see the module docstring)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def register(self, data: bytes, card_json: bytes) -> RegisteredModel:
+        """Store a version after checking it loads; raises :class:`ModelLoadError` when it does not."""
+        try:
+            card = _decode_card(card_json)
+        except msgspec.DecodeError as exc:
+            raise ModelLoadError(f"the card is not JSON: {exc}") from exc
+        slot = _slot(card)
+        await anyio.to_thread.run_sync(build, data, card)  # refuses untrusted or mismatched models
+        # Three keys in three cluster slots, so no MULTI: written in the order readers follow them
+        # (index → card → file), a version is listed only once its card and file are there.
+        await self._redis.set(_FILE + card.version, data)
+        await self._redis.set(_CARD + card.version, msgspec.json.encode(card))
+        await self._redis.zadd(_INDEX, {card.version: card.created_at})
+        log.info("registered %s model %s", slot, card.version)
+        return RegisteredModel(version=card.version, slot=slot, card=card)
+
+    async def get(self, version: str) -> RegisteredModel:
+        raw = await self._redis.get(_CARD + version)
+        if raw is None:
+            raise UnknownModelVersion(version)
+        card = _decode_card(raw)
+        return RegisteredModel(version=version, slot=_slot(card), card=card)
+
+    async def list(self) -> tuple[dict[str, str], list[RegisteredModel]]:
+        """Active version per slot, and every registered model, newest first."""
+        active = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in (await self._redis.hgetall(_ACTIVE)).items()
+        }
+        versions = [v.decode() if isinstance(v, bytes) else v for v in await self._redis.zrevrange(_INDEX, 0, -1)]
+        models = []
+        for version in versions:
+            with contextlib.suppress(UnknownModelVersion, ModelLoadError):
+                models.append(await self.get(version))
+        return active, models
+
+    async def activate(self, version: str) -> RegisteredModel:
+        """Make ``version`` the active model of its slot and tell every worker (roll back the same way)."""
+        model = await self.get(version)
+        # Set, then announce (not one MULTI: a cluster transaction cannot carry PUBLISH). A worker
+        # that misses the message still reads the active hash when it (re)starts.
+        await self._redis.hset(_ACTIVE, model.slot, version)
+        await self._redis.publish(UPDATES_CHANNEL, f"{model.slot} {version}")
+        log.info("activated %s model %s", model.slot, version)
+        return model
+
+    async def active_versions(self) -> dict[str, str]:
+        active, _ = await self.list()
+        return active
+
+    async def load(self, version: str) -> CompiledSegmentModel | CompiledRewardModel:
+        """The compiled model of a registered version."""
+        model = await self.get(version)
+        data = await self._redis.get(_FILE + version)
+        if data is None:
+            raise UnknownModelVersion(version)
+        return await anyio.to_thread.run_sync(build, data, model.card)
+
+    async def follow(
+        self, on_activate: Callable[[str, str], Awaitable[None]], stop: asyncio.Event | None = None
+    ) -> None:
+        """Call ``on_activate(slot, version)`` for every activation any worker makes."""
+        while stop is None or not stop.is_set():
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(UPDATES_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = message["data"]
+                    text = data.decode() if isinstance(data, bytes) else str(data)
+                    slot, _, version = text.partition(" ")
+                    try:
+                        await on_activate(slot, version)
+                    except Exception:
+                        log.exception("could not switch %s to %s; the previous model keeps serving", slot, version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("model updates channel lost (%s); resubscribing in 1 s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

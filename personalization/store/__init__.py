@@ -1,0 +1,1 @@
+"""Redis and local files: profiles, the exposure writer, journal, spool, partitions, erasure, retention."""

@@ -1,0 +1,462 @@
+"""Exposure logging: batched, non-blocking writes to the exposure stream(s) in Redis.
+
+A decision must never wait for its own log line. :meth:`ExposureWriter.submit` puts exposures on a
+bounded in-memory queue and returns at once; one background task drains the queue in batches and
+writes each batch with **one Lua script call per target stream** (:data:`WRITE_BATCH`): the script
+sets the batch marker and ``XADD``s every exposure of the batch that goes to that stream (and, on a
+single Redis, ``HSETNX``es the new sticky assignments), atomically. One command carrying hundreds of
+exposures costs the client one packed command and the server one parse, which is why the writer
+outruns a pipelined ``XADD`` loop.
+
+Streams are partitioned by visitor (:mod:`personalization.store.partitions`; one partition — the default —
+is the historical ``vary:exposures``). A batch is grouped by target stream, and each group's marker is
+``colocated(stream, "batch:<id>")``, so every key of one script call shares a Redis Cluster slot. On a
+cluster the visitors' profile hashes live in other slots: there the sticky assignments go as plain
+``HSETNX`` commands in the same pipeline (idempotent, so replaying them is harmless).
+
+Nothing accepted is lost: when the queue is full, or a batch cannot be written (Redis down or slow),
+the batch goes to the local :class:`~personalization.store.spool.Spool` and is replayed in order when Redis
+answers again. The script writes nothing when its marker already exists (``SET NX`` is its first
+step), so a replayed batch that had in fact reached Redis is skipped, never written twice. Without a
+spool (tests, embedding) such exposures are counted in :attr:`ExposureWriter.dropped`.
+
+Nothing acknowledged is lost either, even to ``SIGKILL``: with a
+:class:`~personalization.store.journal.Journal`, :meth:`ExposureWriter.submit` records each request's
+exposures under the batch they will travel in before queueing them, and a killed worker's journal
+is replayed on the next start, exactly once by the same batch markers.
+
+Stream entries have one field, ``data``: the exposure as msgspec JSON. New fields get defaults, so
+old entries always decode (:data:`personalization.types.EXPOSURE_DECODER`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from personalization.store.journal import Journal
+from personalization.store.partitions import EXPOSURES, colocated, partition_of, stream_name
+from personalization.store.profiles import profile_key
+from personalization.store.spool import Spool
+from personalization.types import EXPOSURE_ENCODER, Exposure
+
+__all__ = ["EXPOSURE_STREAM", "ExposureSink", "ExposureWriter", "batch_marker", "new_exposure_id"]
+
+EXPOSURE_STREAM = EXPOSURES
+
+log = logging.getLogger("vary.exposures")
+
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
+_STOP = object()
+#: Marker key prefix of a batch written to the unpartitioned stream: ``{vary:exposures}:batch:<id>``
+#: (:func:`batch_marker` names it for any stream).
+BATCH_MARKER = colocated(EXPOSURE_STREAM, "batch:")
+BATCH_MARKER_TTL_S = 86_400
+REPLAY_INTERVAL_S = 1.0
+
+Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
+
+
+#: KEYS: the stream, the batch marker, then one profile hash per sticky assignment.
+#: ARGV: marker TTL, MAXLEN (``""`` = unbounded), exposure count n, n payloads, then per assignment
+#: its field and variant. Returns the exposures written, or -1 when the marker existed (a replay of
+#: a batch Redis already has: nothing is written twice).
+WRITE_BATCH = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return -1 end
+local n = tonumber(ARGV[3])
+local maxlen = ARGV[2]
+if maxlen == '' then
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
+else
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i]) end
+end
+local a = 4 + n
+for k = 3, #KEYS do
+  redis.call('HSETNX', KEYS[k], ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+return n
+"""
+WRITE_BATCH_SHA = hashlib.sha1(WRITE_BATCH.encode()).hexdigest()
+
+
+def batch_marker(stream: str, batch_id: str) -> str:
+    """The marker of one batch's part bound for ``stream``, in ``stream``'s cluster slot."""
+    return colocated(stream, f"batch:{batch_id}")
+
+
+class _Group:
+    """One stream's share of a batch: the script's keys and arguments, built in one pass."""
+
+    __slots__ = ("stream", "payloads", "profiles", "fields")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.payloads: list[bytes] = []
+        self.profiles: list[str] = []
+        self.fields: list[str | int] = []
+
+
+def new_exposure_id() -> str:
+    """A process-unique id: 48 random bits per process + a counter (cheaper than uuid4 per entry)."""
+    return f"{_PREFIX}{next(_COUNTER):x}"
+
+
+class ExposureSink:
+    """Where exposures go. Implement :meth:`submit` to add one (``typing.Protocol``-style seam)."""
+
+    def submit(self, exposures: Iterable[Exposure], assignments: Iterable[tuple[str, str, int]]) -> None:
+        raise NotImplementedError
+
+
+class ExposureWriter(ExposureSink):
+    """Background batch writer. Start with :meth:`start`, stop with :meth:`close` (flushes)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str = EXPOSURE_STREAM,
+        queue_size: int = 50_000,
+        batch_size: int = 500,
+        maxlen: int | None = None,
+        spool: Spool | None = None,
+        partitions: int = 1,
+        journal: Journal | None = None,
+    ) -> None:
+        """``stream`` is the base name; with ``partitions > 1`` each visitor's exposures go to
+        ``stream_name(stream, partition_of(visitor), partitions)``."""
+        self._redis = redis
+        self._stream = stream
+        self._partitions = max(1, partitions)
+        self._streams = [stream_name(stream, p, self._partitions) for p in range(self._partitions)]
+        # A cluster keeps profile hashes in other slots than the stream: assignments go outside the script.
+        self._cluster = _is_cluster(redis)
+        self._queue: asyncio.Queue[tuple[Exposure, tuple[str, str, int] | None]] = asyncio.Queue(
+            maxsize=queue_size
+        )
+        self._batch_size = batch_size
+        self._maxlen = maxlen
+        self._task: asyncio.Task[None] | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._spool = spool
+        self._journal = journal
+        #: The batches in the queue, oldest first, as ``[batch id, items queued under it]``; the last
+        #: one is open. A batch is closed (:meth:`_seal`) before it is sent, so the journal's records
+        #: under its id are exactly what it carries.
+        self._batches: deque[list[Any]] = deque([[new_exposure_id(), 0]])
+        self.written = 0
+        self.dropped = 0
+        self.failed_batches = 0
+        self.spooled = 0
+        self.replayed = 0
+        #: False while the last write failed: exposures are going to the spool.
+        self.healthy = True
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="vary-exposure-writer")
+        if self._spool is not None and self._replayer is None:
+            self._replayer = asyncio.create_task(self._replay_loop(), name="vary-spool-replay")
+
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.size if self._spool is not None else 0
+
+    @property
+    def journal_bytes(self) -> int:
+        return self._journal.size if self._journal is not None else 0
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(
+        self, exposures: Iterable[Exposure], assignments: Iterable[tuple[str, str, int]] = ()
+    ) -> None:
+        """Queue exposures (and new sticky assignments) without waiting; never raises. With a
+        journal they are recorded there first, so a decision acknowledged after this call survives
+        the process being killed (:mod:`personalization.store.journal`)."""
+        items: list[Item] = [(exposure, None) for exposure in exposures]
+        items.extend((None, assignment) for assignment in assignments)
+        if not items:
+            return
+        free = self._queue.maxsize - self._queue.qsize() if self._queue.maxsize > 0 else len(items)
+        queued, overflow = items[:free], items[free:]
+        if queued:
+            batch = self._batches[-1]
+            if self._journal is not None:
+                self._journal.append(batch[0], [_spool_entry(item) for item in queued])
+            put = self._queue.put_nowait
+            for item in queued:
+                put(item)
+            batch[1] += len(queued)
+            if batch[1] >= self._batch_size:
+                self._seal()
+        if overflow:
+            self._spill(overflow, reason="queue full")
+
+    def _seal(self) -> None:
+        """Close the open batch (nothing joins it after this) and open the next one."""
+        closed = self._batches[-1][0]
+        self._batches.append([new_exposure_id(), 0])
+        if self._journal is not None:
+            self._journal.seal(closed)
+
+    def _take_oldest(self, first: Item | None = None) -> tuple[str, list[Item]]:
+        """The oldest batch's id and items, taken off the queue (``first``: its first item, already
+        taken by the caller). The open batch is closed first when it is the oldest."""
+        if len(self._batches) == 1:
+            self._seal()
+        batch_id, count = self._batches.popleft()
+        get = self._queue.get_nowait
+        items = [first] if first is not None else []
+        items.extend(get() for _ in range(count - len(items)))
+        return batch_id, items
+
+    async def _run(self) -> None:
+        queue = self._queue
+        while True:
+            first = await queue.get()
+            if first is _STOP:
+                queue.task_done()
+                return
+            batch_id, batch = self._take_oldest(first)
+            await self._write(batch, batch_id)
+            for _ in batch:
+                queue.task_done()
+
+    async def _write(self, batch: list[Item], batch_id: str) -> None:
+        """One round trip: the batch with its markers, atomically per stream; on failure, spool it
+        (under the same id, so the journal's copy and the spool's are one batch to Redis)."""
+        if not batch:
+            return
+        try:
+            self.written += await self._send(batch_id, batch)
+            self.healthy = True
+        except Exception as exc:  # Redis down or slow: keep serving, keep the exposures
+            self.failed_batches += 1
+            self.healthy = False
+            self._spill(batch, reason=f"{type(exc).__name__}: {exc}", batch_id=batch_id)
+        finally:
+            if self._journal is not None:
+                self._journal.done(batch_id)
+
+    def _stream_of(self, visitor_id: str | None) -> str:
+        if self._partitions == 1:
+            return self._streams[0]
+        return self._streams[partition_of(visitor_id, self._partitions)]
+
+    async def _send(self, batch_id: str, batch: list[Item]) -> int:
+        """Write one batch: one script call per target stream, all in one round trip (see the
+        module docstring). Safe to repeat: a stream's part already written is skipped by its marker.
+        Returns the exposures written now (those already in Redis are not counted)."""
+        encode = EXPOSURE_ENCODER.encode
+        groups: dict[str, _Group] = {}
+        loose: list[tuple[str, str, int]] = []  # cluster only: assignments sent as HSETNX
+        for exposure, assignment in batch:
+            if exposure is not None:
+                stream = self._stream_of(exposure.visitor_id)
+                group = groups.get(stream)
+                if group is None:
+                    group = groups[stream] = _Group(stream)
+                group.payloads.append(encode(exposure))
+            elif assignment is not None:
+                if self._cluster:
+                    loose.append(assignment)
+                    continue
+                visitor_id, experience, variant = assignment
+                stream = self._stream_of(visitor_id)
+                group = groups.get(stream)
+                if group is None:
+                    group = groups[stream] = _Group(stream)
+                group.profiles.append(profile_key(visitor_id))
+                group.fields += (f"a:{experience}", variant)
+        maxlen = "" if self._maxlen is None else str(self._maxlen)
+        calls = [
+            (
+                2 + len(g.profiles),
+                g.stream,
+                batch_marker(g.stream, batch_id),
+                *g.profiles,
+                BATCH_MARKER_TTL_S,
+                maxlen,
+                len(g.payloads),
+                *g.payloads,
+                *g.fields,
+            )
+            for g in groups.values()
+        ]
+        return sum(max(0, int(written)) for written in await self._call(calls, loose))
+
+    async def _call(self, calls: list[tuple[object, ...]], loose: list[tuple[str, str, int]]) -> list[int]:
+        """The script results, one per call (``-1``: that part was already written). A server that
+        does not know the script (restarted, failed over, flushed) gets it loaded, and only the
+        calls it refused are sent again, so each part is counted once."""
+        if len(calls) == 1 and not loose:
+            return [await self._eval(calls[0])]
+        if self._cluster:  # redis-py's cluster pipeline refuses EVALSHA: one call per stream's node, concurrently
+            assignments = self._redis.pipeline(transaction=False)
+            for visitor_id, experience, variant in loose:
+                assignments.hsetnx(profile_key(visitor_id), f"a:{experience}", variant)
+            *results, _ = await asyncio.gather(*(self._eval(call) for call in calls), assignments.execute())
+            return results
+        pipe = self._redis.pipeline(transaction=False)
+        for visitor_id, experience, variant in loose:
+            pipe.hsetnx(profile_key(visitor_id), f"a:{experience}", variant)
+        for call in calls:
+            pipe.evalsha(WRITE_BATCH_SHA, *call)  # type: ignore[arg-type]
+        results = (await pipe.execute(raise_on_error=False))[len(loose) :]
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                results[i] = await self._eval(calls[i])
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _eval(self, call: tuple[object, ...]) -> int:
+        try:
+            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
+        except NoScriptError:
+            await self._redis.script_load(WRITE_BATCH)
+            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
+
+    def _spill(self, batch: list[Item], reason: str, batch_id: str | None = None) -> None:
+        exposures = sum(1 for exposure, _ in batch if exposure is not None)
+        if self._spool is None:
+            self.dropped += exposures
+            log.error("%d exposures dropped (%s) and no spool is configured", exposures, reason)
+            return
+        entries = [_spool_entry(item) for item in batch]
+        if self._spool.append(batch_id or new_exposure_id(), entries):
+            self.spooled += exposures
+            log.warning("%d exposures spooled (%s)", exposures, reason)
+        else:
+            self.dropped += exposures
+
+    async def replay(self, spool: Spool | None = None) -> int:
+        """Write spooled batches to Redis in order, skipping batches Redis already has; then clear the
+        spool. Returns the exposures replayed; stops (keeping the spool) at the first failure.
+        ``spool``: another spool to drain (one a stopped worker left behind); default: our own."""
+        spool = spool or self._spool
+        if spool is None or spool.size == 0:
+            return 0
+        replayed = 0
+        # Consecutive records with one id are one batch (a journal records a batch request by
+        # request). A stream's part that reached Redis before its reply was lost has its marker
+        # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
+        # Batches the writer spools while this replay awaits Redis are appended behind it: the
+        # spool is cleared only if nothing was appended since the last record read, else the new
+        # tail is replayed too (clearing unconditionally lost such a batch — it landed during the
+        # last write, after the reader had reached the end of the file).
+        offset = 0
+        while True:
+            end = offset
+            for batch_id, records in itertools.groupby(spool.read_from(offset), key=lambda read: read[0].batch_id):
+                batch: list[Item] = []
+                for spooled, position in records:
+                    end = position
+                    for raw in spooled.entries:
+                        record = _SPOOL_DECODER.decode(raw)
+                        if record.x is not None:
+                            batch.append((record.x, None))
+                        elif record.a is not None:
+                            batch.append((None, (record.a[0], record.a[1], record.a[2])))
+                replayed += await self._send(batch_id, batch)
+            if spool.clear_if_size(end):
+                break
+            if end == offset:  # only a torn record (a crash mid-write) is left: nothing to replay
+                spool.clear()
+                break
+            offset = end
+        self.replayed += replayed
+        self.written += replayed
+        self.healthy = True
+        log.info("replayed %d spooled exposures", replayed)
+        return replayed
+
+    async def _replay_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPLAY_INTERVAL_S)
+            if self._spool is None or self._spool.size == 0:
+                continue
+            try:
+                await self.replay()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("spool replay waits for Redis (%s)", type(exc).__name__)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is written (used at shutdown and by tests)."""
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout)
+            except asyncio.TimeoutError:
+                log.error("exposure flush timed out with %d pending", self.pending)
+            return
+        while not self._queue.empty():
+            batch_id, batch = self._take_oldest()
+            for _ in batch:
+                self._queue.task_done()
+            await self._write(batch, batch_id)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Drain the queue and stop: everything submitted before ``close`` is written or spooled."""
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+            self._replayer = None
+        if self._task is None:
+            await self.flush(timeout)
+            if self._spool is not None:
+                self._spool.close()
+            if self._journal is not None:
+                self._journal.close()
+            return
+        await self._queue.put(_STOP)  # type: ignore[arg-type]
+        try:
+            await asyncio.wait_for(self._task, timeout)
+        except asyncio.TimeoutError:
+            log.error("exposure writer did not drain within %.0f s; %d left", timeout, self.pending)
+        self._task = None
+        if self._spool is not None:
+            self._spool.close()  # the writer owns its spool; what is in it replays on the next start
+        if self._journal is not None:
+            self._journal.close()
+
+
+def _is_cluster(redis: object) -> bool:
+    try:
+        from redis.asyncio.cluster import RedisCluster
+    except ImportError:  # pragma: no cover - every supported redis-py has it
+        return False
+    return isinstance(redis, RedisCluster)
+
+
+class _SpoolRecord(msgspec.Struct, frozen=True):
+    x: Exposure | None = None
+    a: tuple[str, str, int] | None = None
+
+
+_SPOOL_DECODER = msgspec.json.Decoder(_SpoolRecord)
+
+
+def _spool_entry(item: Item) -> bytes:
+    """One queued item as a spool or journal entry: ``{"x": exposure}`` or ``{"a": assignment}``."""
+    exposure, assignment = item
+    if exposure is not None:
+        return b'{"x":' + EXPOSURE_ENCODER.encode(exposure) + b"}"
+    return b'{"a":' + EXPOSURE_ENCODER.encode(assignment) + b"}"

@@ -1,0 +1,223 @@
+"""Visitor profiles in Redis: one hash per visitor, read in one round trip per decision.
+
+Layout (one key per visitor, hash-tagged so a Redis Cluster keeps all of a visitor's keys on one
+node): ``vary:v:{<visitor id>}:p`` → a hash with
+
+=================  ============================================================
+``visits``         sessions seen (a new ``session_id``, or 30 min of silence)
+``page_views``     ``page_view`` events
+``conversions``    ``conversion`` events (all goals)
+``first_seen``     Unix seconds of the first event
+``last_seen``      Unix seconds of the latest event
+``session``        the latest session id (to count visits)
+``ch:<channel>``   1 for every channel the visitor used
+``g:<goal>``       conversions per goal
+``a:<experience>`` sticky variant assignment (written by the exposure writer)
+=================  ============================================================
+
+Events update it through :class:`personalization.measurement.recorder.EventRecorder` (one Lua script per
+event, so counters stay consistent under concurrent writers without a read-modify-write race).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from personalization.types import Profile
+
+__all__ = [
+    "ProfileStore",
+    "RedisProfileStore",
+    "profile_key",
+    "parse_profile",
+    "SESSION_TIMEOUT_S",
+]
+
+SESSION_TIMEOUT_S = 1800.0
+PROFILE_TTL_S = 400 * 86_400
+
+
+def profile_key(visitor_id: str) -> str:
+    """The visitor's profile hash key; ``{…}`` is the cluster hash tag."""
+    return f"vary:v:{{{visitor_id}}}:p"
+
+
+class ProfileStore(Protocol):
+    """Where profiles live. Vary ships :class:`RedisProfileStore`; tests may use an in-memory one."""
+
+    async def load(self, visitor_id: str) -> Profile: ...
+
+
+def _num(raw: bytes | str | None, default: float = 0.0) -> float:
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        return default
+
+
+def parse_profile(raw: Mapping[bytes | str, bytes | str]) -> Profile:
+    """A profile from the hash's fields; unknown fields are ignored, bad numbers read as 0."""
+    if not raw:
+        return Profile()
+    scalars: dict[str, bytes | str] = {}
+    channels: list[str] = []
+    goals: dict[str, int] = {}
+    assignments: dict[str, int] = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else key
+        if name.startswith("ch:"):
+            channels.append(name[3:])
+        elif name.startswith("g:"):
+            goals[name[2:]] = int(_num(value))
+        elif name.startswith("a:"):
+            try:
+                assignments[name[2:]] = int(value)
+            except ValueError:
+                continue
+        else:
+            scalars[name] = value
+    first = scalars.get("first_seen")
+    last = scalars.get("last_seen")
+    return Profile(
+        visits=int(_num(scalars.get("visits"))),
+        page_views=int(_num(scalars.get("page_views"))),
+        conversions=int(_num(scalars.get("conversions"))),
+        first_seen=_num(first) if first is not None else None,
+        last_seen=_num(last) if last is not None else None,
+        channels=tuple(sorted(channels)),
+        goals=goals,
+        assignments=assignments,
+    )
+
+
+class RedisStalled(ConnectionError):
+    """Redis has not answered a read for longer than the stall threshold; not sent at all."""
+
+
+class RedisProfileStore:
+    """Profiles in Redis (see the module docstring for the layout).
+
+    Reads are **coalesced**: the profile reads of every request that asks in the same event-loop
+    turn go to Redis as one pipeline (one ``HGETALL`` each, one round trip for all), and each
+    request gets its own reply. A busy worker has dozens of requests in flight; paying the client's
+    per-command cost (connection checkout, a write, a read wake-up) once per turn instead of once
+    per request is the largest saving left on the decision path. A request that stops waiting
+    (its deadline passed) just drops its reply: the pipeline completes, so the connection stays
+    healthy instead of being torn down mid-reply.
+
+    A **stalled** or unreachable Redis trips a **breaker**: once a read has been outstanding longer
+    than ``stall_s`` (paused, or far too slow) or a read failed with a timeout or connection error,
+    new reads fail at once (the decision is made without the profile, ``degraded``) instead of
+    waiting the caller's whole profile timeout or opening yet another connection that would hang
+    until the socket timeout. The breaker stays open until a read succeeds: the read still on the
+    wire is the probe, and when none is, the next caller's read goes out as a fresh probe (its
+    caller does not wait for it). Without the breaker a paused server made every loop turn check out
+    a new connection, and that churn alone halved a worker's throughput and stretched its tail to
+    seconds; without its staying open, every socket timeout (2 s) reopened a half-second window in
+    which each request waited its full profile timeout.
+    """
+
+    #: Most reads in one pipeline; the rest go in the next one.
+    MAX_BATCH = 256
+    #: A read outstanding this long means Redis is stalled (a healthy one answers in a millisecond).
+    STALL_S = 0.5
+
+    def __init__(
+        self, redis: Redis, ttl_s: int = PROFILE_TTL_S, coalesce: bool = True, stall_s: float = STALL_S
+    ) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._coalesce = coalesce
+        self._stall_s = stall_s
+        self._waiting: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Start times of the reads on the wire (monotonic), oldest first.
+        self._inflight: dict[int, float] = {}
+        #: Reads refused at once because the breaker is open.
+        self.stalled_reads = 0
+        #: Probe reads sent while the breaker was open and nothing else was on the wire.
+        self.probes = 0
+        self._open = False
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether reads are being refused at once (Redis stalled or unreachable)."""
+        return self._breaker_open()
+
+    def _breaker_open(self) -> bool:
+        if not self._open and self._inflight:
+            self._open = time.monotonic() - next(iter(self._inflight.values())) > self._stall_s
+        return self._open
+
+    async def load(self, visitor_id: str) -> Profile:
+        """The whole profile, sticky assignments included (one ``HGETALL``, shared round trip)."""
+        if not self._coalesce:
+            return parse_profile(await self._redis.hgetall(profile_key(visitor_id)))
+        if self._breaker_open():
+            self.stalled_reads += 1
+            if not self._inflight:  # nothing on the wire to tell us when Redis is back: send a probe
+                self.probes += 1
+                self._spawn([(profile_key(visitor_id), None)])
+            raise RedisStalled(f"profile reads paused: Redis stalled or unreachable (breaker open, {self._stall_s:.2f} s)")
+        future: asyncio.Future[Mapping[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._waiting.append((profile_key(visitor_id), future))
+        return parse_profile(await future)
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for start in range(0, len(waiting), self.MAX_BATCH):
+            self._spawn(waiting[start : start + self.MAX_BATCH])
+
+    def _spawn(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
+        """Send ``batch`` in a task, counted as on the wire from now (so a second probe is not sent
+        in the same loop turn)."""
+        token = id(batch)
+        self._inflight[token] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._fetch(batch, token))
+        self._tasks.add(task)  # hold a reference until it finishes
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]], token: int) -> None:
+        try:
+            await self._fetch_batch(batch)
+        finally:
+            self._inflight.pop(token, None)
+
+    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
+        """One round trip for ``batch``; a ``None`` future is a probe nobody waits for."""
+        try:
+            if len(batch) == 1:
+                replies = [await self._redis.hgetall(batch[0][0])]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for key, _ in batch:
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+        except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
+            if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
+                self._open = True
+            for _, future in batch:
+                if future is not None and not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._open = False  # Redis answered: close the breaker
+        for (_, future), reply in zip(batch, replies):
+            if future is not None and not future.done():  # a waiter past its deadline cancelled it
+                future.set_result(reply)
+
+    async def erase(self, visitor_id: str) -> int:
+        """Delete the visitor's profile; returns the number of keys removed."""
+        return int(await self._redis.delete(profile_key(visitor_id)))

@@ -1,0 +1,209 @@
+"""The spool: a local append-only file that keeps exposures Redis could not take.
+
+When Redis is down or slow, or the in-memory exposure queue is full, the exposure writer appends the
+batch here instead of dropping it or growing memory; when Redis answers again the spool is replayed
+in order and truncated. Every spooled batch carries a batch id, and a batch is written to Redis by
+one Lua script that first sets a marker ``{<stream>}:batch:<id>`` (kept a day, in the stream's
+cluster slot), so a batch that did reach Redis before its reply was lost is skipped on replay: no
+exposure is written twice.
+
+Events Redis could not take use the same kind of file (``<data dir>/spool/events/``, entries are
+events): :class:`personalization.measurement.recorder.EventRecorder` spools and replays them, idempotent by
+``event_id`` instead of batch markers.
+
+File format: one record per line, ``<batch id> <msgspec JSON list of entries>\\n``; a torn last line
+(a crash mid-write) is ignored on replay.
+
+Durability (documented policy, like Redis's ``appendfsync everysec``): every append is flushed to
+the operating system at once (it survives the process being killed) and ``fsync``-ed at most once
+per ``fsync_interval_s`` by a background thread (a machine crash may lose up to that much; the
+event loop never waits on the disk). The file is bounded by
+``max_bytes``; past it, new batches are refused and counted (``rejected``), never silently lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["Spool", "SpoolBusy", "SpooledBatch", "orphaned_spools"]
+
+log = logging.getLogger("vary.spool")
+
+
+class SpoolBusy(OSError):
+    """Another live process owns this spool file."""
+
+
+def orphaned_spools(directory: Path) -> Iterator[Spool]:
+    """Spool files left by workers that are gone (their lock is free), opened and locked for replay.
+    A live worker holds its own file's lock, so it is never among them."""
+    for path in sorted(Path(directory).glob("*.spool")):
+        try:
+            yield Spool(path)
+        except SpoolBusy:
+            continue
+
+
+class SpooledBatch(msgspec.Struct, frozen=True):
+    batch_id: str
+    entries: list[msgspec.Raw]
+
+
+class Spool:
+    """Append-only, bounded, replayable (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 256 * 1024 * 1024,
+        fsync_interval_s: float = 1.0,
+        kind: str = "exposures",
+    ) -> None:
+        self.path = Path(path)
+        #: What the entries are (``exposures``, ``events``): for log lines only.
+        self.kind = kind
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._fsync_interval_s = fsync_interval_s
+        self._last_fsync = 0.0
+        self._lock = threading.Lock()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the worker's lifetime
+        try:  # one owner per file: a live worker's spool is never replayed by another
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise SpoolBusy(f"{self.path} is in use by another worker") from None
+        self.rejected = 0
+        #: ``fsync`` runs on its own thread: on a busy disk it can take hundreds of milliseconds, and
+        #: the append is called from the event loop, where that would stall every request in flight.
+        self._dirty = threading.Event()
+        self._closing = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, name=f"spool-fsync-{kind}", daemon=True)
+        self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        """``fsync`` what was appended, at most once per ``fsync_interval_s`` (the documented policy)."""
+        while True:
+            self._dirty.wait()
+            if self._closing.is_set():
+                return
+            self._dirty.clear()
+            try:
+                os.fsync(self._file.fileno())
+            except (OSError, ValueError):  # closed meanwhile: close() syncs itself
+                return
+            self._last_fsync = time.monotonic()
+            if self._closing.wait(self._fsync_interval_s):
+                return
+
+    @property
+    def size(self) -> int:
+        return self._file.tell()
+
+    def __len__(self) -> int:
+        """Bytes waiting to be replayed."""
+        return self.size
+
+    def append(self, batch_id: str, entries: list[bytes]) -> bool:
+        """Keep one batch; ``False`` (and counted) when the spool is full."""
+        line = batch_id.encode() + b" [" + b",".join(entries) + b"]\n"
+        with self._lock:
+            if self._file.tell() + len(line) > self.max_bytes:
+                self.rejected += len(entries)
+                log.error(
+                    "spool %s full (%d bytes): %d %s refused", self.path, self.max_bytes, len(entries), self.kind
+                )
+                return False
+            self._file.write(line)
+            self._file.flush()  # in the OS now: survives the process being killed
+        self._dirty.set()  # the syncer thread fsyncs within fsync_interval_s
+        return True
+
+    def batches(self) -> Iterator[SpooledBatch]:
+        """The spooled batches in the order they were written (a torn last line is skipped)."""
+        for batch, _ in self.read_from(0):
+            yield batch
+
+    def read_from(self, offset: int = 0) -> Iterator[tuple[SpooledBatch, int]]:
+        """The batches from byte ``offset`` on, in the order written, each with the offset just past
+        it, so a replay can resume after what it already wrote while new batches keep being
+        appended. A torn last line (a crash mid-write) is skipped, an unreadable record logged."""
+        with self._lock:
+            self._file.flush()
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            position = offset
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    log.warning("spool %s: ignoring a torn last record", self.path)
+                    return
+                position += len(line)
+                batch_id, _, payload = line.rstrip(b"\n").partition(b" ")
+                try:
+                    entries = msgspec.json.decode(payload, type=list[msgspec.Raw])
+                except msgspec.DecodeError:
+                    log.error("spool %s: skipping an unreadable record", self.path)
+                    continue
+                yield SpooledBatch(batch_id.decode(), entries), position
+
+    def clear_if_size(self, size: int) -> bool:
+        """Forget everything, but only if nothing was appended since the spool was ``size`` bytes
+        long (checked and cleared under the append lock); ``False`` leaves the spool untouched."""
+        with self._lock:
+            if self._file.tell() != size:
+                return False
+            self._file.truncate(0)
+            self._file.seek(0)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        return True
+
+    def clear(self) -> None:
+        """Forget everything (after a successful replay)."""
+        with self._lock:
+            self._file.truncate(0)
+            self._file.seek(0)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def empty(self) -> None:
+        """Forget everything without waiting for the disk (the journal calls this from the event
+        loop after every batch): the truncation reaches the disk with the next background ``fsync``."""
+        with self._lock:
+            self._file.truncate(0)
+            self._file.seek(0)
+            self._file.flush()
+        self._dirty.set()
+
+    def discard(self) -> None:
+        """Close and delete the file without syncing it (its contents are no longer needed) and
+        without waiting for the syncer thread, which stops on its own."""
+        self._closing.set()
+        self._dirty.set()
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def close(self, remove_if_empty: bool = True) -> None:
+        self._closing.set()
+        self._dirty.set()
+        if self._syncer.is_alive() and self._syncer is not threading.current_thread():
+            self._syncer.join(timeout=5.0)
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            empty = self._file.tell() == 0
+            self._file.close()
+        if empty and remove_if_empty:
+            self.path.unlink(missing_ok=True)
