@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException
+from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.asyncio import Redis
 
 from api.http.auth import KeyRing, ensure_keys
@@ -28,34 +25,25 @@ from api.http.models import ModelController
 from api.http.plugins import PluginController
 from api.plugins import load_plugins
 from api.http.visitors import VisitorController
-from api.http.routes import AdminController, DeliveryController, contentful_webhook, health, ready
+from api.http.content import ContentController
+from api.http.delivery import DeliveryController
+from api.http.errors import exception_handlers, internal_error
+from api.http.events import EventController
+from api.http.experiences import ExperienceController
+from api.http.health import health, ready
+from api.http.measurement import MeasurementController
+from api.http.webhooks import contentful_webhook
 from api.http.ratelimit import RateLimiter
 from api.redis_client import SERVER_OPTIONS, async_redis
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
 from content.sources import SyncingSource
-from personalization.plugins import Plugin
-from personalization.privacy import install_access_log_redaction, redact_path
+from personalization.seams import Plugin
+from personalization.privacy import install_access_log_redaction
 
 __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger("vary")
-
-
-def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    """Last resort: log the bug with its traceback, tell the client nothing internal."""
-    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
-    return Response(
-        {"status_code": 500, "detail": "internal error; it has been logged"},
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
-    )
-
-
-def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
-    if exc.extra:
-        body["extra"] = exc.extra
-    return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(
@@ -105,7 +93,10 @@ def create_app(
     app = Litestar(
         route_handlers=[
             DeliveryController,
-            AdminController,
+            EventController,
+            ContentController,
+            MeasurementController,
+            ExperienceController,
             ModelController,
             VisitorController,
             PluginController,
@@ -120,7 +111,7 @@ def create_app(
         lifespan=[lifespan],
         before_request=check_json_depth,
         request_max_body_size=settings.max_body_bytes,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={**exception_handlers(), Exception: internal_error},  # api/http/errors.py
         openapi_config=OpenAPIConfig(
             title="Vary",
             version="0.1.0",

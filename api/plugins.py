@@ -1,6 +1,6 @@
 """Loading plugins: entry points of the group ``vary.plugins`` plus those passed to ``create_app``.
 
-An entry point loads a :class:`~personalization.plugins.Plugin`, or a zero-argument callable that
+An entry point loads a :class:`~personalization.seams.Plugin`, or a zero-argument callable that
 returns one (so the plugin reads its configuration from the environment when Vary starts, not when
 it is imported). A plugin package declares it in its ``pyproject.toml``::
 
@@ -11,9 +11,11 @@ A plugin that fails to import or to build is logged and listed by ``GET /v1/plug
 error; Vary starts without it. Two plugins with one name: the second is refused the same way.
 
 :class:`Plugins` wraps every seam in its guard (timeouts, error counting — see
-:mod:`personalization.plugins`), installs extractors and policies into the process-wide registry
-(:meth:`Plugins.install`, undone at shutdown), and builds the sink runners — the built-in webhook and
-Segment sinks from :class:`~api.settings.Settings` and every plugin's sinks.
+:mod:`personalization.plugins`), puts the guarded extractors and policies in its own
+:class:`~personalization.plugins.Registry` (:meth:`Plugins.install`, undone at shutdown) — the value
+the app hands to the :class:`~personalization.service.Personalizer` and the content compiler — and
+builds the sink runners: the built-in webhook and Segment sinks from :class:`~api.settings.Settings`
+and every plugin's sinks.
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ from api.settings import Settings
 from content.items import ContentItems
 from content.sources import ContentSource, SyncingSource, SyncResult, count_changes
 from personalization.plugins import (
-    EventSink,
     GuardedAttributes,
-    Plugin,
     PluginHealth,
+    Registry,
     guard_extractor,
     guard_policy,
-    registry,
 )
+from personalization.seams import EventSink, ExperiencePolicy, FeatureExtractor, Plugin
 from personalization.sinks import SegmentSink, SinkRunner, WebhookSink
 
 __all__ = [
@@ -97,8 +98,11 @@ class Plugins:
     def __init__(self, loaded: Sequence[LoadedPlugin]) -> None:
         self.loaded = list(loaded)
         self.attributes = GuardedAttributes()
-        self._extractors = []
-        self._policies = []
+        #: The guarded extractors and policies, once :meth:`install` has run: what decisions,
+        #: training and the content compiler are given.
+        self.registry = Registry()
+        self._extractors: list[FeatureExtractor] = []
+        self._policies: list[ExperiencePolicy] = []
         self.sinks: list[NamedSink] = []
         for entry in self.loaded:
             plugin = entry.plugin
@@ -111,10 +115,14 @@ class Plugins:
             self.sinks += [NamedSink(plugin.name, sink) for sink in plugin.sinks]
 
     def install(self) -> Callable[[], None]:
-        """Put the extractors and policies in the process-wide registry; returns the undo."""
+        """Put the extractors and policies in :attr:`registry`; returns the undo."""
         if not self._extractors and not self._policies:
             return lambda: None
-        return registry.install(self._extractors, self._policies)
+        return self.registry.install(self._extractors, self._policies)
+
+    def policy_types(self) -> frozenset[str]:
+        """The experience types the installed plugins add: what the content compiler accepts."""
+        return frozenset(self.registry.policy_types())
 
     def content_source(self, setting: str) -> SyncingSource:
         """The source ``VARY_CONTENT_SOURCE=plugin:<name>`` names; ``ValueError`` saying why not."""

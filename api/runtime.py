@@ -37,9 +37,10 @@ from personalization.measurement.recorder import EventRecorder
 from personalization.store.profiles import RedisProfileStore
 from personalization.models.registry import SEGMENTS_SLOT, ModelRegistry
 from personalization.models.files import ModelLoadError, read_model_files
-from personalization.models.policy import CompiledRewardModel
+from personalization.decision.audience_validate import validate_condition
+from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.scoring import ActiveModel, ActivePolicies
-from personalization.models.segment_model import CompiledSegmentModel
+from personalization.decision.segments import CompiledSegmentModel
 from personalization.service import Personalizer
 from personalization.sinks import SinkRunner
 
@@ -65,8 +66,10 @@ def content_source_for(settings: Settings, plugins: Plugins | None = None) -> Sy
     return ExportFileSource(path)
 
 
-def preview_for(settings: Settings) -> PreviewCache | None:
-    """A preview cache when the live space and a Preview API token are configured."""
+def preview_for(settings: Settings, plugin_types: frozenset[str] = frozenset()) -> PreviewCache | None:
+    """A preview cache when the live space and a Preview API token are configured.
+
+    ``plugin_types``: the experience types the app's plugins add (valid besides the built-in ones)."""
     if settings.content_source != "contentful" or not settings.contentful_preview_token:
         return None
     assert settings.contentful_space_id
@@ -77,7 +80,10 @@ def preview_for(settings: Settings) -> PreviewCache | None:
         api_url=settings.contentful_preview_api_url,
         https=settings.contentful_https,
     )
-    return PreviewCache(source, ttl_s=settings.preview_cache_s, link_depth=settings.content_link_depth)
+    return PreviewCache(
+        source, ttl_s=settings.preview_cache_s, link_depth=settings.content_link_depth,
+        plugin_types=plugin_types, validate_condition=validate_condition,
+    )
 
 
 def ensure_model(settings: Settings) -> Path:
@@ -115,15 +121,23 @@ class Runtime:
     def create(
         cls, settings: Settings, redis: Redis, source: SyncingSource | None = None, plugins: Plugins | None = None
     ) -> Runtime:
+        # The plugins' experience types are valid content (the app installed them before this).
+        plugin_types = plugins.policy_types() if plugins is not None else frozenset()
         coordinator = ContentCoordinator(
             source or content_source_for(settings, plugins),
             redis,
             ContentState(),
             poll_interval_s=settings.content_poll_s,
             link_depth=settings.content_link_depth,
+            plugin_types=plugin_types,
+            validate_condition=validate_condition,
         )
         runtime = cls(
-            settings=settings, redis=redis, content=coordinator, preview=preview_for(settings), plugins=plugins
+            settings=settings,
+            redis=redis,
+            content=coordinator,
+            preview=preview_for(settings, plugin_types),
+            plugins=plugins,
         )
         spool_dir = Path(settings.data_dir) / "spool"
         runtime.exposures = ExposureWriter(
@@ -154,6 +168,8 @@ class Runtime:
             policies=runtime.policies,
             # Plugins' attribute sources; without any, the decision path does not even look.
             attributes=plugins.attributes if plugins is not None and plugins.attributes else None,
+            # Their extractors and experience types, handed to every decide().
+            plugins=plugins.registry if plugins is not None else None,
         )
         return runtime
 

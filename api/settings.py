@@ -2,19 +2,42 @@
 
 Everything else takes a :class:`Settings` (or the parts it needs) as an argument, so tests build
 settings from a dict and nothing is read into module globals at import time. Every variable has the
-prefix ``VARY_``; unknown ``VARY_*`` names are reported, because a typo in a deployment should be
-loud, not silently ignored.
+prefix ``VARY_``; unknown ``VARY_*`` names are reported (a warning naming them, with the closest known
+name), because a typo in a deployment should be loud, not silently ignored. They are not refused:
+tools and examples read ``VARY_*`` names of their own (e.g. ``VARY_CONFORMANCE_DIR``).
+
+``VARY_WORKER_SETTINGS_JSON`` is internal, not a setting: ``vary serve`` resolves its settings once
+(flags, the embedded Valkey's URL) and hands them to uvicorn's worker processes as this one JSON
+document (:func:`handed_to_workers`), which only :func:`worker_settings` reads. It is never
+reported as unknown.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "WORKER_SETTINGS_VARIABLE",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "unknown_variables",
+    "encode_worker_settings",
+    "worker_settings",
+    "handed_to_workers",
+]
+
+log = logging.getLogger("vary.settings")
+
+#: Internal: the resolved :class:`Settings` of ``vary serve`` for its workers (see the module docstring).
+WORKER_SETTINGS_VARIABLE = "VARY_WORKER_SETTINGS_JSON"
 
 
 class SettingsError(ValueError):
@@ -127,16 +150,38 @@ def _bool(name: str, value: str) -> bool:
     raise SettingsError(f"{name}={value!r}: expected true or false")
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``VARY_*`` names in ``environ`` that are no setting (the internal worker variable aside)."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("VARY_") and name not in _FIELDS and name != WORKER_SETTINGS_VARIABLE
+    )
+
+
+def _report_unknown(names: list[str]) -> None:
+    """One warning naming every unknown variable, each with the closest setting name if one is close."""
+    described = []
+    for name in names:
+        close = difflib.get_close_matches(name, _FIELDS, n=1, cutoff=0.8)
+        described.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    log.warning("unknown VARY_* environment variable(s), ignored: %s", ", ".join(described))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``environ`` (default: ``os.environ``). Empty values count as unset."""
+    """Read settings from ``environ`` (default: ``os.environ``). Empty values count as unset.
+    Unknown ``VARY_*`` names are reported in a warning (see the module docstring)."""
     env = os.environ if environ is None else environ
+    unknown = unknown_variables(env)
+    if unknown:
+        _report_unknown(unknown)
     values: dict[str, object] = {}
     for name, raw in env.items():
         if not name.startswith("VARY_") or raw == "":
             continue
         field = _FIELDS.get(name)
         if field is None:
-            continue  # VARY_* names of later features and of tools (e.g. VARY_CONFORMANCE_DIR) pass through
+            continue  # reported above; tools' own VARY_* names (e.g. VARY_CONFORMANCE_DIR) pass through
         default = getattr(Settings(), field)
         try:
             if isinstance(default, bool):
@@ -175,3 +220,52 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"VARY_PORT={settings.port}: expected 1-65535")
     return settings
+
+
+def _encode_path(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot decode {kind}")
+
+
+_WORKER_ENCODER = msgspec.json.Encoder(enc_hook=_encode_path)
+_WORKER_DECODER = msgspec.json.Decoder(Settings, dec_hook=_decode_path)
+
+
+def encode_worker_settings(settings: Settings) -> str:
+    """``settings`` as the JSON value of :data:`WORKER_SETTINGS_VARIABLE`."""
+    return _WORKER_ENCODER.encode(settings).decode()
+
+
+def worker_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings ``vary serve`` handed its workers in :data:`WORKER_SETTINGS_VARIABLE`; without it
+    (a worker started by hand, e.g. ``uvicorn --factory api.cli.serve:worker_app``) :func:`load_settings`."""
+    env = os.environ if environ is None else environ
+    raw = env.get(WORKER_SETTINGS_VARIABLE)
+    if not raw:
+        return load_settings(env)
+    try:
+        return _WORKER_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise SettingsError(f"{WORKER_SETTINGS_VARIABLE} (internal, set by vary serve): {exc}") from None
+
+
+@contextmanager
+def handed_to_workers(settings: Settings) -> Iterator[None]:
+    """Within the block, :data:`WORKER_SETTINGS_VARIABLE` holds ``settings`` for the worker processes
+    started there (they inherit the environment); afterwards the variable is as it was."""
+    previous = os.environ.get(WORKER_SETTINGS_VARIABLE)
+    os.environ[WORKER_SETTINGS_VARIABLE] = encode_worker_settings(settings)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WORKER_SETTINGS_VARIABLE, None)
+        else:
+            os.environ[WORKER_SETTINGS_VARIABLE] = previous

@@ -35,7 +35,8 @@ from api.settings import Settings
 from bench.common import RESULTS_DIR, machine
 from bench.http import alternate, run_wrk, write_script
 from bench.servers import DELIVERY_KEY, prepare_data_dir, start_vary
-from personalization.store.partitions import EXPOSURES, all_streams
+from personalization.store.keys import EXPOSURES
+from personalization.store.partitions import all_streams
 
 PARTITIONS = 4
 CONNECTIONS = 32

@@ -35,7 +35,7 @@ BATCH = 500
 
 
 def _exposures(n: int) -> list[Any]:
-    from personalization.store.exposures import new_exposure_id
+    from personalization.types import new_exposure_id
     from personalization.types import Exposure
 
     now = time.time()

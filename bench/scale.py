@@ -129,6 +129,7 @@ def synthetic_export(n_entries: int, n_experiences: int) -> dict[str, Any]:
 def _measure_space(path: Path, label: str, n_decide: int, quick: bool) -> dict[str, Any]:
     from content import compile_snapshot
     from content.sources import ExportFileSource
+    from personalization.decision.audience_validate import validate_condition
 
     source = ExportFileSource(path)
     start = time.perf_counter()
@@ -136,14 +137,14 @@ def _measure_space(path: Path, label: str, n_decide: int, quick: bool) -> dict[s
     load_s = time.perf_counter() - start
     gc.collect()
     start = time.perf_counter()
-    snapshot = compile_snapshot(items)
+    snapshot = compile_snapshot(items, validate_condition=validate_condition)
     compile_s = time.perf_counter() - start
     del snapshot
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     items = source.load()
-    snapshot = compile_snapshot(items)
+    snapshot = compile_snapshot(items, validate_condition=validate_condition)
     del items  # the snapshot keeps its own reference to the items it was compiled from
     gc.collect()
     retained, peak = tracemalloc.get_traced_memory()

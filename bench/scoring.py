@@ -36,7 +36,8 @@ import sklearn
 
 from personalization.demo.data import DEMO_CSV, read_training_csv
 from personalization.decision.features import FeatureRow, policy_context
-from personalization.models.policy import action_features, compile_policy, train_reward_model
+from personalization.decision.policy import action_features
+from personalization.models.policy import compile_policy, train_reward_model
 from personalization.models.segment_model import compile_model, train_segment_model
 
 __all__ = ["TARGET_RATIO", "RESULTS", "time_per_call", "run", "main"]

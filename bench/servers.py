@@ -64,14 +64,14 @@ def available_kinds() -> list[str]:
 
 def serve_default() -> str:
     """What ``vary serve`` runs, as a name for the tables: uvicorn with ``loop="auto"``/``http="auto"``
-    picks uvloop and httptools when they are importable (granian if ``_serve`` was switched to it)."""
+    picks uvloop and httptools when they are importable (granian if ``serve_command`` was switched to it)."""
     try:
-        from api.cli import main as cli
+        from api.cli import serve as cli
 
         source = Path(cli.__file__).read_text()
     except (ImportError, OSError):
         source = ""
-    if "granian" in source.split("def _serve", 1)[-1].split("\ndef ", 1)[0]:
+    if "granian" in source.split("def serve_command", 1)[-1].split("\ndef ", 1)[0]:
         return "granian"
     loop = "uvloop" if _has("uvloop") else "asyncio"
     http = "httptools" if _has("httptools") else "h11"

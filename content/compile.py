@@ -17,11 +17,10 @@ import time
 
 import msgspec
 
-from content.experiences import compile_experiences
+from content.experiences import ConditionValidator, compile_experiences
 from content.items import ContentItems, ContentLocale
-from content.mergetags import merge_templates
-from content.ninetailed import with_ninetailed
 from content.journeys import compile_journeys
+from content.mergetags import merge_templates
 from content.resolve import FieldResolver
 from content.snapshot import ContentEntry, ContentSnapshot
 
@@ -35,13 +34,22 @@ _HASH_ENCODER = msgspec.json.Encoder(order="sorted")
 
 
 def compile_snapshot(
-    items: ContentItems, link_depth: int = DEFAULT_LINK_DEPTH, now: float | None = None
+    items: ContentItems,
+    link_depth: int = DEFAULT_LINK_DEPTH,
+    now: float | None = None,
+    *,
+    plugin_types: frozenset[str] = frozenset(),
+    validate_condition: ConditionValidator | None = None,
 ) -> ContentSnapshot:
     """Compile loaded content into an immutable :class:`~content.snapshot.ContentSnapshot`.
 
     ``link_depth`` is how many levels of linked entries are embedded in an entry's fields; ``now``
     stamps ``created_at`` (defaults to the current time). Mis-modelled experiences and journeys do not
     raise: they are left out and listed in ``snapshot.issues``.
+
+    What the app knows is passed in, not looked up: ``plugin_types`` are the experience types its
+    plugins add, and ``validate_condition`` checks audience conditions
+    (``personalization.decision.audience_validate.validate_condition``); without it rules are not checked.
     """
     locales = _locales(items.locales)
     default_locale = next(
@@ -51,7 +59,9 @@ def compile_snapshot(
     items = msgspec.structs.replace(items, locales=locales, entries=tuple(entries.values()))
 
     # Both content models in one space: native experiences first, then Contentful Personalization's.
-    compiled = with_ninetailed(compile_experiences(items, default_locale), items, default_locale)
+    compiled = compile_experiences(
+        items, default_locale, plugin_types=plugin_types, validate_condition=validate_condition
+    )
     journeys, journey_issues = compile_journeys(items, default_locale)
     resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
     fields = {

@@ -22,30 +22,46 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio.to_thread
+from msgspec import Struct
 from redis.asyncio import Redis
 
 from content.compile import compile_snapshot
+from content.experiences import ConditionValidator
 from content.items import ContentItems
 from content.retry import with_retries
 from content.snapshot import ContentSnapshot
 from content.sources import SyncingSource, SyncResult
 from content.store import ContentStore
+from content.webhooks import (
+    TOPIC_HEADER,
+    is_content_change,
+    parse_webhook,
+    verify_request,
+)
 
-__all__ = ["ContentState", "ContentCoordinator", "UPDATES_CHANNEL", "SYNC_LOCK"]
+__all__ = ["ContentState", "ContentCoordinator", "WebhookOutcome", "UPDATES_CHANNEL", "SYNC_LOCK"]
 
 log = logging.getLogger("vary.content")
 
 UPDATES_CHANNEL = "vary:content:updates"
 SYNC_LOCK = "vary:content:sync-lock"
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_RELEASE = (Path(__file__).parent / "scripts" / "release_lock.lua").read_text()
+
+
+class WebhookOutcome(Struct, frozen=True, kw_only=True):
+    """What a verified webhook call did: its topic and entity, whether it resynced, and the content
+    version served afterwards."""
+
+    topic: str
+    entity_id: str | None
+    synced: bool
+    content_version: str | None
 
 
 @dataclass
@@ -96,6 +112,8 @@ class ContentCoordinator:
         retry_attempts: int = 4,
         store: ContentStore | None = None,
         compile: Callable[[ContentItems], ContentSnapshot] | None = None,
+        plugin_types: frozenset[str] = frozenset(),
+        validate_condition: ConditionValidator | None = None,
     ) -> None:
         self.source = source
         self.state = state or ContentState()
@@ -104,7 +122,11 @@ class ContentCoordinator:
         self._poll_interval_s = poll_interval_s
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._attempts = retry_attempts
-        self._compile = compile or (lambda items: compile_snapshot(items, link_depth=link_depth))
+        self._compile = compile or (
+            lambda items: compile_snapshot(
+                items, link_depth=link_depth, plugin_types=plugin_types, validate_condition=validate_condition
+            )
+        )
         self._release = redis.register_script(_RELEASE)
         self._tasks: list[asyncio.Task[None]] = []
         self._local_lock = asyncio.Lock()
@@ -194,6 +216,36 @@ class ContentCoordinator:
         if previous != snapshot.version:
             await self._redis.publish(UPDATES_CHANNEL, snapshot.version)
             self._log_swap(snapshot, reason, previous)
+
+    async def apply_webhook(
+        self,
+        secret: str,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        now_ms: int | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> WebhookOutcome:
+        """Verify a Contentful webhook call (``target``: the path and query as they arrived) and, when
+        it changed published content, resync at once — other workers follow through the channel.
+
+        Raises :class:`~content.errors.WebhookSignatureError` (not provably from Contentful, or too
+        old) or :class:`~content.errors.WebhookPayloadError` (signed but unreadable) before anything
+        changes. ``on_change`` runs before such a resync (the preview cache forgets its snapshot).
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        verify_request(secret, method, target, dict(headers), body, now_ms=now_ms)
+        topic = next((value for name, value in headers.items() if name.lower() == TOPIC_HEADER), None)
+        event = parse_webhook(topic, body)
+        synced = is_content_change(event)
+        if synced and on_change is not None:
+            on_change()
+        version = await self.sync_now(reason=f"webhook {event.topic}") if synced else self.state.version
+        return WebhookOutcome(
+            topic=event.topic, entity_id=event.entity_id, synced=synced, content_version=version
+        )
 
     # -- following the others ----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Marketers' ``varyJourney`` entries compiled into the :class:`Journey` values journey maps read.
+"""Marketers' ``varyJourney`` entries compiled into the :class:`~personalization.types.Journey` values
+journey maps read.
 
 A journey is the path CX and UX people draw on the wall — find → evaluate → decide → buy → engage —
 written down so Vary can measure it: each stage says which events count as "the visitor is here"
@@ -22,76 +23,22 @@ Stage rules:
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable
 from typing import Any
 
-from msgspec import Struct
-
 from content.items import ContentItems
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.measurement.events import Event
+from personalization.types import EVENT_TYPES, Journey, JourneyStage
 
-__all__ = [
-    "JOURNEY_TYPE",
-    "EVENT_TYPES",
-    "DETAILED_EVENT_TYPES",
-    "JourneyStage",
-    "Journey",
-    "compile_journeys",
-]
+__all__ = ["JOURNEY_TYPE", "DETAILED_EVENT_TYPES", "compile_journeys"]
 
 JOURNEY_TYPE = "varyJourney"
-#: Every event type front ends send (the tags of ``personalization.measurement.events.Event``).
-EVENT_TYPES: tuple[str, ...] = tuple(cls.__struct_config__.tag for cls in typing.get_args(Event))
 #: Event types a stage may narrow with ``type:detail``, and what the detail is compared with.
 DETAILED_EVENT_TYPES: dict[str, str] = {"conversion": "goal", "task": "name", "survey": "metric"}
 _STAGE_KEYS = frozenset({"key", "name", "touchpoints", "event_types"})
 _MAX_KEY_LENGTH = 256
 _EXAMPLE = ('[{"key": "find", "name": "Find", "touchpoints": ["home", "search"], '
             '"event_types": ["page_view"]}, …]')
-
-
-class JourneyStage(Struct, frozen=True, kw_only=True):
-    """One stage of a journey: the events that show a visitor is at it.
-
-    ``touchpoints`` / ``event_types`` empty = any. An event type is ``type`` or ``type:detail``
-    (see the module doc).
-    """
-
-    key: str
-    name: str
-    touchpoints: tuple[str, ...] = ()
-    event_types: tuple[str, ...] = ()
-
-    def matches(self, event_type: str, touchpoint: str | None, detail: str | None = None) -> bool:
-        """Whether an event of this type (and detail: goal, task name or survey metric) at this
-        touchpoint puts the visitor at this stage. An event without a touchpoint matches only a
-        stage that lists none."""
-        if self.touchpoints and touchpoint not in self.touchpoints:
-            return False
-        return self.matches_type(event_type, detail)
-
-    def matches_type(self, event_type: str, detail: str | None = None) -> bool:
-        """Whether the event type (and detail) is one of the stage's, ignoring the touchpoint."""
-        if not self.event_types:
-            return True
-        return event_type in self.event_types or (
-            detail is not None and f"{event_type}:{detail}" in self.event_types
-        )
-
-    def at_touchpoint(self, touchpoint: str | None) -> bool:
-        """Whether the touchpoint is one of the stage's (any, when it lists none)."""
-        return not self.touchpoints or touchpoint in self.touchpoints
-
-
-class Journey(Struct, frozen=True, kw_only=True):
-    """A compiled journey: ``id`` is its entry id, ``key`` what reports are asked for by."""
-
-    id: str
-    key: str
-    name: str
-    stages: tuple[JourneyStage, ...]
 
 
 def compile_journeys(

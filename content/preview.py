@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 
 from content.compile import DEFAULT_LINK_DEPTH, compile_snapshot
+from content.contentful_api import ContentfulAPI
 from content.errors import ContentSourceError
+from content.experiences import ConditionValidator
 from content.items import ContentItems, asset_from_json, entry_from_json
 from content.snapshot import ContentSnapshot
-from content.sources import ContentfulAPI, ContentSource
+from content.sources import ContentSource
 
 __all__ = ["PreviewSource", "PreviewCache", "PREVIEW_API_URL"]
 
@@ -98,11 +100,15 @@ class PreviewCache:
         *,
         error_ttl_s: float = 1.0,
         link_depth: int = DEFAULT_LINK_DEPTH,
+        plugin_types: frozenset[str] = frozenset(),
+        validate_condition: ConditionValidator | None = None,
     ) -> None:
         self.source = source
         self.ttl_s = ttl_s
         self.error_ttl_s = error_ttl_s
         self.link_depth = link_depth
+        self.plugin_types = plugin_types
+        self.validate_condition = validate_condition
         self._clock = clock
         self._lock = threading.Lock()
         self._cached: tuple[ContentSnapshot, float] | None = None  # (snapshot, loaded at): one read
@@ -123,7 +129,12 @@ class PreviewCache:
             if error is not None and now - self._failed_at < self.error_ttl_s:
                 raise type(error)(str(error), status=error.status) from error
             try:
-                snapshot = compile_snapshot(self.source.load(), link_depth=self.link_depth)
+                snapshot = compile_snapshot(
+                    self.source.load(),
+                    link_depth=self.link_depth,
+                    plugin_types=self.plugin_types,
+                    validate_condition=self.validate_condition,
+                )
             except ContentSourceError as error:
                 self._error, self._failed_at = error, self._clock()
                 raise

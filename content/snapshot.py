@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import Struct
 
-from personalization.types import Audience, Experience
+from personalization.types import Audience, Experience, Journey
 
 if TYPE_CHECKING:
     from content.items import ContentItems
     from content.mergetags import MergeTemplate
-    from content.journeys import Journey
 
 __all__ = ["ContentEntry", "ContentIssue", "ContentSnapshot"]
 
@@ -166,6 +165,15 @@ class ContentSnapshot:
     def experiences_for(self, entry_id: str) -> tuple[Experience, ...]:
         """The valid experiences attached to an entry, in its ``varyExperiences`` order (= priority)."""
         return self._experiences_by_entry.get(entry_id, ())
+
+    def baselines(self) -> dict[str, list[str]]:
+        """Experience key → the ids of the entries it is attached to (its baselines), sorted; every
+        experience is listed, one attached to no entry with an empty list."""
+        baselines: dict[str, list[str]] = {key: [] for key in self.experiences}
+        for entry_id in self.entries:
+            for experience in self.experiences_for(entry_id):
+                baselines.setdefault(experience.key, []).append(entry_id)
+        return {key: sorted(entry_ids) for key, entry_ids in baselines.items()}
 
     def fields(
         self, entry_id: str, locale: str | None = None, values: Mapping[str, str] | None = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
@@ -28,14 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from msgspec import Struct
 
-from content.errors import ContentAccessError, ContentFormatError, ContentSourceError
+from content.contentful_api import ContentfulAPI, content_types_by_id, page_items
+from content.errors import ContentFormatError, ContentSourceError
 from content.items import (
     ContentAsset,
     ContentItems,
-    ContentLocale,
-    ContentTypeInfo,
     asset_from_json,
-    content_type_from_json,
     entry_from_json,
     locale_from_json,
 )
@@ -47,7 +45,6 @@ __all__ = [
     "SyncResult",
     "ExportFileSource",
     "ContentfulSource",
-    "ContentfulAPI",
     "demo_space_path",
     "items_from_export",
     "count_changes",
@@ -56,7 +53,6 @@ __all__ = [
 log = logging.getLogger("vary.content")
 
 _JSON = msgspec.json.Decoder()
-_PAGE_LIMIT = 1000  # the CDA's maximum page size for collections
 _MAX_SYNC_PAGES = 100_000  # a guard against a server that never stops paging
 
 
@@ -149,7 +145,7 @@ def items_from_export(data: object) -> ContentItems:
             "'contentTypes', 'entries', 'assets' and 'locales'"
         )
     return ContentItems(
-        content_types=_content_types(_list(data, "contentTypes")),
+        content_types=content_types_by_id(_list(data, "contentTypes")),
         locales=tuple(locale_from_json(item) for item in _list(data, "locales")),
         entries=tuple(entry_from_json(item) for item in _list(data, "entries") if _published(item)),
         assets=tuple(asset_from_json(item) for item in _list(data, "assets") if _published(item)),
@@ -167,153 +163,6 @@ def count_changes(previous: ContentItems | None, items: ContentItems) -> int:
         + _differences(previous.content_types, items.content_types)
         + _differences({loc.code: loc for loc in previous.locales}, {loc.code: loc for loc in items.locales})
     )
-
-
-class ContentfulAPI:
-    """One space through the official ``contentful`` SDK: requests, paging and error mapping.
-
-    Shared by :class:`ContentfulSource` (delivery, Sync API) and
-    :class:`~content.preview.PreviewSource` (Preview API, collection queries). ``token_kind`` names
-    the token in error messages ("Content Delivery API" or "Content Preview API").
-
-    The SDK runs with ``raw_mode=True`` and ``content_type_cache=False``, and the callers parse the
-    JSON themselves. Why:
-
-    - Sync items (and ``locale=*`` collections) are already what the compiler wants (locale-keyed
-      fields, unresolved links). Hydrated ``Entry`` objects would coerce Dates to ``datetime``, rename
-      fields to snake_case and resolve links we resolve ourselves anyway.
-    - The SDK's content-type cache is process-wide and keyed by space id only; a raw-mode client
-      would fill it with a ``requests.Response`` and break any hydrating client for the same space.
-      Without the cache, the constructor does no I/O either.
-    - Still the real client: its URLs, auth header, user agent, timeouts, 429 retries honouring
-      ``X-Contentful-RateLimit-Reset``, and its error classes (chained as ``__cause__`` of ours).
-    """
-
-    def __init__(
-        self,
-        space_id: str,
-        access_token: str,
-        *,
-        environment: str = "master",
-        api_url: str = "cdn.contentful.com",
-        https: bool = True,
-        timeout_s: float = 5.0,
-        max_rate_limit_retries: int = 1,
-        max_rate_limit_wait: int = 60,
-        token_kind: str = "Content Delivery API",
-    ) -> None:
-        self.space_id = space_id
-        self.environment = environment
-        self.api_url = api_url
-        self.https = https
-        self.timeout_s = timeout_s
-        self.max_rate_limit_retries = max_rate_limit_retries
-        self.max_rate_limit_wait = max_rate_limit_wait
-        self.token_kind = token_kind
-        self._access_token = access_token
-        self._client: Any = None
-
-    @property
-    def where(self) -> str:
-        return f"space {self.space_id!r} (environment {self.environment!r}) at {self.api_url}"
-
-    @property
-    def client(self) -> Any:
-        """The SDK client, created on first use (no I/O)."""
-        if self._client is None:
-            import contentful
-
-            self._client = contentful.Client(
-                self.space_id,
-                self._access_token,
-                api_url=self.api_url,
-                environment=self.environment,
-                https=self.https,
-                timeout_s=self.timeout_s,
-                raw_mode=True,
-                content_type_cache=False,
-                max_rate_limit_retries=self.max_rate_limit_retries,
-                max_rate_limit_wait=self.max_rate_limit_wait,
-                application_name="vary",
-                application_version=_vary_version(),
-            )
-        return self._client
-
-    def locales(self) -> tuple[ContentLocale, ...]:
-        """The space's locales (``/locales``)."""
-        return tuple(locale_from_json(item) for item in self.collection("locales", self.client.locales))
-
-    def content_types(self) -> dict[str, ContentTypeInfo]:
-        """The space's content types by id (``/content_types``)."""
-        return _content_types(self.collection("content types", self.client.content_types))
-
-    def collection(
-        self,
-        what: str,
-        fetch: Callable[[dict[str, Any]], Any],
-        query: Mapping[str, Any] | None = None,
-        limit: int = _PAGE_LIMIT,
-    ) -> list[dict[str, Any]]:
-        """All items of a collection (``/locales``, ``/entries?…``), page by page with ``skip``."""
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self.request(what, fetch, {**(query or {}), "limit": limit, "skip": len(items)})
-            batch = _items(page)
-            items.extend(batch)
-            total = page.get("total")
-            if not batch or not isinstance(total, int) or len(items) >= total:
-                return items
-
-    def request(
-        self, what: str, fetch: Callable[[dict[str, Any]], Any], query: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """One SDK request; its response JSON, or one of our errors with the SDK's as the cause."""
-        import requests
-        from contentful.errors import RateLimitExceededError, get_error
-
-        where = self.where
-        try:
-            response = fetch(dict(query))
-        except RateLimitExceededError as error:  # still limited after the SDK's own waits
-            raise ContentSourceError(
-                f"Contentful rate-limited the {what} request for {where}; try again later", status=429
-            ) from error
-        except KeyError as error:  # contentful 2.5: a 429 without X-Contentful-RateLimit-Reset
-            raise ContentSourceError(
-                f"Contentful rate-limited the {what} request for {where}; try again later", status=429
-            ) from error
-        except requests.RequestException as error:  # connection refused, timeout, reset, …
-            raise ContentSourceError(f"could not reach Contentful for {where}: {error}") from error
-
-        status = response.status_code
-        if status != 200:
-            error = get_error(response)
-            detail = _error_message(response)
-            if status in (401, 403):
-                raise ContentAccessError(
-                    f"Contentful refused the access token for {where} (HTTP {status}: {detail}). "
-                    f"Check the space id and the {self.token_kind} token.",
-                    status=status,
-                ) from error
-            if status == 404 and what in ("locales", "content types"):
-                raise ContentAccessError(
-                    f"Contentful does not know {where} (HTTP 404: {detail}). "
-                    "Check the space id and the environment.",
-                    status=status,
-                ) from error
-            raise ContentSourceError(
-                f"Contentful answered the {what} request for {where} with HTTP {status}: {detail}",
-                status=status,
-            ) from error
-        try:
-            data = _JSON.decode(response.content)
-        except msgspec.DecodeError as error:
-            raise ContentFormatError(
-                f"Contentful's {what} response for {where} is not JSON: {error}"
-            ) from error
-        if not isinstance(data, dict):
-            raise ContentFormatError(f"Contentful's {what} response for {where} is not an object")
-        return data
 
 
 class ContentfulSource:
@@ -354,19 +203,14 @@ class ContentfulSource:
             max_rate_limit_retries=max_rate_limit_retries,
             max_rate_limit_wait=max_rate_limit_wait,
         )
-        self.space_id = space_id
-        self.environment = environment
-        self.api_url = api_url
-        self.https = https
-        self.timeout_s = timeout_s
         #: Token of the last completed sync: where an incremental sync would continue.
         self.sync_token: str | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
-            f"ContentfulSource(space_id={self.space_id!r}, environment={self.environment!r}, "
-            f"api_url={self.api_url!r})"
+            f"ContentfulSource(space_id={self.api.space_id!r}, environment={self.api.environment!r}, "
+            f"api_url={self.api.api_url!r})"
         )
 
     def load(self) -> ContentItems:
@@ -420,7 +264,7 @@ class ContentfulSource:
         page = self.api.request("sync", client.sync, query)
         seen_tokens: set[str] = set()
         for _ in range(_MAX_SYNC_PAGES):
-            _apply_sync_items(_items(page), entries, assets)
+            _apply_sync_items(page_items(page), entries, assets)
             next_page = page.get("nextPageUrl")
             if not next_page:
                 return _sync_token(page.get("nextSyncUrl"))
@@ -472,18 +316,6 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _items(page: dict[str, Any]) -> list[Any]:
-    items = page.get("items") or []
-    if not isinstance(items, list):
-        raise ContentFormatError("a Contentful response has 'items' that are not a list")
-    return items
-
-
-def _content_types(items: Iterable[Any]) -> dict[str, ContentTypeInfo]:
-    parsed = (content_type_from_json(item) for item in items)
-    return {content_type.id: content_type for content_type in parsed}
-
-
 def _sync_token(url: object) -> str:
     """The ``sync_token`` query parameter of a ``nextPageUrl``/``nextSyncUrl`` (as the SDK reads it)."""
     if not isinstance(url, str) or not url:
@@ -492,23 +324,3 @@ def _sync_token(url: object) -> str:
     if not tokens:
         raise ContentFormatError(f"Contentful's sync URL carries no sync_token: {url}")
     return tokens[0]
-
-
-def _error_message(response: Any) -> str:
-    """Contentful's error ``message`` (``{"sys": {"type": "Error", …}, "message": …}``) or the body."""
-    try:
-        body = _JSON.decode(response.content)
-    except msgspec.DecodeError:
-        return response.text[:200] or response.reason or "no details"
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return str(body)[:200]
-
-
-def _vary_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vary")
-    except PackageNotFoundError:
-        return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from pathlib import Path
 
 import anyio.to_thread
 import msgspec
@@ -39,11 +40,7 @@ STORE_FORMAT = "json+zlib/1"
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(ContentItems)
 # Set the token only on an existing state: a token without its items would be meaningless.
-_SET_TOKEN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'token') else redis.call('HSET', KEYS[1], 'token', ARGV[1]) end
-return 1
-"""
+_SET_TOKEN = (Path(__file__).parent / "scripts" / "set_token.lua").read_text()
 
 
 class StoredContent(Struct, frozen=True, kw_only=True):

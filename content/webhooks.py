@@ -17,7 +17,7 @@ and the path is signed as it arrived, as ``reference/contentful.md`` says (the h
 percent-escapes the query and URI-encodes the result; for a plain ASCII path without a query, such
 as ``/v1/webhooks/contentful``, the two are the same, so configure the webhook URL that way).
 
-Error tree::
+Errors (declared in :mod:`content.errors`, raised here)::
 
     ValueError
      ├── WebhookSignatureError   the request is not provably from Contentful, or is too old: answer 401
@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+
+from content.errors import WebhookPayloadError, WebhookSignatureError
 
 __all__ = [
     "ACCEPTED_TOPICS",
@@ -71,14 +73,6 @@ ACCEPTED_TOPICS: frozenset[str] = frozenset(
      for action in ("publish", "unpublish", "delete", "archive")]
     + [f"{_TOPIC_PREFIX}.ContentType.{action}" for action in ("publish", "unpublish", "delete")]
 )
-
-
-class WebhookSignatureError(ValueError):
-    """The request is unsigned, badly signed, or outside the time-to-live. The message says which."""
-
-
-class WebhookPayloadError(ValueError):
-    """The topic header or the body is not a Contentful webhook we can read."""
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):

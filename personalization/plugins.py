@@ -1,13 +1,14 @@
-"""The seams developers extend Vary through, and the registry the decision path consults.
+"""How Vary runs plugins safely: guards around every seam, and the registry the app hands around.
 
-A plugin is one :class:`Plugin` value that names the seams it fills. It reaches Vary either through
-the Python entry point group ``vary.plugins`` (``api/plugins.py`` loads them) or in code, through
+A plugin is one :class:`~personalization.seams.Plugin` value that names the seams it fills (the
+Protocols are in :mod:`personalization.seams`). It reaches Vary either through the Python entry
+point group ``vary.plugins`` (``api/plugins.py`` loads them) or in code, through
 ``create_app(settings, plugins=[...])``. The seams:
 
 ============================  ========================================================================
 ``attributes``                :class:`AttributeSource` — async; adds attributes (e.g. a CRM tier) to
                               the visitor before audiences are evaluated
-``feature_extractors``        :class:`FeatureExtractor` — extra model features; called by
+``feature_extractors``        :class:`FeatureExtractor` — extra model features; passed to
                               :func:`~personalization.decision.features.build_features`, which training and
                               serving share, so both see the same features
 ``sinks``                     :class:`EventSink` — where exposures and events go besides Redis; run
@@ -23,11 +24,11 @@ an exception as "no attributes"; :func:`guard_extractor` and :func:`guard_policy
 into "no extra features" and "baseline". Every failure is logged and counted in the plugin's
 :class:`PluginHealth`.
 
-The :data:`registry` is process-wide because the content compiler (which plugin experience types
-are valid) and :func:`~personalization.decision.features.build_features` (which extractors run) are reached
-from many call sites — ``vary train``, ``vary sync``, every worker — that must agree. It is filled by
-:meth:`Registry.install` and emptied by the returned undo, so tests and app lifespans leave no trace.
-With nothing installed, the decision path pays one empty-tuple check.
+A :class:`Registry` holds the guarded extractors and policies of one app (or one ``vary`` command).
+It is a value, not a module global: the app builds it once and passes it to whatever needs it —
+the :class:`~personalization.service.Personalizer` (which hands it to ``decide()``), the content
+compiler (its :meth:`Registry.policy_types`), training (its extractors). So the pure decision code
+reads nothing process-wide, and two apps in one process (tests) cannot see each other's plugins.
 """
 
 from __future__ import annotations
@@ -37,146 +38,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
-from personalization.types import Experience, Exposure, Profile, Visitor
-
-if TYPE_CHECKING:
-    from personalization.measurement.events import Event
-    from personalization.decision.features import FeatureRow
-    from personalization.decision.selection import Assignment
+from personalization.seams import (
+    AttributeSource,
+    AttributeValue,
+    ExperiencePolicy,
+    FeatureExtractor,
+    FeatureRow,
+)
+from personalization.types import Assignment, Experience, Profile, Visitor
 
 __all__ = [
-    "AttributeSource",
-    "FeatureExtractor",
-    "EventSink",
-    "ExperiencePolicy",
-    "SinkRecord",
-    "SinkError",
-    "PermanentSinkError",
-    "Plugin",
+    "AttributeLookup",
     "PluginHealth",
     "GuardedAttributes",
     "guard_extractor",
     "guard_policy",
     "Registry",
-    "registry",
-    "SEAMS",
-    "DEFAULT_ATTRIBUTE_TIMEOUT_S",
 ]
 
 log = logging.getLogger("vary.plugins")
-
-#: Longest an attribute lookup may take before the decision goes on without it (like the profile read).
-DEFAULT_ATTRIBUTE_TIMEOUT_S = 0.05
-SEAMS: tuple[str, ...] = ("attributes", "feature_extractors", "sinks", "policies", "content_source")
-
-#: What an attribute source may return: the same value types a visitor's traits have.
-AttributeValue = str | float | int | bool | None
-
-
-# ------------------------------------------------------------------------------------------ protocols
-
-
-@runtime_checkable
-class AttributeSource(Protocol):
-    """Adds attributes to a visitor before audiences are evaluated.
-
-    Called once per decision for visitors who consented to personalization, concurrently with the
-    profile read. The returned names become visitor traits (``crm_tier`` → audience rules can use
-    ``crm_tier`` and ``traits.crm_tier``); they win over traits the front end sent, since a server-side
-    lookup is the more trustworthy of the two. Cut off after the plugin's ``timeout_s``.
-    """
-
-    async def __call__(self, visitor: Visitor) -> Mapping[str, AttributeValue]: ...
-
-
-@runtime_checkable
-class FeatureExtractor(Protocol):
-    """Extra model features for one visitor. Pure and fast (no I/O): it runs in ``vary train`` over
-    every training row and on every scored request, and is not given a timeout."""
-
-    def __call__(self, visitor: Visitor, profile: Profile, now: float) -> Mapping[str, float | str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SinkRecord:
-    """One stream entry handed to a sink: an exposure or an event, with where it was read from.
-
-    ``entry_id`` (the Redis stream id) together with ``stream`` is unique and stable across
-    redeliveries, so a receiver can deduplicate on it (delivery is at least once).
-    """
-
-    kind: Literal["exposure", "event"]
-    stream: str
-    entry_id: str
-    record: Exposure | Event
-
-    @property
-    def message_id(self) -> str:
-        """A stable id for deduplication: the exposure id, the client's event id, else the stream id."""
-        own = getattr(self.record, "id", None) if self.kind == "exposure" else getattr(self.record, "event_id", None)
-        return f"vary-{self.kind}-{own}" if own else f"vary-{self.stream}-{self.entry_id}"
-
-
-class SinkError(Exception):
-    """A delivery failed and may succeed later (network error, 5xx, 429): the runner retries."""
-
-
-class PermanentSinkError(SinkError):
-    """A delivery failed in a way a retry cannot fix (e.g. 400, 401): dead-lettered at once."""
-
-
-@runtime_checkable
-class EventSink(Protocol):
-    """Where exposures and events go besides Redis. ``deliver`` raises :class:`SinkError` (or any
-    exception) to have the batch retried with backoff; after the configured attempts the batch is
-    dead-lettered to ``vary:sinks:dead:<name>``. An optional ``async aclose()`` is called at shutdown."""
-
-    name: str
-
-    async def deliver(self, batch: Sequence[SinkRecord]) -> None: ...
-
-
-@runtime_checkable
-class ExperiencePolicy(Protocol):
-    """A new experience ``type``. Called for visitors the experience's audience matched, after the
-    schedule check; returns the :class:`~personalization.decision.selection.Assignment` (variant, holdout,
-    propensity, reason). Must be pure and fast: it runs on the request path for every such visitor."""
-
-    type: str
-
-    def assign(
-        self,
-        experience: Experience,
-        visitor_id: str,
-        sticky: int | None,
-        attributes: Mapping[str, Any],
-        context: FeatureRow,
-    ) -> Assignment: ...
-
-
-@dataclass(frozen=True)
-class Plugin:
-    """What an entry point of the group ``vary.plugins`` loads (or a factory returning one).
-
-    ``content_source`` is a zero-argument factory, so a plugin's source (and its configuration, read
-    from the environment) is only built when ``VARY_CONTENT_SOURCE=plugin:<name>`` selects it.
-    """
-
-    name: str
-    attributes: Sequence[AttributeSource] = ()
-    feature_extractors: Sequence[FeatureExtractor] = ()
-    sinks: Sequence[EventSink] = ()
-    policies: Sequence[ExperiencePolicy] = ()
-    content_source: Callable[[], Any] | None = None
-    #: Per-lookup deadline of this plugin's attribute sources.
-    timeout_s: float = DEFAULT_ATTRIBUTE_TIMEOUT_S
-
-    @property
-    def seams(self) -> list[str]:
-        """The seams this plugin fills, in :data:`SEAMS` order."""
-        return [seam for seam in SEAMS if getattr(self, seam)]
 
 
 # --------------------------------------------------------------------------------------------- health
@@ -290,8 +172,6 @@ class _GuardedPolicy:
         attributes: Mapping[str, Any],
         context: FeatureRow,
     ) -> Assignment:
-        from personalization.decision.selection import Assignment
-
         self._health.calls += 1
         try:
             return self._policy.assign(experience, visitor_id, sticky, attributes, context)
@@ -318,7 +198,11 @@ def guard_policy(plugin: str, policy: ExperiencePolicy, health: PluginHealth) ->
 
 @dataclass
 class Registry:
-    """Feature extractors and experience policies the pure decision code consults (module docstring)."""
+    """The guarded feature extractors and experience policies of one app (module docstring).
+
+    ``decide()`` receives it (it has the ``extractors`` and ``policies`` of
+    :class:`~personalization.seams.PluginSeams`); the content compiler gets :meth:`policy_types`.
+    """
 
     extractors: tuple[FeatureExtractor, ...] = ()
     policies: dict[str, ExperiencePolicy] = field(default_factory=dict)
@@ -358,8 +242,5 @@ class Registry:
     def policy_types(self) -> tuple[str, ...]:
         return tuple(self.policies)
 
-
-#: The process-wide registry (see the module docstring for why there is one).
-registry = Registry()
 
 AttributeLookup = Callable[[Visitor], Awaitable[Mapping[str, AttributeValue]]]

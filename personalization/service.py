@@ -13,28 +13,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import msgspec
 from msgspec import Struct
 
 from personalization.decision.decide import EntryRequest, Outcome, decide
-from personalization.store.exposures import ExposureSink
-from personalization.plugins import AttributeLookup
-from personalization.store.profiles import ProfileStore
 from personalization.decision.scoring import ActiveModel, ActivePolicies
-from personalization.types import Experience, Profile, Visitor
+from personalization.plugins import AttributeLookup, Registry
+from personalization.seams import Catalog, ExposureSink, ProfileStore
+from personalization.types import Profile, Visitor
 
-__all__ = ["Catalog", "Personalized", "Personalizer"]
+__all__ = ["Personalized", "Personalizer"]
 
 log = logging.getLogger("vary.personalize")
-
-
-class Catalog(Protocol):
-    """Which experiences hang on an entry. A compiled content snapshot is one."""
-
-    def experiences_for(self, entry_id: str) -> tuple[Experience, ...]: ...
-
 
 class Personalized(Struct, frozen=True, kw_only=True):
     outcome: Outcome
@@ -53,9 +44,12 @@ class Personalizer:
         clock: Callable[[], float] = time.time,
         policies: ActivePolicies | None = None,
         attributes: AttributeLookup | None = None,
+        plugins: Registry | None = None,
     ) -> None:
         #: Plugins' attribute sources (never raise, bounded in time); ``None``: no plugin, no cost.
         self._attributes = attributes
+        #: The app's plugin registry (extractors, experience types), handed to every ``decide()``.
+        self.plugins = plugins if plugins is not None else Registry()
         self._profiles = profiles
         self._model = model
         self._policies = policies or ActivePolicies()
@@ -119,6 +113,7 @@ class Personalizer:
             self._model.current,
             self._clock(),
             policies=self._policies.current,
+            plugins=self.plugins,
         )
         if record:
             self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)

@@ -11,6 +11,8 @@ stream entries keep decoding (msgspec ``docs/schema-evolution.rst``).
 
 from __future__ import annotations
 
+import itertools
+import os
 from typing import Annotated, Literal
 
 import msgspec
@@ -26,8 +28,15 @@ __all__ = [
     "Audience",
     "Experience",
     "ExperienceType",
+    "Assignment",
+    "ServedVariant",
     "Decision",
     "Exposure",
+    "new_exposure_id",
+    "CONTINENTS",
+    "EVENT_TYPES",
+    "Journey",
+    "JourneyStage",
 ]
 
 Channel = Literal["web", "ios", "android", "email", "kiosk", "call_center", "store"]
@@ -142,12 +151,30 @@ class Experience(Struct, frozen=True, kw_only=True):
         return self.ends_at is None or now < self.ends_at
 
 
-class Decision(Struct, frozen=True, kw_only=True):
-    """What Vary chose for one requested entry, and why.
+class Assignment(Struct, frozen=True, kw_only=True):
+    """The outcome of selection for one entry (before it becomes a :class:`Decision`).
 
+    What :func:`personalization.decision.selection.select_experience` and a plugin's
+    ``ExperiencePolicy.assign`` return: the experience entered (``None``: baseline, nothing logged
+    against an experience), the variant, whether the visitor is held out, and the propensity.
+    """
+
+    experience: Experience | None
+    variant: int
+    holdout: bool
+    propensity: float
+    reason: str
+
+
+class ServedVariant(Struct, frozen=True, kw_only=True):
+    """Which variant of a requested entry was served, under which experience, with what probability.
+
+    Declared once and shared: a :class:`Decision` (what to serve), its :class:`Exposure` (what is
+    logged) and the API's answer entry (``api.http.schemas.PersonalizedEntry``) all carry these.
     ``propensity`` is the probability the logging policy had of serving this variant to a visitor who
     entered the experience: control = holdout + (1 − holdout)·w₀, variant i = (1 − holdout)·wᵢ. It is
     what off-policy evaluation needs. With no experience it is 1.0 (the baseline is certain).
+    ``variant_entry_id`` is the entry served (the baseline itself for variant 0).
     """
 
     entry_id: str
@@ -157,15 +184,22 @@ class Decision(Struct, frozen=True, kw_only=True):
     is_control: bool
     holdout: bool
     propensity: float
+
+
+class Decision(ServedVariant, frozen=True, kw_only=True):
+    """What Vary chose for one requested entry, and why (``reason``, readable by a marketer)."""
+
     reason: str
     exposure_id: str
 
 
-class Exposure(Struct, frozen=True, kw_only=True):
+class Exposure(ServedVariant, frozen=True, kw_only=True):
     """One entry served to one visitor: the record every measurement is built from.
 
     Written to the ``vary:exposures`` stream. ``visitor_id`` is ``None`` when the visitor did not consent
-    to analytics: the exposure still counts in aggregates, but is not tied to a person.
+    to analytics: the exposure still counts in aggregates, but is not tied to a person. Decoding is by
+    field name, so entries written before the shared fields moved to :class:`ServedVariant` (whose
+    keys came in another order) decode as they did.
     """
 
     id: str
@@ -173,18 +207,92 @@ class Exposure(Struct, frozen=True, kw_only=True):
     visitor_id: str | None
     session_id: str | None
     channel: str
-    entry_id: str
-    variant_entry_id: str
-    experience: str | None
-    variant: int
-    is_control: bool
-    holdout: bool
-    propensity: float
     model_version: str | None = None
     segments: SegmentScores = {}
     country: str | None = None
     device: str | None = None
 
 
+_EXPOSURE_ID_PREFIX = os.urandom(6).hex()
+_EXPOSURE_ID_COUNTER = itertools.count(1)
+
+
+def new_exposure_id() -> str:
+    """A process-unique id: 48 random bits per process + a counter (cheaper than uuid4 per entry)."""
+    return f"{_EXPOSURE_ID_PREFIX}{next(_EXPOSURE_ID_COUNTER):x}"
+
+
 EXPOSURE_ENCODER = msgspec.json.Encoder()
 EXPOSURE_DECODER = msgspec.json.Decoder(Exposure)
+
+
+# -- shared with content/ ----------------------------------------------------------------------------
+# ``content`` compiles Contentful entries into these; ``personalization`` reads them.
+
+_CONTINENT_COUNTRIES = {
+    "AF": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML "
+          "MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW",
+    "AN": "AQ BV GS HM TF",
+    "AS": "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM "
+          "MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
+    "EU": "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT "
+          "LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK",
+    "NA": "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA "
+          "PM PR SV SX TC TT US VC VG VI",
+    "OC": "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS",
+    "SA": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
+}  # fmt: skip
+#: ISO 3166-1 alpha-2 country code → continent code (GeoNames' assignment).
+CONTINENTS: dict[str, str] = {
+    country: continent
+    for continent, countries in _CONTINENT_COUNTRIES.items()
+    for country in countries.split()
+}
+
+#: Every event type front ends send: the tags of ``personalization.measurement.events.Event`` (a test
+#: holds the two together). Journey stages name them.
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view", "click", "conversion", "task", "abandonment", "survey", "feedback", "purchase", "identify",
+)  # fmt: skip
+
+
+class JourneyStage(Struct, frozen=True, kw_only=True):
+    """One stage of a journey: the events that show a visitor is at it.
+
+    ``touchpoints`` / ``event_types`` empty = any. An event type is ``type`` or ``type:detail``
+    (see the module doc).
+    """
+
+    key: str
+    name: str
+    touchpoints: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+
+    def matches(self, event_type: str, touchpoint: str | None, detail: str | None = None) -> bool:
+        """Whether an event of this type (and detail: goal, task name or survey metric) at this
+        touchpoint puts the visitor at this stage. An event without a touchpoint matches only a
+        stage that lists none."""
+        if self.touchpoints and touchpoint not in self.touchpoints:
+            return False
+        return self.matches_type(event_type, detail)
+
+    def matches_type(self, event_type: str, detail: str | None = None) -> bool:
+        """Whether the event type (and detail) is one of the stage's, ignoring the touchpoint."""
+        if not self.event_types:
+            return True
+        return event_type in self.event_types or (
+            detail is not None and f"{event_type}:{detail}" in self.event_types
+        )
+
+    def at_touchpoint(self, touchpoint: str | None) -> bool:
+        """Whether the touchpoint is one of the stage's (any, when it lists none)."""
+        return not self.touchpoints or touchpoint in self.touchpoints
+
+
+class Journey(Struct, frozen=True, kw_only=True):
+    """A compiled journey: ``id`` is its entry id, ``key`` what reports are asked for by."""
+
+    id: str
+    key: str
+    name: str
+    stages: tuple[JourneyStage, ...]

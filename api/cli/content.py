@@ -1,9 +1,9 @@
-"""``vary cms install``: the command line over :func:`content.installer.install_content_model`.
+"""The content commands: ``vary sync`` (compile the content once, print its issues) and
+``vary cms install`` (the command line over :func:`content.installer.install_content_model`).
 
-Kept apart from ``api/cli/main.py`` so the installer's options live next to it; ``api/cli/main.py`` calls
-:func:`add_cms_parser` while building its parser and :func:`cms_command` for ``vary cms …``. It needs
-no Vary settings: everything comes from the flags (a management token is not a Vary setting, and it is
-used once).
+``api/cli/main.py`` calls :func:`add_sync_parser` and :func:`add_cms_parser` while building its
+parser. ``vary cms`` needs no Vary settings: everything comes from the flags (a management token is
+not a Vary setting, and it is used once).
 """
 
 from __future__ import annotations
@@ -12,9 +12,37 @@ import argparse
 import sys
 from typing import Any
 
+from api.settings import Settings
 from content.installer import InstallError, install_content_model
 
-__all__ = ["add_cms_parser", "cms_command"]
+__all__ = ["add_sync_parser", "sync_command", "add_cms_parser", "cms_command"]
+
+
+def add_sync_parser(subparsers: Any) -> None:
+    """Add ``sync`` to a parser's subparsers."""
+    sync = subparsers.add_parser("sync", help="load and compile the content once; print content issues")
+    sync.add_argument("--strict", action="store_true", help="exit 1 when there are content issues")
+
+
+def sync_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``vary sync``: compile the configured content; exit 1 on issues with ``--strict``."""
+    from api.cli.common import plugin_registry
+    from api.runtime import content_source_for
+    from content import compile_snapshot
+    from personalization.decision.audience_validate import validate_condition
+
+    snapshot = compile_snapshot(
+        content_source_for(settings).load(),
+        plugin_types=frozenset(plugin_registry(args).policy_types()),
+        validate_condition=validate_condition,
+    )
+    print(
+        f"content {snapshot.version}: {len(snapshot.entries)} entries, "
+        f"{len(snapshot.experiences)} experiences, {len(snapshot.issues)} issues"
+    )
+    for issue in snapshot.issues:
+        print(f"  {issue.entry_id} ({issue.content_type}): {issue.problem} — fix: {issue.fix}")
+    return 1 if snapshot.issues and args.strict else 0
 
 
 def _names(values: list[str] | None) -> list[str]:

@@ -1,7 +1,7 @@
-"""``vary export`` and ``vary simulate``: the data commands behind :mod:`api.cli.main`.
+"""``vary export``, ``vary trim`` and ``vary simulate``: the data commands behind :mod:`api.cli.main`.
 
-Like :mod:`api.cli.models`, each command takes the :class:`Settings` and the parsed arguments
-and returns an exit code (0 ok, 1 the work failed, 2 a usage or setup problem).
+Like every command (:mod:`api.cli.common`), each takes the :class:`Settings` and the parsed
+arguments and returns an exit code (0 ok, 1 the work failed, 2 a usage or setup problem).
 
 * ``vary export --since D --until D --out DIR`` reads the streams in ``VARY_REDIS_URL`` and writes
   Parquet partitioned by date (:mod:`personalization.measurement.export`). It does not start the embedded Valkey
@@ -16,21 +16,24 @@ import argparse
 import asyncio
 import json
 import logging
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import msgspec
 from redis.exceptions import RedisError
 
+from api.cli.common import err
 from api.redis_client import async_redis
 from api.settings import Settings
 
-__all__ = ["add_data_parsers", "export_command", "simulate_command", "delivery_key", "default_base_url"]
-
-
-def _err(message: str) -> None:
-    print(f"vary: {message}", file=sys.stderr)
+__all__ = [
+    "add_data_parsers",
+    "export_command",
+    "trim_command",
+    "simulate_command",
+    "delivery_key",
+    "default_base_url",
+]
 
 
 def _date(text: str) -> date:
@@ -96,10 +99,10 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
     until: date = args.until or datetime.now(UTC).date()
     since: date = args.since
     if since > until:
-        _err(f"--since {since} is after --until {until}")
+        err(f"--since {since} is after --until {until}")
         return 2
     if not settings.redis_url:
-        _err(
+        err(
             "VARY_REDIS_URL is not set: export reads the exposure and event streams from the Redis "
             "`vary serve` uses (with the embedded Valkey, the URL it printed at start)"
         )
@@ -116,10 +119,10 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(run())
     except RuntimeError as exc:  # pyarrow missing
-        _err(str(exc))
+        err(str(exc))
         return 2
     except (OSError, RedisError) as exc:
-        _err(f"export failed: {exc}")
+        err(f"export failed: {exc}")
         return 1
     print(describe(report))
     return 0
@@ -129,10 +132,10 @@ def trim_command(settings: Settings, args: argparse.Namespace) -> int:
     """``vary trim``: one retention pass (personalization/store/retention.py); prints what each stream lost."""
     days = args.days if args.days is not None else settings.stream_retention_days
     if days is None or days <= 0:
-        _err("give --days N (N > 0) or set VARY_STREAM_RETENTION_DAYS: how many days of entries to keep")
+        err("give --days N (N > 0) or set VARY_STREAM_RETENTION_DAYS: how many days of entries to keep")
         return 2
     if not settings.redis_url:
-        _err("VARY_REDIS_URL is not set: trim works on the Redis `vary serve` uses")
+        err("VARY_REDIS_URL is not set: trim works on the Redis `vary serve` uses")
         return 2
     from api.runtime import stream_retention
 
@@ -148,7 +151,7 @@ def trim_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(run())
     except (OSError, RedisError) as exc:
-        _err(f"trim failed: {exc}")
+        err(f"trim failed: {exc}")
         return 1
     for result in results:
         held = f" (held back by consumer group {result.held_by!r})" if result.held_by else ""
@@ -190,11 +193,11 @@ def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
     from personalization.demo.simulation import Effects, format_summary, simulate
 
     if args.visitors < 0 or args.concurrency < 1:
-        _err("--visitors must be >= 0 and --concurrency >= 1")
+        err("--visitors must be >= 0 and --concurrency >= 1")
         return 2
     key = args.key or delivery_key(settings)
     if not key:
-        _err(
+        err(
             f"no delivery key: pass --key, set VARY_DELIVERY_KEYS, or start `vary serve` once so it writes "
             f"{Path(settings.data_dir) / 'keys.json'}"
         )
@@ -210,6 +213,6 @@ def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(format_summary(summary))
     if summary.errors:
-        _err(f"{summary.errors} request(s) failed; is `vary serve` running at {base_url}?")
+        err(f"{summary.errors} request(s) failed; is `vary serve` running at {base_url}?")
         return 1
     return 0

@@ -1,11 +1,11 @@
 """What each dashboard page shows, shaped from the domain results for the templates.
 
 Nothing here measures or decides: the numbers come from the functions the JSON admin API serves
-(:func:`~personalization.measurement.results.experiment_results`, :func:`~personalization.measurement.cx.journey_metrics`,
-:func:`~personalization.measurement.journeys.journey_map`, the model registry). This module only picks which of
-them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
+(:func:`~personalization.measurement.results.experiment_results`, :func:`~personalization.measurement.cx.journey_metrics`).
+This module only picks which of them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
 (:mod:`api.dashboard.charts`). Cumulative rates are running sums of the daily counts the results
-already hold, divided for display.
+already hold, divided for display. The journey map page is :mod:`api.dashboard.journey_page`, the
+models page :mod:`api.dashboard.model_page`.
 """
 
 from __future__ import annotations
@@ -18,36 +18,31 @@ from markupsafe import Markup
 
 from api.dashboard.charts import (
     Bar,
-    FlowLane,
-    FlowStage,
     Series,
     bar_chart,
-    calibration_plot,
-    flow_chart,
     line_chart,
     percent,
     tile,
 )
 from personalization.measurement.cx import CxReport
-from personalization.measurement.journeys import JourneyMap, StageReport
-from personalization.models.registry import RegisteredModel
-from personalization.models.ope import OffPolicyEstimate
-from personalization.models.policy import PolicyCard
-from personalization.measurement.results import ExperimentResults, GoalResult, UxVariant, VariantResult
-from personalization.types import Experience
+from personalization.measurement.results import (
+    ExperimentResults,
+    GoalResult,
+    UxVariant,
+    VariantResult,
+)
 from personalization.measurement.ux_cx import MetricEstimate
+from personalization.types import Experience
 
 __all__ = [
     "cx_charts",
-    "evaluation_view",
     "experience_detail",
     "experience_row",
     "experience_status",
     "fmt_interval",
+    "fmt_ms",
     "fmt_p",
     "fmt_uplift",
-    "journey_view",
-    "model_view",
     "ux_tiles",
     "variant_label",
 ]
@@ -74,7 +69,7 @@ def _score(m: MetricEstimate, fmt: Any = lambda v: f"{v:.1f}") -> str:
     return "–" if m.score is None else f"{fmt(m.score)} (n {m.n:,})"
 
 
-def _ms(value: float | None) -> str:
+def fmt_ms(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
@@ -277,7 +272,7 @@ def ux_tiles(results: ExperimentResults) -> list[Markup]:
                 touchpoint,
                 [
                     ("Task success", line(lambda u: _score(u.task_success, lambda s: percent(s, 0)))),
-                    ("Median task time", line(lambda u: _ms(u.task_time.median))),
+                    ("Median task time", line(lambda u: fmt_ms(u.task_time.median))),
                     ("Abandonment", line(lambda u: _score(u.abandonment_rate, lambda s: percent(s, 0)))),
                     ("Click-through", line(lambda u: _score(u.click_through_rate, lambda s: percent(s, 0)))),
                     ("SUS", line(lambda u: _score(u.sus))),
@@ -349,151 +344,4 @@ def cx_charts(overall: CxReport, weekly: Sequence[tuple[str, CxReport]]) -> dict
         "transitions": transitions,
         "summary": tile("Journey-wide CX", summary),
         "period": overall.period,
-    }
-
-
-# ------------------------------------------------------------------------------------------ journey map
-
-
-def _stage_notes(stage: StageReport) -> list[str]:
-    notes = []
-    if stage.drop_off is not None and stage.drop_off.score is not None:
-        notes.append(f"drop-off {percent(stage.drop_off.score, 0)}")
-    if stage.ux.task_success.score is not None:
-        notes.append(f"task success {percent(stage.ux.task_success.score, 0)}")
-    if stage.ux.click_through_rate.score is not None:
-        notes.append(f"click-through {percent(stage.ux.click_through_rate.score, 0)}")
-    if stage.ux.abandonment_rate.score is not None:
-        notes.append(f"abandonment {percent(stage.ux.abandonment_rate.score, 0)}")
-    for metric in ("nps", "csat", "ces"):
-        m: MetricEstimate = getattr(stage.cx, metric)
-        if m.score is not None:
-            notes.append(f"{metric.upper()} {m.score:.1f}")
-    return notes[:6]
-
-
-def _group_order(name: str) -> tuple[int, str]:
-    return (0, f"{int(name):06d}") if name.isdigit() else (1, name)
-
-
-def journey_view(result: JourneyMap) -> dict[str, Any]:
-    """The flow (one lane per variant, shared scale) and a table of every stage's numbers."""
-    groups = sorted(result.variants, key=_group_order)
-    lanes = []
-    table = []
-    for group in groups:
-        vj = result.variants[group]
-        label = variant_label(group) if result.experience else "All visitors"
-        lanes.append(
-            FlowLane(
-                name=f"{label} ({vj.visitors:,} visitors)",
-                stages=[FlowStage(s.name, s.reached, s.continued, _stage_notes(s)) for s in vj.stages],
-            )
-        )
-        for s in vj.stages:
-            table.append(
-                {
-                    "group": label,
-                    "stage": s.name,
-                    "reached": f"{s.reached:,}",
-                    "drop_off": percent(s.drop_off.score, 1) if s.drop_off else "–",
-                    "time_to_next": "–" if s.median_s_to_next is None else f"{s.median_s_to_next:,.0f} s",
-                    "task_success": percent(s.ux.task_success.score, 0),
-                    "click_through": percent(s.ux.click_through_rate.score, 0),
-                    "abandonment": percent(s.ux.abandonment_rate.score, 0),
-                    "median_task": _ms(s.ux.median_task_ms),
-                    "nps": "–" if s.cx.nps.score is None else f"{s.cx.nps.score:.1f}",
-                    "csat": "–" if s.cx.csat.score is None else f"{s.cx.csat.score:.1f}",
-                    "ces": "–" if s.cx.ces.score is None else f"{s.cx.ces.score:.2f}",
-                }
-            )
-    title = f"Journey {result.name}: visitors and drop-off per stage" + (
-        f", by variant of {result.experience}" if result.experience else ""
-    )
-    return {
-        "flow": flow_chart(lanes, title=title),
-        "table": table,
-        "unexposed": f"{result.unexposed_visitors:,}",
-        "truncated": result.truncated,
-        "since": datetime.fromtimestamp(result.since, UTC).date().isoformat(),
-        "until": datetime.fromtimestamp(result.until, UTC).date().isoformat(),
-    }
-
-
-# ------------------------------------------------------------------------------------------ models
-
-
-def _window(card: Any) -> str:
-    window = card.training_window or {}
-    if not window:
-        return "–"
-    start, end = window.get("start") or window.get("from"), window.get("end") or window.get("to")
-    if start or end:
-        return f"{start or '?'} → {end or '?'}"
-    return ", ".join(f"{k} {v}" for k, v in window.items())
-
-
-def model_view(model: RegisteredModel, active: Mapping[str, str]) -> dict[str, Any]:
-    """One model's card for the page: kind, active flag, metrics, training window, calibration plots."""
-    card = model.card
-    created = datetime.fromtimestamp(card.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    is_active = active.get(model.slot) == model.version
-    if isinstance(card, PolicyCard):
-        return {
-            "version": model.version,
-            "kind": "policy",
-            "experience": card.experience,
-            "active": is_active,
-            "created": created,
-            "window": _window(card),
-            "rows": ", ".join(f"{k} {v:,}" for k, v in card.rows.items()),
-            "metrics": [
-                {"name": "all", "auc": _fmt_metric(card.metrics.get("roc_auc")),
-                 "log_loss": _fmt_metric(card.metrics.get("log_loss")), "brier": _fmt_metric(card.metrics.get("brier"))}
-            ],
-            "calibration": [],
-        }
-    return {
-        "version": model.version,
-        "kind": "segments",
-        "experience": None,
-        "active": is_active,
-        "created": created,
-        "window": _window(card),
-        "rows": ", ".join(f"{k} {v:,}" for k, v in card.rows.items()),
-        "metrics": [
-            {"name": seg, "auc": _fmt_metric(m.get("roc_auc")), "log_loss": _fmt_metric(m.get("log_loss")),
-             "brier": _fmt_metric(m.get("brier"))}
-            for seg, m in card.metrics.items()
-        ],
-        "calibration": [
-            {"segment": seg, "plot": calibration_plot(rows, title=f"{model.version}: calibration of {seg}")}
-            for seg, rows in card.calibration.items()
-        ],
-    }
-
-
-def _fmt_metric(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def evaluation_view(version: str, estimate: OffPolicyEstimate, n_bootstrap: int) -> dict[str, Any]:
-    rows = [
-        ("IPS", estimate.ips),
-        ("SNIPS", estimate.snips),
-        ("DR", estimate.dr),
-        ("Logged policy", estimate.logged),
-    ]
-    return {
-        "version": version,
-        "rows": [
-            {"name": name, "value": f"{e.value:.4f}", "interval": f"[{e.interval[0]:.4f}, {e.interval[1]:.4f}]"}
-            for name, e in rows
-        ],
-        "ess": f"{estimate.ess:,.1f}",
-        "n": f"{estimate.n:,}",
-        "clipped": estimate.clipped,
-        "dropped": estimate.dropped,
-        "warnings": list(estimate.warnings),
-        "n_bootstrap": n_bootstrap,
     }

@@ -18,8 +18,7 @@ import msgspec
 from content import ContentSnapshot
 from personalization.decision.decide import EntryRequest, Outcome, decide
 from personalization.decision.features import FeatureRow
-from personalization.models.policy import RewardModel
-from personalization.decision.scoring import SegmentModel
+from personalization.seams import PluginSeams, RewardModel, SegmentModel
 from personalization.types import Experience, Profile, Visitor
 
 __all__ = ["PreviewError", "ScoreOverride", "parse_scores", "parse_traits", "preview_decision", "preview_visitor"]
@@ -104,9 +103,11 @@ def preview_decision(
     overrides: Mapping[str, float],
     policies: Mapping[str, RewardModel] | None = None,
     now: float | None = None,
+    plugins: PluginSeams | None = None,
 ) -> tuple[list[str], Outcome]:
     """The decision for every baseline entry the experience hangs on (each with its full experience
-    list, so a higher-priority experience can win, as in serving). Nothing is recorded."""
+    list, so a higher-priority experience can win, as in serving). Nothing is recorded. ``plugins``:
+    the app's plugin registry, so plugin features and experience types decide as they do in serving."""
     entries = sorted(
         entry_id
         for entry_id in snapshot.entries
@@ -121,5 +122,6 @@ def preview_decision(
         time.time() if now is None else now,
         new_id=lambda: "preview",
         policies=policies,
+        plugins=plugins,
     )
     return entries, outcome

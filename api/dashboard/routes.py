@@ -1,10 +1,9 @@
-"""Dashboard routes: server-rendered pages over the same functions the JSON admin API calls.
+"""Dashboard pages: server-rendered, over the same functions the JSON admin API calls.
 
-Authentication is the admin key, either as ``Authorization: Bearer`` (scripts, curl) or through the
-sign-in form, which sets a signed session cookie (:mod:`api.dashboard.session`). A browser without
-either is sent to the sign-in form; a delivery key is refused (403) as on every admin route.
+Who may see them is :mod:`api.dashboard.guards`; the sign-in form is :mod:`api.dashboard.sign_in`.
 Handlers call one domain function each (results, CX, journey map, model registry, evaluation, the
 decision itself for "preview as") and hand the answer to :mod:`api.dashboard.pages` for display.
+Errors are drawn as the error page, mapped from the domain as in the API (:mod:`api.http.errors`).
 """
 
 from __future__ import annotations
@@ -12,27 +11,26 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from litestar import Controller, Request, Router
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import (
-    HTTPException,
-    NotAuthorizedException,
-    NotFoundException,
-    PermissionDeniedException,
-)
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 
-from api.http.auth import requires_admin
 from api.dashboard import pages
+from api.dashboard.guards import (
+    SignInRequired,
+    check_origin,
+    requires_dashboard,
+    safe_next,
+)
+from api.dashboard.journey_page import journey_view
+from api.dashboard.model_page import evaluation_view, model_view
 from api.dashboard.preview import (
     PreviewError,
     parse_scores,
@@ -40,159 +38,27 @@ from api.dashboard.preview import (
     preview_decision,
     preview_visitor,
 )
-from api.dashboard.session import (
-    COOKIE_NAME,
-    SESSION_TTL_S,
-    issue_token,
-    token_is_valid,
-)
+from api.dashboard.sign_in import SignInController, page
+from api.http.common import experience_in, loaded_snapshot, runtime_of
+from api.http.errors import exception_handlers
 from api.http.handlers import get, post
-from api.http.routes import loaded_snapshot as _snapshot
-from api.http.routes import runtime_of as _runtime
-from personalization.measurement.aggregation import week_index
-from personalization.measurement.cx import journey_metrics, week_monday
+from api.http.measurement import journey_report
+from personalization.measurement.cx import journey_metrics, weekly_metrics
+from personalization.measurement.results import experiment_results
 from personalization.models.evaluation import (
     EvaluationError,
     NotAPolicyError,
     evaluate_served,
 )
-from personalization.measurement.journeys import DEFAULT_PERIOD_S, journey_map
 from personalization.models.files import ModelLoadError
-from personalization.models.registry import UnknownModelVersion
-from personalization.measurement.results import experiment_results
 from personalization.types import CHANNELS
 
-__all__ = ["STATIC", "TEMPLATES", "SignInRequired", "dashboard_router", "requires_dashboard", "static_router"]
+__all__ = ["STATIC", "TEMPLATES", "dashboard_router", "static_router"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
-#: Most weeks the CX-over-time charts show (each is one small read of the weekly counters).
-CX_WEEKS = 12
 #: Bootstrap resamples the evaluate form may ask for (the JSON route allows the same).
 MAX_BOOTSTRAP = 2000
-
-
-class SignInRequired(NotAuthorizedException):
-    """No key and no valid session: a browser is sent to the sign-in form, anything else gets 401."""
-
-
-# ------------------------------------------------------------------------------------------ auth
-
-
-def _secret(connection: ASGIConnection) -> bytes:
-    app_state = connection.app.state
-    return app_state.key_ring.session_secret(app_state.settings.session_secret)  # type: ignore[no-any-return]
-
-
-def _has_session(connection: ASGIConnection) -> bool:
-    return token_is_valid(_secret(connection), connection.cookies.get(COOKIE_NAME), time.time())
-
-
-async def requires_dashboard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """An admin key in the header (checked and rate-limited as on ``/v1`` admin routes), or a valid
-    session cookie from the sign-in form."""
-    if connection.headers.get("authorization"):
-        await requires_admin(connection, handler)
-        return
-    if _has_session(connection):
-        return
-    raise SignInRequired(detail="sign in with an admin key (or send it as 'Authorization: Bearer <key>')")
-
-
-def _check_origin(request: Request) -> None:
-    """A form POST from another site is refused even before the cookie's SameSite=Strict matters."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return
-    if urlparse(origin).netloc != request.headers.get("host", ""):
-        raise PermissionDeniedException(detail=f"form posted from another origin ({origin}); refused")
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a dashboard path on this host (never ``//evil`` or a full URL) is a place to go back to."""
-    if target and target.startswith("/dashboard") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/dashboard"
-
-
-def _https(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def _page(request: Request, template: str, nav: str, title: str, status_code: int = 200, **context: Any) -> Template:
-    """A page with the context every page needs (navigation, whether a sign-out button applies)."""
-    return Template(
-        template_name=template,
-        context={
-            "nav": nav,
-            "title": title,
-            "cookie_session": COOKIE_NAME in request.cookies and not request.headers.get("authorization"),
-            **context,
-        },
-        status_code=status_code,
-    )
-
-
-# ------------------------------------------------------------------------------------------ sign-in
-
-
-@dataclass
-class SignInForm:
-    """The sign-in form: the admin key and where to go afterwards."""
-
-    key: str = ""
-    next: str = ""
-
-
-class SignInController(Controller):
-    path = "/"
-
-    @get("/sign-in", summary="Dashboard sign-in form")
-    async def sign_in_form(
-        self, request: Request, next_: Annotated[str | None, QueryParameter(name="next", max_length=512)] = None
-    ) -> Template:
-        return _page(request, "sign_in.html", "sign-in", "Sign in", next=_safe_next(next_), message=None)
-
-    @post("/sign-in", status_code=303, summary="Sign in with an admin key")
-    async def sign_in(self, request: Request, data: URLEncodedBody[SignInForm]) -> Template | Redirect:
-        """A valid admin key sets the session cookie and goes on; anything else shows the form again
-        with what was wrong (400 empty, 401 unknown, 403 delivery key)."""
-        _check_origin(request)
-        target = _safe_next(data.next)
-        key = data.key.strip()
-        scope = request.app.state.key_ring.scope_of(key) if key else None
-        if scope != "admin":
-            status, message = {
-                None: (401, "That key is not a Vary key. Check it and try again."),
-                "delivery": (403, "That is a delivery key; the dashboard needs an admin key."),
-            }[scope]
-            if not key:
-                status, message = 400, "Enter an admin key."
-            return _page(request, "sign_in.html", "sign-in", "Sign in", status_code=status, next=target, message=message)
-        response = Redirect(path=target, status_code=303)
-        response.set_cookie(
-            COOKIE_NAME,
-            issue_token(_secret(request), time.time()),
-            max_age=SESSION_TTL_S,
-            path="/dashboard",
-            httponly=True,
-            samesite="strict",
-            secure=_https(request),
-        )
-        return response
-
-    @post("/sign-out", status_code=303, summary="End the dashboard session")
-    async def sign_out(self, request: Request) -> Redirect:
-        _check_origin(request)
-        response = Redirect(path="/dashboard/sign-in", status_code=303)
-        response.delete_cookie(COOKIE_NAME, path="/dashboard")
-        return response
-
-
-# ------------------------------------------------------------------------------------------ pages
 
 
 @dataclass
@@ -206,13 +72,13 @@ class DashboardController(Controller):
 
     @get("/", summary="Experiences")
     async def experiences(self, request: Request, state: State) -> Template:
-        runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
         now = time.time()
         experiences = list(snapshot.experiences.values())
         results = await asyncio.gather(*(experiment_results(runtime.redis, e) for e in experiences))
         rows = [pages.experience_row(e, r, now) for e, r in zip(experiences, results, strict=True)]
-        return _page(request, "experiences.html", "experiences", "Experiences", rows=rows)
+        return page(request, "experiences.html", "experiences", "Experiences", rows=rows)
 
     @get("/experiences/{key:str}", summary="One experience")
     async def experience(self, request: Request, state: State, key: FromPath[str]) -> Template:
@@ -254,25 +120,15 @@ class DashboardController(Controller):
         state: State,
         experience: Annotated[str | None, QueryParameter(max_length=256)] = None,
     ) -> Template:
-        runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
         keys = list(snapshot.experiences)
         chosen_key = experience or (keys[0] if keys else None)
-        chosen = snapshot.experiences.get(chosen_key) if chosen_key else None
-        if chosen_key and chosen is None:
-            raise NotFoundException(detail=f"no experience with key {chosen_key!r} in the served content")
+        chosen = experience_in(snapshot, chosen_key) if chosen_key else None
         tiles = pages.ux_tiles(await experiment_results(runtime.redis, chosen)) if chosen else []
         overall = await journey_metrics(runtime.redis, since=None, until=None, by="channel")
-        weekly = []
-        if overall.period.since is not None and overall.period.until is not None:
-            first = week_index(_day_ts(overall.period.since))
-            last = week_index(_day_ts(overall.period.until))
-            weeks = list(range(max(first, last - CX_WEEKS + 1), last + 1))
-            reports = await asyncio.gather(
-                *(journey_metrics(runtime.redis, since=week_monday(w), until=week_monday(w), by="channel") for w in weeks)
-            )
-            weekly = [(week_monday(w).isoformat(), r) for w, r in zip(weeks, reports, strict=True)]
-        return _page(
+        weekly = await weekly_metrics(runtime.redis, overall.period, by="channel")
+        return page(
             request,
             "ux.html",
             "ux",
@@ -285,8 +141,8 @@ class DashboardController(Controller):
 
     @get("/journeys", summary="Journeys")
     async def journeys(self, request: Request, state: State) -> Template:
-        snapshot = _snapshot(_runtime(state))
-        return _page(
+        snapshot = loaded_snapshot(runtime_of(state))
+        return page(
             request, "journeys.html", "journeys", "Journeys", journeys=list(snapshot.journeys.values())
         )
 
@@ -298,22 +154,10 @@ class DashboardController(Controller):
         key: FromPath[str],
         experience: Annotated[str | None, QueryParameter(max_length=256)] = None,
     ) -> Template:
-        runtime = _runtime(state)
-        snapshot = _snapshot(runtime)
-        journey = snapshot.journeys.get(key)
-        if journey is None:
-            raise NotFoundException(detail=f"no journey with key {key!r} in the served content")
-        chosen = None
-        if experience:
-            chosen = snapshot.experiences.get(experience)
-            if chosen is None:
-                raise NotFoundException(detail=f"no experience with key {experience!r} in the served content")
-        now = time.time()
-        result = await journey_map(
-            runtime.redis, journey, experience=chosen, since_ts=now - DEFAULT_PERIOD_S, until_ts=now,
-            partitions=runtime.settings.stream_partitions,
-        )
-        return _page(
+        runtime = runtime_of(state)
+        journey, chosen, result = await journey_report(runtime, key, experience or None, None, None)
+        snapshot = loaded_snapshot(runtime)
+        return page(
             request,
             "journey.html",
             "journeys",
@@ -321,7 +165,7 @@ class DashboardController(Controller):
             journey=journey,
             experiences=[(e.key, e.name) for e in snapshot.experiences.values()],
             chosen=chosen,
-            view=pages.journey_view(result),
+            view=journey_view(result),
         )
 
     @get("/models", summary="Models")
@@ -333,7 +177,7 @@ class DashboardController(Controller):
         self, request: Request, state: State, version: FromPath[str], data: URLEncodedBody[EvaluateForm]
     ) -> Template:
         """The ``POST /v1/models/{version}/evaluate`` path (:func:`evaluate_served`) on the logs."""
-        _check_origin(request)
+        check_origin(request)
         try:
             n_bootstrap = int(data.n_bootstrap)
         except ValueError:
@@ -343,10 +187,10 @@ class DashboardController(Controller):
                 request, state, error=f"bootstrap resamples: expected a whole number from 1 to {MAX_BOOTSTRAP}, "
                 f"got {data.n_bootstrap!r}", status_code=400
             )
-        runtime = _runtime(state)
+        runtime = runtime_of(state)
         assert runtime.models is not None
         experiences = runtime.snapshot.experiences if runtime.snapshot is not None else {}
-        try:
+        try:  # an unknown version is a 404 (api/http/errors.py); what cannot be evaluated is said here
             estimate, _ = await evaluate_served(
                 runtime.redis,
                 runtime.models,
@@ -355,28 +199,19 @@ class DashboardController(Controller):
                 n_bootstrap=n_bootstrap,
                 partitions=runtime.settings.stream_partitions,
             )
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {version!r}") from None
         except NotAPolicyError as exc:
             return await _models_page(request, state, error=str(exc), status_code=400)
         except (EvaluationError, ModelLoadError) as exc:
             return await _models_page(request, state, error=str(exc), status_code=422)
         return await _models_page(
-            request, state, evaluation=pages.evaluation_view(version, estimate, n_bootstrap)
+            request, state, evaluation=evaluation_view(version, estimate, n_bootstrap)
         )
 
 
-def _day_ts(day: date) -> float:
-    """Unix seconds of a date's midnight UTC (for :func:`week_index`)."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-
-
 async def _experience_page(request: Request, state: State, key: str, preview: dict[str, Any] | None) -> Template:
-    runtime = _runtime(state)
-    snapshot = _snapshot(runtime)
-    experience = snapshot.experiences.get(key)
-    if experience is None:
-        raise NotFoundException(detail=f"no experience with key {key!r} in the served content")
+    runtime = runtime_of(state)
+    snapshot = loaded_snapshot(runtime)
+    experience = experience_in(snapshot, key)
     results = await experiment_results(runtime.redis, experience)
     model = runtime.model.current
     segments = list(model.segments) if model else []
@@ -398,12 +233,13 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
                 }
             )
             entries, outcome = preview_decision(
-                snapshot, experience, visitor, model, overrides, policies=runtime.policies.current
+                snapshot, experience, visitor, model, overrides, policies=runtime.policies.current,
+                plugins=runtime.plugins.registry if runtime.plugins is not None else None,
             )
             decision = {"segments": outcome.segments, "decisions": outcome.decisions, "entries": entries}
         except PreviewError as exc:
             error, status = str(exc), 400
-    return _page(
+    return page(
         request,
         "experience.html",
         "experiences",
@@ -428,11 +264,11 @@ async def _models_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Template:
-    runtime = _runtime(state)
+    runtime = runtime_of(state)
     assert runtime.models is not None
     active, models = await runtime.models.list()
-    views = [pages.model_view(m, active) for m in models]
-    return _page(
+    views = [model_view(m, active) for m in models]
+    return page(
         request,
         "models.html",
         "models",
@@ -452,7 +288,7 @@ async def _models_page(
 def _to_sign_in(request: Request, exc: SignInRequired) -> Response[Any]:
     """Browsers (GET) go to the form and come back afterwards; other requests get a plain 401."""
     if request.method == "GET":
-        target = quote(_safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else "")), safe="/")
+        target = quote(safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else "")), safe="/")
         return Redirect(path=f"/dashboard/sign-in?next={target}", status_code=303)
     return Response(
         {"status_code": 401, "detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
@@ -462,7 +298,7 @@ def _to_sign_in(request: Request, exc: SignInRequired) -> Response[Any]:
 def _error_page(request: Request, exc: HTTPException) -> Response[Any]:
     """Client errors on dashboard pages as a page that says what was wrong (not JSON)."""
     messages = [str(e.get("message", e)) for e in exc.extra] if isinstance(exc.extra, list) else []
-    return _page(
+    return page(
         request, "error.html", "", f"Error {exc.status_code}", status_code=exc.status_code,
         detail=exc.detail, messages=messages,
     )
@@ -472,7 +308,7 @@ dashboard_router = Router(
     path="/dashboard",
     route_handlers=[SignInController, DashboardController],
     include_in_schema=False,
-    exception_handlers={SignInRequired: _to_sign_in, HTTPException: _error_page},
+    exception_handlers={**exception_handlers(_error_page), SignInRequired: _to_sign_in},
 )
 
 static_router = create_static_files_router(

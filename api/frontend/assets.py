@@ -21,10 +21,10 @@ from importlib.resources import files
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
 from litestar.response import Response
 
 from api.http.handlers import get
+from personalization.errors import FeatureOff
 
 __all__ = ["demo_key", "demo_page", "sdk_module", "sdk_script"]
 
@@ -85,7 +85,7 @@ def demo_key(delivery_keys: tuple[str, ...] | list[str]) -> str | None:
 def demo_page(state: State) -> Response[bytes]:
     """The demo store, personalized in the browser by the kit (query string = visitor context)."""
     if not state.settings.demo_page:
-        raise NotFoundException(detail="the demo page is off (VARY_DEMO_PAGE=false)")
+        raise FeatureOff("the demo page is off (VARY_DEMO_PAGE=false)")
     nonce = secrets.token_urlsafe(16)
     # JSON inside <script>: "<" escaped so no value can close the element.
     config = json.dumps({"key": state.get("demo_key")}).replace("<", "\\u003c")

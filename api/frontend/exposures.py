@@ -17,18 +17,21 @@ import time
 from collections.abc import Sequence
 
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, ServiceUnavailableException
 from litestar.params import JSONBody
 from litestar.response import Response
 from msgspec.structs import replace
 
-from api.http.auth import KeyRing, requires_delivery
 from api.frontend.schemas import ExposureBatch, ExposuresAccepted, RejectedExposure
+from api.http.auth import KeyRing, requires_delivery
 from api.http.handlers import post
 from api.http.schemas import PersonalizedEntry
 from api.settings import Settings
+from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.store.deferred_exposures import DeferredExposures
-from personalization.store.exposure_tokens import ExposureTokens, secret_from_key_digests
+from personalization.store.exposure_tokens import (
+    ExposureTokens,
+    secret_from_key_digests,
+)
 from personalization.types import Exposure
 
 __all__ = ["exposure_tokens_for", "record_exposures", "with_exposure_tokens"]
@@ -73,15 +76,15 @@ async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Respo
     now = time.time()
     good, rejected = deferred.verify(data.tokens, now)
     if not good:
-        raise ClientException(
-            detail="no valid exposure token in the batch; nothing was recorded",
-            extra=[{"key": f"tokens[{r.index}]", "message": r.reason} for r in rejected],
+        raise RejectedBatch(
+            "no valid exposure token in the batch; nothing was recorded",
+            problems=[Problem(f"tokens[{r.index}]", r.reason) for r in rejected],
         )
     try:
         accepted = await deferred.record([exposure for _, exposure in good], now)
     except Exception as exc:
-        raise ServiceUnavailableException(
-            detail=f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"
+        raise StorageUnavailable(
+            f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"
         ) from exc
     body = ExposuresAccepted(
         accepted=accepted,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from litestar import Controller
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 from msgspec import Struct
 
 from api.http.auth import requires_admin
 from api.http.handlers import post
 from api.runtime import Runtime
+from personalization.errors import InvalidPeriod
 from personalization.measurement.export import TableReport, export_streams
 
 __all__ = ["ExportController", "ExportRequest", "ExportResult", "TableExport"]
@@ -63,9 +63,9 @@ class ExportController(Controller):
     async def export(self, state: State, data: JSONBody[ExportRequest]) -> ExportResult:
         until = data.until or datetime.now(UTC).date()
         if data.since > until:
-            raise HTTPException(status_code=400, detail=f"since ({data.since}) is after until ({until})")
+            raise InvalidPeriod(f"since ({data.since}) is after until ({until})")
         if (until - data.since).days >= MAX_EXPORT_DAYS:
-            raise HTTPException(status_code=400, detail=f"export at most {MAX_EXPORT_DAYS} days per request")
+            raise InvalidPeriod(f"export at most {MAX_EXPORT_DAYS} days per request")
         runtime: Runtime = state.runtime
         root = Path(runtime.settings.data_dir).resolve()
         report = await export_streams(runtime.redis, root / "exports", data.since, until)

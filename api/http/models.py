@@ -8,27 +8,19 @@ from typing import Annotated
 
 from litestar import Controller
 from litestar.datastructures import State, UploadFile
-from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, JSONBody, MultipartBody
 from msgspec import Meta, Struct
 
 from api.http.auth import requires_admin
 from api.http.handlers import get, post, put
-from api.runtime import Runtime
 from api.http.schemas import ActivateModel, ModelInfo, ModelList
-from personalization.models.evaluation import (
-    EvaluationError,
-    NotAPolicyError,
-    evaluate_served,
-)
+from api.runtime import Runtime
+from personalization.errors import Unusable
+from personalization.models.evaluation import evaluate_served
 from personalization.models.files import ModelLoadError
-from personalization.models.registry import (
-    SEGMENTS_SLOT,
-    RegisteredModel,
-    UnknownModelVersion,
-)
 from personalization.models.ope import OffPolicyEstimate
 from personalization.models.policy import PolicyCard
+from personalization.models.registry import SEGMENTS_SLOT, RegisteredModel
 
 __all__ = [
     "ModelController",
@@ -109,10 +101,7 @@ class ModelController(Controller):
     @get("/{version:str}", summary="One model's card")
     async def show(self, state: State, version: FromPath[str]) -> ModelInfo:
         registry = _registry(state)
-        try:
-            model = await registry.get(version)
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {version!r}") from None
+        model = await registry.get(version)  # an unknown version is a 404 (api/http/errors.py)
         return _info(model, await registry.active_versions())
 
     @post("/", status_code=201, request_max_body_size=MAX_MODEL_BYTES, summary="Register a model")
@@ -125,17 +114,14 @@ class ModelController(Controller):
         try:
             model = await registry.register(model_bytes, card_bytes)
         except ModelLoadError as exc:
-            raise HTTPException(status_code=422, detail=f"model refused: {exc}") from exc
+            raise Unusable(f"model refused: {exc}") from exc
         return _info(model, await registry.active_versions())
 
     @put("/active", summary="Activate (or roll back to) a version")
     async def activate(self, state: State, data: JSONBody[ActivateModel]) -> ModelInfo:
         """Every worker switches within a moment (pub/sub); requests in flight finish on the old model."""
         registry = _registry(state)
-        try:
-            model = await registry.activate(data.version)
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {data.version!r}") from None
+        model = await registry.activate(data.version)
         runtime: Runtime = state.runtime
         await runtime.switch_model(model.slot, model.version)  # this worker at once; the others via pub/sub
         return _info(model, await registry.active_versions())
@@ -157,22 +143,15 @@ class ModelController(Controller):
         runtime: Runtime = state.runtime
         registry = _registry(state)
         experiences = runtime.snapshot.experiences if runtime.snapshot is not None else {}
-        try:
-            estimate, experience_key = await evaluate_served(
-                runtime.redis,
-                registry,
-                version,
-                experiences,
-                n_bootstrap=settings.n_bootstrap,
-                clip=settings.clip,
-                partitions=runtime.settings.stream_partitions,
-            )
-        except UnknownModelVersion:
-            raise NotFoundException(detail=f"no model with version {version!r}") from None
-        except NotAPolicyError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        except (EvaluationError, ModelLoadError) as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        estimate, experience_key = await evaluate_served(  # its errors: api/http/errors.py
+            runtime.redis,
+            registry,
+            version,
+            experiences,
+            n_bootstrap=settings.n_bootstrap,
+            clip=settings.clip,
+            partitions=runtime.settings.stream_partitions,
+        )
         return ModelEvaluation(
             **{name: getattr(estimate, name) for name in OffPolicyEstimate.__struct_fields__},
             version=version,

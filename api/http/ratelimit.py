@@ -40,6 +40,8 @@ from typing import Literal, NoReturn
 from litestar.exceptions import TooManyRequestsException
 from redis.asyncio import Redis
 
+from personalization.store.keys import rate_limit_key
+
 __all__ = ["RateLimiter", "RouteClass", "REDIS_DEADLINE_S"]
 
 log = logging.getLogger("vary.ratelimit")
@@ -162,7 +164,7 @@ class RateLimiter:
         want = lease.slice
         self.claims += 1
         try:
-            count = await self._incr(f"vary:rl:{{{key}}}:{route}:{lease.window}", want)
+            count = await self._incr(rate_limit_key(key, route, lease.window), want)
         except Exception as exc:  # Redis down: let the waiting requests through
             lease.failed = True
             self._warn(now, exc)

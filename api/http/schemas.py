@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from personalization.types import Id, Visitor
+from personalization.types import Decision, Id, Visitor
 
 __all__ = [
     "PersonalizeRequest",
@@ -55,19 +55,11 @@ class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_field
     exposures: Literal["auto", "on_view"] = "auto"
 
 
-class PersonalizedEntry(Struct, frozen=True, kw_only=True):
-    """One entry as served: the decision, why, and the chosen variant's fields in the locale."""
+class PersonalizedEntry(Decision, frozen=True, kw_only=True):
+    """One entry as served: the decision (its fields are :class:`~personalization.types.Decision`'s),
+    why, and the chosen variant's content type and fields in the locale."""
 
-    entry_id: str
     content_type: str | None
-    experience: str | None
-    variant: int
-    variant_entry_id: str
-    is_control: bool
-    holdout: bool
-    propensity: float
-    reason: str
-    exposure_id: str
     fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields; null when hidden
     #: A hidden variant (Contentful Personalization's "hidden: true"): render nothing for this entry.
     hidden: bool = False

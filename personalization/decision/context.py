@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from personalization.types import Profile, SegmentScores, Visitor
+from personalization.types import CONTINENTS, Profile, SegmentScores, Visitor
 
 __all__ = [
     "normalise_visitor",
@@ -39,7 +39,6 @@ __all__ = [
     "merge_values",
     "continent_of",
     "BUILTIN_ATTRIBUTES",
-    "CONTINENTS",
 ]
 
 BUILTIN_ATTRIBUTES = frozenset(
@@ -49,27 +48,6 @@ BUILTIN_ATTRIBUTES = frozenset(
         "continent", "city", "region", "page_path", "page_query",
     }
 )
-
-_CONTINENT_COUNTRIES = {
-    "AF": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML "
-          "MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW",
-    "AN": "AQ BV GS HM TF",
-    "AS": "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM "
-          "MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
-    "EU": "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT "
-          "LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK",
-    "NA": "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA "
-          "PM PR SV SX TC TT US VC VG VI",
-    "OC": "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS",
-    "SA": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
-}  # fmt: skip
-#: ISO 3166-1 alpha-2 country code → continent code (GeoNames' assignment).
-CONTINENTS: dict[str, str] = {
-    country: continent
-    for continent, countries in _CONTINENT_COUNTRIES.items()
-    for country in countries.split()
-}
-
 
 def continent_of(country: str | None) -> str | None:
     """The continent code (``EU``, ``NA``, …) of an ISO country code, ``None`` when unknown."""

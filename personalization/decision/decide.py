@@ -13,12 +13,19 @@ from collections.abc import Callable, Mapping, Sequence
 from msgspec import Struct
 
 from personalization.decision.context import audience_attributes, normalise_visitor
-from personalization.store.exposures import new_exposure_id
 from personalization.decision.features import build_features, policy_context
-from personalization.models.policy import RewardModel
-from personalization.decision.scoring import SegmentModel
-from personalization.decision.selection import HOLDOUT_STICKY, Assignment, select_experience
-from personalization.types import Decision, Experience, Exposure, Profile, SegmentScores, Visitor
+from personalization.decision.selection import HOLDOUT_STICKY, select_experience
+from personalization.seams import PluginSeams, RewardModel, SegmentModel
+from personalization.types import (
+    Assignment,
+    Decision,
+    Experience,
+    Exposure,
+    Profile,
+    SegmentScores,
+    Visitor,
+    new_exposure_id,
+)
 
 __all__ = ["EntryRequest", "Outcome", "decide"]
 
@@ -58,17 +65,24 @@ def decide(
     now: float,
     new_id: Callable[[], str] = new_exposure_id,
     policies: Mapping[str, RewardModel] | None = None,
+    plugins: PluginSeams | None = None,
 ) -> Outcome:
-    """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2)."""
+    """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2).
+
+    ``policies``: the reward model of each ``bandit`` experience, by key. ``plugins``: the app's
+    plugin registry (its feature extractors and experience types); ``None``: no plugins.
+    """
     # 1. context: canonical forms; consent gates everything after it
     visitor = normalise_visitor(visitor)
     personalize = visitor.consent.personalization
     # 2. profile: already read by the caller (one round trip), passed in
     # 3. features: context + profile + traits
     # 4. segment scores from the active model (none without consent: no profiling either)
+    extractors = plugins.extractors if plugins is not None else ()
+    plugin_policies = plugins.policies if plugins is not None else {}
     segments: SegmentScores = {}
     if model is not None and personalize:
-        segments = model.score(build_features(visitor, profile, now))
+        segments = model.score(build_features(visitor, profile, now, extractors=extractors))
     attributes = audience_attributes(visitor, profile, segments) if personalize else {}
     context = policy_context(visitor.channel, visitor.country, visitor.device, segments)
     decisions: list[Decision] = []
@@ -83,7 +97,8 @@ def decide(
         # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
         if personalize:
             chosen = select_experience(
-                entry.experiences, attributes, visitor.id, sticky_assignments, now, context, policies
+                entry.experiences, attributes, visitor.id, sticky_assignments, now, context, policies,
+                plugin_policies,
             )
         else:
             chosen = _NO_CONSENT

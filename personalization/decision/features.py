@@ -10,9 +10,10 @@ function of its inputs and can be rebuilt from logs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from personalization.plugins import registry
+from personalization.seams import FeatureExtractor
 from personalization.types import Profile, Visitor
 
 __all__ = ["FeatureRow", "build_features", "policy_context", "FEATURE_NAMES"]
@@ -50,13 +51,18 @@ def _domain(url: str | None) -> str | None:
 
 
 def build_features(
-    visitor: Visitor, profile: Profile, now: float, traits_as_features: bool = False
+    visitor: Visitor,
+    profile: Profile,
+    now: float,
+    traits_as_features: bool = False,
+    extractors: Sequence[FeatureExtractor] = (),
 ) -> FeatureRow:
     """Features for one visitor at time ``now`` (Unix seconds).
 
     Missing context is simply absent from the mapping (the vectorizer reads absence as 0), so a
     visitor with nothing but an id still gets a valid row. ``traits_as_features`` adds the visitor's
-    scalar traits as ``trait_<name>`` features, for models trained on them.
+    scalar traits as ``trait_<name>`` features, for models trained on them. ``extractors`` are the
+    plugins' (``Registry.extractors``): training and serving pass the same ones.
     """
     row: FeatureRow = {"channel": visitor.channel}
     if visitor.device:
@@ -85,8 +91,8 @@ def build_features(
                 row[f"trait_{name}"] = float(value)
             elif isinstance(value, str):
                 row[f"trait_{name}"] = value
-    if registry.extractors:  # plugins' features (personalization/plugins.py); none: no cost
-        for extractor in registry.extractors:
+    if extractors:  # plugins' features (personalization/plugins.py); none: no cost
+        for extractor in extractors:
             for name, value in extractor(visitor, profile, now).items():
                 row.setdefault(name, value)  # a built-in feature keeps its meaning
     return row

@@ -2,24 +2,17 @@
 
 Requests read :attr:`ActiveModel.current` once per decision; activating a model replaces the
 reference in one assignment, so a request sees either the old model or the new one, never a mix.
-Training, persistence and the compiled fast path live in :mod:`personalization.models.segment_model`.
+The compiled fast path is :mod:`personalization.decision.segments`; training, persistence and
+loading live in :mod:`personalization.models.segment_model`.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from personalization.models.policy import RewardModel
-from personalization.models.segment_model import (
-    CompiledSegmentModel,
-    ModelLoadError,
-    SegmentModel,
-    compile_model,
-    load_model,
-)
+from personalization.seams import RewardModel, SegmentModel
 
-__all__ = ["ActiveModel", "ActivePolicies", "SegmentModel", "load_active_model"]
+__all__ = ["ActiveModel", "ActivePolicies"]
 
 log = logging.getLogger("vary.scoring")
 
@@ -58,15 +51,3 @@ class ActivePolicies:
     def activate(self, experience: str, model: RewardModel) -> None:
         self.current = {**self.current, experience: model}
         log.info("policy %s active for experience %s", model.version, experience)
-
-
-def load_active_model(directory: Path) -> CompiledSegmentModel | None:
-    """The model named in ``<directory>/active``, compiled; ``None`` (and a log line) if unusable."""
-    if not (Path(directory) / "active").exists():
-        return None
-    try:
-        pipeline, card = load_model(Path(directory))
-    except ModelLoadError as exc:
-        log.error("segment model not loaded: %s", exc)
-        return None
-    return compile_model(pipeline, card)

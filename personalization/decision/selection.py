@@ -22,19 +22,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
-from msgspec import Struct
-
-from personalization.decision.audiences import eval_condition, explain_condition
-from personalization.decision.bucketing import bucket_hash, bucket_ranges, choose_variation
-from personalization.decision.features import FeatureRow
-from personalization.plugins import registry
-from personalization.models.policy import RewardModel, action_probabilities, choose_action, uniform_from_key
-from personalization.types import Experience
+from personalization.decision.audience_explain import explain_condition
+from personalization.decision.audiences import eval_condition
+from personalization.decision.bucketing import (
+    bucket_hash,
+    bucket_ranges,
+    choose_variation,
+)
+from personalization.decision.policy import (
+    action_probabilities,
+    choose_action,
+    uniform_from_key,
+)
+from personalization.seams import ExperiencePolicy, FeatureRow, RewardModel
+from personalization.types import Assignment, Experience
 
 __all__ = [
-    "Assignment",
     "assign_variant",
     "assign_bandit",
     "select_experience",
@@ -48,16 +54,7 @@ HOLDOUT_SEED = ":holdout"
 HOLDOUT_STICKY = -1
 #: Built-in types assigned by hashing; ``bandit`` has its own path, any other type is a plugin's policy.
 _HASHED_TYPES = frozenset({"personalization", "ab_test"})
-
-
-class Assignment(Struct, frozen=True, kw_only=True):
-    """The outcome of selection for one entry (before it becomes a :class:`Decision`)."""
-
-    experience: Experience | None
-    variant: int
-    holdout: bool
-    propensity: float
-    reason: str
+_NO_PLUGIN_POLICIES: Mapping[str, ExperiencePolicy] = MappingProxyType({})
 
 
 def variant_propensity(experience: Experience, variant: int, holdout_served: bool) -> float:
@@ -201,8 +198,13 @@ def select_experience(
     now: float,
     context: FeatureRow | None = None,
     policies: Mapping[str, RewardModel] | None = None,
+    plugin_policies: Mapping[str, ExperiencePolicy] = _NO_PLUGIN_POLICIES,
 ) -> Assignment:
-    """The first running experience whose audience matches decides (Ninetailed's rule: order is priority)."""
+    """The first running experience whose audience matches decides (Ninetailed's rule: order is priority).
+
+    ``policies`` are the reward models of ``bandit`` experiences by key; ``plugin_policies`` the
+    plugins' experience types (``Registry.policies``), for any type that is not built in.
+    """
     skipped: list[str] = []
     for experience in experiences:
         if not experience.is_running(now):
@@ -223,7 +225,7 @@ def select_experience(
         elif experience.type in _HASHED_TYPES:
             assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
         else:  # a type a plugin registered (personalization/plugins.py)
-            plugin_policy = registry.policy(experience.type)
+            plugin_policy = plugin_policies.get(experience.type)
             if plugin_policy is None:
                 skipped.append(f"{experience.key}: no policy for type {experience.type!r}")
                 continue

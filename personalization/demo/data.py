@@ -2,7 +2,8 @@
 
 The demo needs a model that behaves like a real one without anyone's real visitors. So
 :func:`generate_demo_training_data` simulates them: it builds :class:`~personalization.types.Visitor`
-and :class:`~personalization.types.Profile` values the way the API and the profile store would, turns
+values (arrivals drawn by :mod:`personalization.demo.visitors`, as ``vary simulate``'s are) and
+:class:`~personalization.types.Profile` values the way the API and the profile store would, turns
 each into a feature row with the same :func:`~personalization.decision.features.build_features` that serving
 uses, and draws the three demo segments from logistic ground-truth rules:
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from personalization.decision.features import FEATURE_NAMES, FeatureRow, build_features
 from personalization.models.segment_model import ModelCard, save_model, train_segment_model
-from personalization.demo.traffic import COUPON_SITES, TrafficMix, traffic
+from personalization.demo.visitors import COUPON_SITES, TrafficMix, VisitorMix, draw_arrival
 from personalization.types import Profile, Visitor
 
 __all__ = [
@@ -64,10 +65,6 @@ _SEARCH_SITES = ("google.com", "bing.com", "duckduckgo.com")
 _SOCIAL_SITES = ("facebook.com", "instagram.com", "t.co")
 
 
-def _pick(rng: random.Random, options: Mapping[str, float]) -> str:
-    return rng.choices(tuple(options), weights=tuple(options.values()))[0]
-
-
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
@@ -85,32 +82,19 @@ DEMO_TRAFFIC = TrafficMix(
 )
 
 
-def _traffic(rng: random.Random, channel: str) -> tuple[str | None, dict[str, str]]:
-    """Where this visit came from: a referrer URL (or none) and its UTM tags."""
-    return traffic(rng, channel, DEMO_TRAFFIC)
+#: The demo training population: :data:`DEMO_TRAFFIC`, 4 % of visitors without a known device.
+DEMO_VISITORS = VisitorMix(traffic=DEMO_TRAFFIC, no_device_share=0.04)
 
 
 def _visitor(rng: random.Random, index: int, seed: int) -> Visitor:
-    channel = _pick(rng, {"web": 0.55, "ios": 0.18, "android": 0.17, "email": 0.10})
-    if channel == "web":
-        device: str | None = _pick(rng, {"desktop": 0.5, "mobile": 0.42, "tablet": 0.08})
-    elif channel == "email":
-        device = _pick(rng, {"desktop": 0.45, "mobile": 0.55})
-    else:
-        device = _pick(rng, {"mobile": 0.88, "tablet": 0.12})
-    if rng.random() < 0.04:
-        device = None
-    country: str | None = _pick(
-        rng, {"US": 0.40, "CA": 0.10, "DE": 0.12, "GB": 0.15, "FR": 0.10, "JP": 0.08, "": 0.05}
-    )
-    referrer, utm = _traffic(rng, channel)
+    arrival = draw_arrival(rng, DEMO_VISITORS)
     return Visitor(
         id=f"sim-{seed}-{index:05d}",
-        channel=channel,  # type: ignore[arg-type]  # one of the Channel literals above
-        device=device,
-        country=country or None,
-        referrer=referrer,
-        utm=utm,
+        channel=arrival.channel,  # type: ignore[arg-type]  # one of the Channel literals
+        device=arrival.device,
+        country=arrival.country,
+        referrer=arrival.referrer,
+        utm=arrival.utm,
     )
 
 

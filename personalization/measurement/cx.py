@@ -1,7 +1,8 @@
 """Journey (CX) metrics across all channels for a period: ``GET /v1/cx``.
 
-The counters come from :mod:`personalization.measurement.aggregation` (its "Journey (CX) aggregates" section
-says how they stay exact for distinct visitors over any range of weeks); this module only reads
+The counters come from :mod:`personalization.measurement.aggregation` (the "Journey (CX)
+aggregates" section of :mod:`personalization.measurement.attribution` says how they stay exact for
+distinct visitors over any range of weeks); this module only reads
 them — two pipelined round trips, whatever the period — and maps them onto
 :mod:`personalization.measurement.ux_cx`, so every formula is the one the experiment results use:
 
@@ -25,6 +26,7 @@ of the event (surveys, orders) and the top segment of the visitor's first exposu
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -34,8 +36,9 @@ from typing import Literal
 from msgspec import Struct, field
 from redis.asyncio import Redis
 
+from personalization.errors import InvalidPeriod
 from personalization.measurement import ux_cx
-from personalization.measurement.aggregation import CX_DIMS_KEY, CX_WEEKS_KEY, cx_key, week_index
+from personalization.measurement.attribution import week_index
 from personalization.measurement.ux_cx import (
     MetricEstimate,
     ces_from_histogram,
@@ -43,6 +46,7 @@ from personalization.measurement.ux_cx import (
     nps_from_histogram,
     repeat_purchase_rate,
 )
+from personalization.store.keys import CX_DIMS_KEY, CX_WEEKS_KEY, cx_key
 
 __all__ = [
     "Breakdown",
@@ -53,7 +57,9 @@ __all__ = [
     "CxTransition",
     "CxChannelSwitching",
     "TOP_TRANSITIONS",
+    "WEEKS_OVER_TIME",
     "journey_metrics",
+    "weekly_metrics",
     "parse_period",
     "iso_week_label",
     "week_monday",
@@ -63,6 +69,8 @@ Breakdown = Literal["all", "channel", "segment"]
 
 #: How many channel transitions the report lists (most frequent first).
 TOP_TRANSITIONS = 10
+#: Most weeks :func:`weekly_metrics` reports (each is one small read of the weekly counters).
+WEEKS_OVER_TIME = 12
 
 _EPOCH = date(1970, 1, 1)
 _SURVEYS = ("nps", "csat", "ces")
@@ -124,22 +132,22 @@ class CxReport(Struct, frozen=True, kw_only=True):
 
 
 def parse_period(since: str | None, until: str | None) -> tuple[date | None, date | None]:
-    """``since`` / ``until`` query values as dates; :class:`ValueError` names the bad parameter
-    (and says so when since is after until), so the route can answer 400 with it."""
+    """``since`` / ``until`` query values as dates; :class:`~personalization.errors.InvalidPeriod`
+    (a ``ValueError``) names the bad parameter, and says so when since is after until."""
     dates: list[date | None] = []
     for name, text in (("since", since), ("until", until)):
         try:
             dates.append(None if text is None else date.fromisoformat(text.strip()))
         except ValueError:
-            raise ValueError(f"{name}: expected an ISO date (YYYY-MM-DD), got {text!r}") from None
+            raise InvalidPeriod(f"{name}: expected an ISO date (YYYY-MM-DD), got {text!r}") from None
     start, end = dates
     if start is not None and end is not None and start > end:
-        raise ValueError(f"since ({start}) must not be after until ({end})")
+        raise InvalidPeriod(f"since ({start}) must not be after until ({end})")
     return start, end
 
 
 def week_monday(week: int) -> date:
-    """The Monday that starts week number ``week`` (:func:`~personalization.measurement.aggregation.week_index`)."""
+    """The Monday that starts week number ``week`` (:func:`~personalization.measurement.attribution.week_index`)."""
     return _EPOCH + timedelta(days=7 * week - 3)
 
 
@@ -316,3 +324,18 @@ async def journey_metrics(
             d.removeprefix("seg:"): _block(list(per_dim[d].values()), a, b) for d in dims if d.startswith("seg:")
         },
     )
+
+
+async def weekly_metrics(
+    redis: Redis, period: CxPeriod, *, weeks: int = WEEKS_OVER_TIME, by: Breakdown = "channel"
+) -> list[tuple[str, CxReport]]:
+    """One report per ISO week for the last ``weeks`` weeks of ``period`` (a report's ``period``),
+    oldest first, each with its Monday as an ISO date: CX over time. Empty for a period without data."""
+    if period.since is None or period.until is None:
+        return []
+    last = _date_week(period.until)
+    numbers = list(range(max(_date_week(period.since), last - weeks + 1), last + 1))
+    reports = await asyncio.gather(
+        *(journey_metrics(redis, since=week_monday(w), until=week_monday(w), by=by) for w in numbers)
+    )
+    return [(week_monday(w).isoformat(), report) for w, report in zip(numbers, reports, strict=True)]

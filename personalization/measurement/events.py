@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from personalization.store.keys import EVENTS
 from personalization.types import Channel, Id, ShortText, TraitValue, Url
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "decode_events",
 ]
 
-EVENT_STREAM = "vary:events"
+EVENT_STREAM = EVENTS
 
 Money = Annotated[float, Meta(ge=0, le=1e12)]
 

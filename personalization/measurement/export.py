@@ -33,7 +33,7 @@ appears in the next export without a change here.
 Bounds and memory
 -----------------
 ``since`` and ``until`` are UTC dates, both included, and select records by their own ``ts``. The
-streams are read with :func:`~personalization.models.logged.read_stream` (``XRANGE`` in chunks); every
+streams are read with :func:`~personalization.models.streams.read_stream` (``XRANGE`` in chunks); every
 ``chunk`` records the rows in hand are written as one row group per date, so memory holds one chunk
 — not a partition, not the stream. At most ``max_open`` partition files are open at once; a date
 that comes back after its file was closed (records are only nearly in ``ts`` order) gets the next
@@ -68,7 +68,7 @@ from redis.asyncio import Redis
 
 from personalization.measurement.events import EVENT_DECODER, EVENT_STREAM, Event, EventBase
 from personalization.store.exposures import EXPOSURE_STREAM
-from personalization.models.logged import read_streams
+from personalization.models.streams import read_streams
 from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER, Exposure
 
@@ -377,7 +377,7 @@ async def export_streams(
     Layout, columns, memory bounds and the replace-on-re-export rule are in the module docstring.
     A date without records gets no files (readers see no partition rather than an empty one); a
     range without any records writes nothing. Needs ``pyarrow``. Every one of the ``partitions``
-    streams of each kind is read, merged in stream-id order (:func:`~personalization.models.logged.read_streams`).
+    streams of each kind is read, merged in stream-id order (:func:`~personalization.models.streams.read_streams`).
     """
     if since > until:
         raise ValueError(f"since ({since}) is after until ({until})")

@@ -7,7 +7,7 @@ the same picture per variant shows *where* in the journey a variant helped or hu
 conversion rate cannot.
 
 :func:`journey_map` rebuilds it from the logs (``vary:events``, and ``vary:exposures`` for the
-variant), read with :func:`~personalization.models.logged.read_stream` for a bounded period, so it needs no
+variant), read with :func:`~personalization.models.streams.read_stream` for a bounded period, so it needs no
 aggregate of its own and works for any journey defined after the fact. Definitions:
 
 * **Visitor, variant.** With an experience, a visitor's variant is decided by their *first*
@@ -18,7 +18,7 @@ aggregate of its own and works for any journey defined after the fact. Definitio
   Without an experience everyone is in ``"all"``. ``visitors`` is exposed visitors (with an
   experience — also those with no event) or visitors with any event (without one).
 * **Reaching a stage.** A visitor reaches a stage with at least one event the stage matches
-  (:meth:`~content.journeys.JourneyStage.matches`: touchpoint and type). Stages are ordered but not
+  (:meth:`~personalization.types.JourneyStage.matches`: touchpoint and type). Stages are ordered but not
   gates: ``reached`` counts everyone who got there, ``reached_after_previous`` those who got there at
   or after their first arrival at the previous stage.
 * **Drop-off** of stage k: the share of visitors reaching k with no event of stage k+1 at or after
@@ -53,11 +53,11 @@ from collections import Counter
 from collections.abc import Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
 
-from msgspec import Struct
 from redis.asyncio import Redis
 
+from personalization.errors import InvalidPeriod
 from personalization.measurement.events import (
     EVENT_DECODER,
     EVENT_STREAM,
@@ -69,12 +69,22 @@ from personalization.measurement.events import (
     Task,
 )
 from personalization.store.exposures import EXPOSURE_STREAM
-from personalization.models.logged import read_streams
+from personalization.measurement.journey_report import (
+    JourneyMap,
+    StageChannel,
+    StageCx,
+    StageInfo,
+    StageReport,
+    StageUx,
+    Timeline,
+    VariantJourney,
+    share,
+    top_paths,
+)
+from personalization.models.streams import read_streams
 from personalization.store.partitions import all_streams
-from personalization.measurement.stats import wilson_interval
-from personalization.types import EXPOSURE_DECODER, Experience
+from personalization.types import EXPOSURE_DECODER, Experience, Journey, JourneyStage
 from personalization.measurement.ux_cx import (
-    MetricEstimate,
     abandonment_rate,
     ces_from_histogram,
     click_through_rate,
@@ -83,143 +93,26 @@ from personalization.measurement.ux_cx import (
     task_success,
 )
 
-if TYPE_CHECKING:
-    from content.journeys import Journey, JourneyStage
-
 __all__ = [
     "DEFAULT_PERIOD_S",
     "DEFAULT_MAX_EVENTS",
-    "TOP_PATHS",
     "ALL_VISITORS",
     "HOLDOUT",
-    "StageChannel",
-    "StageUx",
-    "StageCx",
-    "StageReport",
-    "PathCount",
-    "TransitionCount",
-    "VariantJourney",
-    "StageInfo",
-    "JourneyMap",
     "journey_map",
+    "journey_window",
 ]
 
 #: The period read when none is given: the last 30 days.
 DEFAULT_PERIOD_S = 30 * 86_400.0
 #: Events (and, separately, exposures) read at most; beyond it the map says ``truncated``.
 DEFAULT_MAX_EVENTS = 500_000
-#: How many paths and transitions are reported.
-TOP_PATHS = 10
 #: The one group when no experience is chosen.
 ALL_VISITORS = "all"
 #: The group of an experience's holdout visitors.
 HOLDOUT = "holdout"
 _UNKNOWN_CHANNEL = "unknown"
-_PATH_LENGTH = 3
 _DETAIL = {"conversion": "goal", "task": "name", "survey": "metric"}
 _SURVEY_METRICS = ("nps", "csat", "ces")
-#: One visitor's events: (ts, the stages it matches as a bit mask, its path step or None).
-Timeline = list[tuple[float, int, str | None]]
-
-
-class StageChannel(Struct, frozen=True, kw_only=True):
-    """One channel at one stage: visitors with a stage-matching event there, and those events."""
-
-    visitors: int
-    events: int
-
-
-class StageUx(Struct, frozen=True, kw_only=True):
-    """UX at a stage's touchpoints (see the module doc for each definition)."""
-
-    task_success: MetricEstimate
-    abandonment_rate: MetricEstimate
-    click_through_rate: MetricEstimate
-    median_task_ms: float | None
-    visitors: int
-    page_views: int
-    clicks: int
-    tasks: int
-    abandonments: int
-
-
-class StageCx(Struct, frozen=True, kw_only=True):
-    """CX scores of surveys answered at a stage's touchpoints."""
-
-    nps: MetricEstimate
-    csat: MetricEstimate
-    ces: MetricEstimate
-
-
-class StageReport(Struct, frozen=True, kw_only=True):
-    """One stage for one variant. ``share`` = reached / the variant's visitors (Wilson)."""
-
-    key: str
-    name: str
-    reached: int
-    share: MetricEstimate
-    reached_after_previous: int
-    continued: int | None
-    drop_off: MetricEstimate | None
-    median_s_to_next: float | None
-    channels: dict[str, StageChannel]
-    ux: StageUx
-    ux_by_touchpoint: dict[str, StageUx]
-    cx: StageCx
-
-
-class PathCount(Struct, frozen=True, kw_only=True):
-    """Up to three consecutive steps (``channel:touchpoint``) and how many visitors took them."""
-
-    steps: tuple[str, ...]
-    visitors: int
-
-
-class TransitionCount(Struct, frozen=True, kw_only=True):
-    """One step followed directly by another, and how many visitors made that move."""
-
-    from_step: str
-    to_step: str
-    visitors: int
-
-
-class VariantJourney(Struct, frozen=True, kw_only=True):
-    """The journey map of one variant (``"all"`` without an experience). ``label`` is ``control``,
-    the variant's entry id, ``holdout`` or ``all visitors``."""
-
-    variant: str
-    label: str
-    visitors: int
-    stages: list[StageReport]
-    paths: list[PathCount]
-    transitions: list[TransitionCount]
-
-
-class StageInfo(Struct, frozen=True, kw_only=True):
-    """A stage as defined in Contentful, so a reader can label the map without the content."""
-
-    key: str
-    name: str
-    touchpoints: tuple[str, ...]
-    event_types: tuple[str, ...]
-
-
-class JourneyMap(Struct, frozen=True, kw_only=True):
-    """Everything ``GET /v1/journeys/{key}`` returns. ``since`` / ``until`` are Unix seconds;
-    ``variants`` are keyed ``"all"`` or ``"0"``, ``"1"``…, ``"holdout"``."""
-
-    journey: str
-    name: str
-    experience: str | None
-    since: float
-    until: float
-    stages: list[StageInfo]
-    variants: dict[str, VariantJourney]
-    unexposed_visitors: int
-    events_read: int
-    exposures_read: int
-    max_events: int
-    truncated: bool
 
 
 # ------------------------------------------------------------------------------------ accumulation
@@ -286,12 +179,6 @@ def _detail(event: Event, event_type: str) -> str | None:
 # ------------------------------------------------------------------------------------ statistics
 
 
-def _share(successes: int, n: int) -> MetricEstimate:
-    if n == 0:
-        return MetricEstimate(score=None, interval=None, n=0)
-    return MetricEstimate(score=successes / n, interval=wilson_interval(successes, n), n=n)
-
-
 def _ux(parts: Iterable[_Touchpoint]) -> StageUx:
     visitors: set[str] = set()
     clickers: set[str] = set()
@@ -328,29 +215,6 @@ def _cx(parts: Iterable[_Touchpoint]) -> StageCx:
         nps=nps_from_histogram(hist["nps"]),
         csat=csat_from_histogram(hist["csat"]),
         ces=ces_from_histogram(hist["ces"]),
-    )
-
-
-def _top_paths(timelines: dict[str, Timeline]) -> tuple[list[PathCount], list[TransitionCount]]:
-    paths: Counter[tuple[str, ...]] = Counter()
-    transitions: Counter[tuple[str, str]] = Counter()
-    for timeline in timelines.values():
-        steps: list[str] = []
-        for _, _, step in timeline:
-            if step is not None and (not steps or steps[-1] != step):
-                steps.append(step)
-        if not steps:
-            continue
-        if len(steps) < _PATH_LENGTH:
-            paths[tuple(steps)] += 1
-        else:
-            paths.update({tuple(steps[i : i + _PATH_LENGTH]) for i in range(len(steps) - _PATH_LENGTH + 1)})
-        transitions.update({(a, b) for a, b in zip(steps, steps[1:])})
-    ranked_paths = sorted(paths.items(), key=lambda item: (-item[1], item[0]))[:TOP_PATHS]
-    ranked_moves = sorted(transitions.items(), key=lambda item: (-item[1], item[0]))[:TOP_PATHS]
-    return (
-        [PathCount(steps=steps, visitors=n) for steps, n in ranked_paths],
-        [TransitionCount(from_step=a, to_step=b, visitors=n) for (a, b), n in ranked_moves],
     )
 
 
@@ -391,10 +255,10 @@ def _variant_journey(
                 key=stage.key,
                 name=stage.name,
                 reached=reached,
-                share=_share(reached, visitors),
+                share=share(reached, visitors),
                 reached_after_previous=reached if k == 0 else continued[k - 1],
                 continued=None if last else continued[k],
-                drop_off=None if last else _share(reached - continued[k], reached),
+                drop_off=None if last else share(reached - continued[k], reached),
                 median_s_to_next=float(statistics.median(to_next[k])) if to_next[k] else None,
                 channels={
                     channel: StageChannel(visitors=len(who), events=n)
@@ -406,13 +270,49 @@ def _variant_journey(
                 cx=_cx(parts),
             )
         )
-    paths, transitions = _top_paths(group.timelines)
+    paths, transitions = top_paths(group.timelines)
     return VariantJourney(
         variant=variant, label=label, visitors=visitors, stages=reports, paths=paths, transitions=transitions
     )
 
 
 # ------------------------------------------------------------------------------------ entry point
+
+
+def journey_window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
+    """The period of a journey map, as Unix seconds, from ISO 8601 dates or times.
+
+    No offset means UTC; a bare ``until`` date includes that day. ``until`` defaults to ``now`` and
+    ``since`` to :data:`DEFAULT_PERIOD_S` before it. :class:`~personalization.errors.InvalidPeriod`
+    when a value cannot be read or the period is empty.
+    """
+    until_ts = _iso_ts(until, "until", end_of_day=True)
+    until_ts = now if until_ts is None else until_ts
+    since_ts = _iso_ts(since, "since", end_of_day=False)
+    since_ts = until_ts - DEFAULT_PERIOD_S if since_ts is None else since_ts
+    if since_ts >= until_ts:
+        raise InvalidPeriod("since must be before until (which defaults to now)")
+    return since_ts, until_ts
+
+
+def _iso_ts(value: str | None, name: str, *, end_of_day: bool) -> float | None:
+    """An ISO 8601 date or date-time as Unix seconds; a bare date is its midnight (UTC), or with
+    ``end_of_day`` the next midnight, so ``until=2025-06-30`` includes the 30th."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidPeriod(
+            f"{name} must be an ISO 8601 date or time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z; got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if end_of_day and len(text) <= 10:  # a date alone: YYYY-MM-DD or YYYYMMDD
+        parsed += timedelta(days=1)
+    return parsed.timestamp()
+
 
 
 async def _assignments(

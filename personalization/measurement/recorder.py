@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import msgspec
 import redis.exceptions
@@ -54,23 +54,33 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.measurement.events import (
     EVENT_DECODER,
     EVENT_ENCODER,
     EVENT_STREAM,
     Conversion,
     Event,
+    EventError,
     PageView,
     Survey,
+    decode_events,
 )
-from personalization.store.partitions import colocated, stream_for
-from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S, profile_key
-from personalization.store.spool import Spool
+from personalization.store.keys import (
+    event_marker_key,
+    event_stream_marker,
+    profile_key,
+)
+from personalization.store.partitions import stream_for
+from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
+from personalization.store.spool import Spool, replay_forever, replay_spool
 
 __all__ = [
     "REDIS_UNREACHABLE",
     "SERVER_EVENT_ID_PREFIX",
     "SURVEY_RANGES",
+    "EVENTS_RETRY_AFTER_S",
+    "BatchTaken",
     "EventProblem",
     "EventRecorder",
     "EventSpoolFull",
@@ -115,6 +125,19 @@ class EventsRecorded(msgspec.Struct, frozen=True, kw_only=True):
     spooled: int = 0
 
 
+class BatchTaken(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`EventRecorder.accept` made of a batch: recorded (or spooled), dropped for want of
+    analytics consent, and rejected (each bad event with its index, field and what is wrong)."""
+
+    recorded: EventsRecorded
+    dropped: int
+    rejected: list[EventError]
+
+
+#: Seconds a client should wait before retrying a batch that could be neither written nor spooled.
+EVENTS_RETRY_AFTER_S = 30
+
+
 class EventProblem(ValueError):
     """An event that decoded but makes no sense (e.g. an NPS of 11); the message says which field."""
 
@@ -133,42 +156,10 @@ def check_event(event: Event) -> None:
             raise EventProblem(f"score: {event.metric} is scored {low:g}-{high:g}, got {event.score:g}")
 
 
-# KEYS[1] profile, KEYS[2] the visitor-slot marker of this event id
-# ARGV: ts, session, channel, page_view 0/1, goal, session timeout, profile ttl, marker ttl
-_PROFILE = """
-if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
-local key = KEYS[1]
-local ts = tonumber(ARGV[1])
-local last = tonumber(redis.call('HGET', key, 'last_seen') or '0')
-local session = ARGV[2]
-local new_visit = false
-if last == 0 then
-  new_visit = true
-elseif session ~= '' then
-  if redis.call('HGET', key, 'session') ~= session then new_visit = true end
-elseif ts - last > tonumber(ARGV[6]) then
-  new_visit = true
-end
-if new_visit then redis.call('HINCRBY', key, 'visits', 1) end
-if session ~= '' then redis.call('HSET', key, 'session', session) end
-redis.call('HSETNX', key, 'first_seen', ARGV[1])
-if ts > last then redis.call('HSET', key, 'last_seen', ARGV[1]) end
-if ARGV[3] ~= '' then redis.call('HSET', key, 'ch:' .. ARGV[3], 1) end
-if ARGV[4] == '1' then redis.call('HINCRBY', key, 'page_views', 1) end
-if ARGV[5] ~= '' then
-  redis.call('HINCRBY', key, 'conversions', 1)
-  redis.call('HINCRBY', key, 'g:' .. ARGV[5], 1)
-end
-redis.call('EXPIRE', key, tonumber(ARGV[7]))
-return 1
-"""
-
-# KEYS[1] stream, KEYS[2] the stream-slot marker of this event; ARGV: marker ttl, payload
-_APPEND = """
-if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[1])) == false then return 0 end
-redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
-return 1
-"""
+#: The two halves of recording an event (see the module docstring), each in one cluster slot.
+_SCRIPTS = Path(__file__).parent / "scripts"
+_PROFILE = (_SCRIPTS / "event_profile.lua").read_text()
+_APPEND = (_SCRIPTS / "event_append.lua").read_text()
 
 
 def new_event_id() -> str:
@@ -186,11 +177,6 @@ def stamp(event: Event, received_at: float) -> Event:
         ts=received_at if event.ts is None else event.ts,
         event_id=new_event_id() if event.event_id is None else event.event_id,
     )
-
-
-def _stream_marker(stream: str, event: Event) -> str:
-    digest = hashlib.blake2b(f"{event.visitor_id}\0{event.event_id}".encode(), digest_size=16).hexdigest()
-    return colocated(stream, f"e:{digest}")
 
 
 class EventRecorder:
@@ -250,6 +236,49 @@ class EventRecorder:
             return self._keep(stamped, reason=f"{type(exc).__name__}: {exc}")
         return EventsRecorded(accepted=new, duplicates=len(stamped) - new)
 
+    async def accept(self, raw_events: list[object]) -> BatchTaken:
+        """A batch as a front end sent it: each event validated on its own (a bad one rejects only
+        itself), those without analytics consent dropped, the rest recorded or spooled.
+
+        Raises :class:`~personalization.errors.RejectedBatch` (naming each event and field) when every
+        event was bad, and :class:`~personalization.errors.StorageUnavailable` when the good ones could
+        be neither written nor spooled (retry with the same ``event_id``s).
+        """
+        good, rejected = decode_events(raw_events)
+        keep: list[Event] = []
+        dropped = 0
+        for index, event in good:
+            try:
+                check_event(event)
+            except EventProblem as exc:
+                field, _, message = str(exc).partition(": ")
+                rejected.append(EventError(index=index, field=field, message=message))
+                continue
+            if not event.analytics:
+                dropped += 1
+                continue
+            keep.append(event)
+        rejected.sort(key=lambda r: r.index)
+        recorded = EventsRecorded()
+        if keep:
+            try:  # Redis unreachable: spooled and replayed later (``spooled``); spool full: retry later
+                recorded = await self.record_or_spool(keep)
+            except EventSpoolFull as exc:
+                raise StorageUnavailable(
+                    f"events could not be stored: Redis is unreachable and {exc}; retry with the same event_ids",
+                    retry_after_s=EVENTS_RETRY_AFTER_S,
+                ) from exc
+            except Exception as exc:
+                raise StorageUnavailable(
+                    f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
+                ) from exc
+        if not keep and not dropped:
+            raise RejectedBatch(
+                "every event in the batch was rejected; nothing was recorded",
+                problems=[Problem(f"events[{r.index}].{r.field}", r.message) for r in rejected],
+            )
+        return BatchTaken(recorded=recorded, dropped=dropped, rejected=rejected)
+
     def _keep(self, stamped: list[Event], reason: str) -> EventsRecorded:
         assert self._spool is not None
         if not self._spool.append(new_event_id(), [EVENT_ENCODER.encode(event) for event in stamped]):
@@ -281,7 +310,7 @@ class EventRecorder:
         marker_ttl = SERVER_EVENT_ID_TTL_S if event.event_id.startswith(SERVER_EVENT_ID_PREFIX) else EVENT_ID_TTL_S
         stream = stream_for(self._stream, event.visitor_id, self._partitions)
         profile: _Call = (
-            [profile_key(event.visitor_id), f"vary:v:{{{event.visitor_id}}}:e:{event.event_id}"],
+            [profile_key(event.visitor_id), event_marker_key(event.visitor_id, event.event_id)],
             [
                 repr(event.ts),
                 event.session_id or "",
@@ -293,7 +322,8 @@ class EventRecorder:
                 marker_ttl,
             ],
         )
-        append: _Call = ([stream, _stream_marker(stream, event)], [marker_ttl, EVENT_ENCODER.encode(event)])
+        marker = event_stream_marker(stream, event.visitor_id, event.event_id)
+        append: _Call = ([stream, marker], [marker_ttl, EVENT_ENCODER.encode(event)])
         return profile, append
 
     @staticmethod
@@ -322,23 +352,16 @@ class EventRecorder:
         spool = self._spool if spool is None else spool
         if spool is None or spool.size == 0:
             return 0
+        name = spool.path.name
+
+        async def write(_batch_id: str, entries: list[msgspec.Raw]) -> int:
+            events = [e for e in (_decode_spooled(raw, name) for raw in entries) if e]
+            if events:
+                await self._write(events)
+            return len(events)
+
         async with self._replay_lock if own else contextlib.nullcontext():
-            replayed = 0
-            done = 0  # bytes of the spool already written to Redis in this replay
-            while True:
-                size = spool.size
-                progressed = False
-                for batch, end in spool.read_from(done):
-                    events = [e for e in (_decode_spooled(raw, spool.path.name) for raw in batch.entries) if e]
-                    if events:
-                        await self._write(events)
-                    replayed += len(events)
-                    done = end
-                    progressed = True
-                # Nothing new came in while we wrote (or what is left is a torn record that a crash
-                # cut short: never acknowledged, so not ours to keep): truncate, atomically with appends.
-                if spool.clear_if_size(done if progressed else size):
-                    break
+            replayed = await replay_spool(spool, write)
             self.replayed += replayed
             if own:
                 self.waiting = 0
@@ -347,17 +370,9 @@ class EventRecorder:
 
     async def replay_forever(self, stop: asyncio.Event, interval_s: float = REPLAY_INTERVAL_S) -> None:
         """Replay our own spool whenever it holds something and Redis answers (until ``stop``)."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
-            if self._spool is None or self._spool.size == 0:
-                continue
-            try:
-                await self.replay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - whatever Redis says, the spool is kept and retried
-                log.info("events spool replay waits for Redis (%s)", type(exc).__name__)
+        await replay_forever(
+            self._spool, self.replay, interval_s=interval_s, logger=log, what="events spool", stop=stop
+        )
 
     def close(self) -> None:
         """Close our spool; what is in it is replayed by the next worker that starts."""

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from msgspec import Struct
 from redis.asyncio import Redis
 
-from personalization.measurement.aggregation import HOLDOUT_VARIANT, agg_key, bucket_bounds
+from personalization.measurement.attribution import HOLDOUT_VARIANT, bucket_bounds
 from personalization.measurement.stats import (
     SRM_THRESHOLD,
     Z95,
@@ -42,7 +42,6 @@ from personalization.measurement.stats import (
     welch_p_value,
     wilson_interval,
 )
-from personalization.types import Experience
 from personalization.measurement.ux_cx import (
     MetricEstimate,
     abandonment_rate,
@@ -55,6 +54,8 @@ from personalization.measurement.ux_cx import (
     repeat_purchase_rate,
     task_success,
 )
+from personalization.store.keys import agg_key
+from personalization.types import Experience
 
 __all__ = [
     "ExperimentResults",

@@ -37,7 +37,8 @@ from personalization.models.ope import (
     evaluate_policy,
     read_logged_bandit,
 )
-from personalization.models.policy import CompiledRewardModel, PolicyCard, action_probabilities
+from personalization.decision.policy import CompiledRewardModel, action_probabilities
+from personalization.models.policy import PolicyCard
 from personalization.types import Experience
 
 __all__ = [

@@ -3,8 +3,9 @@
 skops trusts every scikit-learn estimator and numpy ufunc by default, and ``trusted=`` can only add
 to that list, so on its own it would build a ``FunctionTransformer(np.sqrt)`` from an uploaded file.
 Vary reads the file's ``schema.json`` first and refuses any type outside the caller's exact list
-before skops constructs anything. Segment models and policy models share this, and the model
-registry loads from bytes held in Redis through it.
+before skops constructs anything. Segment models and policy models share this — and the whole
+save and load of a pipeline with its card (:func:`save_pipeline`, :func:`read_card`,
+:func:`load_pipeline`) — and the model registry loads from bytes held in Redis through it.
 
 Errors::
 
@@ -22,15 +23,17 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import sklearn
 import skops.io
 from skops.io.exceptions import UntrustedTypesFoundException
+
+C = TypeVar("C")
 
 __all__ = [
     "ModelLoadError",
@@ -43,6 +46,9 @@ __all__ = [
     "ACTIVE_FILE",
     "write_model_files",
     "read_model_files",
+    "save_pipeline",
+    "read_card",
+    "load_pipeline",
     "model_version",
     "sigmoid",
 ]
@@ -173,6 +179,55 @@ def read_model_files(directory: Path, version: str | None, what: str = "model") 
     except OSError as exc:
         raise ModelLoadError(f"{model_path}: cannot read the {what}: {exc}") from exc
     return version, card, model, model_path
+
+
+# -- a pipeline and its card, for either kind of model ----------------------------------------------
+
+_CARD_ENCODER = msgspec.json.Encoder()
+
+
+def save_pipeline(pipeline: Any, card: Any, directory: Path) -> Path:
+    """Write a pipeline and its card (a msgspec Struct with a ``version``) in ``directory`` and make
+    it ``active``, atomically (:func:`write_model_files`). Returns the ``.skops`` path."""
+    return write_model_files(directory, card.version, dump_bytes(pipeline), _CARD_ENCODER.encode(card))
+
+
+def read_card(directory: Path, version: str | None, card_type: type[C], what: str) -> tuple[C, bytes, Path, Path]:
+    """``(card, model bytes, model path, card path)`` of a saved ``what`` (``version=None``: the
+    ``active`` one); the card must decode as ``card_type`` and name that version."""
+    version, card_bytes, data, model_path = read_model_files(directory, version, what)
+    card_path = model_path.with_suffix(".json")
+    try:
+        card = msgspec.json.decode(card_bytes, type=card_type)
+    except msgspec.DecodeError as exc:
+        raise ModelLoadError(f"{card_path}: not a valid {what} card: {exc}") from exc
+    named: str = card.version  # type: ignore[attr-defined]  # every card has a version
+    if named != version:
+        raise ModelLoadError(f"{card_path}: the card is for version {named!r}, not {version!r}")
+    return card, data, model_path, card_path
+
+
+def load_pipeline(
+    data: bytes,
+    trained_with: str,
+    trusted: Sequence[str],
+    check: Callable[[Any], object],
+    *,
+    where: str,
+    version_where: str,
+    label: str,
+) -> Any:
+    """A pipeline from skops bytes, refused unless: it was trained with this scikit-learn
+    (:func:`check_sklearn_version`, the error at ``version_where`` naming ``label``), every type
+    it names is ``trusted`` (:func:`load_trusted`), and ``check(pipeline)`` accepts its shape
+    (a ``TypeError``/``ValueError`` becomes a :class:`ModelLoadError` at ``where``)."""
+    check_sklearn_version(trained_with, version_where, label)
+    pipeline = load_trusted(data, trusted, where)
+    try:
+        check(pipeline)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: {exc}") from exc
+    return pipeline
 
 
 # -- shared by the segment and policy models --------------------------------------------------------

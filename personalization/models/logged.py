@@ -11,21 +11,16 @@ models learn from, so a model can be (re)trained from what actually happened, wi
 * :func:`segment_training_from_events` — a "converted on goal G within N days" segment label per
   visitor, with the features known at the visitor's first exposure.
 
-Both read the streams with :func:`read_stream`: ``XRANGE`` in chunks, never the whole stream in one
-reply. Limits worth knowing are stated on each function.
+Both read the streams with :func:`~personalization.models.streams.read_streams`: ``XRANGE`` in
+chunks, never the whole stream in one reply. Limits worth knowing are stated on each function.
 """
 
 from __future__ import annotations
 
-import heapq
-import logging
-import math
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 from redis.asyncio import Redis
 
@@ -39,6 +34,8 @@ from personalization.measurement.events import (
 from personalization.store.exposures import EXPOSURE_STREAM
 from personalization.decision.features import FeatureRow, build_features, policy_context
 from personalization.models.ope import LoggedBandit
+from personalization.models.streams import read_streams
+from personalization.seams import FeatureExtractor
 from personalization.store.partitions import all_streams
 from personalization.types import (
     EXPOSURE_DECODER,
@@ -50,29 +47,17 @@ from personalization.types import (
 
 __all__ = [
     "DEFAULT_WINDOW_S",
-    "ID_SLACK_S",
     "PURCHASE_GOAL",
     "PROFILE_FEATURES",
     "LoggedDecisions",
-    "read_stream",
-    "read_streams",
     "logged_decisions",
     "logged_bandit_from_streams",
     "segment_training_from_events",
     "segment_label",
 ]
 
-log = logging.getLogger("vary.logged")
-
-T = TypeVar("T")
-
 #: How long after an exposure a conversion still counts as its reward (7 days).
 DEFAULT_WINDOW_S = 7 * 86_400.0
-#: Stream ids carry the *write* time, records their own ``ts``. When ``ts`` bounds become an id
-#: range it is widened by this much on each side by default: a record written up to a day after its
-#: ``ts`` (a batched exposure, an app's offline events) or whose client clock ran up to a day ahead
-#: is still found. Records are then filtered by ``ts`` exactly.
-ID_SLACK_S = 86_400.0
 #: ``purchase`` events count as a conversion on this goal.
 PURCHASE_GOAL = "purchase"
 #: Features :func:`~personalization.decision.features.build_features` derives from the visitor's profile —
@@ -82,131 +67,6 @@ PROFILE_FEATURES: frozenset[str] = frozenset(
     {"visits", "log_page_views", "conversions", "channels_used", "is_new", "days_since_first_seen"}
 )
 _DAY = 86_400.0
-
-
-def _stream_id(ts: float, upper: bool) -> str:
-    """The stream id bound for Unix time ``ts`` (ids are ``<ms>-<seq>``)."""
-    ms = max(0, math.ceil(ts * 1000.0) if upper else math.floor(ts * 1000.0))
-    return f"{ms}-18446744073709551615" if upper else f"{ms}-0"
-
-
-def _decode_with(decoder: Any) -> Callable[[bytes], Any]:
-    decode = getattr(decoder, "decode", None)
-    return decode if callable(decode) else decoder
-
-
-async def read_stream(
-    redis: Redis,
-    stream: str,
-    decoder: Any,
-    since_ts: float | None = None,
-    until_ts: float | None = None,
-    chunk: int = 5000,
-    *,
-    early_s: float = ID_SLACK_S,
-    late_s: float | None = ID_SLACK_S,
-) -> AsyncIterator[Any]:
-    """Every record of ``stream`` (field ``data``), decoded, oldest first, ``chunk`` per ``XRANGE``.
-
-    ``decoder`` is a msgspec decoder (or any ``bytes → record`` callable). ``since_ts`` /
-    ``until_ts`` bound the record's own ``ts`` (inclusive). They map to a stream-id range — ids are
-    ``<ms>-<seq>`` of the write time — from ``since_ts − early_s`` to ``until_ts + late_s``
-    (``late_s=None``: no upper id bound, for streams where a record may be written long after its
-    ``ts``, e.g. a backfill of old events); then records outside the bounds are dropped by their
-    ``ts`` (records without one are kept). An entry that does not decode is skipped and logged: one
-    corrupt line must not stop a training run.
-    """
-    async for _, record in _entries(redis, stream, decoder, since_ts, until_ts, chunk, early_s, late_s):
-        yield record
-
-
-async def read_streams(
-    redis: Redis,
-    streams: Sequence[str],
-    decoder: Any,
-    since_ts: float | None = None,
-    until_ts: float | None = None,
-    chunk: int = 5000,
-    *,
-    early_s: float = ID_SLACK_S,
-    late_s: float | None = ID_SLACK_S,
-) -> AsyncIterator[Any]:
-    """:func:`read_stream` over several streams — the partitions of one
-    (:func:`~personalization.store.partitions.all_streams`) — merged into one sequence in stream-id (write
-    time) order, as if they were one stream. Holds one ``XRANGE`` chunk per stream at a time; each
-    ``XRANGE`` names one stream, so it also works on a Redis Cluster."""
-    if len(streams) == 1:
-        async for record in read_stream(
-            redis, streams[0], decoder, since_ts, until_ts, chunk, early_s=early_s, late_s=late_s
-        ):
-            yield record
-        return
-    sources = [_entries(redis, s, decoder, since_ts, until_ts, chunk, early_s, late_s) for s in streams]
-    heap: list[tuple[tuple[int, int], int, Any]] = []
-    try:
-        for i, source in enumerate(sources):
-            first = await anext(source, None)
-            if first is not None:
-                heap.append((first[0], i, first[1]))
-        heapq.heapify(heap)
-        while heap:
-            _, i, record = heap[0]
-            yield record
-            following = await anext(sources[i], None)
-            if following is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (following[0], i, following[1]))
-    finally:
-        for source in sources:
-            await source.aclose()
-
-
-def _id_key(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-async def _entries(
-    redis: Redis,
-    stream: str,
-    decoder: Any,
-    since_ts: float | None,
-    until_ts: float | None,
-    chunk: int,
-    early_s: float,
-    late_s: float | None,
-) -> AsyncIterator[tuple[tuple[int, int], Any]]:
-    """(stream id as ``(ms, seq)``, record) of :func:`read_stream`."""
-    if chunk < 1:
-        raise ValueError(f"chunk must be ≥ 1, got {chunk}")
-    decode = _decode_with(decoder)
-    start = "-" if since_ts is None else _stream_id(since_ts - early_s, upper=False)
-    end = "+" if until_ts is None or late_s is None else _stream_id(until_ts + late_s, upper=True)
-    skipped = 0
-    while True:
-        entries = await redis.xrange(stream, min=start, max=end, count=chunk)
-        for entry_id, fields in entries:
-            raw = fields.get(b"data", fields.get("data"))
-            try:
-                record = decode(raw)
-            except (msgspec.DecodeError, TypeError) as exc:
-                skipped += 1
-                if skipped == 1 or skipped % 1000 == 0:
-                    log.warning("%s: skipped %d undecodable entries (latest %r: %s)", stream, skipped, entry_id, exc)
-                continue
-            ts = getattr(record, "ts", None)
-            if ts is not None:
-                if since_ts is not None and ts < since_ts:
-                    continue
-                if until_ts is not None and ts > until_ts:
-                    continue
-            yield _id_key(entry_id), record
-        if len(entries) < chunk:
-            return
-        last = entries[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
 
 def _conversion_goal(event: Event) -> str | None:
@@ -358,7 +218,7 @@ async def logged_bandit_from_streams(
     * ``n_actions`` = variants + 1 (control); exposures with a variant outside that range (the
       experience lost a variant since) are skipped.
 
-    ``since_ts`` / ``until_ts`` bound the exposures read (see :func:`read_stream`); ``partitions``
+    ``since_ts`` / ``until_ts`` bound the exposures read (see :func:`~personalization.models.streams.read_stream`); ``partitions``
     is the deployment's stream partition count (every partition is read).
     """
     decisions = await logged_decisions(
@@ -372,7 +232,7 @@ def segment_label(goal: str) -> str:
     return f"converted_{goal}"
 
 
-def _exposure_features(exposure: Exposure) -> FeatureRow:
+def _exposure_features(exposure: Exposure, extractors: Sequence[FeatureExtractor] = ()) -> FeatureRow:
     """The feature row :func:`build_features` gives the context an exposure recorded.
 
     The channel, device and country go through :func:`build_features` itself (so they are
@@ -385,7 +245,7 @@ def _exposure_features(exposure: Exposure) -> FeatureRow:
         device=exposure.device,
         country=exposure.country,
     )
-    row = build_features(visitor, Profile(), exposure.ts)
+    row = build_features(visitor, Profile(), exposure.ts, extractors=extractors)
     return {name: value for name, value in row.items() if name not in PROFILE_FEATURES}
 
 
@@ -398,6 +258,7 @@ async def segment_training_from_events(
     exposure_stream: str = EXPOSURE_STREAM,
     event_stream: str = EVENT_STREAM,
     partitions: int = 1,
+    extractors: Sequence[FeatureExtractor] = (),
 ) -> tuple[list[FeatureRow], dict[str, list[int]], list[float]]:
     """Training data for the segment ``converted_<goal>``: one row per visitor, from the logs.
 
@@ -421,6 +282,8 @@ async def segment_training_from_events(
       current time) have not had their full window yet; they are left out rather than labelled 0.
     * Visitors without analytics consent (``visitor_id`` None) cannot be joined to their outcomes and
       are left out.
+
+    ``extractors``: the plugins' feature extractors (``Registry.extractors``), the ones serving runs.
     """
     if not goal:
         raise ValueError("goal must be a non-empty goal name")
@@ -440,7 +303,7 @@ async def segment_training_from_events(
         redis, visitors, {goal}, exposures[0].ts, exposures[-1].ts + window_s, event_stream, partitions
     )
     for exposure in exposures:
-        rows.append(_exposure_features(exposure))
+        rows.append(_exposure_features(exposure, extractors))
         labels.append(int(_converted(times.get(exposure.visitor_id or ""), exposure.ts, window_s)))
         timestamps.append(exposure.ts)
     return rows, {segment_label(goal): labels}, timestamps

@@ -28,10 +28,19 @@ import msgspec
 from redis.asyncio import Redis
 
 from personalization.models.files import ModelLoadError
-from personalization.models.policy import CompiledRewardModel, PolicyCard, compile_policy
+from personalization.decision.policy import CompiledRewardModel
+from personalization.decision.segments import CompiledSegmentModel
+from personalization.models.policy import PolicyCard, compile_policy
 from personalization.models.policy import TRUSTED_TYPES as POLICY_TYPES
-from personalization.models.segment_model import CompiledSegmentModel, ModelCard, compile_model, load_model_bytes
+from personalization.models.segment_model import ModelCard, compile_model, load_model_bytes
 from personalization.models.files import check_sklearn_version, load_trusted
+from personalization.store.keys import (
+    MODELS_ACTIVE_KEY,
+    MODELS_CARD_PREFIX,
+    MODELS_FILE_PREFIX,
+    MODELS_INDEX_KEY,
+    MODELS_UPDATES_CHANNEL,
+)
 
 __all__ = [
     "ModelRegistry",
@@ -45,11 +54,11 @@ __all__ = [
 log = logging.getLogger("vary.models")
 
 SEGMENTS_SLOT = "segments"
-UPDATES_CHANNEL = "vary:models:updates"
-_FILE = "vary:models:file:"
-_CARD = "vary:models:card:"
-_INDEX = "vary:models:index"
-_ACTIVE = "vary:models:active"
+UPDATES_CHANNEL = MODELS_UPDATES_CHANNEL
+_FILE = MODELS_FILE_PREFIX
+_CARD = MODELS_CARD_PREFIX
+_INDEX = MODELS_INDEX_KEY
+_ACTIVE = MODELS_ACTIVE_KEY
 
 
 def policy_slot(experience: str) -> str:

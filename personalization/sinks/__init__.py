@@ -6,12 +6,13 @@
 - :mod:`~personalization.sinks.webhook`: batched, HMAC-SHA256-signed POSTs to any URL.
 - :mod:`~personalization.sinks.segment`: Segment's HTTP Tracking API (``/v1/batch`` of track calls).
 
-A sink is anything with a ``name`` and ``async deliver(batch)`` (:class:`personalization.plugins.EventSink`).
+A sink is anything with a ``name`` and ``async deliver(batch)`` (:class:`personalization.seams.EventSink`).
 """
 
-from personalization.sinks.runner import SinkRunner, SinkStats, dead_letter_stream, group_name, sink_streams
+from personalization.sinks.runner import SinkRunner, SinkStats, group_name, sink_streams
 from personalization.sinks.segment import SegmentSink
 from personalization.sinks.webhook import WebhookSink, sign, verify_signature
+from personalization.store.keys import dead_letter_stream
 
 __all__ = [
     "SinkRunner",

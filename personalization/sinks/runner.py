@@ -12,7 +12,7 @@ One pass over a stream:
 2. ``XREADGROUP`` new entries (up to ``batch_size``);
 3. ``sink.deliver(batch)``; a failure is retried with exponential backoff (``backoff_s`` · 2ⁿ, at
    most ``max_backoff_s``) up to ``max_attempts`` deliveries in all; a
-   :class:`~personalization.plugins.PermanentSinkError` is not retried;
+   :class:`~personalization.seams.PermanentSinkError` is not retried;
 4. after a delivery, ``XACK``; after the last failed attempt, each entry is copied to the dead-letter
    stream ``vary:sinks:dead:<name>`` (with the error and the attempts) and then acknowledged. An
    entry that does not decode is dead-lettered at once.
@@ -41,11 +41,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from personalization.measurement.events import EVENT_DECODER
-from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
-from personalization.plugins import EventSink, PermanentSinkError, SinkRecord
+from personalization.seams import EventSink, PermanentSinkError, SinkRecord
+from personalization.store.keys import EVENTS, EXPOSURES, dead_letter_stream
+from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER
 
-__all__ = ["SinkRunner", "SinkStats", "dead_letter_stream", "group_name", "sink_streams"]
+__all__ = ["SinkRunner", "SinkStats", "group_name", "sink_streams"]
 
 log = logging.getLogger("vary.sinks")
 
@@ -55,11 +56,6 @@ Kind = Literal["exposure", "event"]
 def group_name(sink_name: str) -> str:
     """The consumer group of a sink on every stream it reads."""
     return f"vary-sink-{sink_name}"
-
-
-def dead_letter_stream(sink_name: str) -> str:
-    """Where a sink's undeliverable entries go, with the reason."""
-    return f"vary:sinks:dead:{sink_name}"
 
 
 def sink_streams(partitions: int, kinds: Sequence[Kind] = ("exposure", "event")) -> list[tuple[str, Kind]]:

@@ -11,6 +11,8 @@ Any Segment-compatible collector works (RudderStack, Jitsu, a local test server)
 to ``https://api.segment.io``. Vary's visitor ids are anonymous ids; a record without one (an
 exposure of a visitor who declined analytics) is not sent — a third party gets nothing Vary would
 not store itself. ``messageId`` is stable per record, so Segment deduplicates redeliveries.
+Answers are classified by :func:`personalization.sinks.http.post_batch`: 2xx delivered; 408, 429,
+5xx and network errors retried; any other 4xx dead-lettered.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from personalization.plugins import PermanentSinkError, SinkError, SinkRecord
+from personalization.seams import SinkRecord
+from personalization.sinks.http import post_batch
 from personalization.types import Exposure
 
 __all__ = ["SegmentSink", "EVENT_NAMES", "track_call", "DEFAULT_SEGMENT_URL"]
@@ -109,20 +112,10 @@ class SegmentSink:
         payload = self.payload(batch)
         if payload is None:
             return
-        try:
-            response = await self._client.post(
-                self.endpoint, content=_ENCODER.encode(payload), auth=self._auth,
-                headers={"Content-Type": "application/json", "User-Agent": "vary-segment-sink"},
-            )
-        except httpx.HTTPError as exc:
-            raise SinkError(f"POST {self.endpoint}: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = f"POST {self.endpoint} answered {status}: {response.text[:200]}"
-        if status >= 500 or status in (408, 429):
-            raise SinkError(message)
-        raise PermanentSinkError(message)
+        await post_batch(
+            self._client, self.endpoint, _ENCODER.encode(payload), auth=self._auth,
+            headers={"Content-Type": "application/json", "User-Agent": "vary-segment-sink"},
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -8,10 +8,10 @@ Body (``application/json``)::
 Headers: ``X-Vary-Timestamp`` (Unix seconds) and ``X-Vary-Signature: sha256=<hex>``, the
 HMAC-SHA256 with the shared secret over ``"<timestamp>." + body`` — the timestamp is signed too, so
 a receiver that rejects old timestamps (:func:`verify_signature`, 5 minutes by default) is safe from
-replays. A 2xx answer is a delivery; 408, 429, 5xx and network errors are retried by the runner
-(:class:`~personalization.plugins.SinkError`); any other 4xx is a
-:class:`~personalization.plugins.PermanentSinkError` (a retry would get the same answer) and is
-dead-lettered at once.
+replays. A 2xx answer is a delivery; 408, 425, 429, 5xx and network errors are retried by the
+runner (:class:`~personalization.seams.SinkError`); any other 4xx is a
+:class:`~personalization.seams.PermanentSinkError` (a retry would get the same answer) and is
+dead-lettered at once (:func:`personalization.sinks.http.post_batch` posts and classifies).
 """
 
 from __future__ import annotations
@@ -24,14 +24,16 @@ from collections.abc import Callable, Sequence
 import httpx
 import msgspec
 
-from personalization.plugins import PermanentSinkError, SinkError, SinkRecord
+from personalization.seams import SinkRecord
+from personalization.sinks.http import RETRYABLE_STATUSES, post_batch
 
 __all__ = ["WebhookSink", "sign", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
 
 SIGNATURE_HEADER = "X-Vary-Signature"
 TIMESTAMP_HEADER = "X-Vary-Timestamp"
 _ENCODER = msgspec.json.Encoder()
-_RETRYABLE = frozenset({408, 425, 429})
+#: Also retried: 425 Too Early (a receiver not yet ready to take the batch).
+_RETRYABLE = RETRYABLE_STATUSES | {425}
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -101,17 +103,7 @@ class WebhookSink:
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
             "User-Agent": "vary-webhook-sink",
         }
-        try:
-            response = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise SinkError(f"POST {self.url}: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        message = f"POST {self.url} answered {status}: {response.text[:200]}"
-        if status >= 500 or status in _RETRYABLE:
-            raise SinkError(message)
-        raise PermanentSinkError(message)
+        await post_batch(self._client, self.url, body, headers=headers, retryable=_RETRYABLE)
 
     async def aclose(self) -> None:
         await self._client.aclose()

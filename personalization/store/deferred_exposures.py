@@ -21,13 +21,12 @@ from msgspec import Struct
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
+from personalization.seams import ExposureSink
 from personalization.store.exposure_tokens import ExposureTokenError, ExposureTokens
-from personalization.store.exposures import ExposureSink
+from personalization.store.keys import EXPOSURE_SEEN_PREFIX
 from personalization.types import Exposure
 
-__all__ = ["SEEN_PREFIX", "DeferredExposures", "DeferredResult", "RejectedToken"]
-
-SEEN_PREFIX = "vary:exposure:seen:"
+__all__ = ["DeferredExposures", "DeferredResult", "RejectedToken"]
 
 
 class RejectedToken(Struct, frozen=True, kw_only=True):
@@ -74,7 +73,7 @@ class DeferredExposures:
             unique.setdefault(exposure.id, exposure)
         pipe = self._redis.pipeline(transaction=False)
         for exposure_id in unique:
-            pipe.set(SEEN_PREFIX + exposure_id, 1, nx=True, ex=self._claim_ttl_s)
+            pipe.set(EXPOSURE_SEEN_PREFIX + exposure_id, 1, nx=True, ex=self._claim_ttl_s)
         claimed = await pipe.execute()
         fresh = [replace(exposure, ts=now) for exposure, won in zip(unique.values(), claimed) if won]
         if fresh:

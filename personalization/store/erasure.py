@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import msgspec
 from redis.asyncio import Redis
 
-from personalization.store.partitions import EVENTS, EXPOSURES, stream_for
+from personalization.store.keys import EVENTS, EXPOSURES, visitor_keys_pattern
+from personalization.store.partitions import stream_for
 
 __all__ = ["Erasure", "erase_visitor"]
 
@@ -74,7 +75,7 @@ async def erase_visitor(
 ) -> Erasure:
     """Delete everything Vary stores about one visitor (see the module docstring). ``streams`` are
     the base names (exposures first), ``partitions`` the deployment's partition count."""
-    pattern = "vary:v:{" + _glob_escape(visitor_id) + "}:*"
+    pattern = visitor_keys_pattern(visitor_id)
     keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
     deleted_keys = int(await redis.delete(*keys)) if keys else 0
     own = [stream_for(base, visitor_id, partitions) for base in streams]
@@ -84,7 +85,3 @@ async def erase_visitor(
         visitor_id=visitor_id, keys_deleted=deleted_keys, exposures_deleted=exposures, events_deleted=events
     )
 
-
-def _glob_escape(text: str) -> str:
-    """Escape Redis glob characters so an id like ``a*`` matches only itself."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

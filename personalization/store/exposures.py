@@ -34,11 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import logging
-import os
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,55 +45,28 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from personalization.store.journal import Journal
-from personalization.store.partitions import EXPOSURES, colocated, partition_of, stream_name
-from personalization.store.profiles import profile_key
-from personalization.store.spool import Spool
-from personalization.types import EXPOSURE_ENCODER, Exposure
+from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
+from personalization.store.partitions import partition_of
+from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.types import EXPOSURE_ENCODER, Exposure, new_exposure_id
 
-__all__ = ["EXPOSURE_STREAM", "ExposureSink", "ExposureWriter", "batch_marker", "new_exposure_id"]
+__all__ = ["EXPOSURE_STREAM", "ExposureWriter"]
 
 EXPOSURE_STREAM = EXPOSURES
 
 log = logging.getLogger("vary.exposures")
 
-_PREFIX = os.urandom(6).hex()
-_COUNTER = itertools.count(1)
 _STOP = object()
-#: Marker key prefix of a batch written to the unpartitioned stream: ``{vary:exposures}:batch:<id>``
-#: (:func:`batch_marker` names it for any stream).
-BATCH_MARKER = colocated(EXPOSURE_STREAM, "batch:")
 BATCH_MARKER_TTL_S = 86_400
 REPLAY_INTERVAL_S = 1.0
 
 Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
 
 
-#: KEYS: the stream, the batch marker, then one profile hash per sticky assignment.
-#: ARGV: marker TTL, MAXLEN (``""`` = unbounded), exposure count n, n payloads, then per assignment
-#: its field and variant. Returns the exposures written, or -1 when the marker existed (a replay of
-#: a batch Redis already has: nothing is written twice).
-WRITE_BATCH = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return -1 end
-local n = tonumber(ARGV[3])
-local maxlen = ARGV[2]
-if maxlen == '' then
-  for i = 4, 3 + n do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
-else
-  for i = 4, 3 + n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i]) end
-end
-local a = 4 + n
-for k = 3, #KEYS do
-  redis.call('HSETNX', KEYS[k], ARGV[a], ARGV[a + 1])
-  a = a + 2
-end
-return n
-"""
+#: The batch script (``scripts/write_batch.lua``, whose header names its KEYS and ARGV): returns the
+#: exposures written, or -1 when the marker existed (a replay of a batch Redis already has).
+WRITE_BATCH = (Path(__file__).parent / "scripts" / "write_batch.lua").read_text()
 WRITE_BATCH_SHA = hashlib.sha1(WRITE_BATCH.encode()).hexdigest()
-
-
-def batch_marker(stream: str, batch_id: str) -> str:
-    """The marker of one batch's part bound for ``stream``, in ``stream``'s cluster slot."""
-    return colocated(stream, f"batch:{batch_id}")
 
 
 class _Group:
@@ -109,19 +81,7 @@ class _Group:
         self.fields: list[str | int] = []
 
 
-def new_exposure_id() -> str:
-    """A process-unique id: 48 random bits per process + a counter (cheaper than uuid4 per entry)."""
-    return f"{_PREFIX}{next(_COUNTER):x}"
-
-
-class ExposureSink:
-    """Where exposures go. Implement :meth:`submit` to add one (``typing.Protocol``-style seam)."""
-
-    def submit(self, exposures: Iterable[Exposure], assignments: Iterable[tuple[str, str, int]]) -> None:
-        raise NotImplementedError
-
-
-class ExposureWriter(ExposureSink):
+class ExposureWriter:
     """Background batch writer. Start with :meth:`start`, stop with :meth:`close` (flushes)."""
 
     def __init__(
@@ -352,34 +312,20 @@ class ExposureWriter(ExposureSink):
         spool = spool or self._spool
         if spool is None or spool.size == 0:
             return 0
-        replayed = 0
-        # Consecutive records with one id are one batch (a journal records a batch request by
-        # request). A stream's part that reached Redis before its reply was lost has its marker
+        # A stream's part that reached Redis before its reply was lost has its marker
         # (batch_marker(stream, id)); the script checks it atomically and writes nothing again.
-        # Batches the writer spools while this replay awaits Redis are appended behind it: the
-        # spool is cleared only if nothing was appended since the last record read, else the new
-        # tail is replayed too (clearing unconditionally lost such a batch — it landed during the
-        # last write, after the reader had reached the end of the file).
-        offset = 0
-        while True:
-            end = offset
-            for batch_id, records in itertools.groupby(spool.read_from(offset), key=lambda read: read[0].batch_id):
-                batch: list[Item] = []
-                for spooled, position in records:
-                    end = position
-                    for raw in spooled.entries:
-                        record = _SPOOL_DECODER.decode(raw)
-                        if record.x is not None:
-                            batch.append((record.x, None))
-                        elif record.a is not None:
-                            batch.append((None, (record.a[0], record.a[1], record.a[2])))
-                replayed += await self._send(batch_id, batch)
-            if spool.clear_if_size(end):
-                break
-            if end == offset:  # only a torn record (a crash mid-write) is left: nothing to replay
-                spool.clear()
-                break
-            offset = end
+
+        async def write(batch_id: str, entries: list[msgspec.Raw]) -> int:
+            batch: list[Item] = []
+            for raw in entries:
+                record = _SPOOL_DECODER.decode(raw)
+                if record.x is not None:
+                    batch.append((record.x, None))
+                elif record.a is not None:
+                    batch.append((None, (record.a[0], record.a[1], record.a[2])))
+            return await self._send(batch_id, batch)
+
+        replayed = await replay_spool(spool, write)
         self.replayed += replayed
         self.written += replayed
         self.healthy = True
@@ -387,16 +333,7 @@ class ExposureWriter(ExposureSink):
         return replayed
 
     async def _replay_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REPLAY_INTERVAL_S)
-            if self._spool is None or self._spool.size == 0:
-                continue
-            try:
-                await self.replay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("spool replay waits for Redis (%s)", type(exc).__name__)
+        await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool")
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (used at shutdown and by tests)."""

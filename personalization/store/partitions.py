@@ -6,17 +6,18 @@ the names are the historical ``vary:exposures`` / ``vary:events``; with ``n > 1`
 ``vary:exposures:{p}`` / ``vary:events:{p}``, whose ``{p}`` hash tag pins each partition to a slot.
 
 A partition is a function of the visitor id only, so one visitor's exposures and events stay in
-order within one partition. Keys written atomically together with a stream entry (batch markers,
-per-stream bookkeeping) take :func:`slot_tag` of the stream so a Lua script or MULTI touching both
-never crosses slots.
+order within one partition. The names themselves, and the keys written atomically together with a
+stream entry (batch markers, per-stream bookkeeping: :func:`~personalization.store.keys.colocated`,
+so a Lua script or MULTI touching both never crosses slots), are in :mod:`personalization.store.keys`.
 """
 
 from __future__ import annotations
 
 import zlib
 
-EXPOSURES = "vary:exposures"
-EVENTS = "vary:events"
+from personalization.store.keys import stream_name
+
+__all__ = ["all_streams", "partition_of", "stream_for"]
 
 
 def partition_of(visitor_id: str | None, partitions: int) -> int:
@@ -26,13 +27,6 @@ def partition_of(visitor_id: str | None, partitions: int) -> int:
     return zlib.crc32(visitor_id.encode("utf-8")) % partitions
 
 
-def stream_name(base: str, partition: int, partitions: int) -> str:
-    """``vary:exposures`` for a single partition, ``vary:exposures:{3}`` when partitioned."""
-    if partitions <= 1:
-        return base
-    return f"{base}:{{{partition}}}"
-
-
 def all_streams(base: str, partitions: int) -> list[str]:
     """Every partition's stream name, in partition order (what a consumer group reads)."""
     return [stream_name(base, p, partitions) for p in range(max(1, partitions))]
@@ -40,22 +34,3 @@ def all_streams(base: str, partitions: int) -> list[str]:
 
 def stream_for(base: str, visitor_id: str | None, partitions: int) -> str:
     return stream_name(base, partition_of(visitor_id, partitions), partitions)
-
-
-def slot_tag(key: str) -> str:
-    """The part of ``key`` Redis Cluster hashes: the first ``{…}`` tag's content, else the key.
-
-    ``f"{{{slot_tag(stream)}}}:batch:{id}"`` therefore lands in the same slot as ``stream`` whether
-    or not the stream name carries a tag (``{vary:exposures}:batch:…`` hashes ``vary:exposures``).
-    """
-    start = key.find("{")
-    if start != -1:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key[start + 1 : end]
-    return key
-
-
-def colocated(stream: str, suffix: str) -> str:
-    """A key in the same cluster slot as ``stream``: ``{<tag>}:<suffix>``."""
-    return f"{{{slot_tag(stream)}}}:{suffix}"

@@ -24,35 +24,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from personalization.store.keys import profile_key
 from personalization.types import Profile
 
 __all__ = [
-    "ProfileStore",
     "RedisProfileStore",
-    "profile_key",
     "parse_profile",
     "SESSION_TIMEOUT_S",
 ]
 
 SESSION_TIMEOUT_S = 1800.0
 PROFILE_TTL_S = 400 * 86_400
-
-
-def profile_key(visitor_id: str) -> str:
-    """The visitor's profile hash key; ``{…}`` is the cluster hash tag."""
-    return f"vary:v:{{{visitor_id}}}:p"
-
-
-class ProfileStore(Protocol):
-    """Where profiles live. Vary ships :class:`RedisProfileStore`; tests may use an in-memory one."""
-
-    async def load(self, visitor_id: str) -> Profile: ...
 
 
 def _num(raw: bytes | str | None, default: float = 0.0) -> float:

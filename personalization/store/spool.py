@@ -11,6 +11,11 @@ Events Redis could not take use the same kind of file (``<data dir>/spool/events
 events): :class:`personalization.measurement.recorder.EventRecorder` spools and replays them, idempotent by
 ``event_id`` instead of batch markers.
 
+Replaying is the same for both kinds (:func:`replay_spool`, run by :func:`replay_forever` every
+second): the spool is written back in the order it was appended, through the owner's own idempotent
+write, resuming past what was already written while new batches keep arriving, and truncated only
+once it has caught up.
+
 File format: one record per line, ``<batch id> <msgspec JSON list of entries>\\n``; a torn last line
 (a crash mid-write) is ignored on replay.
 
@@ -23,17 +28,20 @@ event loop never waits on the disk). The file is bounded by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["Spool", "SpoolBusy", "SpooledBatch", "orphaned_spools"]
+__all__ = ["Spool", "SpoolBusy", "SpooledBatch", "orphaned_spools", "replay_forever", "replay_spool"]
 
 log = logging.getLogger("vary.spool")
 
@@ -207,3 +215,59 @@ class Spool:
             self._file.close()
         if empty and remove_if_empty:
             self.path.unlink(missing_ok=True)
+
+
+async def replay_spool(spool: Spool, write: Callable[[str, list[msgspec.Raw]], Awaitable[int]]) -> int:
+    """Write everything ``spool`` holds through ``write(batch id, entries)``, in the order it was
+    appended, then truncate it; returns the sum of what ``write`` returned. Consecutive records with
+    one batch id go in one call (a journal records a batch request by request). ``write`` must be
+    idempotent (batch markers, event markers): a failure propagates and keeps the spool whole, and
+    the next replay sends it again, harmlessly.
+
+    Batches appended while this replay awaits Redis land behind it: the spool is truncated only if
+    nothing was appended since the last record read (atomically with appends), else the new tail
+    is replayed too. What is left after the last whole record is a torn one (a crash cut it short:
+    never acknowledged, so not ours to keep) and goes with the truncation.
+    """
+    replayed = 0
+    offset = 0
+    while True:
+        size = spool.size
+        end = offset
+        for batch_id, records in itertools.groupby(spool.read_from(offset), key=lambda read: read[0].batch_id):
+            entries: list[msgspec.Raw] = []
+            for spooled, position in records:
+                end = position
+                entries.extend(spooled.entries)
+            replayed += await write(batch_id, entries)
+        if spool.clear_if_size(end if end != offset else size):
+            return replayed
+        offset = end
+
+
+async def replay_forever(
+    spool: Spool | None,
+    replay: Callable[[], Awaitable[object]],
+    *,
+    interval_s: float,
+    logger: logging.Logger,
+    what: str,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Every ``interval_s``, ``replay()`` when ``spool`` holds something, until ``stop`` is set (or
+    the task is cancelled). A failure (Redis still away) is logged as ``<what> replay waits for
+    Redis`` and retried at the next tick: the spool is kept whole meanwhile."""
+    while stop is None or not stop.is_set():
+        if stop is None:
+            await asyncio.sleep(interval_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+        if spool is None or spool.size == 0:
+            continue
+        try:
+            await replay()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever Redis says, the spool is kept and retried
+            logger.info("%s replay waits for Redis (%s)", what, type(exc).__name__)

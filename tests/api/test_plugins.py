@@ -20,9 +20,8 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.settings import Settings
 from content.sources import ExportFileSource, demo_space_path
-from personalization.plugins import Plugin, registry
-from personalization.decision.selection import Assignment
-from personalization.types import Experience, Visitor
+from personalization.seams import Plugin
+from personalization.types import Assignment, Experience, Visitor
 from tests.content.spaces import entry, remove_field, set_field
 
 
@@ -98,6 +97,7 @@ def test_audience_on_a_plugin_attribute_matches_and_the_reason_names_it(
     assert "crm_tier" in gold["reason"] and "gold" in gold["reason"]
     assert silver["experience"] != "hero-sale"
     assert tiers.seen == ["gold-1", "silver-1"]
+    registry = client.app.state.plugins.registry  # the app's own plugin registry (no global one)
     assert registry.extractors == () and registry.policies == {}  # the lifespan undid its install
 
 

@@ -23,7 +23,8 @@ from content.coordinator import ContentCoordinator
 from content.store import ContentStore
 from personalization.models.files import read_model_files
 from personalization.models.registry import SEGMENTS_SLOT, ModelRegistry
-from personalization.store.profiles import RedisProfileStore, profile_key
+from personalization.store.keys import profile_key
+from personalization.store.profiles import RedisProfileStore
 
 SEEDS = [
     ("redis+cluster://10.0.0.1:7000", [("10.0.0.1", 7000)], False, None, None),

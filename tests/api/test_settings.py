@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from api.http.auth import KeyRing, digest, ensure_keys
-from api.settings import SettingsError, load_settings
+from api.settings import (
+    WORKER_SETTINGS_VARIABLE,
+    Settings,
+    SettingsError,
+    encode_worker_settings,
+    load_settings,
+    unknown_variables,
+    worker_settings,
+)
 
 
 def test_settings_from_environment() -> None:
@@ -51,3 +60,37 @@ def test_generated_keys_are_kept_between_starts(tmp_path: Path) -> None:
     d2, a2, _ = ensure_keys((), (), tmp_path)
     assert (d1, a1) == (d2, a2)
     assert ensure_keys(("x",), ("y",), tmp_path) == (("x",), ("y",), {})
+
+
+def test_unknown_variables_are_reported_with_a_close_match(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="vary.settings"):
+        settings = load_settings({"VARY_REDIS_ULR": "redis://x", "VARY_PORT": "9000"})
+    assert settings.redis_url is None and settings.port == 9000  # reported, not applied, not refused
+    [record] = [r for r in caplog.records if r.name == "vary.settings"]
+    assert record.levelno == logging.WARNING
+    assert "VARY_REDIS_ULR" in record.getMessage()
+    assert "did you mean VARY_REDIS_URL?" in record.getMessage()
+    assert "VARY_PORT" not in record.getMessage()
+
+
+def test_known_variables_and_the_internal_worker_variable_are_not_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {
+        "VARY_PORT": "9000",
+        "VARY_REDIS_URL": "redis://x",
+        "VARY_DELIVERY_KEYS": "",
+        WORKER_SETTINGS_VARIABLE: "{}",
+        "HOME": "/root",
+    }
+    with caplog.at_level(logging.DEBUG, logger="vary.settings"):
+        load_settings(environ)
+    assert [r for r in caplog.records if r.name == "vary.settings"] == []
+    assert unknown_variables(environ) == []
+
+
+def test_worker_settings_round_trip_through_the_one_internal_variable() -> None:
+    settings = Settings(redis_url="redis://x", data_dir=Path("/tmp/d"), delivery_keys=("a", "b"), aggregate=False)
+    environ = {WORKER_SETTINGS_VARIABLE: encode_worker_settings(settings), "VARY_PORT": "1"}
+    assert worker_settings(environ) == settings  # the handed-over settings win over the environment
+    assert worker_settings({"VARY_PORT": "1"}).port == 1  # without it: read the environment

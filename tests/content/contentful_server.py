@@ -12,9 +12,9 @@ entry and asset (unpublished ones too) on ``/entries`` and ``/assets``, and get 
 are kept apart from what is published: :meth:`FakeContentful.draft` edits only the drafts, while
 :meth:`FakeContentful.mutate` edits and publishes.
 
-The served space is built from a management-format export (the same file Vary bundles), converted
-here to delivery format independently of Vary's own parsing, so a test comparing the two paths is not
-comparing Vary's code with itself.
+The served space is built from a management-format export (the same file Vary bundles), converted to
+delivery format by :mod:`tests.content.delivery_format` independently of Vary's own parsing, so a test
+comparing the two paths is not comparing Vary's code with itself.
 
 Made to grow: :attr:`FakeContentful.faults` is a list of :class:`Fault` hooks checked before every
 request (HTTP errors, 429s with or without a reset header, slow responses), and
@@ -28,7 +28,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,23 +36,23 @@ from sys import exc_info
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["FakeContentful", "Fault", "RecordedRequest", "delivery_item"]
+from tests.content.delivery_format import (
+    delivery_content_type,
+    delivery_item,
+    delivery_locale,
+    error_response,
+    link,
+    link_target,
+    links_in,
+    page_of,
+    space_id_of,
+)
+
+__all__ = ["FakeContentful", "Fault", "RecordedRequest", "DEFAULT_TOKEN", "DEFAULT_PREVIEW_TOKEN"]
 
 DEFAULT_TOKEN = "vary-test-delivery-token"
 DEFAULT_PREVIEW_TOKEN = "vary-test-preview-token"
 _JSON_TYPE = "application/vnd.contentful.delivery.v1+json"
-_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The query you sent was invalid."),
-    401: ("AccessTokenInvalid", "The access token you sent could not be found or is invalid."),
-    403: ("AccessDenied", "The specified token does not have access to the requested resource."),
-    404: ("NotFound", "The resource could not be found."),
-    429: ("RateLimitExceeded", "You have exceeded the rate limit of the Organization this Space "
-          "belongs to by making too many API requests within a short timespan. Please wait a "
-          "moment before trying the request again."),
-    500: ("ServerError", "Internal server error."),
-    502: ("BadGateway", "The requested space is hibernated."),
-    503: ("ServiceUnavailable", "The service is unavailable."),
-}
 
 
 @dataclass
@@ -119,7 +119,7 @@ class FakeContentful:
         self._lock = threading.RLock()
         self._export: dict[str, Any] = copy.deepcopy(dict(export))  # what is published
         self._drafts: dict[str, Any] = copy.deepcopy(self._export)  # the latest version of everything
-        self.space_id = space_id or _space_id_of(self._export)
+        self.space_id = space_id or space_id_of(self._export)
         self._generations: list[dict[tuple[str, str], dict[str, Any]]] = []
         self._tokens: dict[str, _Cursor] = {}
         self._publish_generation()
@@ -224,35 +224,35 @@ class FakeContentful:
     ) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "spaces" or parts[1] != self.space_id:
-            return _error(404, details={"type": "Space", "id": parts[1] if len(parts) > 1 else ""})
+            return error_response(404, details={"type": "Space", "id": parts[1] if len(parts) > 1 else ""})
         rest = parts[2:]
         if rest[:1] == ["environments"]:
             if len(rest) < 2 or rest[1] != self.environment:
-                return _error(404, details={"type": "Environment", "id": rest[1] if len(rest) > 1 else ""})
+                return error_response(404, details={"type": "Environment", "id": rest[1] if len(rest) > 1 else ""})
             rest = rest[2:]
         elif self.environment != "master":
-            return _error(404, details={"type": "Environment", "id": "master"})
+            return error_response(404, details={"type": "Environment", "id": "master"})
         with self._lock:
             if rest == ["content_types"]:
-                return 200, _collection(self._content_types(), query)
+                return 200, page_of(self._content_types(), query)
             if len(rest) == 2 and rest[0] == "content_types":
                 found = [ct for ct in self._content_types() if ct["sys"]["id"] == rest[1]]
-                return (200, found[0]) if found else _error(404, {"type": "ContentType", "id": rest[1]})
+                return (200, found[0]) if found else error_response(404, {"type": "ContentType", "id": rest[1]})
             if rest == ["locales"]:
-                return 200, _collection([_delivery_locale(loc) for loc in self._locales()], query)
+                return 200, page_of([delivery_locale(loc) for loc in self._locales()], query)
             if rest in (["entries"], ["assets"]):
                 return self._entities(rest[0], query, preview=preview)
             if len(rest) == 2 and rest[0] in ("entries", "assets"):
                 return self._entities(rest[0], {**query, "sys.id": rest[1]}, single=True, preview=preview)
             if rest == ["sync"]:
                 if preview:
-                    return _error(400, details="The Sync API is not available in the Content Preview API.")
+                    return error_response(400, details="The Sync API is not available in the Content Preview API.")
                 return self._sync(query, base_url)
-        return _error(404)
+        return error_response(404)
 
     def _content_types(self) -> list[dict[str, Any]]:
         return [
-            _delivery_content_type(ct, self.space_id, self.environment)
+            delivery_content_type(ct, self.space_id, self.environment)
             for ct in self._export.get("contentTypes", [])
             if ct.get("sys", {}).get("publishedVersion")
         ]
@@ -276,7 +276,7 @@ class FakeContentful:
         locale = query.get("locale")
         codes = {loc["code"] for loc in locales}
         if locale not in (None, "*") and locale not in codes:
-            return _error(400, details={"errors": [{"name": "unknownLocale", "value": locale}]})
+            return error_response(400, details={"errors": [{"name": "unknownLocale", "value": locale}]})
         items = self._previewed(kind) if preview else self._published(kind)
         if "sys.id" in query:
             items = [i for i in items if i["sys"]["id"] == query["sys.id"]]
@@ -284,18 +284,18 @@ class FakeContentful:
             wanted = set(query["sys.id[in]"].split(","))
             items = [i for i in items if i["sys"]["id"] in wanted]
         if kind == "entries" and "content_type" in query:
-            items = [i for i in items if _link_target(i["sys"].get("contentType")) == query["content_type"]]
+            items = [i for i in items if link_target(i["sys"].get("contentType")) == query["content_type"]]
         items.sort(key=lambda i: i["sys"]["id"])
         if single:
             if not items:
-                return _error(404, {"type": "Entry" if kind == "entries" else "Asset", "id": query["sys.id"]})
+                return error_response(404, {"type": "Entry" if kind == "entries" else "Asset", "id": query["sys.id"]})
             return 200, self._deliver(items[0], locale, locales, preview)
         try:
             limit = min(int(query.get("limit", 100)), 1000)
             skip = int(query.get("skip", 0))
             include = min(int(query.get("include", 1)), 10)
         except ValueError:
-            return _error(400)
+            return error_response(400)
         page = items[skip : skip + limit]
         delivered = [self._deliver(item, locale, locales, preview) for item in page]
         body: dict[str, Any] = {
@@ -316,7 +316,7 @@ class FakeContentful:
         non_localized: set[str] = set()
         omitted: set[str] = set()
         if item["sys"]["type"] == "Entry":
-            type_id = _link_target(item["sys"]["contentType"])
+            type_id = link_target(item["sys"]["contentType"])
             for ct in (self._drafts if preview else self._export).get("contentTypes", []):
                 if ct["sys"]["id"] == type_id:
                     non_localized = {f["id"] for f in ct["fields"] if not f.get("localized")}
@@ -340,7 +340,7 @@ class FakeContentful:
         for _ in range(levels):
             next_frontier = []
             for item in frontier:
-                for link_type, target in _links_in(item.get("fields", {})):
+                for link_type, target in links_in(item.get("fields", {})):
                     key = (link_type, target)
                     if key in seen:
                         continue
@@ -364,13 +364,13 @@ class FakeContentful:
         elif "sync_token" in query:
             cursor = self._tokens.get(query["sync_token"])
             if cursor is None:
-                return _error(400, details="The sync token is invalid or expired.")
+                return error_response(400, details="The sync token is invalid or expired.")
             if cursor.pending is not None:
                 items, generation = cursor.pending, cursor.generation
             else:
                 items = self._changes_since(cursor.generation, generation)
         else:
-            return _error(400, details="Either initial=true or sync_token is required.")
+            return error_response(400, details="Either initial=true or sync_token is required.")
         page, rest = items[: self.sync_page_size], items[self.sync_page_size :]
         token = secrets.token_hex(16)
         url = f"{base_url}/spaces/{self.space_id}/environments/{self.environment}/sync?sync_token={token}"
@@ -388,8 +388,8 @@ class FakeContentful:
         changed = [item for key, item in after.items() if before.get(key) != item]
         deleted = [
             {"sys": {
-                "type": f"Deleted{kind}", "id": entity_id, "space": _link("Space", self.space_id),
-                "environment": _link("Environment", self.environment), "revision": 1,
+                "type": f"Deleted{kind}", "id": entity_id, "space": link("Space", self.space_id),
+                "environment": link("Environment", self.environment), "revision": 1,
                 "createdAt": _now(), "updatedAt": _now(), "deletedAt": _now(),
             }}
             for (kind, entity_id) in before.keys() - after.keys()
@@ -426,14 +426,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             time.sleep(fault.delay_s)
             if fault.status is not None:
-                _, default_body = _error(fault.status)
+                _, default_body = error_response(fault.status)
                 self._send(fault.status, default_body if fault.body is None else fault.body, fault.headers)
                 return
         with self.fake._lock:
             self.fake.requests.append(RecordedRequest(url.path, query, dict(self.headers.items())))
         view = self._view(query)
         if view is None:
-            self._send(*_error(401))
+            self._send(*error_response(401))
             return
         host = self.headers.get("Host") or self.fake.api_url
         status, body = self.fake._route(url.path, query, f"http://{host}", preview=view == "preview")
@@ -464,133 +464,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
         pass
-
-
-# -- management format → delivery format -------------------------------------------------------------
-
-
-def delivery_item(
-    item: Mapping[str, Any],
-    space_id: str,
-    environment: str,
-    *,
-    locale: str | None,
-    locales: list[Mapping[str, Any]],
-    non_localized: Collection[str] = (),
-    omitted: Collection[str] = (),
-    draft: bool = False,
-) -> dict[str, Any]:
-    """An exported (management-format) entry or asset as the CDA delivers it.
-
-    ``locale="*"`` keeps fields keyed by locale (as sync does); one locale code (or ``None`` for the
-    default) flattens them with Contentful's fallback rules, reading ``non_localized`` fields from the
-    default locale. ``omitted`` fields (hidden from API responses) are left out. ``draft`` delivers
-    it as the Preview API does: timestamps of the latest version, not of the published one.
-    """
-    sys = item["sys"]
-    default = next((loc["code"] for loc in locales if loc.get("default")), "en-US")
-    delivered_sys: dict[str, Any] = {
-        "space": _link("Space", space_id),
-        "id": sys["id"],
-        "type": sys["type"],
-        "createdAt": sys["createdAt"] if draft else sys.get("firstPublishedAt") or sys["createdAt"],
-        "updatedAt": sys["updatedAt"] if draft else sys.get("publishedAt") or sys["updatedAt"],
-        "environment": _link("Environment", environment),
-        "revision": sys.get("publishedCounter", 0 if draft else 1),
-    }
-    if sys["type"] == "Entry":
-        delivered_sys["contentType"] = _link("ContentType", _link_target(sys["contentType"]))
-    fields = {
-        name: dict(values) for name, values in item.get("fields", {}).items() if name not in omitted
-    }
-    if locale != "*":
-        code = locale or default
-        delivered_sys["locale"] = code
-        chain = _fallback_chain(code, locales)
-        flat: dict[str, Any] = {}
-        for name, values in fields.items():
-            for candidate in [default] if name in non_localized else chain:
-                if candidate in values:
-                    flat[name] = values[candidate]
-                    break
-        fields = flat
-    return {"metadata": copy.deepcopy(item.get("metadata", {"tags": []})), "sys": delivered_sys, "fields": fields}
-
-
-def _fallback_chain(code: str, locales: list[Mapping[str, Any]]) -> list[str]:
-    fallback = {loc["code"]: loc.get("fallbackCode") for loc in locales}
-    chain: list[str] = []
-    current: str | None = code
-    while current and current not in chain:
-        chain.append(current)
-        current = fallback.get(current)
-    return chain
-
-
-def _delivery_content_type(ct: Mapping[str, Any], space_id: str, environment: str) -> dict[str, Any]:
-    sys = ct["sys"]
-    return {
-        "sys": {
-            "space": _link("Space", space_id), "id": sys["id"], "type": "ContentType",
-            "createdAt": sys.get("firstPublishedAt") or sys["createdAt"],
-            "updatedAt": sys.get("publishedAt") or sys["updatedAt"],
-            "environment": _link("Environment", environment), "revision": sys.get("publishedCounter", 1),
-        },
-        "displayField": ct.get("displayField"),
-        "name": ct["name"],
-        "description": ct.get("description", ""),
-        "fields": copy.deepcopy(ct["fields"]),
-    }
-
-
-def _delivery_locale(locale: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "code": locale["code"], "name": locale["name"], "default": locale.get("default", False),
-        "fallbackCode": locale.get("fallbackCode"),
-        "sys": {"id": locale["sys"]["id"], "type": "Locale", "version": locale["sys"].get("version", 1)},
-    }
-
-
-def _collection(items: list[Any], query: Mapping[str, str]) -> dict[str, Any]:
-    limit = min(int(query.get("limit", 100)), 1000)
-    skip = int(query.get("skip", 0))
-    return {"sys": {"type": "Array"}, "total": len(items), "skip": skip, "limit": limit,
-            "items": items[skip : skip + limit]}
-
-
-def _links_in(fields: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(linkType, id) of every link in an exported entry's fields (all locales), in order."""
-    for values in fields.values():
-        for value in values.values():
-            for candidate in value if isinstance(value, list) else [value]:
-                if isinstance(candidate, dict) and candidate.get("sys", {}).get("type") == "Link":
-                    yield candidate["sys"]["linkType"], candidate["sys"]["id"]
-
-
-def _error(status: int, details: Any = None) -> tuple[int, dict[str, Any]]:
-    error_id, message = _ERRORS.get(status, ("Error", "Something went wrong."))
-    body: dict[str, Any] = {"sys": {"type": "Error", "id": error_id}, "message": message,
-                            "requestId": secrets.token_hex(8)}
-    if details is not None:
-        body["details"] = details
-    return status, body
-
-
-def _link(link_type: str, target: str) -> dict[str, Any]:
-    return {"sys": {"type": "Link", "linkType": link_type, "id": target}}
-
-
-def _link_target(link: Any) -> str:
-    return link["sys"]["id"]
-
-
-def _space_id_of(export: Mapping[str, Any]) -> str:
-    for key in ("entries", "assets", "contentTypes"):
-        for item in export.get(key, []):
-            space = item.get("sys", {}).get("space")
-            if space:
-                return space["sys"]["id"]
-    return "varydemo0001"
 
 
 def _now() -> str:

@@ -9,11 +9,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+
 from content import ContentSnapshot, compile_snapshot
 from content.sources import items_from_export
+from personalization.decision.audience_validate import validate_condition
 
 __all__ = [
+    "DEMO_KEYS",
     "compile_export",
+    "fields",
     "entry",
     "set_field",
     "remove_field",
@@ -24,11 +29,20 @@ __all__ = [
 ]
 
 Export = dict[str, Any]
+#: The experience keys of the demo space.
+DEMO_KEYS = {"hero-sale", "hero-north-america", "banner-shipping-test", "newsletter-copy"}
 
 
 def compile_export(export: Export, **options: Any) -> ContentSnapshot:
-    """Compile an export the way ExportFileSource + compile_snapshot would."""
+    """Compile an export the way ExportFileSource + compile_snapshot would (as the app does: audience
+    conditions checked by Vary's evaluator)."""
+    options.setdefault("validate_condition", validate_condition)
     return compile_snapshot(items_from_export(export), **options)
+
+
+def fields(snapshot: ContentSnapshot, entry_id: str, locale: str | None = None) -> dict[str, Any]:
+    """An entry's fields as served in ``locale`` (the default locale when ``None``), decoded."""
+    return msgspec.json.decode(snapshot.fields(entry_id, locale))
 
 
 def link(entity_id: str, link_type: str = "Entry") -> dict[str, Any]:

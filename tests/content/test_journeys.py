@@ -9,16 +9,10 @@ from typing import Any
 import pytest
 
 from content import ContentSnapshot
-from content.journeys import (
-    DETAILED_EVENT_TYPES,
-    EVENT_TYPES,
-    JOURNEY_TYPE,
-    Journey,
-    JourneyStage,
-    compile_journeys,
-)
+from content.journeys import DETAILED_EVENT_TYPES, JOURNEY_TYPE, compile_journeys
 from content.sources import items_from_export
 from personalization.measurement.events import Event
+from personalization.types import EVENT_TYPES, Journey, JourneyStage
 from tests.content.spaces import add_entry, compile_export, entry, set_field
 
 Export = dict[str, Any]

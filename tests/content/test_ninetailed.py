@@ -15,8 +15,10 @@ import pytest
 import content
 from content import ContentSnapshot
 from content.mergetags import selectors_for
-from content.ninetailed import HIDDEN_VARIANT, compile_ninetailed, rules_condition
+from content.experiences.ninetailed import HIDDEN_VARIANT, compile_ninetailed
+from content.experiences.ninetailed_rules import rules_condition
 from content.sources import items_from_export
+from personalization.decision.audience_validate import validate_condition
 from personalization.decision.audiences import eval_condition
 from personalization.decision.context import audience_attributes, continent_of, merge_values
 from personalization.decision.selection import select_experience
@@ -99,7 +101,7 @@ def test_wiring_fields_are_not_served(nt: ContentSnapshot) -> None:
 
 
 def test_attachments_list_keys_in_nt_experiences_order(nt_export: Export) -> None:
-    compiled = compile_ninetailed(items_from_export(nt_export), "en-US")
+    compiled = compile_ninetailed(items_from_export(nt_export), "en-US", validate_condition=validate_condition)
     assert compiled.attachments == {
         "heroHome": ["ntExpEurope", "ntExpProPlan", "ntExpNewVisitors"],
         "bannerPromo": ["ntExpPromoTest"],
@@ -167,7 +169,7 @@ def test_merge_values_of_a_visitor() -> None:
 
 
 def one(rule: dict[str, Any]) -> dict[str, Any]:
-    condition, problems = rules_condition({"any": [{"all": [rule]}]})
+    condition, problems = rules_condition({"any": [{"all": [rule]}]}, validate_condition)
     assert problems == []
     return condition
 
@@ -228,7 +230,7 @@ def test_any_all_become_or_and() -> None:
     a = {"type": "identify", "key": "a", "operator": "equal", "value": "1"}
     b = {"type": "identify", "key": "b", "operator": "equal", "value": "2"}
     c = {"type": "isReturningVisitor", "value": True}
-    condition, problems = rules_condition({"any": [{"all": [a, b]}, {"all": [c]}]})
+    condition, problems = rules_condition({"any": [{"all": [a, b]}, {"all": [c]}]}, validate_condition)
     assert problems == []
     assert condition == {"$or": [{"$and": [{"traits.a": {"$eq": "1"}}, {"traits.b": {"$eq": "2"}}]},
                                  {"returning_visitor": True}]}
@@ -257,7 +259,7 @@ def test_any_all_become_or_and() -> None:
     ],
 )
 def test_rules_vary_cannot_map_are_problems(rules: object, problem: str) -> None:
-    _, problems = rules_condition(rules)
+    _, problems = rules_condition(rules, validate_condition)
     assert any(problem in p for p in problems), problems
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
+from personalization.store.keys import EVENTS, EXPOSURES
+from personalization.store.partitions import all_streams
 
 
 def free_port() -> int:

@@ -37,7 +37,8 @@ import pytest
 from api.embedded.cluster import EmbeddedCluster
 from api.redis_client import sync_redis
 from api.settings import Settings
-from personalization.store.partitions import EVENTS, EXPOSURES, all_streams
+from personalization.store.keys import EVENTS, EXPOSURES
+from personalization.store.partitions import all_streams
 from tests.e2e.servers import VaryProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

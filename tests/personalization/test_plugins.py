@@ -11,18 +11,16 @@ import pytest
 
 from content.sources import demo_space_path
 from personalization.decision.features import build_features
+from personalization.decision.selection import select_experience
 from personalization.plugins import (
     GuardedAttributes,
-    Plugin,
     PluginHealth,
     Registry,
-    SinkRecord,
     guard_extractor,
     guard_policy,
-    registry,
 )
-from personalization.decision.selection import Assignment, select_experience
-from personalization.types import Experience, Exposure, Profile, Visitor
+from personalization.seams import Plugin, SinkRecord
+from personalization.types import Assignment, Experience, Exposure, Profile, Visitor
 from tests.content.spaces import compile_export, entry
 
 VISITOR = Visitor(id="v-1", country="CA")
@@ -74,14 +72,15 @@ def test_extractors_feed_build_features_while_installed_and_never_replace_builti
     def crm_features(visitor: Visitor, profile: Profile, now: float) -> Mapping[str, float | str]:
         return {"crm_ltv": 120.0, "channel": "not-mine"}
 
-    before = build_features(VISITOR, Profile(), 0.0)
+    registry = Registry()
+    before = build_features(VISITOR, Profile(), 0.0, extractors=registry.extractors)
     undo = registry.install(extractors=[crm_features])
     try:
-        during = build_features(VISITOR, Profile(), 0.0)
+        during = build_features(VISITOR, Profile(), 0.0, extractors=registry.extractors)
     finally:
         undo()
     assert during == {**before, "crm_ltv": 120.0}
-    assert build_features(VISITOR, Profile(), 0.0) == before
+    assert build_features(VISITOR, Profile(), 0.0, extractors=registry.extractors) == before
 
 
 def test_a_failing_extractor_adds_nothing_and_is_counted() -> None:
@@ -89,9 +88,10 @@ def test_a_failing_extractor_adds_nothing_and_is_counted() -> None:
         raise KeyError("ltv")
 
     health = PluginHealth()
+    registry = Registry()
     undo = registry.install(extractors=[guard_extractor("crm", broken, health)])
     try:
-        row = build_features(VISITOR, Profile(), 0.0)
+        row = build_features(VISITOR, Profile(), 0.0, extractors=registry.extractors)
     finally:
         undo()
     assert row == build_features(VISITOR, Profile(), 0.0)
@@ -131,28 +131,33 @@ def test_registry_refuses_builtin_and_duplicate_types_and_undo_restores() -> Non
 
 
 def test_selection_dispatches_a_plugin_type_and_an_unknown_type_is_skipped() -> None:
+    registry = Registry()
     undo = registry.install(policies=[Everyone(), guard_policy("x", Broken(), PluginHealth())])
     try:
-        chosen = select_experience([_experience("everyone_variant")], {"crm_tier": "gold"}, "v", {}, 0.0)
-        failed = select_experience([_experience("broken_policy")], {}, "v", {}, 0.0)
+        chosen = select_experience([_experience("everyone_variant")], {"crm_tier": "gold"}, "v", {}, 0.0,
+                                   plugin_policies=registry.policies)
+        failed = select_experience([_experience("broken_policy")], {}, "v", {}, 0.0,
+                                   plugin_policies=registry.policies)
     finally:
         undo()
     assert chosen.variant == 2 and chosen.reason == "everyone; everyone_variant for tier gold"
     assert failed.experience is None and failed.variant == 0 and "'broken_policy' policy failed" in failed.reason
-    unknown = select_experience([_experience("everyone_variant")], {}, "v", {}, 0.0)
+    unknown = select_experience([_experience("everyone_variant")], {}, "v", {}, 0.0,
+                                plugin_policies=registry.policies)
     assert unknown.experience is None and "no policy for type 'everyone_variant'" in unknown.reason
 
 
 def test_a_plugin_type_compiles_only_while_its_policy_is_installed() -> None:
     export = json.loads(demo_space_path().read_text())
     entry(export, "bannerShippingTest")["fields"]["type"]["en-US"] = "everyone_variant"
-    without = compile_export(export)
+    registry = Registry()
+    without = compile_export(export, plugin_types=frozenset(registry.policy_types()))
     assert "banner-shipping-test" not in without.experiences
     (issue,) = [i for i in without.issues if i.entry_id == "bannerShippingTest"]
     assert "everyone_variant" in issue.problem
     undo = registry.install(policies=[Everyone()])
     try:
-        with_plugin = compile_export(export)
+        with_plugin = compile_export(export, plugin_types=frozenset(registry.policy_types()))
     finally:
         undo()
     compiled = with_plugin.experiences["banner-shipping-test"]

@@ -19,7 +19,8 @@ import msgspec
 import redis
 
 from api.embedded.valkey import EmbeddedRedis
-from personalization.store.partitions import EXPOSURES, all_streams
+from personalization.store.keys import EXPOSURES
+from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER
 from tests.e2e.servers import VaryProcess, free_port
 from tests.reliability.http1 import KeepAliveConnection

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from personalization.plugins import Plugin, SinkRecord
+from personalization.seams import Plugin, SinkRecord
 from personalization.types import Visitor
 
 __all__ = ["CrmTier", "JsonLinesSink", "plugin"]

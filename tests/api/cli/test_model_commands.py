@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 from api.cli.main import main
 from personalization.demo.data import DEMO_CSV
 from personalization.measurement.events import Conversion
-from personalization.store.exposures import ExposureWriter, new_exposure_id
+from personalization.store.exposures import ExposureWriter
+from personalization.types import new_exposure_id
 from personalization.measurement.recorder import EventRecorder
 from personalization.models.ope import read_action_probabilities
 from personalization.types import Exposure

@@ -79,7 +79,7 @@ def test_serve_trims_beside_its_aggregator(settings: Settings) -> None:
     from litestar.testing import TestClient
 
     from api.app import create_app
-    from api.http.routes import runtime_of
+    from api.http.common import runtime_of
 
     from tests.api.conftest import DELIVERY
 

@@ -15,7 +15,11 @@ from api.settings import Settings
 from content import demo_space_path
 from content.webhooks import sign_request
 from tests.api.conftest import ADMIN, DELIVERY
-from tests.content.contentful_server import DEFAULT_PREVIEW_TOKEN, DEFAULT_TOKEN, FakeContentful
+from tests.content.contentful_server import (
+    DEFAULT_PREVIEW_TOKEN,
+    DEFAULT_TOKEN,
+    FakeContentful,
+)
 from tests.content.spaces import set_field
 
 SECRET = "w" * 64
@@ -177,3 +181,16 @@ def test_content_issues_name_segments_the_model_does_not_score(live: TestClient,
     issues = live.get("/v1/content/issues", headers={"Authorization": f"Bearer {ADMIN}"}).json()["issues"]
     (issue,) = [i for i in issues if "price_sensitve" in i["problem"]]
     assert issue["entry_id"] == "priceSensitive" and "price_sensitive" in issue["fix"]
+
+
+def test_experiences_list_each_experience_with_the_entries_it_hangs_on(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    listed = client.get("/v1/experiences", headers=admin).json()["experiences"]
+    snapshot = client.app.state.runtime.snapshot
+    expected = {
+        key: sorted(e for e in snapshot.entries if key in {x.key for x in snapshot.experiences_for(e)})
+        for key in snapshot.experiences
+    }
+    assert {e["key"]: e["entries"] for e in listed} == expected == snapshot.baselines()
+    assert any(entries for entries in expected.values())

@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from personalization.store.profiles import profile_key
+from personalization.store.keys import profile_key
 from personalization.types import EXPOSURE_DECODER, Exposure
 from tests.api.conftest import DELIVERY
 

@@ -21,7 +21,8 @@ from api.settings import Settings
 from content import demo_space_path
 from personalization.models.evaluation import NoLoggedTraffic, NotAPolicyError, evaluate_candidate
 from personalization.measurement.events import Conversion, Purchase
-from personalization.store.exposures import ExposureWriter, new_exposure_id
+from personalization.store.exposures import ExposureWriter
+from personalization.types import new_exposure_id
 from personalization.decision.features import policy_context
 from personalization.measurement.recorder import EventRecorder
 from personalization.models.files import dump_bytes

@@ -9,7 +9,7 @@ import pytest
 from litestar import Request
 from litestar.testing import TestClient
 
-from api.app import _internal_error
+from api.http.errors import internal_error
 from personalization.privacy import AccessLogRedactor, hash_id, redact_path, redact_target
 
 VISITOR = "zz-raw-visitor-9d41c7"
@@ -50,7 +50,7 @@ def test_unhandled_error_log_hashes_the_visitor_path(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.ERROR)
     scope = {"type": "http", "method": "DELETE", "path": f"/v1/visitors/{VISITOR}", "query_string": b"",
              "headers": [], "server": ("t", 80), "scheme": "http", "root_path": "", "app": None}
-    _internal_error(Request(scope), RuntimeError("boom"))  # type: ignore[arg-type]
+    internal_error(Request(scope), RuntimeError("boom"))  # type: ignore[arg-type]
     assert _leaks(caplog) == []
     assert hash_id(VISITOR) in caplog.text
 

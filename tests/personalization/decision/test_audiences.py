@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.personalization.decision.conformance import CASES, SKIP_REASON, case_params
-from personalization.decision.audiences import (
+from personalization.decision.audience_explain import explain_condition
+from personalization.decision.audience_validate import (
     ConditionError,
     check_condition,
-    eval_condition,
-    explain_condition,
     validate_condition,
 )
+from personalization.decision.audiences import eval_condition
+from tests.personalization.decision.conformance import CASES, SKIP_REASON, case_params
 
 # -- conformance ------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.personalization.decision.conformance import case_params
 from personalization.decision.bucketing import (
     bucket_hash,
     bucket_ranges,
@@ -21,6 +20,7 @@ from personalization.decision.bucketing import (
     fnv1a32,
     in_namespace,
 )
+from tests.personalization.decision.conformance import case_params
 
 # -- conformance ------------------------------------------------------------------------------------
 

@@ -10,9 +10,8 @@ from collections.abc import Iterable, Sequence
 import pytest
 from redis.asyncio import Redis
 
-from personalization.measurement.aggregation import (
-    Aggregator,
-    agg_key,
+from personalization.measurement.aggregation import Aggregator
+from personalization.measurement.attribution import (
     duration_bucket,
     top_segment,
     utc_day,
@@ -32,6 +31,7 @@ from personalization.measurement.events import (
     Task,
 )
 from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.store.keys import agg_key
 from personalization.types import EXPOSURE_ENCODER, Exposure
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

@@ -13,12 +13,28 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from personalization.measurement.aggregation import Aggregator, week_index
-from personalization.measurement.cx import CxReport, iso_week_label, journey_metrics, parse_period, week_monday
-from personalization.measurement.events import EVENT_ENCODER, EVENT_STREAM, Click, Event, Identify, PageView, Purchase, Survey
-from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.measurement.aggregation import Aggregator
+from personalization.measurement.attribution import week_index
+from personalization.measurement.cx import (
+    CxPeriod,
+    CxReport,
+    iso_week_label,
+    journey_metrics,
+    parse_period,
+    week_monday,
+    weekly_metrics,
+)
+from personalization.measurement.events import (
+    EVENT_ENCODER,
+    EVENT_STREAM,
+    Click,
+    Event,
+    Identify,
+    PageView,
+    Purchase,
+    Survey,
+)
 from personalization.measurement.recorder import EventRecorder
-from personalization.types import EXPOSURE_ENCODER, Exposure
 from personalization.measurement.ux_cx import (
     ces_from_histogram,
     channel_switching,
@@ -27,6 +43,8 @@ from personalization.measurement.ux_cx import (
     repeat_purchase_rate,
     retention_by_cohort,
 )
+from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.types import EXPOSURE_ENCODER, Exposure
 
 MONDAY = date(2023, 11, 13)  # ISO week 2023-W46
 W0 = 1_699_833_600.0 + 3600  # Monday 2023-11-13 01:00 UTC
@@ -446,3 +464,24 @@ def test_since_after_until_is_refused(redis_url: str) -> None:
             await redis.aclose()
 
     _run(body())
+
+
+def test_weekly_metrics_is_one_report_per_week_of_the_period_newest_weeks_last(redis_url: str) -> None:
+    async def body() -> tuple[CxReport, list[tuple[str, CxReport]], list[tuple[str, CxReport]], list[CxReport]]:
+        redis = Redis.from_url(redis_url)
+        await push(redis, [], _activity_events())
+        await drain(make_aggregator(redis))
+        overall = await journey_metrics(redis, since=None, until=None, by="channel")
+        weekly = await weekly_metrics(redis, overall.period)
+        last_two = await weekly_metrics(redis, overall.period, weeks=2)
+        singles = [await journey_metrics(redis, since=week_of(k), until=week_of(k), by="channel") for k in range(3)]
+        await redis.aclose()
+        return overall, weekly, last_two, singles
+
+    overall, weekly, last_two, singles = _run(body())
+    assert [label for label, _ in weekly] == [week_of(k).isoformat() for k in range(3)]
+    assert [report for _, report in weekly] == singles
+    assert last_two == weekly[1:]
+    assert _run(weekly_metrics(Redis.from_url(redis_url), CxPeriod(since=None, until=None))) == []
+    assert overall.period.since == MONDAY
+

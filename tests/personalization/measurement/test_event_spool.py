@@ -33,8 +33,8 @@ from personalization.measurement.recorder import (
     EventsRecorded,
     stamp,
 )
-from personalization.store.partitions import all_streams, partition_of, stream_name
-from personalization.store.profiles import profile_key
+from personalization.store.keys import profile_key, stream_name
+from personalization.store.partitions import all_streams, partition_of
 from personalization.store.spool import Spool, orphaned_spools
 from tests.e2e.servers import free_port
 

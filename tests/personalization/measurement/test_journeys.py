@@ -15,12 +15,35 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from content.journeys import Journey, JourneyStage
-from personalization.measurement.events import Abandonment, Click, Conversion, Event, PageView, Purchase, Survey, Task
-from personalization.store.exposures import EXPOSURE_STREAM, new_exposure_id
-from personalization.measurement.journeys import ALL_VISITORS, HOLDOUT, JourneyMap, journey_map
+from personalization.errors import InvalidPeriod
+from personalization.measurement.events import (
+    Abandonment,
+    Click,
+    Conversion,
+    Event,
+    PageView,
+    Purchase,
+    Survey,
+    Task,
+)
+from personalization.measurement.journey_report import JourneyMap
+from personalization.measurement.journeys import (
+    ALL_VISITORS,
+    DEFAULT_PERIOD_S,
+    HOLDOUT,
+    journey_map,
+    journey_window,
+)
 from personalization.measurement.recorder import EventRecorder
-from personalization.types import EXPOSURE_ENCODER, Experience, Exposure
+from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.types import (
+    EXPOSURE_ENCODER,
+    Experience,
+    Exposure,
+    Journey,
+    JourneyStage,
+    new_exposure_id,
+)
 
 #: Two hours ago: the stream ids (write time, now) stay within a day of the events' own ts.
 T0 = time.time() - 2 * 3600.0
@@ -289,3 +312,15 @@ def test_the_map_encodes_to_json(redis_url: str) -> None:
     }
     assert stage["drop_off"] == {"score": 0.5, "interval": stage["drop_off"]["interval"], "n": 4}
     assert body["stages"][3]["event_types"] == ["purchase", "conversion:purchase"]
+
+
+def test_the_journey_window_defaults_to_the_last_30_days_and_a_bare_until_date_includes_that_day() -> None:
+    assert journey_window(None, None, now=1_000_000_000.0) == (1_000_000_000.0 - DEFAULT_PERIOD_S, 1_000_000_000.0)
+    since, until = journey_window("2025-06-01", "2025-06-30", now=0.0)
+    assert (since, until) == (1748736000.0, 1751328000.0)  # 2025-06-01T00:00Z … 2025-07-01T00:00Z
+    assert journey_window(None, "2025-06-30T12:00:00+02:00", now=0.0)[1] == 1751277600.0
+    with pytest.raises(InvalidPeriod, match="^since must be an ISO 8601"):
+        journey_window("yesterday", None, now=0.0)
+    with pytest.raises(InvalidPeriod, match="since must be before until"):
+        journey_window("2025-07-01", "2025-06-30", now=0.0)
+

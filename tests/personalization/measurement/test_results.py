@@ -261,7 +261,7 @@ def test_empty_experience_has_no_verdicts(redis_url: str) -> None:
 
 def test_histogram_quantile() -> None:
     assert histogram_quantile({}, 1) is None
-    from personalization.measurement.aggregation import bucket_bounds, duration_bucket
+    from personalization.measurement.attribution import bucket_bounds, duration_bucket
 
     b = duration_bucket(1000)
     low, high = bucket_bounds(b)

@@ -10,14 +10,15 @@ import pytest
 from redis.asyncio import Redis
 
 from personalization.measurement.events import Conversion, PageView, Purchase
-from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter, new_exposure_id
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.types import new_exposure_id
 from personalization.decision.features import policy_context
 from personalization.models.logged import (
     logged_bandit_from_streams,
     logged_decisions,
-    read_stream,
     segment_training_from_events,
 )
+from personalization.models.streams import read_stream
 from personalization.measurement.recorder import EventRecorder
 from personalization.types import EXPOSURE_DECODER, EXPOSURE_ENCODER, Experience, Exposure
 

@@ -17,26 +17,30 @@ import skops.io
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from personalization.models import policy
-from personalization.models.policy import (
-    TRUSTED_TYPES,
+from personalization.decision import policy as serving
+from personalization.decision.policy import (
     CompiledRewardModel,
-    ModelLoadError,
-    ModelVersionMismatch,
-    PolicyCard,
-    RewardModel,
-    UntrustedModelError,
     action_features,
     action_probabilities,
     choose_action,
+    uniform_from_key,
+    uniform_policy,
+)
+from personalization.models import policy
+from personalization.models.policy import (
+    TRUSTED_TYPES,
+    ModelLoadError,
+    ModelVersionMismatch,
+    PolicyCard,
+    UntrustedModelError,
     compile_policy,
     load_policy,
     predict_rewards,
     save_policy,
     train_reward_model,
-    uniform_from_key,
-    uniform_policy,
 )
+from personalization import seams
+from personalization.seams import RewardModel
 
 CREATED_AT = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 VERSION = re.compile(r"^pol-\d{14}-[0-9a-f]{8}$")
@@ -225,9 +229,9 @@ def test_floor_raises_the_low_and_rescales_the_rest_proportionally() -> None:
     got = action_probabilities([0.2, 0.5, 0.3], "epsilon_greedy", epsilon=0.1, min_probability=0.05)
     assert got == pytest.approx([0.05, 0.9, 0.05], abs=1e-15)
     # Water-filling: after lifting the smallest, the next one falls below the floor: lifted too.
-    got = policy._apply_floor([0.01, 0.1, 0.89], 0.1)
+    got = serving._apply_floor([0.01, 0.1, 0.89], 0.1)
     assert got == pytest.approx([0.1, 0.1, 0.8], abs=1e-15)
-    got = policy._apply_floor([0.02, 0.38, 0.6], 0.1)  # 0.38 and 0.6 share 0.9 in that proportion
+    got = serving._apply_floor([0.02, 0.38, 0.6], 0.1)  # 0.38 and 0.6 share 0.9 in that proportion
     assert got == pytest.approx([0.1, 0.9 * 0.38 / 0.98, 0.9 * 0.6 / 0.98], abs=1e-15)
 
 
@@ -409,18 +413,22 @@ def test_missing_or_corrupt_files_are_load_errors(
 
 
 def test_public_surface() -> None:
+    # Training and files in models/, the serving math in decision/, the seam in seams.py.
     assert set(policy.__all__) >= {
         "PolicyCard",
-        "RewardModel",
-        "CompiledRewardModel",
         "TRUSTED_TYPES",
         "train_reward_model",
         "save_policy",
         "load_policy",
         "compile_policy",
+    }
+    assert set(serving.__all__) >= {
+        "CompiledRewardModel",
         "action_probabilities",
         "choose_action",
         "uniform_policy",
     }
-    for name in policy.__all__:
-        assert hasattr(policy, name)
+    assert "RewardModel" in seams.__all__
+    for module in (policy, serving, seams):
+        for name in module.__all__:
+            assert hasattr(module, name)

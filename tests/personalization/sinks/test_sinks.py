@@ -21,8 +21,8 @@ import redis
 from redis.asyncio import Redis
 
 from personalization.measurement.events import EVENT_ENCODER, Conversion, PageView
-from personalization.store.partitions import EVENTS, EXPOSURES
-from personalization.plugins import SinkRecord
+from personalization.store.keys import EVENTS, EXPOSURES
+from personalization.seams import SinkRecord
 from personalization.sinks import SegmentSink, SinkRunner, WebhookSink, dead_letter_stream, group_name, verify_signature
 from personalization.types import EXPOSURE_ENCODER, Exposure
 

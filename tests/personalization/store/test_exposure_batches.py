@@ -17,9 +17,12 @@ from redis.asyncio.cluster import RedisCluster
 from api.embedded.cluster import EmbeddedCluster
 from api.redis_client import async_redis
 from api.settings import Settings
-from personalization.store.exposures import ExposureWriter, batch_marker, new_exposure_id
-from personalization.store.partitions import EXPOSURES, all_streams, stream_for
-from personalization.store.profiles import profile_key
+from personalization.store.exposures import ExposureWriter
+from personalization.store.keys import batch_marker
+from personalization.types import new_exposure_id
+from personalization.store.partitions import all_streams, stream_for
+from personalization.store.keys import EXPOSURES
+from personalization.store.keys import profile_key
 from personalization.store.spool import Spool
 from personalization.types import EXPOSURE_DECODER, EXPOSURE_ENCODER, Exposure
 

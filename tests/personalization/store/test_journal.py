@@ -18,7 +18,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter, new_exposure_id
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.types import new_exposure_id
 from personalization.store.journal import Journal
 from personalization.store.spool import orphaned_spools
 from personalization.types import EXPOSURE_DECODER, Exposure
@@ -50,7 +51,8 @@ _CHILD = textwrap.dedent(
     import asyncio, os, signal, sys
     from pathlib import Path
     from redis.asyncio import Redis
-    from personalization.store.exposures import ExposureWriter, new_exposure_id
+    from personalization.store.exposures import ExposureWriter
+    from personalization.types import new_exposure_id
     from personalization.store.journal import Journal
     from personalization.types import Exposure
 

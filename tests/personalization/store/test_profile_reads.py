@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from personalization.store.profiles import RedisProfileStore, profile_key
+from personalization.store.keys import profile_key
+from personalization.store.profiles import RedisProfileStore
 
 
 def test_concurrent_reads_share_one_connection_and_get_their_own_profile(redis_url: str) -> None:

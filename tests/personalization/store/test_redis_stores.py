@@ -9,9 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from personalization.measurement.events import Conversion, PageView, Survey
-from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter, new_exposure_id
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.types import new_exposure_id
 from personalization.measurement.recorder import EventProblem, EventRecorder, check_event
-from personalization.store.profiles import RedisProfileStore, profile_key
+from personalization.store.profiles import RedisProfileStore
+from personalization.store.keys import profile_key
 from personalization.types import EXPOSURE_DECODER, Exposure
 
 

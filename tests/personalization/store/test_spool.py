@@ -11,7 +11,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from api.embedded.valkey import EmbeddedRedis
-from personalization.store.exposures import BATCH_MARKER, EXPOSURE_STREAM, ExposureWriter, new_exposure_id
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.store.keys import BATCH_MARKER
+from personalization.types import new_exposure_id
 from personalization.store.spool import Spool
 from personalization.types import EXPOSURE_DECODER, Exposure
 from tests.e2e.servers import free_port

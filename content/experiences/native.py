@@ -24,16 +24,22 @@ Compilation rules (DESIGN §3, §5):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from functools import partial
 
-from msgspec import Struct
-
+from content.experiences.base import (
+    CompiledExperiences,
+    ConditionValidator,
+    ContentModel,
+    ExperienceCompiler,
+    Space,
+    compile_model,
+    is_number,
+    issue,
+)
 from content.items import ContentItems, link_id
 from content.resolve import EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.plugins import registry as plugin_registry
 from personalization.types import CHANNELS, Audience, Experience
 
 __all__ = [
@@ -41,8 +47,8 @@ __all__ = [
     "EXPERIENCE_TYPE",
     "EXPERIENCE_TYPES",
     "DEFAULT_MIN_SCORE",
-    "CompiledExperiences",
-    "compile_experiences",
+    "MODEL",
+    "compile_native",
     "audience_condition",
 ]
 
@@ -53,55 +59,34 @@ DEFAULT_MIN_SCORE = 0.5
 _WEIGHT_TOLERANCE = 1e-6
 _MAX_KEY_LENGTH = 256
 
+MODEL = ContentModel(
+    experience_type=EXPERIENCE_TYPE,
+    audience_type=AUDIENCE_TYPE,
+    experiences_field=EXPERIENCES_FIELD,
+    field_name="Vary experiences",
+    experience_name="a Vary experience",
+    experience_entries="Vary experience entries",
+    label_fields=("name", "title", "text"),
+)
 
-class CompiledExperiences(Struct, frozen=True, kw_only=True):
-    """The result of :func:`compile_experiences`.
 
-    ``experiences`` by key (every experience that compiled, attached or not); ``audiences`` by the
-    audience's entry id; ``by_entry``: each baseline entry's compiled experiences in priority order.
+def compile_native(
+    items: ContentItems,
+    default_locale: str,
+    *,
+    plugin_types: frozenset[str] = frozenset(),
+    validate_condition: ConditionValidator | None = None,
+) -> CompiledExperiences:
+    """Compile every audience and experience of a space; report what cannot run and why.
+
+    ``plugin_types`` are the experience types installed plugins add (valid besides
+    :data:`EXPERIENCE_TYPES`); ``validate_condition`` checks an audience's rules (unchecked without).
     """
-
-    experiences: dict[str, Experience]
-    audiences: dict[str, Audience]
-    by_entry: dict[str, tuple[Experience, ...]]
-    issues: tuple[ContentIssue, ...]
-
-
-def compile_experiences(items: ContentItems, default_locale: str) -> CompiledExperiences:
-    """Compile every audience and experience of a space; report what cannot run and why."""
-    entries = {entry.id: entry for entry in items.entries}
-    issues: list[ContentIssue] = []
-
-    audiences: dict[str, Audience] = {}
-    for entry in _of_type(entries, AUDIENCE_TYPE, key=lambda e: e.id):
-        audience, problems = _compile_audience(entry, default_locale)
-        issues.extend(problems)
-        if audience is not None:
-            audiences[entry.id] = audience
-
-    attached = _attachments(entries, default_locale, issues)
-
-    experiences: dict[str, Experience] = {}
-    by_id: dict[str, Experience] = {}
-    key_owner: dict[str, ContentEntry] = {}
-    # The experience published first keeps a shared key: a copy made with "duplicate" is the newcomer.
-    for entry in _of_type(entries, EXPERIENCE_TYPE, key=lambda e: (e.created_at, e.id)):
-        compiler = _ExperienceCompiler(entry, default_locale, entries, audiences, attached)
-        experience = compiler.compile(key_owner)
-        issues.extend(compiler.issues)
-        if experience is not None:
-            experiences[experience.key] = experience
-            by_id[entry.id] = experience
-
-    by_entry: dict[str, tuple[Experience, ...]] = {}
-    for baseline_id, experience_ids in _linked_experiences(entries, default_locale).items():
-        compiled = tuple(by_id[i] for i in dict.fromkeys(experience_ids) if i in by_id)
-        if compiled:
-            by_entry[baseline_id] = compiled
-
-    return CompiledExperiences(
-        experiences=experiences, audiences=audiences, by_entry=by_entry, issues=tuple(issues)
+    experience_compiler = partial(_ExperienceCompiler, key_owner={}, plugin_types=plugin_types)
+    compile_audience = partial(
+        _compile_audience, locale=default_locale, validate_condition=validate_condition
     )
+    return compile_model(items, default_locale, MODEL, compile_audience, experience_compiler)
 
 
 def audience_condition(
@@ -137,10 +122,10 @@ def audience_condition(
 
 
 def _compile_audience(
-    entry: ContentEntry, locale: str
+    entry: ContentEntry, *, locale: str, validate_condition: ConditionValidator | None
 ) -> tuple[Audience | None, list[ContentIssue]]:
-    get = _settings(entry, locale)
-    label = _label(entry, get)
+    get = MODEL.settings(entry, locale)
+    label = MODEL.label(entry, locale)
     problems: list[tuple[str, str]] = []
 
     segment = get("segment")
@@ -152,7 +137,7 @@ def _compile_audience(
 
     min_score = get("minScore")
     if min_score is not None:
-        if not _is_number(min_score) or not 0 <= min_score <= 1:
+        if not is_number(min_score) or not 0 <= min_score <= 1:
             problems.append((f"Audience {label} has minimum score {min_score!r}; segment scores are "
                              "probabilities between 0 and 1.",
                              "Enter a minimum score between 0 and 1, e.g. 0.6."))
@@ -191,14 +176,14 @@ def _compile_audience(
                          'Write the rules as a JSON object in GrowthBook\'s condition syntax, e.g. '
                          '{"country": {"$in": ["CA", "US"]}}, or clear the field.'))
         rules = None
-    elif rules:
-        rule_problems = _condition_problems(rules)
+    elif rules and validate_condition is not None:
+        rule_problems = [str(problem) for problem in validate_condition(rules)]
         if rule_problems:
             problems.append((f"Audience {label} has rules Vary cannot read: {'; '.join(rule_problems)}.",
                              "Correct the rules (GrowthBook's condition syntax, e.g. "
                              '{"country": {"$in": ["CA", "US"]}}) or clear the field.'))
 
-    issues = [_issue(entry, problem, fix) for problem, fix in problems]
+    issues = [issue(entry, problem, fix) for problem, fix in problems]
     if issues:
         return None, issues
     condition = audience_condition(
@@ -215,47 +200,32 @@ def _compile_audience(
     return Audience(id=entry.id, key=key, name=name, condition=condition), []
 
 
-def _condition_problems(condition: object) -> list[str]:
-    """Problems ``personalization.decision.audiences.validate_condition`` finds; none if it is unavailable."""
-    try:
-        from personalization.decision.audiences import validate_condition
-    except ImportError:
-        return []
-    return [str(problem) for problem in validate_condition(condition)]
-
-
 # -- experiences -----------------------------------------------------------------------------------
 
 
-class _ExperienceCompiler:
-    """Compiles one varyExperience entry, collecting every problem so a marketer fixes all at once."""
+class _ExperienceCompiler(ExperienceCompiler):
+    """Compiles one varyExperience entry (see :class:`~content.experiences.base.ExperienceCompiler`).
+
+    ``key_owner``: the entry that has each key so far, shared by one space's compilers.
+    """
+
+    model = MODEL
 
     def __init__(
         self,
         entry: ContentEntry,
-        locale: str,
-        entries: dict[str, ContentEntry],
-        audiences: dict[str, Audience],
-        attached: dict[str, list[str]],
+        space: Space,
+        baselines: list[str],
+        *,
+        key_owner: dict[str, ContentEntry],
+        plugin_types: frozenset[str],
     ) -> None:
-        self.entry = entry
-        self.locale = locale
-        self.get = _settings(entry, locale)
-        self.label = _label(entry, self.get)
-        self.entries = entries
-        self.audiences = audiences
-        self.baselines = attached.get(entry.id, [])
-        self.issues: list[ContentIssue] = []
-        self._off = False
+        super().__init__(entry, space, baselines)
+        self.key_owner = key_owner
+        self.plugin_types = plugin_types
 
-    def problem(self, problem: str, fix: str, *, switches_off: bool = True) -> None:
-        if switches_off:
-            problem += " It is switched off."
-            self._off = True
-        self.issues.append(_issue(self.entry, problem, fix))
-
-    def compile(self, key_owner: dict[str, ContentEntry]) -> Experience | None:
-        key = self._key(key_owner)
+    def compile(self) -> tuple[Experience, dict[str, Experience]] | None:
+        key = self._key()
         kind = self._type()
         problems_before = len(self.issues)
         variants, content_type = self._variants()
@@ -273,14 +243,11 @@ class _ExperienceCompiler:
         if starts_at is not None and ends_at is not None and ends_at <= starts_at:
             self.problem(f"Experience {self.label} ends before it starts.",
                          "Set an end date after the start date, or clear one of them.")
-        if not self.baselines:
-            self.problem(f"Experience {self.label} is not linked from any entry, so no visitor sees it.",
-                         "Add it to the Vary experiences field of the entry it should change.",
-                         switches_off=False)
+        self.check_linked()
         if self._off or key is None or kind is None or weights is None:
             return None
         name = self.get("name")
-        return Experience(
+        experience = Experience(
             id=self.entry.id,
             key=key,
             name=name if isinstance(name, str) and name else key,
@@ -295,8 +262,9 @@ class _ExperienceCompiler:
             ends_at=ends_at,
             content_type=content_type,
         )
+        return experience, {baseline_id: experience for baseline_id in self.baselines}
 
-    def _key(self, key_owner: dict[str, ContentEntry]) -> str | None:
+    def _key(self) -> str | None:
         key = self.get("key")
         if not isinstance(key, str) or not key.strip():
             self.problem(f"Experience {self.label} has no key, so visitors cannot be assigned "
@@ -308,10 +276,10 @@ class _ExperienceCompiler:
             self.problem(f"Experience {self.label} has a key longer than {_MAX_KEY_LENGTH} characters.",
                          "Give it a shorter key, e.g. hero-sale.")
             return None
-        owner = key_owner.setdefault(key, self.entry)
+        owner = self.key_owner.setdefault(key, self.entry)
         if owner is not self.entry:
             self.problem(f'Experience {self.label} uses the key "{key}", which experience '
-                         f"{_label(owner, _settings(owner, self.locale))} already uses.",
+                         f"{MODEL.label(owner, self.locale)} already uses.",
                          "Give this experience its own key; keys must be unique.")
             return None
         return key
@@ -319,11 +287,10 @@ class _ExperienceCompiler:
     def _type(self) -> str | None:
         kind = self.get("type")
         # Plugins may add types (personalization/plugins.py); they are valid while one is installed.
-        plugin_types = plugin_registry.policy_types()
-        if kind in EXPERIENCE_TYPES or kind in plugin_types:
+        if kind in EXPERIENCE_TYPES or kind in self.plugin_types:
             return str(kind)
         what = f'type "{kind}"' if kind else "no type"
-        known = ", ".join((*EXPERIENCE_TYPES, *plugin_types))
+        known = ", ".join((*EXPERIENCE_TYPES, *sorted(self.plugin_types)))
         self.problem(f"Experience {self.label} has {what}; Vary runs {known}.",
                      f"Choose one of {known} as the type.")
         return None
@@ -361,7 +328,7 @@ class _ExperienceCompiler:
         for baseline_id in self.baselines:
             baseline = self.entries[baseline_id]
             if baseline.content_type != content_type:
-                on = _label(baseline, _settings(baseline, self.locale))
+                on = MODEL.label(baseline, self.locale)
                 self.problem(f"Experience {self.label} is on {on} ({baseline.content_type}), but its "
                              f"variants are {content_type} entries. A variant must be the same content "
                              "type as the entry it replaces.",
@@ -387,12 +354,7 @@ class _ExperienceCompiler:
                          "Link a Vary audience entry, or clear the audience to show the experience to "
                          "everyone.")
             return None
-        audience = self.audiences.get(target.id)
-        if audience is None:
-            self.problem(f"Experience {self.label} uses audience "
-                         f"{_label(target, _settings(target, self.locale))}, which has a problem of its own.",
-                         f'Fix the audience "{target.id}" first (see its issue).')
-        return audience
+        return self.compiled_audience(target, MODEL.label(target, self.locale))
 
     def _weights(self, kind: str, variant_count: int) -> tuple[float, ...] | None:
         arms = variant_count + 1
@@ -402,7 +364,7 @@ class _ExperienceCompiler:
                 return (0.0, *([1.0 / variant_count] * variant_count))
             return tuple([1.0 / arms] * arms)
         example = _even_split_example(arms)
-        if not isinstance(given, list) or not all(_is_number(w) for w in given):
+        if not isinstance(given, list) or not all(is_number(w) for w in given):
             self.problem(f"Experience {self.label} has weights that are not a list of numbers.",
                          f"Enter weights as a JSON list such as {example}, or clear them for the default "
                          "split.")
@@ -428,7 +390,7 @@ class _ExperienceCompiler:
         value = self.get(field)
         if value is None:
             return default
-        if not _is_number(value) or not 0 <= value <= 1:
+        if not is_number(value) or not 0 <= value <= 1:
             self.problem(f"Experience {self.label} has {what} {value!r}; it is a share between 0 and 1 "
                          f"{meaning}.",
                          f"Enter a {what} between 0 and 1.")
@@ -448,72 +410,6 @@ class _ExperienceCompiler:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _of_type(
-    entries: dict[str, ContentEntry], content_type: str, key: Callable[[ContentEntry], Any]
-) -> list[ContentEntry]:
-    return sorted((e for e in entries.values() if e.content_type == content_type), key=key)
-
-
-def _linked_experiences(entries: dict[str, ContentEntry], locale: str) -> dict[str, list[str]]:
-    """Baseline id → ids in its varyExperiences field, in order (links only)."""
-    linked: dict[str, list[str]] = {}
-    for entry in sorted(entries.values(), key=lambda e: e.id):
-        links = entry.fields.get(locale, {}).get(EXPERIENCES_FIELD)
-        if isinstance(links, list) and links:
-            ids = [target for target in (link_id(link, "Entry") for link in links) if target]
-            linked[entry.id] = ids
-    return linked
-
-
-def _attachments(
-    entries: dict[str, ContentEntry], locale: str, issues: list[ContentIssue]
-) -> dict[str, list[str]]:
-    """Experience id → the baseline entries that link it; reports links that lead nowhere."""
-    attached: dict[str, list[str]] = {}
-    for baseline_id, targets in _linked_experiences(entries, locale).items():
-        baseline = entries[baseline_id]
-        label = _label(baseline, _settings(baseline, locale))
-        for target_id in dict.fromkeys(targets):
-            target = entries.get(target_id)
-            if target is None:
-                issues.append(_issue(
-                    baseline,
-                    f'Entry {label} links experience "{target_id}", which is not published or no longer '
-                    "exists; it is ignored.",
-                    "Publish that experience, or remove it from the entry's Vary experiences."))
-            elif target.content_type != EXPERIENCE_TYPE:
-                issues.append(_issue(
-                    baseline,
-                    f'Entry {label} links "{target_id}" ({target.content_type}) in its Vary experiences, '
-                    "but that is not a Vary experience; it is ignored.",
-                    "Remove it; only Vary experience entries belong in that field."))
-            else:
-                attached.setdefault(target_id, []).append(baseline_id)
-    return attached
-
-
-def _settings(entry: ContentEntry, locale: str) -> Callable[[str], Any]:
-    """Reads Vary's settings fields, which are not localized: the default locale's value."""
-    return entry.fields.get(locale, {}).get
-
-
-def _label(entry: ContentEntry, get: Callable[[str], Any]) -> str:
-    """How an issue names an entry: its name or title in quotes, else its id."""
-    for field in ("name", "title", "text"):
-        value = get(field)
-        if isinstance(value, str) and value.strip():
-            return f'"{value.strip()}"'
-    return f'"{entry.id}"'
-
-
-def _issue(entry: ContentEntry, problem: str, fix: str) -> ContentIssue:
-    return ContentIssue(entry_id=entry.id, content_type=entry.content_type, problem=problem, fix=fix)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _symbols(value: object) -> list[str] | None:

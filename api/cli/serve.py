@@ -1,0 +1,121 @@
+"""``vary serve``: the HTTP API under uvicorn, with the embedded Valkey when no Redis is configured.
+
+Without ``VARY_REDIS_URL`` it starts the embedded Valkey first and stops it on exit, so one command
+runs the whole service. Keys and the demo model are made once here, before any worker starts.
+
+How the workers get their settings: uvicorn needs an import string and a factory to start several
+workers (``api.cli.serve:_worker_app``), so a worker cannot be handed a Python object. ``vary serve``
+resolves its :class:`~api.settings.Settings` once (the environment,
+``--no-sinks``/``--no-aggregate``, the embedded Valkey's URL) and passes the whole value as JSON in
+the one internal variable :data:`~api.settings.WORKER_SETTINGS_VARIABLE`
+(:func:`~api.settings.handed_to_workers`), which only :func:`_worker_app` reads (through
+:func:`~api.settings.worker_settings`). Spawned workers inherit it; it is removed again when
+``vary serve`` returns. No user-facing ``VARY_*`` variable is written, so what a worker runs with is
+exactly what ``vary serve`` resolved, and nothing leaks into the caller's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import msgspec
+
+from api.settings import Settings, handed_to_workers, worker_settings
+
+__all__ = ["add_serve_parser", "serve_command"]
+
+#: The worker factory, as uvicorn imports it in every worker process.
+WORKER_APP = "api.cli.serve:_worker_app"
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``serve`` to the ``vary`` subcommands."""
+    serve = sub.add_parser("serve", help="run the HTTP API (starts an embedded Valkey without VARY_REDIS_URL)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--no-aggregate", action="store_true",
+                       help="do not run the measurement consumer in-process (run `vary aggregate` instead)")
+    serve.add_argument("--no-sinks", action="store_true",
+                       help="do not run the event sinks in-process (run `vary sinks` instead)")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """uvicorn re-raises the signal it shut down on; exiting normally lets ``finally`` stop Valkey."""
+    raise SystemExit(0)
+
+
+def _worker_app() -> object:
+    """The app factory uvicorn calls in each worker: :func:`api.app.create_app` with the settings
+    ``vary serve`` handed over, after tying a forked worker's life to ``vary serve``'s (Linux
+    ``PR_SET_PDEATHSIG``). With several workers a SIGKILLed ``vary serve`` would otherwise leave them
+    serving on its port, owning their spools; now they die with it, and the next start replays what
+    they spooled. One worker runs in the ``vary serve`` process itself and is left alone."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and sys.platform == "linux":
+        import ctypes
+        import signal
+
+        parent = multiprocessing.parent_process()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+            os._exit(1)
+    from api.app import create_app
+
+    return create_app(worker_settings(), print_keys=False)
+
+
+def serve_command(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    import uvicorn
+
+    from api.embedded.valkey import EmbeddedRedis
+    from api.http.auth import ensure_keys
+    from api.runtime import ensure_model
+
+    if args.no_sinks:
+        settings = msgspec.structs.replace(settings, sinks_in_process=False)
+    if args.no_aggregate:
+        settings = msgspec.structs.replace(settings, aggregate=False)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRedis | None = None
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        settings = msgspec.structs.replace(settings, redis_url=embedded.start())
+        print(f"vary: embedded Valkey at {embedded.url} (data in {settings.data_dir / 'redis'})", flush=True)
+    try:
+        # Keys and the demo model are made once here, not racing in every worker.
+        _, _, generated = ensure_keys(settings.delivery_keys, settings.admin_keys, settings.data_dir)
+        for scope, key in generated.items():
+            print(f"vary: {scope} key: {key}", flush=True)
+        ensure_model(settings)
+        print(f"vary: serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)", flush=True)
+        with handed_to_workers(settings):
+            uvicorn.run(
+                WORKER_APP,
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=settings.log_level,
+                access_log=args.access_log,
+                timeout_graceful_shutdown=10,
+                # Longer than a load balancer's idle timeout (AWS ALB 60 s), so the proxy, not Vary,
+                # closes idle connections: a server closing one just as a request arrives on it is a
+                # dropped request (uvicorn's default is 5 s).
+                timeout_keep_alive=75,
+            )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0

@@ -1,0 +1,92 @@
+"""What every ``/v1`` route module shares: the worker's runtime, the snapshot being served, and the
+shape of a personalized entry in an answer."""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.datastructures import State
+
+from api.http.auth import key_scope
+from api.http.schemas import PersonalizedEntry
+from api.runtime import Runtime
+from content import ContentSnapshot
+from content.errors import ContentSourceError
+from personalization.decision.context import merge_values
+from personalization.errors import (
+    ContentNotLoaded,
+    NotConfigured,
+    NotPermitted,
+    UnknownExperience,
+    UnknownJourney,
+    UpstreamFailed,
+)
+from personalization.service import Personalized
+from personalization.types import Experience, Journey
+
+__all__ = ["experience_in", "journey_in", "loaded_snapshot", "runtime_of", "serving_snapshot", "shape_entries"]
+
+
+def runtime_of(state: State) -> Runtime:
+    """The worker's :class:`Runtime` (set up in the app's lifespan); every route module uses this."""
+    return state.runtime  # type: ignore[no-any-return]
+
+
+def loaded_snapshot(runtime: Runtime) -> ContentSnapshot:
+    """The published snapshot being served; :class:`ContentNotLoaded` until content has loaded."""
+    snapshot = runtime.snapshot
+    if snapshot is None:
+        raise ContentNotLoaded()
+    return snapshot
+
+
+def experience_in(snapshot: ContentSnapshot, key: str) -> Experience:
+    """The experience with this key in the snapshot; :class:`UnknownExperience` if there is none."""
+    experience = snapshot.experiences.get(key)
+    if experience is None:
+        raise UnknownExperience(key)
+    return experience
+
+
+def journey_in(snapshot: ContentSnapshot, key: str) -> Journey:
+    """The journey with this key in the snapshot; :class:`UnknownJourney` if there is none."""
+    journey = snapshot.journeys.get(key)
+    if journey is None:
+        raise UnknownJourney(key)
+    return journey
+
+
+async def serving_snapshot(runtime: Runtime, request: Request, preview: bool) -> ContentSnapshot:
+    """The published snapshot, or for ``preview=true`` (admin keys only) the drafts."""
+    if not preview:
+        return loaded_snapshot(runtime)
+    if key_scope(request) != "admin":
+        raise NotPermitted("preview=true needs an admin key; a delivery key was sent")
+    if runtime.preview is None:
+        raise NotConfigured("preview needs VARY_CONTENT_SOURCE=contentful and VARY_CONTENTFUL_PREVIEW_TOKEN")
+    try:
+        return await runtime.preview_snapshot()
+    except ContentSourceError as exc:
+        raise UpstreamFailed(f"Contentful Preview API failed: {exc}") from exc
+
+
+def shape_entries(result: Personalized, snapshot: ContentSnapshot, locale: str) -> list[PersonalizedEntry]:
+    """Each decision as an answer entry; merge tags are filled from the visitor, and a hidden
+    variant (``""`` id) renders nothing."""
+    values = merge_values(result.outcome.visitor) if snapshot.has_merge_tags else None
+    return [
+        PersonalizedEntry(
+            entry_id=d.entry_id,
+            content_type=snapshot.content_type_of(d.variant_entry_id or d.entry_id),
+            experience=d.experience,
+            variant=d.variant,
+            variant_entry_id=d.variant_entry_id,
+            is_control=d.is_control,
+            holdout=d.holdout,
+            propensity=d.propensity,
+            reason=d.reason,
+            exposure_id=d.exposure_id,
+            fields=snapshot.fields(d.variant_entry_id, locale, values) if d.variant_entry_id else None,
+            hidden=not d.variant_entry_id,
+        )
+        for d in result.outcome.decisions
+    ]

@@ -1,0 +1,59 @@
+"""Operations routes (no key): liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import time
+
+from litestar.datastructures import State
+from litestar.response import Response
+
+from api.http.common import runtime_of
+from api.http.handlers import get
+from api.http.schemas import ContentSyncInfo, Health, Readiness
+
+__all__ = ["health", "ready"]
+
+
+@get("/health", tags=["operations"], summary="Liveness")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@get("/ready", tags=["operations"], summary="Readiness: content, Redis and model")
+async def ready(state: State) -> Response[Readiness]:
+    runtime = runtime_of(state)
+    content = runtime.content.state
+    snapshot = content.snapshot
+    redis_ok = await runtime.redis_ok()
+    writer = runtime.exposures
+    body = Readiness(
+        ready=snapshot is not None and redis_ok,
+        content=content.state,
+        content_version=snapshot.version if snapshot else None,
+        content_age_s=None if content.loaded_at is None else round(time.time() - content.loaded_at, 3),
+        content_issues=len(snapshot.issues) if snapshot else 0,
+        content_sync=ContentSyncInfo(
+            source=repr(runtime.content.source),
+            syncs=content.syncs,
+            failed_syncs=content.failed_syncs,
+            last_sync_at=content.last_sync_at,
+            last_sync_changes=content.last_sync_changes,
+            last_error=content.error,
+        ),
+        redis="ok" if redis_ok else "unreachable",
+        model=runtime.model.version,
+        exposures_pending=writer.pending if writer else 0,
+        exposures_written=writer.written if writer else 0,
+        exposures_dropped=writer.dropped if writer else 0,
+        exposures_spooled=writer.spooled if writer else 0,
+        exposures_replayed=writer.replayed if writer else 0,
+        spool_bytes=writer.spool_bytes if writer else 0,
+        events_spooled=runtime.events.spooled if runtime.events else 0,
+        events_replayed=runtime.events.replayed if runtime.events else 0,
+        events_spool_depth=runtime.events.waiting if runtime.events else 0,
+        events_spool_bytes=runtime.events.spool_bytes if runtime.events else 0,
+        journal_bytes=writer.journal_bytes if writer else 0,
+        decisions_degraded=runtime.personalizer.profile_failures if runtime.personalizer else 0,
+        profile_breaker_open=runtime.profiles.breaker_open if runtime.profiles else False,
+    )
+    return Response(body, status_code=200 if body.ready else 503)

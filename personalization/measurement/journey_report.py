@@ -1,0 +1,173 @@
+"""What a journey map says: the answer of ``GET /v1/journeys/{key}``, and the pure parts of building it.
+
+:mod:`personalization.measurement.journeys` reads the streams and counts; the Structs here are the
+shape of its answer (every definition is in that module's docstring), and :func:`share` and
+:func:`top_paths` the statistics that need nothing but counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from msgspec import Struct
+
+from personalization.measurement.stats import wilson_interval
+from personalization.measurement.ux_cx import MetricEstimate
+
+__all__ = [
+    "PATH_LENGTH",
+    "TOP_PATHS",
+    "JourneyMap",
+    "PathCount",
+    "StageChannel",
+    "StageCx",
+    "StageInfo",
+    "StageReport",
+    "StageUx",
+    "Timeline",
+    "TransitionCount",
+    "VariantJourney",
+    "share",
+    "top_paths",
+]
+
+#: How many paths and transitions are reported.
+TOP_PATHS = 10
+#: Steps in one reported path.
+PATH_LENGTH = 3
+#: One visitor's events: (ts, the stages it matches as a bit mask, its path step or None).
+Timeline = list[tuple[float, int, str | None]]
+
+
+class StageChannel(Struct, frozen=True, kw_only=True):
+    """One channel at one stage: visitors with a stage-matching event there, and those events."""
+
+    visitors: int
+    events: int
+
+
+class StageUx(Struct, frozen=True, kw_only=True):
+    """UX at a stage's touchpoints (see the module doc for each definition)."""
+
+    task_success: MetricEstimate
+    abandonment_rate: MetricEstimate
+    click_through_rate: MetricEstimate
+    median_task_ms: float | None
+    visitors: int
+    page_views: int
+    clicks: int
+    tasks: int
+    abandonments: int
+
+
+class StageCx(Struct, frozen=True, kw_only=True):
+    """CX scores of surveys answered at a stage's touchpoints."""
+
+    nps: MetricEstimate
+    csat: MetricEstimate
+    ces: MetricEstimate
+
+
+class StageReport(Struct, frozen=True, kw_only=True):
+    """One stage for one variant. ``share`` = reached / the variant's visitors (Wilson)."""
+
+    key: str
+    name: str
+    reached: int
+    share: MetricEstimate
+    reached_after_previous: int
+    continued: int | None
+    drop_off: MetricEstimate | None
+    median_s_to_next: float | None
+    channels: dict[str, StageChannel]
+    ux: StageUx
+    ux_by_touchpoint: dict[str, StageUx]
+    cx: StageCx
+
+
+class PathCount(Struct, frozen=True, kw_only=True):
+    """Up to three consecutive steps (``channel:touchpoint``) and how many visitors took them."""
+
+    steps: tuple[str, ...]
+    visitors: int
+
+
+class TransitionCount(Struct, frozen=True, kw_only=True):
+    """One step followed directly by another, and how many visitors made that move."""
+
+    from_step: str
+    to_step: str
+    visitors: int
+
+
+class VariantJourney(Struct, frozen=True, kw_only=True):
+    """The journey map of one variant (``"all"`` without an experience). ``label`` is ``control``,
+    the variant's entry id, ``holdout`` or ``all visitors``."""
+
+    variant: str
+    label: str
+    visitors: int
+    stages: list[StageReport]
+    paths: list[PathCount]
+    transitions: list[TransitionCount]
+
+
+class StageInfo(Struct, frozen=True, kw_only=True):
+    """A stage as defined in Contentful, so a reader can label the map without the content."""
+
+    key: str
+    name: str
+    touchpoints: tuple[str, ...]
+    event_types: tuple[str, ...]
+
+
+class JourneyMap(Struct, frozen=True, kw_only=True):
+    """Everything ``GET /v1/journeys/{key}`` returns. ``since`` / ``until`` are Unix seconds;
+    ``variants`` are keyed ``"all"`` or ``"0"``, ``"1"``…, ``"holdout"``."""
+
+    journey: str
+    name: str
+    experience: str | None
+    since: float
+    until: float
+    stages: list[StageInfo]
+    variants: dict[str, VariantJourney]
+    unexposed_visitors: int
+    events_read: int
+    exposures_read: int
+    max_events: int
+    truncated: bool
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def share(successes: int, n: int) -> MetricEstimate:
+    """``successes`` of ``n`` as a share with its Wilson interval (no score when ``n`` is 0)."""
+    if n == 0:
+        return MetricEstimate(score=None, interval=None, n=0)
+    return MetricEstimate(score=successes / n, interval=wilson_interval(successes, n), n=n)
+
+
+def top_paths(timelines: dict[str, Timeline]) -> tuple[list[PathCount], list[TransitionCount]]:
+    """The most common three-step paths and step-to-step moves, counted once per visitor each."""
+    paths: Counter[tuple[str, ...]] = Counter()
+    transitions: Counter[tuple[str, str]] = Counter()
+    for timeline in timelines.values():
+        steps: list[str] = []
+        for _, _, step in timeline:
+            if step is not None and (not steps or steps[-1] != step):
+                steps.append(step)
+        if not steps:
+            continue
+        if len(steps) < PATH_LENGTH:
+            paths[tuple(steps)] += 1
+        else:
+            paths.update({tuple(steps[i : i + PATH_LENGTH]) for i in range(len(steps) - PATH_LENGTH + 1)})
+        transitions.update({(a, b) for a, b in zip(steps, steps[1:])})
+    ranked_paths = sorted(paths.items(), key=lambda item: (-item[1], item[0]))[:TOP_PATHS]
+    ranked_moves = sorted(transitions.items(), key=lambda item: (-item[1], item[0]))[:TOP_PATHS]
+    return (
+        [PathCount(steps=steps, visitors=n) for steps, n in ranked_paths],
+        [TransitionCount(from_step=a, to_step=b, visitors=n) for (a, b), n in ranked_moves],
+    )

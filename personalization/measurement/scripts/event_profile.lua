@@ -1,0 +1,38 @@
+-- Recording an event, half 1 of 2 (the visitor's slot): count it into the visitor's profile, once.
+--
+-- Sets the visitor-slot marker of the event id first (SET NX EX); if it was already set the event
+-- was counted before and nothing happens. Otherwise: a new visit when there was no last_seen, the
+-- session changed, or (no session) the gap since last_seen exceeds the session timeout; then
+-- first_seen / last_seen, the channel flag, page_views, conversions and the goal counter, and the
+-- profile's TTL is refreshed.
+--
+-- KEYS[1]: the profile hash (vary:v:{<visitor>}:p)
+-- KEYS[2]: the marker of this event id (vary:v:{<visitor>}:e:<event id>)
+-- ARGV[1] ts, [2] session id ('' none), [3] channel ('' none), [4] page view '1'/'0',
+--   [5] conversion goal ('' none), [6] session timeout (s), [7] profile ttl (s), [8] marker ttl (s)
+-- Returns 1 when counted now, 0 when the marker existed (already counted).
+if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
+local key = KEYS[1]
+local ts = tonumber(ARGV[1])
+local last = tonumber(redis.call('HGET', key, 'last_seen') or '0')
+local session = ARGV[2]
+local new_visit = false
+if last == 0 then
+  new_visit = true
+elseif session ~= '' then
+  if redis.call('HGET', key, 'session') ~= session then new_visit = true end
+elseif ts - last > tonumber(ARGV[6]) then
+  new_visit = true
+end
+if new_visit then redis.call('HINCRBY', key, 'visits', 1) end
+if session ~= '' then redis.call('HSET', key, 'session', session) end
+redis.call('HSETNX', key, 'first_seen', ARGV[1])
+if ts > last then redis.call('HSET', key, 'last_seen', ARGV[1]) end
+if ARGV[3] ~= '' then redis.call('HSET', key, 'ch:' .. ARGV[3], 1) end
+if ARGV[4] == '1' then redis.call('HINCRBY', key, 'page_views', 1) end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBY', key, 'conversions', 1)
+  redis.call('HINCRBY', key, 'g:' .. ARGV[5], 1)
+end
+redis.call('EXPIRE', key, tonumber(ARGV[7]))
+return 1
