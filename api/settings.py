@@ -4,7 +4,9 @@ Everything else takes a :class:`Settings` (or the parts it needs) as an argument
 settings from a dict and nothing is read into module globals at import time. Every variable has the
 prefix ``VARY_``; unknown ``VARY_*`` names are reported (a warning naming them, with the closest known
 name), because a typo in a deployment should be loud, not silently ignored. They are not refused:
-tools and examples read ``VARY_*`` names of their own (e.g. ``VARY_CONFORMANCE_DIR``).
+tools and examples read ``VARY_*`` names of their own (e.g. ``VARY_CONFORMANCE_DIR``). Names under an
+installed plugin's prefix, ``VARY_<ENTRY POINT NAME>_`` (``VARY_EXAMPLE_CRM_TABLE`` for the plugin
+``example``), are the plugin's own and are not reported (:func:`plugin_prefixes`).
 
 ``VARY_WORKER_SETTINGS_JSON`` is internal, not a setting: ``vary serve`` resolves its settings once
 (flags, the embedded Valkey's URL) and hands them to uvicorn's worker processes as this one JSON
@@ -17,8 +19,10 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import msgspec
@@ -29,6 +33,7 @@ __all__ = [
     "SettingsError",
     "load_settings",
     "unknown_variables",
+    "plugin_prefixes",
     "encode_worker_settings",
     "worker_settings",
     "handed_to_workers",
@@ -50,7 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     #: ``vary serve`` processes (uvicorn with uvloop + httptools). 2, chosen by measurement on the
-    #: 2-core reference machine (bench ``servers`` section, README "Performance"); one per core.
+    #: 2-core reference machine (bench ``servers`` section, docs/performance.md); one per core.
     workers: int = 2
     data_dir: Path = Path(".vary")
     #: ``None`` → start the embedded Valkey server under ``data_dir``.
@@ -150,12 +155,28 @@ def _bool(name: str, value: str) -> bool:
     raise SettingsError(f"{name}={value!r}: expected true or false")
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """``VARY_*`` names in ``environ`` that are no setting (the internal worker variable aside)."""
+def plugin_prefixes() -> tuple[str, ...]:
+    """``VARY_<PLUGIN>_`` for every installed ``vary.plugins`` entry point: a plugin's own variables.
+
+    Plugins read their configuration from the environment under their entry-point name (the example
+    plugin ``example`` reads ``VARY_EXAMPLE_CRM_TABLE``). Only the entry points' *names* are read here,
+    nothing is imported, so settings stay cheap to load and a broken plugin cannot fail them.
+    """
+    names = (ep.name for ep in entry_points(group="vary.plugins"))
+    return tuple(f"VARY_{re.sub(r'[^A-Za-z0-9]+', '_', name).upper()}_" for name in names)
+
+
+def unknown_variables(environ: Mapping[str, str], plugin_prefixes: Sequence[str] = ()) -> list[str]:
+    """``VARY_*`` names in ``environ`` that are no setting: the internal worker variable and names
+    under a plugin's prefix (:func:`plugin_prefixes`) aside."""
+    prefixes = tuple(plugin_prefixes)
     return sorted(
         name
         for name in environ
-        if name.startswith("VARY_") and name not in _FIELDS and name != WORKER_SETTINGS_VARIABLE
+        if name.startswith("VARY_")
+        and name not in _FIELDS
+        and name != WORKER_SETTINGS_VARIABLE
+        and not name.startswith(prefixes)
     )
 
 
@@ -172,7 +193,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``environ`` (default: ``os.environ``). Empty values count as unset.
     Unknown ``VARY_*`` names are reported in a warning (see the module docstring)."""
     env = os.environ if environ is None else environ
-    unknown = unknown_variables(env)
+    unknown = unknown_variables(env, plugin_prefixes())
     if unknown:
         _report_unknown(unknown)
     values: dict[str, object] = {}

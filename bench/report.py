@@ -1,4 +1,4 @@
-"""``bench/results/latest.md``: the human tables of a benchmark run (README "Performance")."""
+"""``bench/results/latest.md``: the human tables of a benchmark run (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
+from msgspec import Struct
 
 from content.errors import ContentAccessError, ContentFormatError, ContentSourceError
 from content.items import (
@@ -21,10 +22,23 @@ from content.items import (
     locale_from_json,
 )
 
-__all__ = ["ContentfulAPI", "page_items", "content_types_by_id"]
+__all__ = ["ContentfulAPI", "SpaceConnection", "page_items", "content_types_by_id"]
 
 _JSON = msgspec.json.Decoder()
 _PAGE_LIMIT = 1000  # the CDA's maximum page size for collections
+
+
+class SpaceConnection(Struct, frozen=True, kw_only=True):
+    """Which space a live source reads and how the SDK client reaches it — what the delivery and the
+    preview source are both configured with. The token is kept apart, so it never shows in a repr."""
+
+    space_id: str
+    environment: str = "master"
+    api_url: str = "cdn.contentful.com"
+    https: bool = True
+    timeout_s: float = 5.0
+    max_rate_limit_retries: int = 1
+    max_rate_limit_wait: int = 60
 
 
 class ContentfulAPI:
@@ -48,32 +62,22 @@ class ContentfulAPI:
     """
 
     def __init__(
-        self,
-        space_id: str,
-        access_token: str,
-        *,
-        environment: str = "master",
-        api_url: str = "cdn.contentful.com",
-        https: bool = True,
-        timeout_s: float = 5.0,
-        max_rate_limit_retries: int = 1,
-        max_rate_limit_wait: int = 60,
-        token_kind: str = "Content Delivery API",
+        self, connection: SpaceConnection, access_token: str, *, token_kind: str = "Content Delivery API"
     ) -> None:
-        self.space_id = space_id
-        self.environment = environment
-        self.api_url = api_url
-        self.https = https
-        self.timeout_s = timeout_s
-        self.max_rate_limit_retries = max_rate_limit_retries
-        self.max_rate_limit_wait = max_rate_limit_wait
+        self.connection = connection
         self.token_kind = token_kind
         self._access_token = access_token
         self._client: Any = None
 
     @property
     def where(self) -> str:
-        return f"space {self.space_id!r} (environment {self.environment!r}) at {self.api_url}"
+        c = self.connection
+        return f"space {c.space_id!r} (environment {c.environment!r}) at {c.api_url}"
+
+    def repr_as(self, name: str) -> str:
+        """A source's repr: ``name(space_id=…, environment=…, api_url=…)``, never the token."""
+        c = self.connection
+        return f"{name}(space_id={c.space_id!r}, environment={c.environment!r}, api_url={c.api_url!r})"
 
     @property
     def client(self) -> Any:
@@ -81,17 +85,18 @@ class ContentfulAPI:
         if self._client is None:
             import contentful
 
+            c = self.connection
             self._client = contentful.Client(
-                self.space_id,
+                c.space_id,
                 self._access_token,
-                api_url=self.api_url,
-                environment=self.environment,
-                https=self.https,
-                timeout_s=self.timeout_s,
+                api_url=c.api_url,
+                environment=c.environment,
+                https=c.https,
+                timeout_s=c.timeout_s,
                 raw_mode=True,
                 content_type_cache=False,
-                max_rate_limit_retries=self.max_rate_limit_retries,
-                max_rate_limit_wait=self.max_rate_limit_wait,
+                max_rate_limit_retries=c.max_rate_limit_retries,
+                max_rate_limit_wait=c.max_rate_limit_wait,
                 application_name="vary",
                 application_version=_vary_version(),
             )

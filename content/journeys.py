@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from content.experiences.base import MAX_KEY_LENGTH, issue, text
 from content.items import ContentItems
 from content.snapshot import ContentEntry, ContentIssue
 from personalization.types import EVENT_TYPES, Journey, JourneyStage
@@ -36,7 +37,6 @@ JOURNEY_TYPE = "varyJourney"
 #: Event types a stage may narrow with ``type:detail``, and what the detail is compared with.
 DETAILED_EVENT_TYPES: dict[str, str] = {"conversion": "goal", "task": "name", "survey": "metric"}
 _STAGE_KEYS = frozenset({"key", "name", "touchpoints", "event_types"})
-_MAX_KEY_LENGTH = 256
 _EXAMPLE = ('[{"key": "find", "name": "Find", "touchpoints": ["home", "search"], '
             '"event_types": ["page_view"]}, …]')
 
@@ -71,26 +71,18 @@ class _JourneyCompiler:
     def __init__(self, entry: ContentEntry, locale: str) -> None:
         self.entry = entry
         self.get: Callable[[str], Any] = entry.fields.get(locale, {}).get
-        name = self.get("name")
-        self.label = f'"{name.strip()}"' if isinstance(name, str) and name.strip() else f'"{entry.id}"'
+        self.label = f'"{text(self.get("name")) or entry.id}"'
         self.issues: list[ContentIssue] = []
 
     def problem(self, problem: str, fix: str) -> None:
-        self.issues.append(ContentIssue(
-            entry_id=self.entry.id, content_type=self.entry.content_type,
-            problem=f"{problem} The journey is left out of reports.", fix=fix,
-        ))
+        self.issues.append(issue(self.entry, f"{problem} The journey is left out of reports.", fix))
 
     def compile(self, owners: dict[str, ContentEntry]) -> Journey | None:
         key = self._key(owners)
         stages = self._stages()
         if key is None or stages is None or self.issues:
             return None
-        name = self.get("name")
-        return Journey(
-            id=self.entry.id, key=key, name=name.strip() if isinstance(name, str) and name.strip() else key,
-            stages=stages,
-        )
+        return Journey(id=self.entry.id, key=key, name=text(self.get("name")) or key, stages=stages)
 
     def _key(self, owners: dict[str, ContentEntry]) -> str | None:
         key = self.get("key")
@@ -99,8 +91,8 @@ class _JourneyCompiler:
                          "Give it a unique key, e.g. shopping.")
             return None
         key = key.strip()
-        if len(key) > _MAX_KEY_LENGTH:
-            self.problem(f"Journey {self.label} has a key longer than {_MAX_KEY_LENGTH} characters.",
+        if len(key) > MAX_KEY_LENGTH:
+            self.problem(f"Journey {self.label} has a key longer than {MAX_KEY_LENGTH} characters.",
                          "Give it a shorter key, e.g. shopping.")
             return None
         owner = owners.setdefault(key, self.entry)
@@ -152,21 +144,15 @@ class _JourneyCompiler:
         if name is not None and not isinstance(name, str):
             self.problem(f"{where} has a name that is not text.", 'Write the name as text, e.g. "Find".')
             ok = False
-        touchpoints = _names(item.get("touchpoints"))
-        if touchpoints is None:
-            self.problem(f"{where} has touchpoints that are not a list of names: "
-                         f"{item.get('touchpoints')!r:.80}.",
-                         'List the touchpoints as front ends send them, e.g. ["home", "search"], or '
-                         "leave the list empty to match any touchpoint.")
+        touchpoints = self._names(where, item, "touchpoints", "touchpoints",
+                                  'List the touchpoints as front ends send them, e.g. ["home", '
+                                  '"search"], or leave the list empty to match any touchpoint.')
+        event_types = self._names(where, item, "event_types", "event types",
+                                  'List event types such as ["page_view", "click"], or leave the list '
+                                  "empty to match any event.")
+        if touchpoints is None or event_types is None:
             ok = False
-        event_types = _names(item.get("event_types"))
-        if event_types is None:
-            self.problem(f"{where} has event types that are not a list of names: "
-                         f"{item.get('event_types')!r:.80}.",
-                         'List event types such as ["page_view", "click"], or leave the list empty to '
-                         "match any event.")
-            ok = False
-        else:
+        if event_types is not None:
             bad = [t for t in event_types if not _known_event_type(t)]
             if bad:
                 self.problem(f"{where} has event types Vary does not know: {', '.join(bad)}.",
@@ -179,10 +165,17 @@ class _JourneyCompiler:
         key = key.strip()
         return JourneyStage(
             key=key,
-            name=name.strip() if isinstance(name, str) and name.strip() else key,
+            name=text(name) or key,
             touchpoints=tuple(dict.fromkeys(touchpoints)),
             event_types=tuple(dict.fromkeys(event_types)),
         )
+
+    def _names(self, where: str, item: dict[str, Any], field: str, what: str, fix: str) -> list[str] | None:
+        """A stage's list of names (see :func:`_names`); reported when it is something else."""
+        names = _names(item.get(field))
+        if names is None:
+            self.problem(f"{where} has {what} that are not a list of names: {item.get(field)!r:.80}.", fix)
+        return names
 
 
 def _names(value: object) -> list[str] | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from content.compile import DEFAULT_LINK_DEPTH, compile_snapshot
-from content.contentful_api import ContentfulAPI
+from content.contentful_api import ContentfulAPI, SpaceConnection
 from content.errors import ContentSourceError
 from content.experiences import ConditionValidator
 from content.items import ContentItems, asset_from_json, entry_from_json
@@ -49,23 +49,15 @@ class PreviewSource:
         *,
         page_limit: int = _PAGE_LIMIT,
     ) -> None:
-        self.api = ContentfulAPI(
-            space_id,
-            preview_token,
-            environment=environment,
-            api_url=api_url,
-            https=https,
-            timeout_s=timeout_s,
-            token_kind="Content Preview API",
+        connection = SpaceConnection(
+            space_id=space_id, environment=environment, api_url=api_url, https=https, timeout_s=timeout_s
         )
+        self.api = ContentfulAPI(connection, preview_token, token_kind="Content Preview API")
         self.page_limit = page_limit
         self._lock = threading.Lock()  # one SDK client, one load at a time
 
     def __repr__(self) -> str:
-        return (
-            f"PreviewSource(space_id={self.api.space_id!r}, environment={self.api.environment!r}, "
-            f"api_url={self.api.api_url!r})"
-        )
+        return self.api.repr_as("PreviewSource")
 
     def load(self) -> ContentItems:
         with self._lock:

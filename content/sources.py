@@ -28,7 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from msgspec import Struct
 
-from content.contentful_api import ContentfulAPI, content_types_by_id, page_items
+from content.contentful_api import (
+    ContentfulAPI,
+    SpaceConnection,
+    content_types_by_id,
+    page_items,
+)
 from content.errors import ContentFormatError, ContentSourceError
 from content.items import (
     ContentAsset,
@@ -193,9 +198,8 @@ class ContentfulSource:
         max_rate_limit_retries: int = 1,
         max_rate_limit_wait: int = 60,
     ) -> None:
-        self.api = ContentfulAPI(
-            space_id,
-            access_token,
+        connection = SpaceConnection(
+            space_id=space_id,
             environment=environment,
             api_url=api_url,
             https=https,
@@ -203,15 +207,13 @@ class ContentfulSource:
             max_rate_limit_retries=max_rate_limit_retries,
             max_rate_limit_wait=max_rate_limit_wait,
         )
+        self.api = ContentfulAPI(connection, access_token)
         #: Token of the last completed sync: where an incremental sync would continue.
         self.sync_token: str | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (
-            f"ContentfulSource(space_id={self.api.space_id!r}, environment={self.api.environment!r}, "
-            f"api_url={self.api.api_url!r})"
-        )
+        return self.api.repr_as("ContentfulSource")
 
     def load(self) -> ContentItems:
         return self.sync(None, None).items

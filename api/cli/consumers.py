@@ -37,16 +37,24 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def _consumer_name(settings: Settings, args: argparse.Namespace, command: str) -> str | None:
+    """This process's consumer name in the stream groups (``--consumer``, else host and pid);
+    ``None``, said on stderr, when there is no Redis to consume from."""
+    if not settings.redis_url:
+        print(f"vary {command}: set VARY_REDIS_URL to the Redis that `vary serve` uses", file=sys.stderr)
+        return None
+    return args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
     """The measurement consumer as its own process; SIGTERM/SIGINT finish the batch in hand and stop."""
     from api.redis_client import async_redis
     from api.runtime import stream_retention
     from personalization.measurement.aggregation import Aggregator
 
-    if not settings.redis_url:
-        print("vary aggregate: set VARY_REDIS_URL to the Redis that `vary serve` uses", file=sys.stderr)
+    consumer = _consumer_name(settings, args, "aggregate")
+    if consumer is None:
         return 2
-    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
 
     async def run() -> None:
         redis = async_redis(settings)  # one server or a cluster
@@ -76,10 +84,9 @@ def sinks_command(settings: Settings, args: argparse.Namespace) -> int:
     from api.plugins import load_plugins
     from api.redis_client import async_redis
 
-    if not settings.redis_url:
-        print("vary sinks: set VARY_REDIS_URL to the Redis that `vary serve` uses", file=sys.stderr)
+    consumer = _consumer_name(settings, args, "sinks")
+    if consumer is None:
         return 2
-    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
 
     async def run() -> int:
         redis = async_redis(settings)

@@ -16,8 +16,8 @@ from litestar.params import JSONBody
 from msgspec import Struct
 
 from api.http.auth import requires_admin
+from api.http.common import runtime_of
 from api.http.handlers import post
-from api.runtime import Runtime
 from personalization.errors import InvalidPeriod
 from personalization.measurement.export import TableReport, export_streams
 
@@ -66,7 +66,7 @@ class ExportController(Controller):
             raise InvalidPeriod(f"since ({data.since}) is after until ({until})")
         if (until - data.since).days >= MAX_EXPORT_DAYS:
             raise InvalidPeriod(f"export at most {MAX_EXPORT_DAYS} days per request")
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         root = Path(runtime.settings.data_dir).resolve()
         report = await export_streams(runtime.redis, root / "exports", data.since, until)
         return ExportResult(

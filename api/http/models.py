@@ -12,9 +12,9 @@ from litestar.params import FromPath, JSONBody, MultipartBody
 from msgspec import Meta, Struct
 
 from api.http.auth import requires_admin
+from api.http.common import runtime_of
 from api.http.handlers import get, post, put
 from api.http.schemas import ActivateModel, ModelInfo, ModelList
-from api.runtime import Runtime
 from personalization.errors import Unusable
 from personalization.models.evaluation import evaluate_served
 from personalization.models.files import ModelLoadError
@@ -79,7 +79,7 @@ def _info(model: RegisteredModel, active: dict[str, str]) -> ModelInfo:
 
 
 def _registry(state: State):  # noqa: ANN202 - the registry type is internal
-    runtime: Runtime = state.runtime
+    runtime = runtime_of(state)
     assert runtime.models is not None
     return runtime.models
 
@@ -122,7 +122,7 @@ class ModelController(Controller):
         """Every worker switches within a moment (pub/sub); requests in flight finish on the old model."""
         registry = _registry(state)
         model = await registry.activate(data.version)
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         await runtime.switch_model(model.slot, model.version)  # this worker at once; the others via pub/sub
         return _info(model, await registry.active_versions())
 
@@ -140,7 +140,7 @@ class ModelController(Controller):
         warnings (missing or small propensities, poor overlap). 400: not a policy; 404: unknown
         version; 422: nothing to evaluate on (no logged traffic, experience no longer in the content)."""
         settings = data or EvaluateRequest()
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         registry = _registry(state)
         experiences = runtime.snapshot.experiences if runtime.snapshot is not None else {}
         estimate, experience_key = await evaluate_served(  # its errors: api/http/errors.py

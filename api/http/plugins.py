@@ -13,6 +13,7 @@ from msgspec import Struct
 from redis.exceptions import ResponseError
 
 from api.http.auth import requires_admin
+from api.http.common import runtime_of
 from api.http.handlers import get
 from api.plugins import Plugins
 from api.runtime import Runtime
@@ -96,7 +97,7 @@ class PluginController(Controller):
     @get("/", summary="Plugins loaded, their seams and health; sinks and their backlog")
     async def list_plugins(self, state: State) -> PluginList:
         plugins: Plugins = state.plugins
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         infos = [
             PluginInfo(
                 name=entry.name,

@@ -10,8 +10,8 @@ from litestar.params import PathParameter
 from litestar.response import Response
 
 from api.http.auth import requires_admin
+from api.http.common import runtime_of
 from api.http.handlers import delete
-from api.runtime import Runtime
 from personalization.store.erasure import Erasure, erase_visitor
 
 __all__ = ["VisitorController"]
@@ -28,7 +28,7 @@ class VisitorController(Controller):
     ) -> Response[Erasure]:
         """Delete the visitor's profile, sticky assignments, attribution state, stored events and
         exposures. Aggregate counters, which hold no visitor, are kept."""
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         return Response(
             await erase_visitor(runtime.redis, visitor_id, partitions=runtime.settings.stream_partitions)
         )

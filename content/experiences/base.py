@@ -41,13 +41,21 @@ __all__ = [
     "issue",
     "is_number",
     "text",
+    "default_weights",
+    "MAX_KEY_LENGTH",
 ]
+
+#: The longest key an experience (or journey) may have: ``personalization.types.Id``'s limit.
+MAX_KEY_LENGTH = 256
 
 #: Problems in a GrowthBook condition, each readable as text; none when it is fine
 #: (``personalization.decision.audience_validate.validate_condition``).
 ConditionValidator = Callable[[object], Iterable[object]]
-#: One audience entry → its audience (``None`` when it cannot run) and the issues found.
-AudienceCompiler = Callable[[ContentEntry], tuple[Audience | None, list[ContentIssue]]]
+#: One audience entry, the locale settings are read in and the condition check → its audience
+#: (``None`` when it cannot run) and the issues found.
+AudienceCompiler = Callable[
+    [ContentEntry, str, ConditionValidator | None], tuple[Audience | None, list[ContentIssue]]
+]
 
 
 class CompiledExperiences(Struct, frozen=True, kw_only=True):
@@ -150,6 +158,13 @@ class ExperienceCompiler:
                          f"Add it to the {self.model.field_name} field of the entry it should change.",
                          switches_off=False)
 
+    def linked_entry(self, link: object) -> tuple[ContentEntry | None, str]:
+        """The published entry a link leads to (``None`` when it leads nowhere), and how an issue
+        shows the link: the target's id in quotes, else the link as written."""
+        target_id = link_id(link, "Entry")
+        target = self.entries.get(target_id) if target_id else None
+        return target, (f'"{target_id}"' if target_id else repr(link))
+
     def compiled_audience(self, target: ContentEntry, label: str) -> Audience | None:
         """The compiled audience of a linked audience entry; reports one that did not compile."""
         audience = self.audiences.get(target.id)
@@ -165,18 +180,20 @@ def compile_model(
     model: ContentModel,
     compile_audience: AudienceCompiler,
     experience_compiler: Callable[[ContentEntry, Space, list[str]], ExperienceCompiler],
+    validate_condition: ConditionValidator | None = None,
 ) -> CompiledExperiences:
     """Compile one model's audiences and experiences (steps 1–4 of the module doc).
 
-    ``experience_compiler(entry, space, baselines)`` makes the compiler of one entry; they are made
-    in publication order, so one can keep the keys already taken.
+    ``compile_audience(entry, locale, validate_condition)`` compiles one audience entry;
+    ``experience_compiler(entry, space, baselines)`` makes the compiler of one experience entry; they
+    are made in publication order, so one can keep the keys already taken.
     """
     entries = {entry.id: entry for entry in items.entries}
     issues: list[ContentIssue] = []
 
     audiences: dict[str, Audience] = {}
     for entry in _of_type(entries, model.audience_type, key=lambda e: e.id):
-        audience, problems = compile_audience(entry)
+        audience, problems = compile_audience(entry, locale, validate_condition)
         issues.extend(problems)
         if audience is not None:
             audiences[entry.id] = audience
@@ -275,6 +292,14 @@ def issue(entry: ContentEntry, problem: str, fix: str) -> ContentIssue:
 def is_number(value: object) -> bool:
     """A finite int or float, not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def default_weights(kind: str, arms: int) -> tuple[float, ...]:
+    """The weights of an experience that gives none: a personalization puts everything on its
+    variants (evenly), any other type splits evenly over all arms, the baseline (arm 0) included."""
+    if kind == "personalization" and arms > 1:
+        return (0.0, *([1.0 / (arms - 1)] * (arms - 1)))
+    return tuple([1.0 / arms] * arms)
 
 
 def text(value: object) -> str | None:

@@ -28,12 +28,14 @@ from datetime import datetime, timezone
 from functools import partial
 
 from content.experiences.base import (
+    MAX_KEY_LENGTH,
     CompiledExperiences,
     ConditionValidator,
     ContentModel,
     ExperienceCompiler,
     Space,
     compile_model,
+    default_weights,
     is_number,
     issue,
 )
@@ -57,7 +59,6 @@ EXPERIENCE_TYPE = "varyExperience"
 EXPERIENCE_TYPES: tuple[str, ...] = ("personalization", "ab_test", "bandit")
 DEFAULT_MIN_SCORE = 0.5
 _WEIGHT_TOLERANCE = 1e-6
-_MAX_KEY_LENGTH = 256
 
 MODEL = ContentModel(
     experience_type=EXPERIENCE_TYPE,
@@ -83,10 +84,9 @@ def compile_native(
     :data:`EXPERIENCE_TYPES`); ``validate_condition`` checks an audience's rules (unchecked without).
     """
     experience_compiler = partial(_ExperienceCompiler, key_owner={}, plugin_types=plugin_types)
-    compile_audience = partial(
-        _compile_audience, locale=default_locale, validate_condition=validate_condition
+    return compile_model(
+        items, default_locale, MODEL, _compile_audience, experience_compiler, validate_condition
     )
-    return compile_model(items, default_locale, MODEL, compile_audience, experience_compiler)
 
 
 def audience_condition(
@@ -122,7 +122,7 @@ def audience_condition(
 
 
 def _compile_audience(
-    entry: ContentEntry, *, locale: str, validate_condition: ConditionValidator | None
+    entry: ContentEntry, locale: str, validate_condition: ConditionValidator | None
 ) -> tuple[Audience | None, list[ContentIssue]]:
     get = MODEL.settings(entry, locale)
     label = MODEL.label(entry, locale)
@@ -272,8 +272,8 @@ class _ExperienceCompiler(ExperienceCompiler):
                          "Give it a unique key, e.g. hero-sale, and keep it while the experience runs.")
             return None
         key = key.strip()
-        if len(key) > _MAX_KEY_LENGTH:
-            self.problem(f"Experience {self.label} has a key longer than {_MAX_KEY_LENGTH} characters.",
+        if len(key) > MAX_KEY_LENGTH:
+            self.problem(f"Experience {self.label} has a key longer than {MAX_KEY_LENGTH} characters.",
                          "Give it a shorter key, e.g. hero-sale.")
             return None
         owner = self.key_owner.setdefault(key, self.entry)
@@ -339,10 +339,8 @@ class _ExperienceCompiler(ExperienceCompiler):
         link = self.get("audience")
         if link is None:
             return None
-        target_id = link_id(link, "Entry")
-        target = self.entries.get(target_id) if target_id else None
+        target, shown = self.linked_entry(link)
         if target is None:
-            shown = f'"{target_id}"' if target_id else repr(link)
             self.problem(f"Experience {self.label} links audience {shown}, which is not "
                          "published or no longer exists.",
                          "Publish the audience, link another one, or clear the audience to show the "
@@ -360,9 +358,7 @@ class _ExperienceCompiler(ExperienceCompiler):
         arms = variant_count + 1
         given = self.get("weights")
         if given is None or given == []:
-            if kind == "personalization":
-                return (0.0, *([1.0 / variant_count] * variant_count))
-            return tuple([1.0 / arms] * arms)
+            return default_weights(kind, arms)
         example = _even_split_example(arms)
         if not isinstance(given, list) or not all(is_number(w) for w in given):
             self.problem(f"Experience {self.label} has weights that are not a list of numbers.",

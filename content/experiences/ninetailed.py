@@ -43,18 +43,20 @@ from functools import partial
 from msgspec import Struct
 
 from content.experiences.base import (
+    MAX_KEY_LENGTH,
     CompiledExperiences,
     ConditionValidator,
     ContentModel,
     ExperienceCompiler,
     Space,
     compile_model,
+    default_weights,
     is_number,
     issue,
     text,
 )
 from content.experiences.ninetailed_rules import rules_condition
-from content.items import ContentItems, link_id
+from content.items import ContentItems
 from content.resolve import NT_EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
 from personalization.types import Audience, Experience
@@ -66,7 +68,6 @@ AUDIENCE_TYPE = "nt_audience"
 #: The variant id of a hidden variant: "render nothing" for that entry.
 HIDDEN_VARIANT = ""
 _TYPES = {"nt_personalization": "personalization", "nt_experiment": "ab_test"}
-_MAX_KEY_LENGTH = 256
 _TOLERANCE = 1e-9
 
 #: The app's fields are not localized: the default locale's value, any locale as a fallback.
@@ -98,14 +99,13 @@ def compile_ninetailed(
     experience's first component.
     """
     experience_compiler = partial(_ExperienceCompiler, taken=set(reserved_keys))
-    compile_audience = partial(
-        _compile_audience, locale=default_locale, validate_condition=validate_condition
+    return compile_model(
+        items, default_locale, MODEL, _compile_audience, experience_compiler, validate_condition
     )
-    return compile_model(items, default_locale, MODEL, compile_audience, experience_compiler)
 
 
 def _compile_audience(
-    entry: ContentEntry, *, locale: str, validate_condition: ConditionValidator | None
+    entry: ContentEntry, locale: str, validate_condition: ConditionValidator | None
 ) -> tuple[Audience | None, list[ContentIssue]]:
     get = MODEL.settings(entry, locale)
     label = MODEL.label(entry, locale)
@@ -120,8 +120,8 @@ def _compile_audience(
         return None, [issue(entry, f"Audience {label} has rules Vary cannot map: {'; '.join(problems)}. "
                              "It is switched off, and so is every experience using it (they show the "
                              "baseline).",
-                             "Change those rules to ones Vary supports (see the README, \"Coming from "
-                             "Contentful Personalization\"), or use a native Vary audience.")]
+                             "Change those rules to ones Vary supports (see docs/contentful.md, \"Coming "
+                             "from Contentful Personalization\"), or use a native Vary audience.")]
     key = text(get("nt_audience_id")) or entry.id
     name = text(get("nt_name")) or key
     return Audience(id=entry.id, key=key, name=name, condition=condition), []
@@ -189,8 +189,8 @@ class _ExperienceCompiler(ExperienceCompiler):
 
     def _key(self) -> str | None:
         key = text(self.get("nt_experience_id")) or self.entry.id
-        if len(key) > _MAX_KEY_LENGTH:
-            self.problem(f"Experience {self.label} has an id longer than {_MAX_KEY_LENGTH} characters.",
+        if len(key) > MAX_KEY_LENGTH:
+            self.problem(f"Experience {self.label} has an id longer than {MAX_KEY_LENGTH} characters.",
                          "Give it a shorter nt_experience_id.")
             return None
         if key in self.taken:
@@ -278,9 +278,7 @@ class _ExperienceCompiler(ExperienceCompiler):
 
     def _weights(self, distribution: object, kind: str, arms: int) -> tuple[float, ...] | None:
         if distribution is None or distribution == []:
-            if kind == "personalization" and arms > 1:
-                return (0.0, *([1.0 / (arms - 1)] * (arms - 1)))
-            return tuple([1.0 / arms] * arms)
+            return default_weights(kind, arms)
         if not isinstance(distribution, list) or not all(is_number(d) and d >= 0 for d in distribution):
             self.problem(f"Experience {self.label} has a distribution that is not a list of shares of 0 "
                          f"or more: {distribution!r}.",
@@ -311,10 +309,8 @@ class _ExperienceCompiler(ExperienceCompiler):
         link = self.get("nt_audience")
         if link is None:
             return None
-        target_id = link_id(link, "Entry")
-        target = self.entries.get(target_id) if target_id else None
+        target, shown = self.linked_entry(link)
         if target is None or target.content_type != AUDIENCE_TYPE:
-            shown = f'"{target_id}"' if target_id else repr(link)
             self.problem(f"Experience {self.label} links audience {shown}, which is not a published "
                          "Contentful Personalization audience.",
                          "Publish the audience, link another one, or clear the audience to show the "

@@ -84,20 +84,10 @@ def assign_variant(
     k = len(experience.variants) + 1
     # 1. sticky assignment (HOLDOUT_STICKY marks a visitor who was held out)
     if sticky == HOLDOUT_STICKY:
-        return Assignment(
-            experience=experience,
-            variant=0,
-            holdout=True,
-            propensity=variant_propensity(experience, 0, True),
-            reason="sticky: held out on an earlier visit (control)",
-        )
+        return _entered(experience, 0, True, "sticky: held out on an earlier visit (control)")
     if sticky is not None and 0 <= sticky < k:
-        return Assignment(
-            experience=experience,
-            variant=sticky,
-            holdout=False,
-            propensity=variant_propensity(experience, sticky, False),
-            reason=f"sticky: {_describe(sticky, experience)} assigned on an earlier visit",
+        return _entered(
+            experience, sticky, False, f"sticky: {_describe(sticky, experience)} assigned on an earlier visit"
         )
     n = bucket_hash(experience.key, visitor_id, 2)
     if n is None:  # pragma: no cover - version 2 always hashes
@@ -121,21 +111,24 @@ def assign_variant(
     if experience.holdout > 0.0:
         h = bucket_hash(experience.key + HOLDOUT_SEED, visitor_id, 2) or 0.0
         if h < experience.holdout:
-            return Assignment(
-                experience=experience,
-                variant=0,
-                holdout=True,
-                propensity=variant_propensity(experience, 0, True),
-                reason=f"holdout: kept on control ({experience.holdout:.0%} of entrants are held out)",
+            return _entered(
+                experience, 0, True, f"holdout: kept on control ({experience.holdout:.0%} of entrants are held out)"
             )
     # 4. the variant of the hash's range
     share = experience.weights[variant]
+    return _entered(
+        experience, variant, False, f"{experience.type}: {_describe(variant, experience)}, weight {share:.0%}"
+    )
+
+
+def _entered(experience: Experience, variant: int, holdout: bool, reason: str) -> Assignment:
+    """An entrant's assignment, with the propensity of ``variant`` under the current weights."""
     return Assignment(
         experience=experience,
         variant=variant,
-        holdout=False,
-        propensity=variant_propensity(experience, variant, False),
-        reason=f"{experience.type}: {_describe(variant, experience)}, weight {share:.0%}",
+        holdout=holdout,
+        propensity=variant_propensity(experience, variant, holdout),
+        reason=reason,
     )
 
 
@@ -152,28 +145,24 @@ def assign_bandit(
     logged propensity is exactly the probability the policy gave the chosen variant.
     """
     k = len(experience.variants) + 1
+    probabilities = _bandit_probabilities(experience, context, policy, k)
     if sticky is not None and 0 <= sticky < k:
         # A returning visitor keeps their variant; the propensity is what the policy gives it now.
-        probabilities = _bandit_probabilities(experience, context, policy, k)
-        return Assignment(
-            experience=experience,
-            variant=sticky,
-            holdout=False,
-            propensity=probabilities[sticky],
-            reason=f"sticky: {_describe(sticky, experience)} assigned on an earlier visit",
-        )
-    probabilities = _bandit_probabilities(experience, context, policy, k)
-    variant = choose_action(probabilities, uniform_from_key(experience.key, visitor_id))
-    if policy is None:
-        how = f"bandit without a policy model yet: uniform over {k} variants"
+        variant = sticky
+        reason = f"sticky: {_describe(sticky, experience)} assigned on an earlier visit"
     else:
-        how = f"bandit policy {policy.version} ({experience.bandit_method}): P = {probabilities[variant]:.2f}"
+        variant = choose_action(probabilities, uniform_from_key(experience.key, visitor_id))
+        if policy is None:
+            how = f"bandit without a policy model yet: uniform over {k} variants"
+        else:
+            how = f"bandit policy {policy.version} ({experience.bandit_method}): P = {probabilities[variant]:.2f}"
+        reason = f"{how}; {_describe(variant, experience)}"
     return Assignment(
         experience=experience,
         variant=variant,
         holdout=False,
         propensity=probabilities[variant],
-        reason=f"{how}; {_describe(variant, experience)}",
+        reason=reason,
     )
 
 

@@ -199,23 +199,14 @@ class AggregateSteps:
         """Step 1: every entry's outcome, computed once in its visitor's slot (stored, or returned as
         stored). A chunk that fails is re-run one record per call; a record that fails alone stays
         pending (``status`` stays -1)."""
-        chunks = self._chunks(items)
-        results = await self._run_scripts(self._outcome_call, chunks)
-        retry = []
-        for chunk, result in zip(chunks, results):
-            if isinstance(result, Exception):
-                retry.append(chunk)
-            else:
-                self._take_outcomes(chunk, result)
-        if retry:
-            log.error("aggregation script failed on a chunk (%s); retrying its records one by one",
-                      next(r for r in results if isinstance(r, Exception)))
-            singles = [[item] for chunk in retry for item in chunk]
-            for single, result in zip(singles, await self._run_scripts(self._outcome_call, singles)):
-                if isinstance(result, Exception):
-                    log.error("aggregating %s failed, left pending: %s", single[0].field, result)
-                else:
-                    self._take_outcomes(single, result)
+
+        def left_pending(item: Entry, error: Exception) -> None:
+            log.error("aggregating %s failed, left pending: %s", item.field, error)
+
+        await self._run_retrying(
+            self._outcome_call, self._chunks(items), self._take_outcomes, left_pending,
+            "aggregation script failed on a chunk (%s); retrying its records one by one",
+        )
 
     @staticmethod
     def _take_outcomes(chunk: list[Entry], result: list[Any]) -> None:
@@ -250,23 +241,15 @@ class AggregateSteps:
                 marker = marker_key(tag, item.entry_id) if marked else ""
                 by_tag.setdefault(tag, []).append((item, [marker, item.field, ops]))
         calls = [group[i : i + CHUNK] for group in by_tag.values() for i in range(0, len(group), CHUNK)]
-        results = await self._run_scripts(self._apply_call, calls)
-        retry = []
-        for call, result in zip(calls, results):
-            if isinstance(result, Exception):
-                retry.append(call)
-            else:
-                self._take_applied(call, result)
-        if retry:
-            log.error("applying aggregates failed on a call (%s); retrying its entries one by one",
-                      next(r for r in results if isinstance(r, Exception)))
-            singles = [[group] for call in retry for group in call]
-            for single, result in zip(singles, await self._run_scripts(self._apply_call, singles)):
-                if isinstance(result, Exception):
-                    single[0][0].ok = False
-                    log.error("applying %s failed, left pending: %s", single[0][0].field, result)
-                else:
-                    self._take_applied(single, result)
+
+        def left_pending(group: tuple[Entry, list[Any]], error: Exception) -> None:
+            group[0].ok = False
+            log.error("applying %s failed, left pending: %s", group[0].field, error)
+
+        await self._run_retrying(
+            self._apply_call, calls, self._take_applied, left_pending,
+            "applying aggregates failed on a call (%s); retrying its entries one by one",
+        )
 
     @staticmethod
     def _take_applied(call: list[tuple[Entry, list[Any]]], result: list[Any]) -> None:
@@ -283,6 +266,32 @@ class AggregateSteps:
                 keys[op[0]] = None
         payload = _OUTCOME_ENCODER.encode([group for _, group in call])
         pipe.execute_command("EVALSHA", self._apply_sha, len(keys), *keys, payload, self._dedupe_ttl)
+
+    async def _run_retrying(
+        self,
+        add: Callable[[Any, Any], None],
+        calls: list[list[Any]],
+        take: Callable[[list[Any], list[Any]], None],
+        left_pending: Callable[[Any, Exception], None],
+        failed: str,
+    ) -> None:
+        """Both steps' failure rule: run ``calls``; re-run each element of a failed call in a call of its
+        own (log ``failed`` once with the first error); an element that still fails is ``left_pending``."""
+        results = await self._run_scripts(add, calls)
+        retry = []
+        for call, result in zip(calls, results):
+            if isinstance(result, Exception):
+                retry.append(call)
+            else:
+                take(call, result)
+        if retry:
+            log.error(failed, next(r for r in results if isinstance(r, Exception)))
+            singles = [[element] for call in retry for element in call]
+            for single, result in zip(singles, await self._run_scripts(add, singles)):
+                if isinstance(result, Exception):
+                    left_pending(single[0], result)
+                else:
+                    take(single, result)
 
     async def _run_scripts(self, add: Callable[[Any, Any], None], calls: list[Any]) -> list[Any]:
         """Pipeline one script call per element of ``calls``; reload the scripts once if the server

@@ -26,20 +26,12 @@ from personalization.store.exposure_tokens import ExposureTokenError, ExposureTo
 from personalization.store.keys import EXPOSURE_SEEN_PREFIX
 from personalization.types import Exposure
 
-__all__ = ["DeferredExposures", "DeferredResult", "RejectedToken"]
+__all__ = ["DeferredExposures", "RejectedToken"]
 
 
 class RejectedToken(Struct, frozen=True, kw_only=True):
     index: int
     reason: str
-
-
-class DeferredResult(Struct, frozen=True, kw_only=True):
-    #: Exposures queued now.
-    accepted: int
-    #: Valid tokens whose exposure was already recorded (sent before): not counted again.
-    duplicates: int
-    rejected: list[RejectedToken]
 
 
 class DeferredExposures:

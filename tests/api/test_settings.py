@@ -12,6 +12,7 @@ from api.settings import (
     SettingsError,
     encode_worker_settings,
     load_settings,
+    plugin_prefixes,
     unknown_variables,
     worker_settings,
 )
@@ -87,6 +88,32 @@ def test_known_variables_and_the_internal_worker_variable_are_not_reported(
         load_settings(environ)
     assert [r for r in caplog.records if r.name == "vary.settings"] == []
     assert unknown_variables(environ) == []
+
+
+def test_a_plugins_own_variables_are_not_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Variables under an installed plugin's entry-point name are the plugin's; others still warn."""
+    from importlib.metadata import EntryPoint
+
+    import api.settings as settings_module
+
+    installed = [
+        EntryPoint(name="example", value="vary_example_plugin:plugin", group="vary.plugins"),
+        EntryPoint(name="crm-tier", value="crm:plugin", group="vary.plugins"),
+    ]
+    monkeypatch.setattr(
+        settings_module, "entry_points", lambda group: [ep for ep in installed if ep.group == group]
+    )
+    assert plugin_prefixes() == ("VARY_EXAMPLE_", "VARY_CRM_TIER_")
+    environ = {"VARY_EXAMPLE_CRM_TABLE": "crm.csv", "VARY_CRM_TIER_URL": "http://crm", "VARY_CRMTIER": "x"}
+    with caplog.at_level(logging.WARNING, logger="vary.settings"):
+        load_settings(environ)
+    [record] = [r for r in caplog.records if r.name == "vary.settings"]
+    assert "VARY_CRMTIER" in record.getMessage()
+    assert "VARY_EXAMPLE_CRM_TABLE" not in record.getMessage()
+    assert "VARY_CRM_TIER_URL" not in record.getMessage()
+    assert unknown_variables(environ, ("VARY_EXAMPLE_",)) == ["VARY_CRMTIER", "VARY_CRM_TIER_URL"]
 
 
 def test_worker_settings_round_trip_through_the_one_internal_variable() -> None:

@@ -16,27 +16,18 @@ from contentful.errors import UnauthorizedError
 
 from content import (
     ContentAccessError,
-    ContentfulSource,
     ContentItems,
     ContentSourceError,
     ExportFileSource,
     compile_snapshot,
     demo_space_path,
 )
-from content.preview import PreviewCache, PreviewSource
+from content.preview import PreviewCache
 from tests.content.contentful_server import FakeContentful
+from tests.content.live_sources import delivery_source, preview_source
 from tests.content.spaces import add_entry, set_field, unpublish
 
 Export = dict[str, Any]
-
-
-def preview_for(server: FakeContentful, **options: Any) -> PreviewSource:
-    options.setdefault("preview_token", server.preview_token)
-    return PreviewSource(server.space_id, api_url=server.api_url, https=False, **options)
-
-
-def delivery_for(server: FakeContentful) -> ContentfulSource:
-    return ContentfulSource(server.space_id, server.access_token, api_url=server.api_url, https=False)
 
 
 def title(items: ContentItems, entry_id: str, locale: str = "en-US") -> Any:
@@ -53,7 +44,7 @@ def edit_drafts(export: Export) -> None:
 
 
 def test_without_drafts_preview_shows_what_is_published(contentful_server: FakeContentful) -> None:
-    preview = preview_for(contentful_server).load()
+    preview = preview_source(contentful_server).load()
     published = ExportFileSource(demo_space_path()).load()
 
     assert {e.id: e.fields for e in preview.entries} == {e.id: e.fields for e in published.entries}
@@ -65,13 +56,13 @@ def test_without_drafts_preview_shows_what_is_published(contentful_server: FakeC
 def test_drafts_are_visible_in_preview_only(contentful_server: FakeContentful) -> None:
     contentful_server.draft(edit_drafts)
 
-    preview = preview_for(contentful_server).load()
+    preview = preview_source(contentful_server).load()
     assert title(preview, "heroHome") == "Draft headline"
     assert title(preview, "heroDraft") == "Never published"
     snapshot = compile_snapshot(preview)
     assert json.loads(bytes(snapshot.fields("heroHome", "en-US")))["title"] == "Draft headline"
 
-    live = delivery_for(contentful_server).load()
+    live = delivery_source(contentful_server).load()
     assert title(live, "heroHome") != "Draft headline"
     assert "heroDraft" not in {e.id for e in live.entries}
     assert contentful_server.requests_to("sync")  # delivery used the Sync API; preview did not
@@ -80,20 +71,20 @@ def test_drafts_are_visible_in_preview_only(contentful_server: FakeContentful) -
 
 
 def test_a_draft_edit_moves_its_updated_at(contentful_server: FakeContentful) -> None:
-    before = next(e for e in preview_for(contentful_server).load().entries if e.id == "heroHome")
+    before = next(e for e in preview_source(contentful_server).load().entries if e.id == "heroHome")
     contentful_server.draft(lambda export: set_field(export, "heroHome", "title", "Draft headline"))
-    after = next(e for e in preview_for(contentful_server).load().entries if e.id == "heroHome")
+    after = next(e for e in preview_source(contentful_server).load().entries if e.id == "heroHome")
     assert after.updated_at != before.updated_at
 
 
 def test_unpublished_entries_stay_in_preview(contentful_server: FakeContentful) -> None:
     contentful_server.mutate(lambda export: unpublish(export, "bannerShippingFast"))
-    assert "bannerShippingFast" in {e.id for e in preview_for(contentful_server).load().entries}
-    assert "bannerShippingFast" not in {e.id for e in delivery_for(contentful_server).load().entries}
+    assert "bannerShippingFast" in {e.id for e in preview_source(contentful_server).load().entries}
+    assert "bannerShippingFast" not in {e.id for e in delivery_source(contentful_server).load().entries}
 
 
 def test_preview_pages_through_locale_star_collections(contentful_server: FakeContentful) -> None:
-    items = preview_for(contentful_server, page_limit=4).load()
+    items = preview_source(contentful_server, page_limit=4).load()
 
     assert len(items.entries) == 16 and len(items.assets) == 1
     entries = contentful_server.requests_to("entries")
@@ -105,7 +96,7 @@ def test_preview_pages_through_locale_star_collections(contentful_server: FakeCo
 
 def test_wrong_preview_token(contentful_server: FakeContentful) -> None:
     with pytest.raises(ContentAccessError, match="Content Preview API token") as caught:
-        preview_for(contentful_server, preview_token=contentful_server.access_token + "x").load()
+        preview_source(contentful_server, preview_token=contentful_server.access_token + "x").load()
     assert caught.value.status == 401 and isinstance(caught.value.__cause__, UnauthorizedError)
 
 
@@ -207,7 +198,7 @@ def test_concurrent_callers_share_one_load() -> None:
 
 def test_cache_over_the_preview_api(contentful_server: FakeContentful) -> None:
     clock = Clock()
-    cache = PreviewCache(preview_for(contentful_server), ttl_s=5.0, clock=clock)
+    cache = PreviewCache(preview_source(contentful_server), ttl_s=5.0, clock=clock)
     before = cache.get()
 
     contentful_server.draft(lambda export: set_field(export, "heroHome", "title", "Draft headline"))

@@ -13,14 +13,10 @@ from typing import Any
 
 import pytest
 
-from content import ContentAccessError, ContentfulSource, ContentFormatError, ContentSourceError
+from content import ContentAccessError, ContentFormatError, ContentSourceError
 from content.retry import backoff_delay, is_retryable, with_retries
 from tests.content.contentful_server import FakeContentful, Fault
-
-
-def source_for(server: FakeContentful, **options: Any) -> ContentfulSource:
-    options.setdefault("access_token", server.access_token)
-    return ContentfulSource(server.space_id, api_url=server.api_url, https=False, **options)
+from tests.content.live_sources import delivery_source
 
 
 class Sleeps(list[float]):
@@ -112,7 +108,7 @@ def _always(error: Exception) -> Any:
 
 def test_server_errors_are_retried(contentful_server: FakeContentful) -> None:
     contentful_server.faults.append(Fault(path="/sync", status=500, times=2))
-    source, sleeps = source_for(contentful_server), Sleeps()
+    source, sleeps = delivery_source(contentful_server), Sleeps()
 
     items = with_retries(source.load, sleep=sleeps, rng=random.Random(0))
 
@@ -124,7 +120,7 @@ def test_rate_limit_with_reset_header_is_waited_out_by_the_sdk(contentful_server
     contentful_server.faults.append(
         Fault(path="/locales", status=429, headers={"X-Contentful-RateLimit-Reset": "1"})
     )
-    source, sleeps = source_for(contentful_server), Sleeps()
+    source, sleeps = delivery_source(contentful_server), Sleeps()
 
     started = time.monotonic()
     items = with_retries(source.load, sleep=sleeps)
@@ -139,7 +135,7 @@ def test_rate_limit_without_reset_header_is_retried(
 ) -> None:
     # contentful 2.5 raises KeyError on such a 429; the source turns it into a retryable error.
     contentful_server.faults.append(Fault(path="/locales", status=429, times=2))
-    source, sleeps = source_for(contentful_server), Sleeps()
+    source, sleeps = delivery_source(contentful_server), Sleeps()
 
     with caplog.at_level(logging.WARNING, logger="vary.content"):
         items = with_retries(source.load, sleep=sleeps)
@@ -149,7 +145,7 @@ def test_rate_limit_without_reset_header_is_retried(
 
 
 def test_a_refused_token_is_not_retried(contentful_server: FakeContentful) -> None:
-    source, sleeps = source_for(contentful_server, access_token="wrong"), Sleeps()
+    source, sleeps = delivery_source(contentful_server, access_token="wrong"), Sleeps()
 
     with pytest.raises(ContentAccessError) as caught:
         with_retries(source.load, sleep=sleeps)
@@ -160,7 +156,7 @@ def test_a_refused_token_is_not_retried(contentful_server: FakeContentful) -> No
 
 def test_a_slow_response_times_out_and_is_retried(contentful_server: FakeContentful) -> None:
     contentful_server.faults.append(Fault(path="/sync", status=None, delay_s=0.6))
-    source, sleeps = source_for(contentful_server, timeout_s=0.2), Sleeps()
+    source, sleeps = delivery_source(contentful_server, timeout_s=0.2), Sleeps()
 
     with pytest.raises(ContentSourceError, match="could not reach Contentful") as caught:
         source.load()

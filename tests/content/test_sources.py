@@ -18,8 +18,8 @@ from contentful.errors import ServerError, UnauthorizedError
 
 from content import (
     ContentAccessError,
-    ContentfulSource,
     ContentFormatError,
+    ContentfulSource,
     ContentSnapshot,
     ContentSource,
     ContentSourceError,
@@ -28,14 +28,10 @@ from content import (
     demo_space_path,
 )
 from tests.content.contentful_server import FakeContentful, Fault
+from tests.content.live_sources import delivery_source
 from tests.content.spaces import entry, unpublish
 
 Export = dict[str, Any]
-
-
-def source_for(server: FakeContentful, **options: Any) -> ContentfulSource:
-    options.setdefault("access_token", server.access_token)
-    return ContentfulSource(server.space_id, api_url=server.api_url, https=False, **options)
 
 
 def write(tmp_path: Path, export: Any) -> Path:
@@ -91,7 +87,7 @@ def test_export_file_errors(tmp_path: Path) -> None:
 
 def test_sources_implement_the_protocol(contentful_server: FakeContentful) -> None:
     assert isinstance(ExportFileSource(demo_space_path()), ContentSource)
-    assert isinstance(source_for(contentful_server), ContentSource)
+    assert isinstance(delivery_source(contentful_server), ContentSource)
 
 
 # -- a live space through the contentful SDK ---------------------------------------------------------
@@ -111,7 +107,7 @@ def assert_same_snapshot(live: ContentSnapshot, exported: ContentSnapshot) -> No
 
 
 def test_contentful_source_matches_the_export_file(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     live = compile_snapshot(source.load())
     exported = compile_snapshot(ExportFileSource(demo_space_path()).load())
 
@@ -129,7 +125,7 @@ def test_contentful_source_matches_the_export_file(contentful_server: FakeConten
 
 
 def test_sync_token_continues_from_where_the_load_ended(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     source.load()
     contentful_server.mutate(lambda export: unpublish(export, "bannerShippingFast"))
 
@@ -144,7 +140,7 @@ def test_sync_token_continues_from_where_the_load_ended(contentful_server: FakeC
 
 
 def test_reload_sees_changes(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     before = compile_snapshot(source.load())
     first_token = source.sync_token
     contentful_server.mutate(lambda export: unpublish(export, "bannerShippingFast"))
@@ -159,7 +155,7 @@ def test_reload_sees_changes(contentful_server: FakeContentful) -> None:
 
 
 def test_wrong_token_is_a_clear_error(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server, access_token="not-the-token")
+    source = delivery_source(contentful_server, access_token="not-the-token")
     with pytest.raises(ContentAccessError) as caught:
         source.load()
 
@@ -176,12 +172,12 @@ def test_wrong_token_is_a_clear_error(contentful_server: FakeContentful) -> None
 
 def test_unknown_environment_is_an_access_error(contentful_server: FakeContentful) -> None:
     with pytest.raises(ContentAccessError, match=r"does not know space '\w+' \(environment 'staging'\)"):
-        source_for(contentful_server, environment="staging").load()
+        delivery_source(contentful_server, environment="staging").load()
 
 
 def test_server_error_is_a_source_error(contentful_server: FakeContentful) -> None:
     contentful_server.faults.append(Fault(path="/sync", status=500))
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     with pytest.raises(ContentSourceError, match="sync request .* HTTP 500") as caught:
         source.load()
     assert caught.value.status == 500 and isinstance(caught.value.__cause__, ServerError)
@@ -193,14 +189,14 @@ def test_rate_limit_is_retried_after_the_reset(contentful_server: FakeContentful
     contentful_server.faults.append(
         Fault(path="/sync", status=429, headers={"X-Contentful-RateLimit-Reset": "0"})
     )
-    assert len(source_for(contentful_server).load().entries) == 16
+    assert len(delivery_source(contentful_server).load().entries) == 16
 
 
 def test_rate_limit_without_reset_header_is_a_source_error(contentful_server: FakeContentful) -> None:
     # contentful 2.5 crashes with KeyError on a 429 that lacks X-Contentful-RateLimit-Reset.
     contentful_server.faults.append(Fault(path="/locales", status=429))
     with pytest.raises(ContentSourceError, match="rate-limited") as caught:
-        source_for(contentful_server).load()
+        delivery_source(contentful_server).load()
     assert caught.value.status == 429
 
 
@@ -212,5 +208,5 @@ def test_unreachable_contentful_is_a_source_error() -> None:
 
 def test_no_process_wide_content_type_cache(contentful_server: FakeContentful) -> None:
     contentful.ContentTypeCache.__CACHE__.pop(contentful_server.space_id, None)
-    source_for(contentful_server).load()
+    delivery_source(contentful_server).load()
     assert contentful_server.space_id not in contentful.ContentTypeCache.__CACHE__

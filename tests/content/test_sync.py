@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from content import (
-    ContentfulSource,
     ContentItems,
     ExportFileSource,
     SyncingSource,
@@ -27,14 +26,11 @@ from content import (
 )
 from content.errors import ContentSourceError
 from tests.content.contentful_server import FakeContentful, Fault
+from tests.content.live_sources import delivery_source
 from tests.content.spaces import add_entry, entry, set_field, unpublish
 
 Export = dict[str, Any]
 DEMO_ENTITIES = 16 + 1 + 5 + 2  # entries, assets, content types, locales
-
-
-def source_for(server: FakeContentful, **options: Any) -> ContentfulSource:
-    return ContentfulSource(server.space_id, server.access_token, api_url=server.api_url, https=False, **options)
 
 
 def entry_ids(items: ContentItems) -> set[str]:
@@ -50,7 +46,7 @@ def sync_requests_since(server: FakeContentful, count_before: int) -> list[dict[
 
 
 def assert_same_as_fresh_sync(server: FakeContentful, items: ContentItems) -> None:
-    fresh = source_for(server).sync(None, None).items
+    fresh = delivery_source(server).sync(None, None).items
     assert compile_snapshot(items).version == compile_snapshot(fresh).version
 
 
@@ -58,7 +54,7 @@ def assert_same_as_fresh_sync(server: FakeContentful, items: ContentItems) -> No
 
 
 def test_initial_sync_pages_and_returns_a_token(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     result = source.sync(None, None)
 
     assert isinstance(result, SyncResult)
@@ -74,7 +70,7 @@ def test_initial_sync_pages_and_returns_a_token(contentful_server: FakeContentfu
 
 
 def test_each_kind_of_change_reaches_the_next_sync(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     first = source.sync(None, None)
     first_items_copy = copy.deepcopy(first.items)
     tokens = [first.token]
@@ -120,7 +116,7 @@ def test_each_kind_of_change_reaches_the_next_sync(contentful_server: FakeConten
 
 
 def test_delta_sync_pages(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     first = source.sync(None, None)
     heroes_and_banners = sorted(e.id for e in first.items.entries if e.content_type in ("hero", "banner"))[:7]
 
@@ -140,7 +136,7 @@ def test_delta_sync_pages(contentful_server: FakeContentful) -> None:
 
 
 def test_content_types_and_locales_are_fetched_on_every_sync(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     first = source.sync(None, None)
 
     def new_field_and_locale(export: Export) -> None:
@@ -162,7 +158,7 @@ def test_content_types_and_locales_are_fetched_on_every_sync(contentful_server: 
 
 
 def test_a_rejected_token_starts_over(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     first = source.sync(None, None)
     contentful_server.mutate(lambda export: unpublish(export, "bannerShippingFast"))
 
@@ -174,7 +170,7 @@ def test_a_rejected_token_starts_over(contentful_server: FakeContentful) -> None
 
 
 def test_a_failed_delta_changes_nothing_and_can_be_repeated(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     first = source.sync(None, None)
     contentful_server.mutate(lambda export: unpublish(export, "bannerShippingFast"))
     contentful_server.faults.append(Fault(path="/sync", status=503))
@@ -189,7 +185,7 @@ def test_a_failed_delta_changes_nothing_and_can_be_repeated(contentful_server: F
 
 
 def test_a_token_without_previous_items_is_an_initial_sync(contentful_server: FakeContentful) -> None:
-    source = source_for(contentful_server)
+    source = delivery_source(contentful_server)
     token = source.sync(None, None).token
     result = source.sync(None, token)
     assert result.full and len(result.items.entries) == 16
@@ -235,4 +231,4 @@ def test_export_file_sync_errors(tmp_path: Path) -> None:
 
 def test_both_sources_are_syncing_sources(contentful_server: FakeContentful) -> None:
     assert isinstance(ExportFileSource(demo_space_path()), SyncingSource)
-    assert isinstance(source_for(contentful_server), SyncingSource)
+    assert isinstance(delivery_source(contentful_server), SyncingSource)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import random
 import time
@@ -10,16 +9,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.asyncio import Redis
 
 from api.cli.main import main
 from personalization.demo.data import DEMO_CSV
 from personalization.measurement.events import Conversion
-from personalization.store.exposures import ExposureWriter
 from personalization.types import new_exposure_id
-from personalization.measurement.recorder import EventRecorder
 from personalization.models.ope import read_action_probabilities
 from personalization.types import Exposure
+from tests.api.logs import store_logs
 
 DAY = 86_400.0
 
@@ -129,28 +126,20 @@ def _write_visitors(redis_url: str, n: int = 300) -> None:
     rng = random.Random(5)
     base = time.time() - 20 * DAY
 
-    async def body() -> None:
-        client = Redis.from_url(redis_url)
-        exposures, events = [], []
-        for i in range(n):
-            ts = base + i * (10 * DAY / n)
-            channel = "ios" if i % 2 else "web"
-            exposures.append(
-                Exposure(
-                    id=new_exposure_id(), ts=ts, visitor_id=f"v{i}", session_id=None, channel=channel,
-                    entry_id="hero", variant_entry_id="hero", experience=None, variant=0, is_control=True,
-                    holdout=False, propensity=1.0, country=rng.choice(["US", "DE"]), device="mobile",
-                )
+    exposures, events = [], []
+    for i in range(n):
+        ts = base + i * (10 * DAY / n)
+        channel = "ios" if i % 2 else "web"
+        exposures.append(
+            Exposure(
+                id=new_exposure_id(), ts=ts, visitor_id=f"v{i}", session_id=None, channel=channel,
+                entry_id="hero", variant_entry_id="hero", experience=None, variant=0, is_control=True,
+                holdout=False, propensity=1.0, country=rng.choice(["US", "DE"]), device="mobile",
             )
-            if rng.random() < (0.7 if channel == "ios" else 0.15):
-                events.append(Conversion(visitor_id=f"v{i}", goal="purchase", ts=ts + rng.uniform(0, 6) * DAY))
-        writer = ExposureWriter(client)
-        writer.submit(exposures)
-        await writer.flush()
-        await EventRecorder(client).record(events)
-        await client.aclose()
-
-    asyncio.run(body())
+        )
+        if rng.random() < (0.7 if channel == "ios" else 0.15):
+            events.append(Conversion(visitor_id=f"v{i}", goal="purchase", ts=ts + rng.uniform(0, 6) * DAY))
+    store_logs(redis_url, exposures, events)
 
 
 def test_train_segments_from_events(env: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
+import msgspec
 import pytest
 import redis
 from litestar.testing import TestClient
@@ -21,7 +21,6 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.settings import Settings
 from content.webhooks import sign_request
-from tests.api.conftest import ADMIN, DELIVERY
 
 SECRET = "s" * 64
 HUGE = "x" * 100_000
@@ -127,17 +126,10 @@ def _dump(body: object) -> bytes:
 
 
 @pytest.fixture
-def hooked(redis_url: str, model_dir: Path) -> Iterator[TestClient]:
+def hooked(settings: Settings) -> Iterator[TestClient]:
     """The app with a webhook secret, so signed bodies reach the payload parser."""
-    settings = Settings(
-        redis_url=redis_url,
-        data_dir=model_dir,
-        delivery_keys=(DELIVERY,),
-        admin_keys=(ADMIN,),
-        train_demo_model=False,
-        contentful_webhook_secret=SECRET,
-    )
-    with TestClient(create_app(settings)) as test_client:
+    hooked_settings = msgspec.structs.replace(settings, contentful_webhook_secret=SECRET)
+    with TestClient(create_app(hooked_settings)) as test_client:
         assert test_client.get("/ready").status_code == 200
         yield test_client
 

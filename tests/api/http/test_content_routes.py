@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -37,13 +37,9 @@ def space() -> Iterator[FakeContentful]:
 
 
 @pytest.fixture
-def live(space: FakeContentful, redis_url: str, model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        redis_url=redis_url,
-        data_dir=model_dir,
-        delivery_keys=(DELIVERY,),
-        admin_keys=(ADMIN,),
-        train_demo_model=False,
+def live(space: FakeContentful, settings: Settings) -> Iterator[TestClient]:
+    live_settings = msgspec.structs.replace(
+        settings,
         content_source="contentful",
         contentful_space_id=space.space_id,
         contentful_access_token=DEFAULT_TOKEN,
@@ -54,7 +50,7 @@ def live(space: FakeContentful, redis_url: str, model_dir: Path) -> Iterator[Tes
         contentful_webhook_secret=SECRET,
         content_poll_s=0,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(live_settings)) as client:
         yield client
 
 
@@ -160,16 +156,15 @@ def test_preview_is_refused_without_configuration(client: TestClient) -> None:
 
 
 def test_contentful_down_at_start_keeps_stored_content(
-    live: TestClient, space: FakeContentful, redis_url: str, model_dir: Path
+    live: TestClient, space: FakeContentful, settings: Settings
 ) -> None:
     version = live.get("/ready").json()["content_version"]
-    settings = Settings(
-        redis_url=redis_url, data_dir=model_dir, delivery_keys=(DELIVERY,), admin_keys=(ADMIN,),
-        train_demo_model=False, content_source="contentful", contentful_space_id=space.space_id,
+    revoked = msgspec.structs.replace(
+        settings, content_source="contentful", contentful_space_id=space.space_id,
         contentful_access_token="revoked-token", contentful_api_url=space.api_url,
         contentful_https=False, content_poll_s=0,
     )
-    with TestClient(create_app(settings)) as second:
+    with TestClient(create_app(revoked)) as second:
         ready = second.get("/ready").json()
         assert ready["ready"] and ready["content"] == "stale" and ready["content_version"] == version
         assert "401" in ready["content_sync"]["last_error"] or "token" in ready["content_sync"]["last_error"]

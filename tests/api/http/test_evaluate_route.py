@@ -21,15 +21,13 @@ from api.settings import Settings
 from content import demo_space_path
 from personalization.models.evaluation import NoLoggedTraffic, NotAPolicyError, evaluate_candidate
 from personalization.measurement.events import Conversion, Purchase
-from personalization.store.exposures import ExposureWriter
 from personalization.types import new_exposure_id
 from personalization.decision.features import policy_context
-from personalization.measurement.recorder import EventRecorder
 from personalization.models.files import dump_bytes
 from personalization.models.registry import ModelRegistry, UnknownModelVersion
 from personalization.models.policy import train_reward_model
 from personalization.types import Experience, Exposure
-from tests.api.conftest import ADMIN
+from tests.api.logs import store_logs
 from tests.content.spaces import set_field
 
 EXPERIENCE = "banner-shipping-test"  # goals: signup, purchase; control + 2 variants
@@ -46,22 +44,10 @@ def bandit_space(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(redis_url: str, model_dir: Path, bandit_space: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        redis_url=redis_url,
-        data_dir=model_dir,
-        admin_keys=(ADMIN,),
-        delivery_keys=("d",),
-        train_demo_model=False,
-        content_source=str(bandit_space),
-    )
-    with TestClient(create_app(settings)) as test_client:
+def client(settings: Settings, bandit_space: Path) -> Iterator[TestClient]:
+    bandit_settings = msgspec.structs.replace(settings, delivery_keys=("d",), content_source=str(bandit_space))
+    with TestClient(create_app(bandit_settings)) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN}"}
 
 
 def _context(rng: random.Random) -> dict[str, float | str]:
@@ -104,34 +90,26 @@ def _log_traffic(redis_url: str, n: int = 300, seed: int = 4) -> None:
     rng = random.Random(seed)
     base = time.time() - 10 * DAY
 
-    async def body() -> None:
-        redis = Redis.from_url(redis_url)
-        exposures, events = [], []
-        for i in range(n):
-            context = _context(rng)
-            action = rng.randrange(3)
-            ts = base + i * 60.0
-            exposures.append(
-                Exposure(
-                    id=new_exposure_id(), ts=ts, visitor_id=f"v{i}", session_id=None,
-                    channel=str(context["channel"]), entry_id="bannerShipping", variant_entry_id="x",
-                    experience=EXPERIENCE, variant=action, is_control=action == 0, holdout=False,
-                    propensity=1 / 3, segments={"price_sensitive": float(context["segment_price_sensitive"])},
-                    country=str(context["country"]), device="mobile",
-                )
+    exposures, events = [], []
+    for i in range(n):
+        context = _context(rng)
+        action = rng.randrange(3)
+        ts = base + i * 60.0
+        exposures.append(
+            Exposure(
+                id=new_exposure_id(), ts=ts, visitor_id=f"v{i}", session_id=None,
+                channel=str(context["channel"]), entry_id="bannerShipping", variant_entry_id="x",
+                experience=EXPERIENCE, variant=action, is_control=action == 0, holdout=False,
+                propensity=1 / 3, segments={"price_sensitive": float(context["segment_price_sensitive"])},
+                country=str(context["country"]), device="mobile",
             )
-            if rng.random() < _reward_p(context, action):
-                if i % 2:
-                    events.append(Conversion(visitor_id=f"v{i}", goal="signup", ts=ts + DAY))
-                else:
-                    events.append(Purchase(visitor_id=f"v{i}", order_id=f"o{i}", value=20.0, ts=ts + DAY))
-        writer = ExposureWriter(redis)
-        writer.submit(exposures)
-        await writer.flush()
-        await EventRecorder(redis).record(events)
-        await redis.aclose()
-
-    asyncio.run(body())
+        )
+        if rng.random() < _reward_p(context, action):
+            if i % 2:
+                events.append(Conversion(visitor_id=f"v{i}", goal="signup", ts=ts + DAY))
+            else:
+                events.append(Purchase(visitor_id=f"v{i}", order_id=f"o{i}", value=20.0, ts=ts + DAY))
+    store_logs(redis_url, exposures, events)
 
 
 def test_unknown_version_is_404_and_a_segment_model_is_400(client: TestClient, admin: dict[str, str]) -> None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
 from personalization.measurement.aggregation import Aggregator
 from personalization.measurement.events import (
-    EVENT_ENCODER,
     Click,
     Conversion,
     Event,
@@ -22,8 +20,9 @@ from personalization.measurement.events import (
     Task,
 )
 from personalization.store.keys import EVENTS, EXPOSURES
-from personalization.store.partitions import all_streams, stream_for
-from personalization.types import EXPOSURE_ENCODER, Exposure
+from personalization.store.partitions import all_streams
+from personalization.types import Exposure
+from tests.personalization.measurement.stream_writes import drain, push
 
 T0 = 1_700_000_000.0
 WEEK = 7 * 86_400.0
@@ -119,25 +118,6 @@ def scenario(seed: int = 7, visitors: int = 40) -> tuple[list[Exposure], list[Ev
 
 
 EXPOSURES_SET, EVENTS_SET = scenario()
-
-
-async def push(redis: Redis, exposures: Iterable[Exposure], events: Iterable[Event], partitions: int) -> None:
-    """XADD each record to its visitor's partition, as the writers do."""
-    pipe = redis.pipeline(transaction=False)
-    for x in exposures:
-        pipe.xadd(stream_for(EXPOSURES, x.visitor_id, partitions), {"data": EXPOSURE_ENCODER.encode(x)})
-    for e in events:
-        pipe.xadd(stream_for(EVENTS, e.visitor_id, partitions), {"data": EVENT_ENCODER.encode(e)})
-    await pipe.execute()
-
-
-async def drain(*aggregators: Aggregator) -> int:
-    total = 0
-    while True:
-        counts = await asyncio.gather(*(a.run_once() for a in aggregators))
-        total += sum(counts)
-        if not any(counts) and not any(a.held for a in aggregators):
-            return total
 
 
 def make(redis: Redis, consumer: str, partitions: int = N, **kwargs) -> Aggregator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -17,7 +17,6 @@ from personalization.measurement.attribution import (
     utc_day,
 )
 from personalization.measurement.events import (
-    EVENT_ENCODER,
     EVENT_STREAM,
     Abandonment,
     Click,
@@ -32,7 +31,8 @@ from personalization.measurement.events import (
 )
 from personalization.store.exposures import EXPOSURE_STREAM
 from personalization.store.keys import agg_key
-from personalization.types import EXPOSURE_ENCODER, Exposure
+from personalization.types import Exposure
+from tests.personalization.measurement.stream_writes import drain, push
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 DAY0, DAY1 = utc_day(T0), utc_day(T0 + 86_400)
@@ -58,26 +58,6 @@ def exposure(
         entry_id=entry, variant_entry_id=f"{entry}-{variant}", experience=experience, variant=variant,
         is_control=variant == 0, holdout=holdout, propensity=0.5, segments=segments or {},
     )
-
-
-async def push(redis: Redis, exposures: Iterable[Exposure] = (), events: Iterable[Event] = ()) -> None:
-    """XADD entries exactly as the exposure writer and the event recorder do (field ``data``)."""
-    pipe = redis.pipeline(transaction=False)
-    for x in exposures:
-        pipe.xadd(EXPOSURE_STREAM, {"data": EXPOSURE_ENCODER.encode(x)})
-    for e in events:
-        pipe.xadd(EVENT_STREAM, {"data": EVENT_ENCODER.encode(e)})
-    await pipe.execute()
-
-
-async def drain(*aggregators: Aggregator) -> int:
-    """Run the consumers (concurrently) until nothing is left to read or held."""
-    total = 0
-    while True:
-        counts = await asyncio.gather(*(a.run_once() for a in aggregators))
-        total += sum(counts)
-        if not any(counts) and not any(a.held for a in aggregators):
-            return total
 
 
 def agg(redis, suffix: str, experience: str = "hero") -> dict[str, float]:  # noqa: ANN001

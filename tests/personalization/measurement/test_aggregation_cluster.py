@@ -20,13 +20,12 @@ from tests.personalization.measurement.aggregation_scenario import (
     T0,
     N,
     baseline,
-    drain,
     make,
     pending,
-    push,
     results,
     run,
 )
+from tests.personalization.measurement.stream_writes import drain, push
 
 # ------------------------------------------------------------------------------ slot locality
 

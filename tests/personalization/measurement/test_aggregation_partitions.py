@@ -19,13 +19,12 @@ from tests.personalization.measurement.aggregation_scenario import (
     GROUP,
     N,
     baseline,
-    drain,
     make,
     pending,
-    push,
     results,
     run,
 )
+from tests.personalization.measurement.stream_writes import drain, push
 
 
 def test_scenario_is_rich_enough(redis_url: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import date, timedelta
 
 import msgspec
@@ -25,7 +24,6 @@ from personalization.measurement.cx import (
     weekly_metrics,
 )
 from personalization.measurement.events import (
-    EVENT_ENCODER,
     EVENT_STREAM,
     Click,
     Event,
@@ -44,7 +42,8 @@ from personalization.measurement.ux_cx import (
     retention_by_cohort,
 )
 from personalization.store.exposures import EXPOSURE_STREAM
-from personalization.types import EXPOSURE_ENCODER, Exposure
+from personalization.types import Exposure
+from tests.personalization.measurement.stream_writes import drain, push
 
 MONDAY = date(2023, 11, 13)  # ISO week 2023-W46
 W0 = 1_699_833_600.0 + 3600  # Monday 2023-11-13 01:00 UTC
@@ -62,25 +61,6 @@ def exposure(visitor: str, ts: float, *, channel: str = "web", segments: dict[st
         variant_entry_id="hero-0", experience=None, variant=0, is_control=True, holdout=False, propensity=1.0,
         segments=segments or {},
     )
-
-
-async def push(redis: Redis, exposures: Iterable[Exposure] = (), events: Iterable[Event] = ()) -> None:
-    """XADD entries exactly as the exposure writer and the event recorder do (field ``data``)."""
-    pipe = redis.pipeline(transaction=False)
-    for x in exposures:
-        pipe.xadd(EXPOSURE_STREAM, {"data": EXPOSURE_ENCODER.encode(x)})
-    for e in events:
-        pipe.xadd(EVENT_STREAM, {"data": EVENT_ENCODER.encode(e)})
-    await pipe.execute()
-
-
-async def drain(aggregator: Aggregator) -> int:
-    total = 0
-    while True:
-        done = await aggregator.run_once()
-        total += done
-        if not done and not aggregator.held:
-            return total
 
 
 def make_aggregator(redis: Redis, consumer: str = "c1", **kwargs) -> Aggregator:  # noqa: ANN003

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -95,6 +96,17 @@ def simulate(seed: int, n: int = 2000) -> tuple[LoggedBandit, np.ndarray, np.nda
     return logged, np.array([target_policy(x) for x in contexts]), mu
 
 
+def _rows(logged: LoggedBandit, keep: np.ndarray) -> LoggedBandit:
+    """The rows of ``logged`` where ``keep`` is true."""
+    return LoggedBandit(
+        contexts=[x for x, k in zip(logged.contexts, keep) if k],
+        actions=logged.actions[keep],
+        propensities=logged.propensities[keep],
+        rewards=logged.rewards[keep],
+        n_actions=logged.n_actions,
+    )
+
+
 @pytest.mark.slow
 def test_intervals_cover_the_true_value() -> None:
     """50 seeded logs of 2,000 rows: each 95% interval holds the true value in ≥ 90% of them."""
@@ -143,13 +155,7 @@ def test_known_values_by_formula() -> None:
 
 def test_non_binary_rewards_use_a_regression_reward_model() -> None:
     logged, target, _ = simulate(11, n=600)
-    revenue = LoggedBandit(
-        contexts=logged.contexts,
-        actions=logged.actions,
-        propensities=logged.propensities,
-        rewards=logged.rewards * np.where(logged.actions == 2, 30.0, 20.0),
-        n_actions=K,
-    )
+    revenue = replace(logged, rewards=logged.rewards * np.where(logged.actions == 2, 30.0, 20.0))
     estimate = evaluate_policy(revenue, target, n_bootstrap=50)
     assert math.isfinite(estimate.dr.value) and estimate.dr.value > 0.0
     assert estimate.dr.interval[0] <= estimate.dr.value <= estimate.dr.interval[1]
@@ -186,13 +192,7 @@ def test_missing_and_zero_propensities_are_dropped_and_reported() -> None:
     propensities = logged.propensities.copy()
     propensities[[3, 10, 50]] = np.nan
     propensities[[7, 8]] = 0.0
-    damaged = LoggedBandit(
-        contexts=logged.contexts,
-        actions=logged.actions,
-        propensities=propensities,
-        rewards=logged.rewards,
-        n_actions=K,
-    )
+    damaged = replace(logged, propensities=propensities)
     estimate = evaluate_policy(damaged, target, n_bootstrap=50)
     assert estimate.n == 595 and estimate.dropped == 5
     assert any("5 of 600 rows" in w and "dropped" in w for w in estimate.warnings)
@@ -205,13 +205,7 @@ def test_low_propensities_and_poor_overlap_are_reported() -> None:
     logged, _, _ = simulate(5, n=600)
     propensities = logged.propensities.copy()
     propensities[0] = 0.004
-    tiny = LoggedBandit(
-        contexts=logged.contexts,
-        actions=logged.actions,
-        propensities=propensities,
-        rewards=logged.rewards,
-        n_actions=K,
-    )
+    tiny = replace(logged, propensities=propensities)
     # Concentrate the target on rows that were logged with a tiny propensity: ESS collapses.
     target = np.tile([0.0, 0.0, 1.0], (600, 1))
     estimate = evaluate_policy(tiny, target, n_bootstrap=50)
@@ -228,27 +222,14 @@ def test_mass_on_never_logged_variants_is_reported() -> None:
     logged, _, _ = simulate(6, n=900)
     # Variant 2 never logged at all:
     keep = logged.actions != 2
-    only_two = LoggedBandit(
-        contexts=[x for x, k in zip(logged.contexts, keep) if k],
-        actions=logged.actions[keep],
-        propensities=logged.propensities[keep],
-        rewards=logged.rewards[keep],
-        n_actions=K,
-    )
+    only_two = _rows(logged, keep)
     uniform = np.full((int(keep.sum()), K), 1.0 / K)
     estimate = evaluate_policy(only_two, uniform, n_bootstrap=50)
     assert any("variant 2 was never logged" in w for w in estimate.warnings)
     # Variant 2 logged, but never for email visitors, where the target plays it:
     keep = ~((logged.actions == 2) & np.array([x["channel"] == "email" for x in logged.contexts]))
-    contexts = [x for x, k in zip(logged.contexts, keep) if k]
-    holes = LoggedBandit(
-        contexts=contexts,
-        actions=logged.actions[keep],
-        propensities=logged.propensities[keep],
-        rewards=logged.rewards[keep],
-        n_actions=K,
-    )
-    target = np.array([np.eye(K)[2] if x["channel"] == "email" else np.eye(K)[0] for x in contexts])
+    holes = _rows(logged, keep)
+    target = np.array([np.eye(K)[2] if x["channel"] == "email" else np.eye(K)[0] for x in holes.contexts])
     estimate = evaluate_policy(holes, target, n_bootstrap=50)
     assert any("same categorical features" in w for w in estimate.warnings)
 

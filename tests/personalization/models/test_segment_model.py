@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import pytest
 import sklearn
 import skops.io
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 
 from personalization.models import segment_model
 from personalization.demo.data import generate_demo_training_data
@@ -36,6 +33,7 @@ from personalization.decision import segments
 from personalization.decision.segments import CompiledSegmentModel
 from personalization.seams import SegmentModel
 from personalization.types import Profile, Visitor
+from tests.personalization.models.skops_files import dump_with_untrusted_step, schema_types
 
 CREATED_AT = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 VERSION = re.compile(r"^seg-\d{14}-[0-9a-f]{8}$")
@@ -277,26 +275,12 @@ def test_missing_or_corrupt_files_raise_model_load_error(
         load_model(tmp_path)
 
 
-def _schema_types(node: object) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
-            found.add(f"{node['__module__']}.{node['__class__']}")
-        for value in node.values():
-            found |= _schema_types(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _schema_types(value)
-    return found
-
-
 def test_trusted_types_are_exactly_what_the_pipeline_is_made_of(
     trained: tuple[Pipeline, ModelCard], tmp_path: Path
 ) -> None:
     pipeline, card = trained
     path = save_model(pipeline, card, tmp_path)
-    with zipfile.ZipFile(path) as archive:
-        used = _schema_types(json.loads(archive.read("schema.json")))
+    used = schema_types(path)
     assert isinstance(TRUSTED_TYPES, tuple)
     assert all(isinstance(name, str) for name in TRUSTED_TYPES)
     assert set(TRUSTED_TYPES) == used
@@ -308,9 +292,7 @@ def test_a_file_with_an_untrusted_type_is_not_loaded(
 ) -> None:
     pipeline, card = trained
     save_model(pipeline, card, tmp_path)
-    vectorize, scale, classify = pipeline.steps
-    tampered = Pipeline([vectorize, ("sqrt", FunctionTransformer(np.sqrt)), scale, classify])
-    skops.io.dump(tampered, tmp_path / f"{card.version}.skops")
+    dump_with_untrusted_step(pipeline, tmp_path / f"{card.version}.skops")
     with pytest.raises(UntrustedModelError, match="FunctionTransformer") as caught:
         load_model(tmp_path)
     assert "numpy.sqrt" in str(caught.value)
