@@ -30,6 +30,8 @@ from personalization.measurement.aggregation import Aggregator
 from personalization.measurement.events import EVENT_STREAM
 from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
 from personalization.store.journal import Journal
+from personalization.store.keys import SCHEMA_VERSION
+from personalization.store.migrate import migrate, schema_version
 from personalization.store.partitions import all_streams
 from personalization.store.retention import StreamRetention
 from personalization.store.spool import Spool, orphaned_spools
@@ -178,7 +180,9 @@ class Runtime:
         return self.content.state.snapshot
 
     async def start(self) -> None:
-        """Load content and models (blocking work off the event loop), start the exposure writer."""
+        """Migrate stored data, load content and models (blocking work off the event loop), start the
+        exposure writer."""
+        await self._migrate()
         await self.content.start()
         await self._start_models()
         assert self.exposures is not None
@@ -193,15 +197,43 @@ class Runtime:
         if self.settings.sinks_in_process:
             await self._start_sinks()
 
+    async def _migrate(self) -> None:
+        """Stored data to the current schema (``personalization/store/migrate.py``) before anything is
+        served: one ``GET`` once done. Redis unreachable now: retried in the background until done."""
+        try:
+            if await asyncio.wait_for(schema_version(self.redis), 2.0) < SCHEMA_VERSION:
+                await migrate(self.redis)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("stored-data migration postponed (%s); retrying in the background", exc)
+
+        async def until_done() -> None:
+            while not self._stop.is_set():
+                try:
+                    await migrate(self.redis)
+                    return
+                except Exception as exc:
+                    log.warning("stored-data migration failed (%s); retrying in 5 s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 5.0)
+
+        self._tasks.append(asyncio.create_task(until_done(), name="vary-migrate"))
+
     def _start_aggregator(self) -> None:
         """The measurement consumer, in-process (``vary aggregate`` runs the same thing alone)."""
         from personalization.measurement.aggregation import Aggregator
+        from personalization.measurement.goals import MAX_CONVERSIONS_PER_MINUTE, goal_policy_of
 
         self.aggregator = Aggregator(
             self.redis,
             consumer=f"{socket.gethostname()}-{os.getpid()}-{id(self):x}",
             partitions=self.settings.stream_partitions,
             claim_idle_ms=self.settings.aggregate_claim_idle_ms,
+            # Results integrity (#17): only the goals content configures, plausibility limits on.
+            goal_policy=lambda: goal_policy_of(self.snapshot),
+            max_conversions_per_minute=MAX_CONVERSIONS_PER_MINUTE,
         )
 
         async def run() -> None:
@@ -295,7 +327,7 @@ class Runtime:
                 directory = await anyio.to_thread.run_sync(ensure_model, self.settings)
                 if (directory / "active").exists():
                     version, card, data, _ = await anyio.to_thread.run_sync(read_model_files, directory, None)
-                    await self.models.register(data, card)
+                    await self.models.register(data, card, if_absent=True)  # another worker may have seeded it
                     await self.models.activate(version)
             await self._load_active()
         except Exception as exc:

@@ -87,6 +87,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exposure_queue_size: int = 50_000
     exposure_batch_size: int = 500
     max_body_bytes: int = 1_048_576
+    #: Slow clients (``api/server.py``): a request's headers must be complete this many seconds after
+    #: it began (or after a new connection opened), its body this many seconds after the headers;
+    #: else 408 and the connection is closed. Totals, so a trickle of bytes cannot extend them.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    #: Connections plus running requests per worker before uvicorn answers 503 (0 = no limit).
+    max_connections: int = 1000
     #: Requests per second per API key on the delivery routes (0 = no limit); 429 + Retry-After above.
     rate_limit_delivery_per_s: int = 5000
     #: Requests per second per API key on the admin routes (0 = no limit).
@@ -240,6 +247,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"VARY_STREAM_PARTITIONS={settings.stream_partitions}: expected 1-1024")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"VARY_PORT={settings.port}: expected 1-65535")
+    if settings.header_timeout_s <= 0 or settings.body_timeout_s <= 0 or settings.max_connections < 0:
+        raise SettingsError(
+            f"VARY_HEADER_TIMEOUT_S={settings.header_timeout_s:g}, VARY_BODY_TIMEOUT_S={settings.body_timeout_s:g}"
+            f" and VARY_MAX_CONNECTIONS={settings.max_connections}: expected timeouts above 0 seconds and a"
+            " connection limit of 0 (no limit) or more"
+        )
     return settings
 
 

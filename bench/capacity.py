@@ -316,11 +316,11 @@ def _grown(after: dict[str, dict[str, float]], before: dict[str, dict[str, float
 
 def _kind(shape: str) -> str:
     """What a key shape is, for the capacity model."""
-    if shape.startswith("vary:v:{…}:e:"):
+    if shape.startswith("vary:vh:{…}:e:"):
         return "event-id guard (7 days)"
-    if shape.startswith("vary:v:{…}:agg:"):
+    if shape.startswith("vary:vh:{…}:agg:"):
         return "per visitor and day (expires)"
-    if shape.startswith("vary:v:{…}:"):
+    if shape.startswith("vary:vh:{…}:"):
         return "per visitor"
     if shape.startswith(("vary:exposures", "vary:events")):
         return "stream"

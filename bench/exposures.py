@@ -93,6 +93,8 @@ async def _raw(redis: Any, exposures: list[Any], stream: str) -> dict[str, Any]:
 async def _measure(url: str, n: int, rounds: int) -> dict[str, Any]:
     from redis.asyncio import Redis
 
+    from personalization.store.keys import profile_key
+
     redis = Redis.from_url(url)
     exposures = _exposures(n)
     results: dict[str, list[dict[str, Any]]] = {"vary": [], "raw": []}
@@ -110,7 +112,7 @@ async def _measure(url: str, n: int, rounds: int) -> dict[str, Any]:
                     res["in_stream"] = int(await redis.xlen(stream))
                     await redis.delete(stream)
                     results[side].append(res)
-            await redis.delete(*[f"vary:v:{{{e.visitor_id}}}:p" for e in exposures[::3]])
+            await redis.delete(*[profile_key(e.visitor_id) for e in exposures[::3]])
         finally:
             await redis.aclose()
     return results

@@ -22,6 +22,7 @@ from content.items import ContentItems, ContentLocale
 from content.journeys import compile_journeys
 from content.mergetags import merge_templates
 from content.resolve import FieldResolver
+from content.settings import compile_settings
 from content.snapshot import ContentEntry, ContentSnapshot
 
 __all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
@@ -63,6 +64,7 @@ def compile_snapshot(
         items, default_locale, plugin_types=plugin_types, validate_condition=validate_condition
     )
     journeys, journey_issues = compile_journeys(items, default_locale)
+    goals, settings_issues = compile_settings(items, default_locale)
     resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
     fields = {
         entry_id: {
@@ -80,12 +82,13 @@ def compile_snapshot(
         entries=entries,
         experiences=compiled.experiences,
         audiences=compiled.audiences,
-        issues=(*compiled.issues, *journey_issues),
+        issues=(*compiled.issues, *journey_issues, *settings_issues),
         experiences_by_entry=compiled.by_entry,
         fields=fields,
         items=items,
         journeys=journeys,
         merge_templates=templates,
+        goals=goals,
     )
 
 

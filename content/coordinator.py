@@ -37,19 +37,34 @@ from content.retry import with_retries
 from content.snapshot import ContentSnapshot
 from content.sources import SyncingSource, SyncResult
 from content.store import ContentStore
+from content.errors import WebhookSignatureError
 from content.webhooks import (
+    SIGNATURE_HEADER,
     TOPIC_HEADER,
     is_content_change,
     parse_webhook,
     verify_request,
 )
 
-__all__ = ["ContentState", "ContentCoordinator", "WebhookOutcome", "UPDATES_CHANNEL", "SYNC_LOCK"]
+__all__ = [
+    "ContentState",
+    "ContentCoordinator",
+    "WebhookOutcome",
+    "UPDATES_CHANNEL",
+    "SYNC_LOCK",
+    "WEBHOOK_SEEN_PREFIX",
+    "WEBHOOK_TTL_S",
+]
 
 log = logging.getLogger("vary.content")
 
 UPDATES_CHANNEL = "vary:content:updates"
 SYNC_LOCK = "vary:content:sync-lock"
+#: ``vary:content:webhook-seen:<signature>``: a webhook call already accepted, kept while its signature
+#: could still verify (Contentful sends no request id, so the signature is the request's identity).
+WEBHOOK_SEEN_PREFIX = "vary:content:webhook-seen:"
+#: How old (or how far ahead) a signed webhook call may be: Contentful's default time-to-live.
+WEBHOOK_TTL_S = 30
 
 _RELEASE = (Path(__file__).parent / "scripts" / "release_lock.lua").read_text()
 
@@ -231,14 +246,28 @@ class ContentCoordinator:
         """Verify a Contentful webhook call (``target``: the path and query as they arrived) and, when
         it changed published content, resync at once — other workers follow through the channel.
 
-        Raises :class:`~content.errors.WebhookSignatureError` (not provably from Contentful, or too
-        old) or :class:`~content.errors.WebhookPayloadError` (signed but unreadable) before anything
+        Raises :class:`~content.errors.WebhookSignatureError` (not provably from Contentful, too
+        old, its topic not signed, or an exact replay of a call already accepted) or
+        :class:`~content.errors.WebhookPayloadError` (signed but unreadable) before anything
         changes. ``on_change`` runs before such a resync (the preview cache forgets its snapshot).
+
+        Replays: a signed call stays verifiable for ``WEBHOOK_TTL_S`` either side of its timestamp,
+        so its signature is remembered (``SET NX``) for twice that; the same signature again is
+        refused. Only verified calls are remembered, so unsigned junk cannot fill Redis.
         """
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        verify_request(secret, method, target, dict(headers), body, now_ms=now_ms)
+        verify_request(
+            secret, method, target, dict(headers), body, now_ms=now_ms, ttl_s=WEBHOOK_TTL_S,
+            require_signed=(TOPIC_HEADER,),
+        )
         topic = next((value for name, value in headers.items() if name.lower() == TOPIC_HEADER), None)
         event = parse_webhook(topic, body)
+        signature = next(value for name, value in headers.items() if name.lower() == SIGNATURE_HEADER)
+        first = await self._redis.set(
+            WEBHOOK_SEEN_PREFIX + signature.strip().lower(), "1", nx=True, ex=2 * WEBHOOK_TTL_S
+        )
+        if not first:
+            raise WebhookSignatureError("this signed request was already received (a replay); refused")
         synced = is_content_change(event)
         if synced and on_change is not None:
             on_change()

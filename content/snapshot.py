@@ -79,6 +79,7 @@ class ContentSnapshot:
         "journeys",
         "issues",
         "items",
+        "goals",
         "_experiences_by_entry",
         "_fields",
         "_merge_templates",
@@ -96,6 +97,8 @@ class ContentSnapshot:
     journeys: Mapping[str, Journey]
     issues: tuple[ContentIssue, ...]
     items: ContentItems | None
+    #: The space's declared conversion goals (its ``varySettings`` entry); ``None``: none declared.
+    goals: tuple[str, ...] | None
 
     def __init__(
         self,
@@ -113,6 +116,7 @@ class ContentSnapshot:
         items: ContentItems | None = None,
         journeys: dict[str, Journey] | None = None,
         merge_templates: dict[str, dict[str, MergeTemplate]] | None = None,
+        goals: tuple[str, ...] | None = None,
     ) -> None:
         if default_locale not in locales:
             raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
@@ -127,6 +131,7 @@ class ContentSnapshot:
         setter(self, "journeys", MappingProxyType(dict(journeys or {})))
         setter(self, "issues", tuple(issues))
         setter(self, "items", items)
+        setter(self, "goals", goals)
         setter(self, "_experiences_by_entry", dict(experiences_by_entry))
         setter(self, "_fields", {entry_id: dict(by_locale) for entry_id, by_locale in fields.items()})
         setter(self, "_merge_templates", dict(merge_templates or {}))

@@ -11,6 +11,14 @@ and sends ``x-contentful-signature`` (64 hex digits), ``x-contentful-signed-head
 always including itself and the timestamp) and ``x-contentful-timestamp`` (Unix milliseconds). The
 timestamp is signed, so a captured request can be replayed only inside the time-to-live.
 
+Contentful lets the sender choose which headers to sign. Vary acts on ``x-contentful-topic`` (publish
+resyncs, a draft save does nothing), so a request whose signed headers do not include the topic is
+refused (``verify_request(..., require_signed=[TOPIC_HEADER])``): otherwise a captured draft-save call
+could be replayed within the TTL as a ``publish`` (or the other way round) with its signature still
+valid. (An exact replay of a signed request inside the
+TTL is refused by the caller, which remembers each accepted signature in Redis for the TTL:
+:meth:`content.coordinator.ContentCoordinator.apply_webhook`.)
+
 Two deliberate differences from the Node helper: a timestamp more than ``ttl`` *ahead* of our clock is
 refused too (a request signed in the future would otherwise stay replayable for longer than the TTL),
 and the path is signed as it arrived, as ``reference/contentful.md`` says (the helper also
@@ -171,8 +179,13 @@ def verify_request(
     body: bytes,
     now_ms: int,
     ttl_s: int = 30,
+    *,
+    require_signed: Sequence[str] = (),
 ) -> None:
     """Return if Contentful signed exactly this request within ``ttl_s``; else raise why not.
+
+    ``require_signed``: headers the caller acts on, which must be among the signed ones (Vary's
+    route passes :data:`TOPIC_HEADER`); the timestamp and the signed-headers list always are.
 
     ``path`` is the request target as received, with ``?query`` if there is one. ``now_ms`` is the
     caller's clock (Unix ms), passed in so this stays pure. A request is too old when
@@ -193,7 +206,7 @@ def verify_request(
     except ValueError:
         raise WebhookSignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in milliseconds") from None
     signed = _split_header_list(normalized[SIGNED_HEADERS_HEADER])
-    for required in (TIMESTAMP_HEADER, SIGNED_HEADERS_HEADER):
+    for required in (TIMESTAMP_HEADER, SIGNED_HEADERS_HEADER, *(n.strip().lower() for n in require_signed)):
         if required not in signed:
             raise WebhookSignatureError(f"signed headers must include {required}")
     if SIGNATURE_HEADER in signed:

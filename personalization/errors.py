@@ -23,6 +23,8 @@ Error tree::
      ├── NotAuthenticated         who sent the request cannot be checked (webhooks without a secret)
      ├── NotPermitted             the caller's key may not ask for this (preview with a delivery key)
      ├── Unusable                 the input is understood but cannot be used (a model file refused)
+     ├── Conflict                 the request would replace something that must not change
+     │    └── ModelVersionExists  a model with that version is registered already: versions are immutable
      └── Unavailable              something Vary depends on is not there now; retry later
           ├── ContentNotLoaded    content has not loaded yet (see /ready)
           ├── StorageUnavailable  Redis cannot be reached and nothing could be kept; ``retry_after_s``
@@ -39,10 +41,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "Conflict",
     "ContentNotLoaded",
     "FeatureOff",
     "InvalidInput",
     "InvalidPeriod",
+    "ModelVersionExists",
     "NotAuthenticated",
     "NotConfigured",
     "NotFound",
@@ -159,6 +163,22 @@ class NotPermitted(VaryError):
 
 class Unusable(VaryError):
     """The input is understood but cannot be used: a model file that is refused, say."""
+
+
+class Conflict(VaryError):
+    """The request would replace something that must not change once it exists."""
+
+
+class ModelVersionExists(Conflict):
+    """A model with that version is registered already. A version names one file and one card for
+    good (evaluations, logs and exposures refer to it), so a new upload needs a new version."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(
+            f"a model with version {version!r} is registered already; versions are immutable, so "
+            "register the new model under a new version (retrain, or edit the card's version)"
+        )
+        self.version = version
 
 
 # ---------------------------------------------------------------------------------- unavailable

@@ -34,6 +34,7 @@ from personalization.types import Assignment, Experience, Exposure, Profile, Vis
 
 if TYPE_CHECKING:
     from personalization.measurement.events import Event
+    from personalization.sinks.erasures import VisitorErased
 
 __all__ = [
     "FeatureRow",
@@ -146,16 +147,18 @@ class FeatureExtractor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SinkRecord:
-    """One stream entry handed to a sink: an exposure or an event, with where it was read from.
+    """One stream entry handed to a sink: an exposure, an event, or an erase notice (``kind="erase"``,
+    a :class:`~personalization.sinks.erasures.VisitorErased`: the visitor was erased in Vary, so the
+    receiver should delete what it holds of them too), with where it was read from.
 
     ``entry_id`` (the Redis stream id) together with ``stream`` is unique and stable across
     redeliveries, so a receiver can deduplicate on it (delivery is at least once).
     """
 
-    kind: Literal["exposure", "event"]
+    kind: Literal["exposure", "event", "erase"]
     stream: str
     entry_id: str
-    record: Exposure | Event
+    record: Exposure | Event | VisitorErased
 
     @property
     def message_id(self) -> str:

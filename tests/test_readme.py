@@ -131,3 +131,15 @@ def test_dependencies_section_names_every_dependency() -> None:
     section = _section(README.read_text(encoding="utf-8"), "Dependencies")
     missing = sorted(name for name in names if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", section))
     assert not missing, f"README's Dependencies section does not say why {missing} are needed"
+
+
+def test_security_doc_covers_every_fault_and_cites_real_tests() -> None:
+    """docs/security.md: the threat model, one section per fault of issue #17, and every test it cites exists."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    assert "## Threat model" in text
+    for number in range(1, 12):
+        assert re.search(rf"^## {number}\. ", text, re.M), f"docs/security.md has no section {number}"
+    cited = set(re.findall(r"`(tests/[\w/]+\.py)(?:::\w+)?", text))
+    assert cited, "docs/security.md cites no tests"
+    missing = sorted(path for path in cited if not (ROOT / path).is_file())
+    assert missing == [], f"docs/security.md cites test files that do not exist: {missing}"

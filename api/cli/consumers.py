@@ -48,9 +48,13 @@ def _consumer_name(settings: Settings, args: argparse.Namespace, command: str) -
 
 def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
     """The measurement consumer as its own process; SIGTERM/SIGINT finish the batch in hand and stop."""
+    from api.cli.stored_goals import StoredGoals
+    from api.plugins import load_plugins
     from api.redis_client import async_redis
     from api.runtime import stream_retention
     from personalization.measurement.aggregation import Aggregator
+    from personalization.measurement.goals import MAX_CONVERSIONS_PER_MINUTE
+    from personalization.store.migrate import migrate
 
     consumer = _consumer_name(settings, args, "aggregate")
     if consumer is None:
@@ -58,12 +62,18 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         redis = async_redis(settings)  # one server or a cluster
+        await migrate(redis)  # visitor state under the current key schema before counting anything
         stop = _stop_on_signals()
+        goals = StoredGoals(redis, link_depth=settings.content_link_depth,
+                            plugin_types=load_plugins().policy_types())
+        await goals.refresh()  # the content the serving workers stored: what each experience counts
         aggregator = Aggregator(
             redis, consumer=consumer, partitions=settings.stream_partitions,
             claim_idle_ms=settings.aggregate_claim_idle_ms,
+            goal_policy=goals, max_conversions_per_minute=MAX_CONVERSIONS_PER_MINUTE,
         )
         await aggregator.ensure_groups()
+        following = asyncio.create_task(goals.run_forever(stop))
         print(f"vary aggregate: consumer {consumer} reading {len(aggregator.streams)} streams", flush=True)
         retention = stream_retention(settings, redis)
         trimming = asyncio.create_task(retention.run_forever(stop)) if retention is not None else None
@@ -71,6 +81,7 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
             await aggregator.run_forever(stop, claim_every_s=settings.aggregate_claim_every_s)
         finally:
             stop.set()
+            await following
             if trimming is not None:
                 await trimming
             await redis.aclose()

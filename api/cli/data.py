@@ -124,6 +124,9 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, RedisError) as exc:
         err(f"export failed: {exc}")
         return 1
+    from personalization.measurement.export_erasure import remember_export_dir
+
+    remember_export_dir(settings.data_dir, Path(args.out))  # so an erase rewrites these files too
     print(describe(report))
     return 0
 

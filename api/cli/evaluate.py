@@ -107,10 +107,17 @@ def evaluate_command(settings: Settings, args: argparse.Namespace) -> int:
         read_logged_file,
         stand_in_experience,
     )
+    from personalization.errors import InvalidInput
     from personalization.models.files import ModelLoadError
     from personalization.models.logged import logged_bandit_from_streams
     from personalization.models.ope import LoggedDataError, write_action_probabilities
+    from personalization.models.versions import check_version
 
+    try:
+        check_version(args.model, "--model")
+    except InvalidInput as exc:
+        err(str(exc))
+        return 2
     if args.bootstrap < 1:
         err("--bootstrap must be ≥ 1")
         return 2

@@ -7,7 +7,11 @@ Where models go (``vary train`` stores them through :func:`store`):
   pointer). ``vary serve`` seeds an empty registry from ``<data_dir>/models``.
 * in the model registry (Redis) as well when ``VARY_REDIS_URL`` is set: registered and, unless
   ``--no-activate``, activated — every running worker switches within a moment. Without
-  ``VARY_REDIS_URL`` the commands say so, and say how to register the model later.
+  ``VARY_REDIS_URL`` the commands say so, and say how to register the model later. A version that
+  is registered already is never replaced: the command says so and exits 1.
+
+A version named on the command line is checked for shape
+(:func:`~personalization.models.versions.check_version`) before anything is looked up: exit 2.
 
 scikit-learn is imported only when a command runs, not while ``vary`` builds its parser.
 """
@@ -75,8 +79,10 @@ async def _register(redis: Redis, data: bytes, card_json: bytes, activate: bool)
     return model.slot
 
 
-def store(settings: Settings, directory: Path, version: str, data: bytes, card_json: bytes, activate: bool) -> None:
-    """Save locally, then register (and activate) in Redis when configured; say what happened."""
+def store(settings: Settings, directory: Path, version: str, data: bytes, card_json: bytes, activate: bool) -> int:
+    """Save locally, then register (and activate) in Redis when configured; say what happened.
+    Returns the exit code: 1 when the registry holds that version already (it is not replaced)."""
+    from personalization.errors import ModelVersionExists
     from personalization.models.files import write_model_files
 
     write_model_files(directory, version, data, card_json, activate=activate)
@@ -86,10 +92,15 @@ def store(settings: Settings, directory: Path, version: str, data: bytes, card_j
             f"{NO_REDIS}: the model registry was not changed. Register it with POST /v1/models "
             "(files above), or set VARY_REDIS_URL and run this again."
         )
-        return
-    slot = with_redis(settings, lambda redis: _register(redis, data, card_json, activate))
+        return 0
+    try:
+        slot = with_redis(settings, lambda redis: _register(redis, data, card_json, activate))
+    except ModelVersionExists as exc:
+        err(f"the model registry was not changed: {exc}")
+        return 1
     state = "registered and activated" if activate else "registered (not activated)"
     print(f"{state} in the model registry ({slot}) at {settings.redis_url}")
+    return 0
 
 
 def _decode_card(raw: bytes) -> ModelCard | PolicyCard:
@@ -170,6 +181,14 @@ def format_card(card: ModelCard | PolicyCard) -> str:
 
 
 def _show(settings: Settings, version: str) -> int:
+    from personalization.errors import InvalidInput
+    from personalization.models.versions import check_version
+
+    try:
+        check_version(version)
+    except InvalidInput as exc:
+        err(str(exc))
+        return 2
     for directory, card, active in local_cards(settings):
         if card.version == version:
             print(format_card(card))

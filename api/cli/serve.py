@@ -76,8 +76,9 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.embedded.valkey import EmbeddedRedis
-    from api.http.auth import ensure_keys
+    from api.http.auth import ensure_keys, keys_file
     from api.runtime import ensure_model
+    from api.server import uvicorn_options
 
     if args.no_sinks:
         settings = msgspec.structs.replace(settings, sinks_in_process=False)
@@ -96,8 +97,10 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         # Keys and the demo model are made once here, not racing in every worker.
         _, _, generated = ensure_keys(settings.delivery_keys, settings.admin_keys, settings.data_dir)
-        for scope, key in generated.items():
+        for scope, key in generated.items():  # printed once, when made; never again
             print(f"vary: {scope} key: {key}", flush=True)
+        if not generated and not (settings.delivery_keys and settings.admin_keys):
+            print(f"vary: API keys are kept in {keys_file(settings.data_dir)}", flush=True)
         ensure_model(settings)
         print(f"vary: serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)", flush=True)
         with handed_to_workers(settings):
@@ -114,6 +117,9 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
                 # closes idle connections: a server closing one just as a request arrives on it is a
                 # dropped request (uvicorn's default is 5 s).
                 timeout_keep_alive=75,
+                # Header and body read deadlines (uvicorn has none) and a per-worker connection limit:
+                # slow clients cannot hold connections open (api/server.py).
+                **uvicorn_options(settings),
             )
     finally:
         if embedded is not None:

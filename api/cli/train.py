@@ -6,7 +6,8 @@
 * ``vary train policy --experience KEY``: a bandit's reward model from the exposure and event logs,
   or from ``--data FILE`` (logged-bandit feedback: context columns, action, propensity, reward).
 
-The result is saved and registered by :func:`api.cli.models.store`. Reading the logs
+The result is saved and registered by :func:`api.cli.models.store` (never replacing a registered
+version: exit 1). Reading the logs
 (``--from-events``, ``policy`` without ``--data``) needs ``VARY_REDIS_URL``: the streams live there.
 scikit-learn is imported only when the command runs.
 """
@@ -178,8 +179,7 @@ def _train_segments(settings: Settings, args: argparse.Namespace) -> int:
     print(f"trained {card.version}: segments {', '.join(card.segments)} on {len(rows):,} rows from {source}")
     for segment, metrics in card.metrics.items():
         print(f"  {segment}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    store(settings, models_dir(settings), card.version, dump_bytes(pipeline), CARD_ENCODER.encode(card), args.activate)
-    return 0
+    return store(settings, models_dir(settings), card.version, dump_bytes(pipeline), CARD_ENCODER.encode(card), args.activate)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,8 +258,7 @@ def _train_policy(settings: Settings, args: argparse.Namespace) -> int:
     print(f"trained {card.version}: policy for {args.experience!r} on {len(logged):,} decisions from {source}")
     print("  " + ", ".join(f"{k} {v:.3f}" for k, v in card.metrics.items()))
     directory = policies_dir(settings, args.experience)
-    store(settings, directory, card.version, dump_bytes(pipeline), CARD_ENCODER.encode(card), args.activate)
-    return 0
+    return store(settings, directory, card.version, dump_bytes(pipeline), CARD_ENCODER.encode(card), args.activate)
 
 
 def train_command(settings: Settings, args: argparse.Namespace) -> int:

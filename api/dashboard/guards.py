@@ -17,10 +17,17 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from api.dashboard.session import COOKIE_NAME, token_is_valid
+from api.dashboard.session import COOKIE_NAME, session_is_live, token_is_valid
 from api.http.auth import requires_admin
 
-__all__ = ["SignInRequired", "check_origin", "requires_dashboard", "safe_next", "session_secret"]
+__all__ = [
+    "SignInRequired",
+    "check_origin",
+    "requires_dashboard",
+    "safe_next",
+    "session_secret",
+    "signed_session",
+]
 
 
 class SignInRequired(NotAuthorizedException):
@@ -33,17 +40,24 @@ def session_secret(connection: ASGIConnection) -> bytes:
     return app_state.key_ring.session_secret(app_state.settings.session_secret)  # type: ignore[no-any-return]
 
 
-def _has_session(connection: ASGIConnection) -> bool:
-    return token_is_valid(session_secret(connection), connection.cookies.get(COOKIE_NAME), time.time())
+def signed_session(connection: ASGIConnection) -> str | None:
+    """The request's session token if it is validly signed and unexpired (not yet checked live)."""
+    token = connection.cookies.get(COOKIE_NAME)
+    return token if token and token_is_valid(session_secret(connection), token, time.time()) else None
+
+
+async def _has_session(connection: ASGIConnection) -> bool:
+    token = signed_session(connection)
+    return token is not None and await session_is_live(connection.app.state.runtime.redis, token)
 
 
 async def requires_dashboard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """An admin key in the header (checked and rate-limited as on ``/v1`` admin routes), or a valid
-    session cookie from the sign-in form."""
+    session cookie from the sign-in form whose session is still live (not signed out)."""
     if connection.headers.get("authorization"):
         await requires_admin(connection, handler)
         return
-    if _has_session(connection):
+    if await _has_session(connection):
         return
     raise SignInRequired(detail="sign in with an admin key (or send it as 'Authorization: Bearer <key>')")
 

@@ -227,6 +227,14 @@ def _breakdown(results: ExperimentResults, goal_name: str) -> dict[str, list[dic
     return out
 
 
+#: What each ``discarded`` reason of the results means, as the experience page says it.
+DISCARD_REASONS = {
+    "goal": "Conversions of goals this experience does not count",
+    "rate": "Conversions and purchases beyond the per-visitor limit per minute",
+    "survey_repeat": "Repeated survey answers (one per metric, visitor and day counts)",
+}
+
+
 def experience_detail(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
     """Everything the one-experience page shows: per goal a table and two charts; breakdowns."""
     goals = []
@@ -252,6 +260,7 @@ def experience_detail(experience: Experience, results: ExperimentResults, now: f
         "holdout_visitors": f"{results.holdout_visitors:,}",
         "enough_data": results.enough_data,
         "goals": goals,
+        "discarded": [(DISCARD_REASONS.get(reason, reason), f"{n:,}") for reason, n in results.discarded.items()],
     }
 
 

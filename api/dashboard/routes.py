@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from litestar import Controller, Request, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -125,7 +126,9 @@ class DashboardController(Controller):
         keys = list(snapshot.experiences)
         chosen_key = experience or (keys[0] if keys else None)
         chosen = experience_in(snapshot, chosen_key) if chosen_key else None
-        tiles = pages.ux_tiles(await experiment_results(runtime.redis, chosen)) if chosen else []
+        results = await experiment_results(runtime.redis, chosen) if chosen else None
+        # One tile per touchpoint (visitors name touchpoints): built in a worker thread, off the event loop.
+        tiles = await anyio.to_thread.run_sync(pages.ux_tiles, results) if results is not None else []
         overall = await journey_metrics(runtime.redis, since=None, until=None, by="channel")
         weekly = await weekly_metrics(runtime.redis, overall.period, by="channel")
         return page(
@@ -213,6 +216,8 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
     snapshot = loaded_snapshot(runtime)
     experience = experience_in(snapshot, key)
     results = await experiment_results(runtime.redis, experience)
+    # Charts and statistics for every goal section: in a worker thread, never on the event loop.
+    detail = await anyio.to_thread.run_sync(pages.experience_detail, experience, results, time.time())
     model = runtime.model.current
     segments = list(model.segments) if model else []
     form = preview or {"visitor_id": "preview-visitor", "country": "", "channel": "web", "device": "",
@@ -246,7 +251,7 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
         experience.name,
         status_code=status,
         experience=experience,
-        detail=pages.experience_detail(experience, results, time.time()),
+        detail=detail,
         segments=segments,
         channels=CHANNELS,
         form=form,
@@ -300,7 +305,7 @@ def _error_page(request: Request, exc: HTTPException) -> Response[Any]:
     messages = [str(e.get("message", e)) for e in exc.extra] if isinstance(exc.extra, list) else []
     return page(
         request, "error.html", "", f"Error {exc.status_code}", status_code=exc.status_code,
-        detail=exc.detail, messages=messages,
+        headers=exc.headers, detail=exc.detail, messages=messages,
     )
 
 

@@ -1,4 +1,9 @@
-"""The dashboard's sign-in form and sign-out: an admin key in, a signed session cookie out."""
+"""The dashboard's sign-in form and sign-out: an admin key in, a signed session cookie out.
+
+Sign-in records the session in Redis and sign-out deletes it, so the cookie stops working on every
+worker at once; "sign out everywhere" ends every session begun so far (a stolen cookie too). See
+:mod:`api.dashboard.session`.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,29 @@ from litestar import Controller, Request
 from litestar.params import QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
-from api.dashboard.guards import check_origin, safe_next, session_secret
-from api.dashboard.session import COOKIE_NAME, SESSION_TTL_S, issue_token
+from api.dashboard.guards import check_origin, requires_dashboard, safe_next, session_secret, signed_session
+from api.dashboard.session import (
+    COOKIE_NAME,
+    SESSION_TTL_S,
+    begin_session,
+    end_every_session,
+    end_session,
+    issue_token,
+)
+from api.http.common import runtime_of
 from api.http.handlers import get, post
 
 __all__ = ["SignInController", "SignInForm", "page"]
 
 
-def page(request: Request, template: str, nav: str, title: str, status_code: int = 200, **context: Any) -> Template:
+def page(
+    request: Request, template: str, nav: str, title: str, status_code: int = 200,
+    headers: dict[str, str] | None = None, **context: Any,
+) -> Template:
     """A page with the context every page needs (navigation, whether a sign-out button applies)."""
     return Template(
         template_name=template,
+        headers=headers,
         context={
             "nav": nav,
             "title": title,
@@ -68,10 +85,12 @@ class SignInController(Controller):
             if not key:
                 status, message = 400, "Enter an admin key."
             return page(request, "sign_in.html", "sign-in", "Sign in", status_code=status, next=target, message=message)
+        token = issue_token(session_secret(request), time.time())
+        await begin_session(runtime_of(request.app.state).redis, token)
         response = Redirect(path=target, status_code=303)
         response.set_cookie(
             COOKIE_NAME,
-            issue_token(session_secret(request), time.time()),
+            token,
             max_age=SESSION_TTL_S,
             path="/dashboard",
             httponly=True,
@@ -82,7 +101,25 @@ class SignInController(Controller):
 
     @post("/sign-out", status_code=303, summary="End the dashboard session")
     async def sign_out(self, request: Request) -> Redirect:
+        """Ends this session server-side (the cookie is dead even if a copy of it survives)."""
         check_origin(request)
-        response = Redirect(path="/dashboard/sign-in", status_code=303)
-        response.delete_cookie(COOKIE_NAME, path="/dashboard")
-        return response
+        token = signed_session(request)
+        if token is not None:
+            await end_session(runtime_of(request.app.state).redis, token)
+        return _to_sign_in()
+
+    @post(
+        "/sign-out-everywhere", status_code=303, guards=[requires_dashboard],
+        summary="End every dashboard session, on every browser",
+    )
+    async def sign_out_everywhere(self, request: Request) -> Redirect:
+        """Every session signed in so far is over (for a lost laptop or a leaked cookie)."""
+        check_origin(request)
+        await end_every_session(runtime_of(request.app.state).redis)
+        return _to_sign_in()
+
+
+def _to_sign_in() -> Redirect:
+    response = Redirect(path="/dashboard/sign-in", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/dashboard")
+    return response

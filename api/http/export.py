@@ -68,7 +68,9 @@ class ExportController(Controller):
             raise InvalidPeriod(f"export at most {MAX_EXPORT_DAYS} days per request")
         runtime = runtime_of(state)
         root = Path(runtime.settings.data_dir).resolve()
-        report = await export_streams(runtime.redis, root / "exports", data.since, until)
+        report = await export_streams(
+            runtime.redis, root / "exports", data.since, until, partitions=runtime.settings.stream_partitions
+        )
         return ExportResult(
             since=data.since,
             until=until,

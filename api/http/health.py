@@ -1,12 +1,19 @@
-"""Operations routes (no key): liveness and readiness for load balancers and orchestrators."""
+"""Operations routes (no key): liveness and readiness for load balancers and orchestrators.
+
+``/ready`` answers anyone, so it shows the content source only by kind (``ExportFileSource``); the
+full description, which for a file source is an absolute path on the server, only to a request
+carrying an admin key (``Authorization: Bearer``).
+"""
 
 from __future__ import annotations
 
 import time
 
+from litestar import Request
 from litestar.datastructures import State
 from litestar.response import Response
 
+from api.http.auth import bearer_scope
 from api.http.common import runtime_of
 from api.http.handlers import get
 from api.http.schemas import ContentSyncInfo, Health, Readiness
@@ -20,8 +27,10 @@ async def health() -> Health:
 
 
 @get("/ready", tags=["operations"], summary="Readiness: content, Redis and model")
-async def ready(state: State) -> Response[Readiness]:
+async def ready(request: Request, state: State) -> Response[Readiness]:
     runtime = runtime_of(state)
+    source = runtime.content.source
+    shown_source = repr(source) if bearer_scope(request) == "admin" else type(source).__name__
     content = runtime.content.state
     snapshot = content.snapshot
     redis_ok = await runtime.redis_ok()
@@ -33,7 +42,7 @@ async def ready(state: State) -> Response[Readiness]:
         content_age_s=None if content.loaded_at is None else round(time.time() - content.loaded_at, 3),
         content_issues=len(snapshot.issues) if snapshot else 0,
         content_sync=ContentSyncInfo(
-            source=repr(runtime.content.source),
+            source=shown_source,
             syncs=content.syncs,
             failed_syncs=content.failed_syncs,
             last_sync_at=content.last_sync_at,

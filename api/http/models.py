@@ -1,5 +1,10 @@
 """Model routes (admin): register, list, activate and roll back segment models and bandit policies,
-and evaluate a policy off-policy on logged traffic before activating it."""
+and evaluate a policy off-policy on logged traffic before activating it.
+
+Every version that comes in — the card's in an upload, the body of an activate or roll-back, a URL
+path — is checked for shape first (:mod:`personalization.models.versions`: a 400 naming the field);
+an upload of a version that is registered already is a 409, never a replacement; a model file whose
+zip would unpack beyond the bounds (:mod:`personalization.models.archive`) is a 422, unread."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from personalization.models.files import ModelLoadError
 from personalization.models.ope import OffPolicyEstimate
 from personalization.models.policy import PolicyCard
 from personalization.models.registry import SEGMENTS_SLOT, RegisteredModel
+from personalization.models.versions import check_version
 
 __all__ = [
     "ModelController",
@@ -101,19 +107,21 @@ class ModelController(Controller):
     @get("/{version:str}", summary="One model's card")
     async def show(self, state: State, version: FromPath[str]) -> ModelInfo:
         registry = _registry(state)
-        model = await registry.get(version)  # an unknown version is a 404 (api/http/errors.py)
+        model = await registry.get(check_version(version))  # an unknown version is a 404 (api/http/errors.py)
         return _info(model, await registry.active_versions())
 
     @post("/", status_code=201, request_max_body_size=MAX_MODEL_BYTES, summary="Register a model")
     async def register(self, state: State, data: MultipartBody[ModelUpload]) -> ModelInfo:
-        """Upload a skops file and its card. It is checked (trusted types only, same scikit-learn
-        version) before it is stored; activate it with ``PUT /v1/models/active``."""
+        """Upload a skops file and its card. It is checked (the card's version, the zip's bounds,
+        trusted types only, same scikit-learn version) before it is stored; activate it with
+        ``PUT /v1/models/active``. 400: not a version; 409: that version is registered already;
+        422: the model file is refused."""
         model_bytes = await data.model.read()
         card_bytes = await data.card.read()
         registry = _registry(state)
         try:
             model = await registry.register(model_bytes, card_bytes)
-        except ModelLoadError as exc:
+        except ModelLoadError as exc:  # a taken or malformed version passes through: 409, 400
             raise Unusable(f"model refused: {exc}") from exc
         return _info(model, await registry.active_versions())
 
@@ -139,6 +147,7 @@ class ModelController(Controller):
         with 95% bootstrap intervals, the logging policy's own value, the effective sample size and
         warnings (missing or small propensities, poor overlap). 400: not a policy; 404: unknown
         version; 422: nothing to evaluate on (no logged traffic, experience no longer in the content)."""
+        check_version(version)
         settings = data or EvaluateRequest()
         runtime = runtime_of(state)
         registry = _registry(state)

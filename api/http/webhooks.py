@@ -17,7 +17,8 @@ __all__ = ["contentful_webhook"]
 async def contentful_webhook(request: Request, state: State) -> WebhookAccepted:
     """Verify Contentful's request signature, then sync at once and tell every other worker.
 
-    Unsigned, badly signed or expired requests get 401 and change nothing.
+    Unsigned, badly signed or expired requests, requests whose topic header is not signed, and exact
+    replays of a request already accepted get 401 and change nothing.
     """
     runtime = runtime_of(state)
     secret = runtime.settings.contentful_webhook_secret

@@ -276,6 +276,12 @@ class _ExperienceCompiler(ExperienceCompiler):
             self.problem(f"Experience {self.label} has a key longer than {MAX_KEY_LENGTH} characters.",
                          "Give it a shorter key, e.g. hero-sale.")
             return None
+        if "{" in key or "}" in key:
+            # The key is the Redis Cluster hash tag of the experience's aggregates (vary:agg:{<key>}:…):
+            # a brace would split them across slots, so their counting would fail (docs/security.md, item 1).
+            self.problem(f'Experience {self.label} has the key "{key}", which contains a brace.',
+                         "Use letters, digits and dashes, e.g. hero-sale.")
+            return None
         owner = self.key_owner.setdefault(key, self.entry)
         if owner is not self.entry:
             self.problem(f'Experience {self.label} uses the key "{key}", which experience '

@@ -193,6 +193,10 @@ class _ExperienceCompiler(ExperienceCompiler):
             self.problem(f"Experience {self.label} has an id longer than {MAX_KEY_LENGTH} characters.",
                          "Give it a shorter nt_experience_id.")
             return None
+        if "{" in key or "}" in key:  # the Redis Cluster hash tag of its aggregates (docs/security.md, item 1)
+            self.problem(f'Experience {self.label} has the id "{key}", which contains a brace.',
+                         "Use letters, digits and dashes in nt_experience_id.")
+            return None
         if key in self.taken:
             self.problem(f'Experience {self.label} has the key "{key}", which another experience '
                          "already uses.",

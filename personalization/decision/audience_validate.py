@@ -13,7 +13,8 @@ import difflib
 from typing import Any
 
 from personalization.decision.audience_explain import format_value
-from personalization.decision.audience_values import is_number, js_type, regex_error
+from personalization.decision.audience_regex import regex_error
+from personalization.decision.audience_values import is_number, js_type
 from personalization.decision.audiences import (
     OPERATORS,
     SavedGroups,
@@ -130,7 +131,7 @@ def _validate_operator(op: str, arg: object, loc: str, problems: list[str], grou
         else:
             err = regex_error(arg, op == "$regexi")
             if err is not None:
-                problems.append(f"{loc}: regular expression does not compile: {err}")
+                problems.append(f"{loc}: regular expression {err}")
     elif op in _COMPARE_OPS:
         if isinstance(arg, (list, tuple, dict)):
             problems.append(f"{loc}: expected a string, number, boolean or null, got {_describe(arg)} (never matches)")

@@ -3,9 +3,10 @@
 GrowthBook's conditions are specified by its JavaScript SDK, so evaluating them exactly (the
 conformance cases in ``tests/personalization/decision/test_audiences.py``) means reproducing JS's
 ``ToString``, ``ToNumber``, truthiness, ``===``, relational comparison and ``JSON.stringify`` on
-Python values — and its dot paths (``"a.0"``, ``"a.length"``), the SDK's padded semantic-version
-strings and JS regex spellings. :mod:`personalization.decision.audiences` (evaluation) and its
-explain and validate siblings use these; nothing here knows about conditions.
+Python values — and its dot paths (``"a.0"``, ``"a.length"``) and the SDK's padded semantic-version
+strings. :mod:`personalization.decision.audiences` (evaluation) and its explain and validate siblings
+use these; nothing here knows about conditions. Regexes have their own module,
+:mod:`~personalization.decision.audience_regex`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from functools import lru_cache
 # --------------------------------------------------------------------------------------------------
 
 _NAN = float("nan")
-# JS StrWhiteSpaceChar: WhiteSpace + LineTerminator (Python's str.strip() set differs slightly).
-_JS_WS = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+#: JS StrWhiteSpaceChar (WhiteSpace + LineTerminator), also what ``\s`` matches in a JS regex;
+#: Python's ``str.strip()`` set differs slightly.
+JS_WHITESPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Unambiguous on purpose ("[0-9]+(?:\.[0-9]*)?", not "[0-9]+\.?[0-9]*"): the backtracking engine then
+# stays linear on visitor strings such as "1" * 2000 + "x" (the ambiguous spelling is quadratic).
+_JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
 _JS_RADIX = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
 _RADIX = {"x": 16, "o": 8, "b": 2}
 
@@ -91,7 +95,7 @@ def js_str(x: object) -> str:
 
 def _str_to_number(s: str) -> float | int:
     """JS ``Number(string)``: trimmed decimal/hex/octal/binary literal, ``""`` -> 0, else NaN."""
-    s = s.strip(_JS_WS)
+    s = s.strip(JS_WHITESPACE)
     if not s:
         return 0
     if _JS_DECIMAL.fullmatch(s):
@@ -220,7 +224,7 @@ def js_type(x: object) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Paths, versions, regexes
+# Paths and versions
 # --------------------------------------------------------------------------------------------------
 
 
@@ -249,7 +253,7 @@ def get_path(obj: object, path: str) -> object:
     return current
 
 
-_VERSION_STRIP = re.compile(r"^v|\+.*\Z")
+_JS_LINE_TERMINATORS = "\n\r\u2028\u2029"
 _VERSION_SPLIT = re.compile(r"[-.]")
 _ALL_DIGITS = re.compile(r"[0-9]+")
 
@@ -262,10 +266,22 @@ def _padded_version_str(v: str) -> str:
     trailing ``~`` (the largest ASCII character) so ``1.0.0 > 1.0.0-beta``. Cached: condition-side
     versions repeat on every request.
     """
-    parts = _VERSION_SPLIT.split(_VERSION_STRIP.sub("", v))
+    parts = _VERSION_SPLIT.split(_strip_version(v))
     if len(parts) == 3:
         parts.append("~")
     return "-".join(p.rjust(5, " ") if _ALL_DIGITS.fullmatch(p) else p for p in parts)
+
+
+def _strip_version(v: str) -> str:
+    """JS ``v.replace(/(^v|\\+.*$)/g, "")``: drop a leading ``v`` and a ``+build`` suffix, in linear time.
+
+    The regex, run by a backtracking engine, is quadratic on visitor input such as ``"+" * n + "\\n"``.
+    JS ``.`` stops at line terminators, so the suffix starts at the first ``+`` after the last one.
+    """
+    start = 1 if v.startswith("v") else 0
+    last_break = max(v.rfind(c) for c in _JS_LINE_TERMINATORS)
+    plus = v.find("+", max(start, last_break + 1))
+    return v[start:] if plus == -1 else v[start:plus]
 
 
 def padded_version(v: object) -> str:
@@ -275,61 +291,3 @@ def padded_version(v: object) -> str:
     if not v or not isinstance(v, str):
         v = "0"
     return _padded_version_str(v)
-
-
-def _translate_js_regex(pattern: str) -> str:
-    """Rewrite the JS-only bits of a pattern into Python ``re`` syntax.
-
-    ``$`` outside a character class becomes ``\\Z`` (JS end of input), ``(?<name>`` becomes
-    ``(?P<name>`` and ``\\k<name>`` becomes ``(?P=name)``. Everything else passes through.
-    """
-    if "$" not in pattern and "(?<" not in pattern and "\\k<" not in pattern:
-        return pattern
-    out: list[str] = []
-    i, n, in_class = 0, len(pattern), False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            if not in_class and pattern[i + 1] == "k" and i + 2 < n and pattern[i + 2] == "<":
-                end = pattern.find(">", i + 3)
-                if end != -1:
-                    out.append(f"(?P={pattern[i + 3:end]})")
-                    i = end + 1
-                    continue
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-        elif c == "[":
-            in_class = True
-        elif c == "$":
-            c = r"\Z"
-        elif pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
-            out.append("(?P<")
-            i += 3
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-@lru_cache(maxsize=1024)
-def regex(pattern: str, insensitive: bool) -> re.Pattern[str] | None:
-    """Compiled pattern, or ``None`` if it does not compile (cached either way: bad patterns too)."""
-    try:
-        return re.compile(_translate_js_regex(pattern), re.IGNORECASE if insensitive else 0)
-    except (re.error, RecursionError, OverflowError):
-        return None
-
-
-def regex_error(pattern: str, insensitive: bool) -> str | None:
-    """Why ``pattern`` does not compile, or ``None`` if it does."""
-    try:
-        re.compile(_translate_js_regex(pattern), re.IGNORECASE if insensitive else 0)
-    except re.error as exc:
-        return str(exc)
-    except (RecursionError, OverflowError) as exc:  # pragma: no cover - pathological patterns
-        return type(exc).__name__
-    return None

@@ -40,9 +40,10 @@ audience must cost at most that audience, never the request.
   raises ``ConditionError`` with them, for the write path (compiling audiences), never for the
   per-request path.
 
-Regexes use Python's :mod:`re` with two translations so common JS patterns behave alike: ``$`` means
-end of input (JS without the ``m`` flag; Python's ``$`` would also match before a final newline), and
-``(?<name>…)``/``\\k<name>`` named groups become Python's spelling. Compiled patterns are cached.
+Regexes are JavaScript ``RegExp`` patterns run by RE2, in time linear in the input
+(:mod:`~personalization.decision.audience_regex`): a pattern RE2 cannot run, or would decide
+differently from a browser, is reported by validation and evaluates like one that does not compile
+(False); text longer than 2,048 characters never matches.
 
 The modules, by job: this one evaluates (:func:`eval_condition` and the operator table);
 :mod:`~personalization.decision.audience_values` holds JavaScript's value semantics, paths,
@@ -56,6 +57,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from personalization.decision.audience_regex import regex_search
 from personalization.decision.audience_values import (
     compare,
     get_path,
@@ -63,7 +65,6 @@ from personalization.decision.audience_values import (
     js_type,
     json_key,
     padded_version,
-    regex,
     strict_eq,
     to_number,
     truthy,
@@ -219,8 +220,7 @@ def _op_regex(insensitive: bool) -> Callable[[object, object, SavedGroups], bool
     def op(actual: object, pattern: object, _g: SavedGroups) -> bool:
         if not isinstance(pattern, str):
             return False
-        compiled = regex(pattern, insensitive)
-        return compiled is not None and compiled.search(js_str(actual)) is not None
+        return regex_search(pattern, insensitive, js_str(actual))
 
     return op
 

@@ -8,12 +8,12 @@ the shared counters (step 2), then compaction and ``XACK`` (step 3). What an ent
 How an entry is processed: three steps, each within one hash slot
 -----------------------------------------------------------------
 On a Redis Cluster a script may only touch keys of one slot, but one entry changes the visitor's
-state (``vary:v:{<visitor>}:…``), the counters of each experience it concerns (``vary:agg:{<x>}:…``),
+state (``vary:vh:{<visitor tag>}:…``), the counters of each experience it concerns (``vary:agg:{<x>}:…``),
 journey weeks (``vary:cx:{w:<week>}:…``) and a few global sets. So an entry goes through:
 
 1. **Outcome** (visitor slot; ``scripts/outcome.lua``, chunks of :data:`CHUNK` records). Reads and
    updates the visitor's state and computes every change to shared keys as a list of ops, grouped
-   by hash tag. The outcome is stored under the entry (``vary:v:{<visitor>}:agg:<day>``, field
+   by hash tag. The outcome is stored under the entry (``vary:vh:{<visitor tag>}:agg:<day>``, field
    ``<stream>|<entry id>``, written ``'!'`` before the state changes and the packed outcome after,
    atomically since it is one script). Run again, the script returns the stored outcome and changes
    nothing: the outcome of an entry is computed exactly once, whoever runs it how often.
@@ -43,12 +43,16 @@ Floats: the script packs ops with ``cmsgpack``, which keeps every double exact, 
 each slot's groups are applied in entry order, so every ``HINCRBYFLOAT`` receives the same operands
 in the same order as when this was one script per chunk — single-node results are unchanged.
 
-Failures: a step-1 chunk that errors part-way is re-run one record per call; a record that raised
-keeps its ``'!'`` (and whatever it wrote before the error, logged) and is acknowledged on its next
-delivery without being re-run. A step-2 call that errors is re-run one group per call; a group
-that raised keeps its marker (applied up to the error, logged). An entry whose step fails before
-running (``OOM``, ``READONLY``, a lost connection, a slot moving) is not acknowledged and is
-retried from its stored outcome later.
+Failures: a step-1 chunk that errors is re-run one record per call, a step-2 call one group per
+call (a cluster pipeline redis-py refuses whole — one call's keys spanning slots — is sent one call
+at a time). A record or group whose own call still fails (:func:`poisoned`: a script error, keys of
+several slots) is *dead-lettered*: logged with its stream and id, recorded in ``vary:agg:dead``
+(stream, id, error; capped, no visitor data), counted (``poisoned``) and acknowledged with the rest,
+so one bad entry neither fails the round nor stays pending (a pending exposure holds back the
+events after it and stream trimming). A record that raised part-way keeps its ``'!'`` (and what it
+wrote before the error) and a group its marker, so a replay does not run them again. An entry whose
+step fails because the server cannot run it now (``OOM``, ``READONLY``, ``BUSY``, a lost
+connection, a slot moving) is not acknowledged and is retried from its stored outcome later.
 
 Round trips per batch (``batch`` entries of each stream): ``XREADGROUP`` (one per partition,
 pipelined, on a cluster); for exposures steps 1, 2 and 3 + ``XPENDING``; for the released events
@@ -64,16 +68,22 @@ node (``cluster=False``) step-1 chunks mix visitors, which is only valid there.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from personalization.measurement.attribution import APPLY_SCRIPT, OUTCOME_SCRIPT
-from personalization.store.keys import marker_key, outcome_key
+from personalization.store.keys import (
+    AGG_DEAD_LETTERS,
+    marker_key,
+    outcome_key,
+    visitor_key_prefix,
+)
 
 __all__ = ["CHUNK", "DEDUPE_TTL_S", "STATE_TTL_S", "AggregateSteps", "Entry", "entry_ms", "text"]
 
@@ -94,6 +104,24 @@ _OUTCOME_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, list[list[Any]]]
 _OUTCOME_ENCODER = msgspec.msgpack.Encoder()
 
 
+#: Replies that say the server could not run a call *now* (memory, failover, loading, a busy script,
+#: a slot moving): the entry stays pending and is retried. Any other refusal is the entry's own.
+_TRANSIENT = re.compile(r"\b(OOM|READONLY|LOADING|BUSY|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b")
+#: Dead letters kept (``XADD … MAXLEN ~``): stream, entry id and error only, no visitor data.
+DEAD_LETTERS_MAX = 10_000
+
+
+def poisoned(error: BaseException) -> bool:
+    """Whether ``error`` belongs to the entry and would recur on every retry: a script error, or keys
+    of several slots (``CROSSSLOT``, or redis-py's "keys must map to the same key slot"), as
+    opposed to a server that cannot run anything right now."""
+    if isinstance(error, RedisClusterException):
+        return "same key slot" in str(error) or "CROSSSLOT" in str(error)
+    if isinstance(error, ResponseError) and not isinstance(error, NoScriptError):
+        return _TRANSIENT.search(str(error)) is None
+    return False
+
+
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -106,10 +134,10 @@ def entry_ms(entry_id: str) -> int:
 class Entry:
     """One stream entry on its way through the three steps (see the module docstring). ``record``
     is what step 1 reads (:func:`~personalization.measurement.attribution.exposure_record`,
-    :func:`~personalization.measurement.attribution.event_record`); its outcome field and key are
-    filled in here."""
+    :func:`~personalization.measurement.attribution.event_record`); its outcome field and key and
+    the visitor's key prefix are filled in here."""
 
-    __slots__ = ("stream", "entry_id", "field", "okey", "record", "status", "outcome", "fresh", "ok")
+    __slots__ = ("stream", "entry_id", "field", "okey", "record", "status", "outcome", "fresh", "ok", "dead")
 
     def __init__(self, stream: str, entry_id: str, visitor_id: str | None, record: list[str]) -> None:
         self.stream = stream
@@ -117,17 +145,21 @@ class Entry:
         self.field = f"{stream}|{entry_id}"
         self.okey = outcome_key(visitor_id, entry_id) if visitor_id else ""
         record[1], record[2] = self.field, self.okey
+        record[3] = visitor_key_prefix(visitor_id) if visitor_id else ""
         self.record = record
         self.status = -1  # step 1 not done
         self.outcome = b""
         self.fresh = False  # a marked group was applied by this run
         self.ok = True
+        self.dead = ""  # the entry's own error (:func:`poisoned`): dead-lettered and acknowledged
 
 
 class AggregateSteps:
     """Runs the three steps for one consumer of ``group`` (see the module docstring) and counts what
     became of the entries: ``processed`` (counted), ``duplicates`` (already counted, skipped),
-    ``failed`` (script errors; the entry stays pending)."""
+    ``failed`` (the server could not run a step now; the entry stays pending), ``poisoned`` (the
+    entry's own call was refused — a script error, keys of several slots: logged with its stream
+    id, written to ``vary:agg:dead`` and acknowledged, so it cannot hold up the rest)."""
 
     def __init__(
         self, redis: Redis, *, group: str, cluster: bool, dedupe_ttl_s: int, state_ttl_s: int
@@ -142,6 +174,12 @@ class AggregateSteps:
         self.processed = 0
         self.duplicates = 0
         self.failed = 0
+        self.poisoned = 0
+        #: The outcome script's ARGV[4] and ARGV[5] (scripts/outcome.lua): the goals each experience
+        #: counts (:class:`~personalization.measurement.goals.GoalPolicy`, encoded; ``b""`` = all) and
+        #: the most conversions per visitor, experience and minute (0 = no cap). Set by the aggregator.
+        self.goal_policy = b""
+        self.max_rate = 0
 
     async def load_scripts(self) -> None:
         self._sha = text(await self._redis.script_load(OUTCOME_SCRIPT))
@@ -158,6 +196,12 @@ class AggregateSteps:
         pipe = self._redis.pipeline(transaction=False)
         acks: dict[str, list[str]] = {}
         for item in items:
+            if item.dead:
+                self.poisoned += 1
+                acks.setdefault(item.stream, []).append(item.entry_id)
+                fields = {"stream": item.stream, "id": item.entry_id, "error": item.dead[:500]}
+                pipe.xadd(AGG_DEAD_LETTERS, fields, maxlen=DEAD_LETTERS_MAX, approximate=True)
+                continue
             if item.status < 0 or not item.ok:
                 self.failed += 1
                 continue
@@ -201,7 +245,11 @@ class AggregateSteps:
         pending (``status`` stays -1)."""
 
         def left_pending(item: Entry, error: Exception) -> None:
-            log.error("aggregating %s failed, left pending: %s", item.field, error)
+            if poisoned(error):
+                item.dead = f"step 1: {error}"
+                log.error("aggregating %s failed, dead-lettered: %s", item.field, error)
+            else:
+                log.error("aggregating %s failed, left pending: %s", item.field, error)
 
         await self._run_retrying(
             self._outcome_call, self._chunks(items), self._take_outcomes, left_pending,
@@ -221,12 +269,12 @@ class AggregateSteps:
             for item in chunk:
                 if item.okey and item.okey not in seen:
                     seen.add(item.okey)
-                    base = item.okey[: item.okey.index("}:") + 2]
+                    base = item.record[3]  # the visitor key prefix
                     keys += [item.okey, base + "x", base + "xf", base + "t", base + "cx"]
         # execute_command: redis-py's cluster pipeline blocks its ``evalsha`` method, not the command.
         pipe.execute_command(
             "EVALSHA", self._sha, len(keys), *keys, _RECORDS_ENCODER.encode([item.record for item in chunk]),
-            self._dedupe_ttl, self._state_ttl,
+            self._dedupe_ttl, self._state_ttl, self.goal_policy, self.max_rate,
         )
 
     async def _apply(self, items: list[Entry]) -> None:
@@ -244,7 +292,11 @@ class AggregateSteps:
 
         def left_pending(group: tuple[Entry, list[Any]], error: Exception) -> None:
             group[0].ok = False
-            log.error("applying %s failed, left pending: %s", group[0].field, error)
+            if poisoned(error):
+                group[0].dead = f"step 2: {error}"
+                log.error("applying %s failed, dead-lettered: %s", group[0].field, error)
+            else:
+                log.error("applying %s failed, left pending: %s", group[0].field, error)
 
         await self._run_retrying(
             self._apply_call, calls, self._take_applied, left_pending,
@@ -295,18 +347,25 @@ class AggregateSteps:
 
     async def _run_scripts(self, add: Callable[[Any, Any], None], calls: list[Any]) -> list[Any]:
         """Pipeline one script call per element of ``calls``; reload the scripts once if the server
-        lost them (``SCRIPT FLUSH``, a restart: both steps are idempotent, so re-running is safe)."""
+        lost them (``SCRIPT FLUSH``, a restart: both steps are idempotent, so re-running is safe).
+        Each result is the call's reply or its error: redis-py refuses a whole cluster pipeline when
+        one call's keys span slots, so then every call is sent alone and the refusal stays its own."""
         if not calls:
             return []
 
-        async def execute() -> list[Any]:
+        async def execute(batch: list[Any]) -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
-            for call in calls:
+            for call in batch:
                 add(pipe, call)
-            return await pipe.execute(raise_on_error=False)
+            try:
+                return await pipe.execute(raise_on_error=False)
+            except (RedisClusterException, ResponseError) as exc:
+                if len(batch) == 1:
+                    return [exc]
+                return [result for call in batch for result in await execute([call])]
 
-        results = await execute()
+        results = await execute(calls)
         if any(isinstance(r, NoScriptError) for r in results):
             await self.load_scripts()
-            results = await execute()
+            results = await execute(calls)
         return results

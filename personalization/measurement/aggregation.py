@@ -62,6 +62,7 @@ from personalization.measurement.attribution import (
     exposure_record,
 )
 from personalization.measurement.events import EVENT_DECODER, Event
+from personalization.measurement.goals import GoalPolicy
 from personalization.store.keys import EVENTS, EXPOSURES, slot_tag
 from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER, Exposure
@@ -100,9 +101,17 @@ class Aggregator:
     read cannot span nodes) and step-1 chunks hold one slot's visitors. On a single node the
     streams are read with one blocking ``XREADGROUP`` and chunks mix visitors.
 
+    Results integrity (:mod:`personalization.measurement.goals`): ``goal_policy`` returns the goals
+    each experience counts (``None``, or no callable: every goal counts — the serving process and
+    ``vary aggregate`` always pass one); ``max_conversions_per_minute`` > 0 caps the conversions and
+    purchases counted per visitor, experience and minute and counts one survey answer per metric,
+    visitor, experience and day. What is not counted lands in the experience's ``discarded``
+    counts (``discarded:<reason>`` in its ``all`` hash), never silently dropped.
+
     Counters: ``processed`` (entries counted), ``duplicates`` (already counted, skipped),
-    ``skipped`` (undecodable entries, acknowledged and dropped), ``failed`` (script errors; the entry
-    stays pending and is retried after ``claim_idle_ms``).
+    ``skipped`` (undecodable entries, acknowledged and dropped), ``failed`` (the server could not run
+    a step; the entry stays pending and is retried after ``claim_idle_ms``), ``poisoned`` (the entry's
+    own call was refused; dead-lettered and acknowledged, the rest of the round goes on).
     """
 
     def __init__(
@@ -122,6 +131,8 @@ class Aggregator:
         event_stream: str = EVENTS,
         partitions: int = 1,
         cluster: bool | None = None,
+        goal_policy: Callable[[], GoalPolicy | None] | None = None,
+        max_conversions_per_minute: int = 0,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
@@ -152,6 +163,9 @@ class Aggregator:
             redis, group=group, cluster=self.cluster, dedupe_ttl_s=dedupe_ttl_s, state_ttl_s=state_ttl_s
         )
         self.skipped = 0
+        self._goal_policy = goal_policy
+        self._policy: tuple[GoalPolicy | None, bytes] = (None, b"")
+        self._steps.max_rate = max(0, int(max_conversions_per_minute))
 
     @property
     def processed(self) -> int:
@@ -167,6 +181,11 @@ class Aggregator:
     def failed(self) -> int:
         """Entries whose script failed; they stay pending and are retried."""
         return self._steps.failed
+
+    @property
+    def poisoned(self) -> int:
+        """Entries refused for a fault of their own (dead-lettered to ``vary:agg:dead``, acknowledged)."""
+        return self._steps.poisoned
 
     @property
     def streams(self) -> list[str]:
@@ -307,6 +326,7 @@ class Aggregator:
         self, entries: dict[str, list[tuple[str, dict]]], *, caught_up: list[bool], read_at: float
     ) -> int:
         done = 0
+        self._steps.goal_policy = self._encoded_policy()
         # Exposures first, oldest first.
         exposures: list[tuple[str, str, Exposure]] = []
         poison: dict[str, list[str]] = {}
@@ -366,6 +386,13 @@ class Aggregator:
         await self._steps.run(items, [])
         done += len(items)
         return done
+
+    def _encoded_policy(self) -> bytes:
+        """The goal policy of this round, encoded once per policy object (``b""``: count every goal)."""
+        policy = self._goal_policy() if self._goal_policy is not None else None
+        if policy is not self._policy[0]:
+            self._policy = (policy, policy.encoded() if policy is not None else b"")
+        return self._policy[1]
 
     def _exposure_entry(self, stream: str, entry_id: str, x: Exposure) -> Entry:
         window = self.window_for(x.experience) if x.experience else 0.0

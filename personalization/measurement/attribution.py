@@ -22,9 +22,12 @@ sample-ratio check compares entrants against the configured weights).
 
 Goals: a ``conversion`` counts for its ``goal``; a ``purchase`` counts as goal ``"purchase"`` with
 the order value as its value, is de-duplicated per visitor by ``order_id``, and also counts buyers
-and repeat buyers (≥ 2 orders) for the repeat-purchase rate.
+and repeat buyers (≥ 2 orders) for the repeat-purchase rate. An experience counts only the goals it
+allows (:mod:`personalization.measurement.goals`: its own list, else the space's declared goals);
+a conversion of any other goal, a conversion or purchase beyond the per-visitor limit per minute
+and a repeated survey answer of the day are counted as ``discarded:<reason>`` instead.
 
-CUPED: the visitor's lifetime value per goal (``vary:v:{<visitor>}:t``) is snapshot at their first
+CUPED: the visitor's lifetime value per goal (``vary:vh:{<visitor tag>}:t``) is snapshot at their first
 exposure to an experience as the pre-exposure value X of that experience (``<v>:xsum|xsumsq``); a
 value stamped before the first exposure but processed after it is added to X then, so X does not
 depend on the order entries are processed in. Each attributed value adds ``X · value`` to
@@ -212,23 +215,24 @@ def bucket_bounds(bucket: int) -> tuple[float, float]:
 
 
 def exposure_record(x: Exposure, window_s: float) -> list[str]:
-    """What step 1 reads of an exposure, every field a string: ``'x'``, outcome field and outcome
-    key (filled in by the caller), visitor (``''`` anonymous), experience (``''`` content), variant
-    label (``h`` for holdout), ts, attribution deadline (ts + ``window_s``), channel, top segment,
+    """What step 1 reads of an exposure, every field a string: ``'x'``, outcome field, outcome key
+    and visitor key prefix (the three filled in by the caller, ``''`` when anonymous; the script
+    appends suffixes to :func:`~personalization.store.keys.visitor_key_prefix` and never sees the
+    raw id), experience (``''`` content), variant label (``h`` for holdout), ts, attribution deadline (ts + ``window_s``), channel, top segment,
     UTC day, entry id, ISO week."""
     experience = x.experience or ""
     deadline = x.ts + window_s if experience else x.ts
     return [
-        "x", "", "", x.visitor_id or "", experience,
+        "x", "", "", "", experience,
         HOLDOUT_VARIANT if x.holdout else str(x.variant), _num(x.ts), _num(deadline), x.channel,
         top_segment(x.segments), utc_day(x.ts), x.entry_id, str(week_index(x.ts)),
     ]
 
 
 def event_record(e: Event, entry_id: str) -> list[str]:
-    """What step 1 reads of an event, every field a string: ``'e'``, outcome field and key (filled in
-    by the caller), visitor, kind, ts (the stream id's time when the event has none), UTC day,
-    touchpoint, goal (``''`` none), value (``''`` none), four kind-specific fields (purchase: order
+    """What step 1 reads of an event, every field a string: ``'e'``, outcome field, outcome key and
+    visitor key prefix (filled in by the caller), kind, ts (the stream id's time when the event has
+    none), UTC day, touchpoint, goal (``''`` none), value (``''`` none), four kind-specific fields (purchase: order
     id; task: success, duration ms, ln ms, bucket; feedback: problem; survey: metric, score),
     channel, ISO week. A kind with nothing to count (``identify``, a survey without a usable score)
     becomes ``other``: still marked and acknowledged."""
@@ -267,7 +271,7 @@ def event_record(e: Event, entry_id: str) -> list[str]:
     else:  # identify: nothing to aggregate, but the entry is still marked and acknowledged
         kind = "other"
     return [
-        "e", "", "", e.visitor_id, kind, _num(ts), utc_day(ts),
+        "e", "", "", "", kind, _num(ts), utc_day(ts),
         e.touchpoint or NO_TOUCHPOINT, goal, value, *extra, e.channel or "", str(week_index(ts)),
     ]
 

@@ -1,11 +1,11 @@
 """Recording events: profile counters, the events stream, idempotency by ``event_id``, a spool.
 
-**Two scripts per event, each in one cluster slot.** The profile hash ``vary:v:{<visitor>}:p`` and
+**Two scripts per event, each in one cluster slot.** The profile hash ``vary:vh:{<visitor tag>}:p`` and
 the stream ``vary:events`` (or its partition ``vary:events:{p}``, :func:`~personalization.store.partitions.
 stream_for`) hash to different slots, so one script may not touch both. Each event is therefore
 written by two small Lua scripts, each atomic and each idempotent on its own:
 
-1. *profile* (visitor slot): ``SET vary:v:{<visitor>}:e:<event id> NX`` — if it was already set,
+1. *profile* (visitor slot): ``SET vary:vh:{<visitor tag>}:e:<event id> NX`` — if it was already set,
    stop — then the profile counters;
 2. *stream* (the stream's slot): ``SET {<stream tag>}:e:<digest> NX`` — if already set, stop — then
    ``XADD``. The digest is a BLAKE2b of visitor id and event id, so no visitor id is stored in clear

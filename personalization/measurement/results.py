@@ -30,6 +30,7 @@ from msgspec import Struct
 from redis.asyncio import Redis
 
 from personalization.measurement.attribution import HOLDOUT_VARIANT, bucket_bounds
+from personalization.measurement.goals import MAX_GOALS
 from personalization.measurement.stats import (
     SRM_THRESHOLD,
     Z95,
@@ -182,6 +183,9 @@ class ExperimentResults(Struct, frozen=True, kw_only=True):
     daily: dict[str, DayCounts]
     ux: dict[str, dict[int, UxVariant]]
     cx: dict[int, CxVariant]
+    #: Events not counted, by reason (``goal``: a goal the experience does not count; ``rate``:
+    #: beyond the per-visitor conversion limit; ``survey_repeat``: a repeated survey answer).
+    discarded: dict[str, int] = {}
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -425,9 +429,9 @@ async def experiment_results(
     dims_raw, goals_raw, tps_raw, all_raw = await pipe.execute()
     dims = sorted(_text(d) for d in dims_raw)
     tps = sorted(_text(t) for t in tps_raw)
-    if goals is None:
+    if goals is None:  # at most MAX_GOALS: data counted before goals were checked cannot flood a page
         seen = sorted(_text(g) for g in goals_raw)
-        goal_list = list(dict.fromkeys([*experience.goals, *seen]))
+        goal_list = list(dict.fromkeys([*experience.goals, *seen]))[: max(MAX_GOALS, len(experience.goals))]
     else:
         goal_list = list(goals)
 
@@ -488,4 +492,5 @@ async def experiment_results(
         daily=daily,
         ux=ux,
         cx={v: _cx(counts, v) for v in range(k + 1)},
+        discarded={reason: int(n) for reason, n in sorted(counts.by_variant.get("discarded", {}).items())},
     )

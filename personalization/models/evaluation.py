@@ -16,6 +16,7 @@ Errors::
      ├── NotAPolicyError    the version is a segment model: only policies choose variants
      └── NoLoggedTraffic    no logged decisions to evaluate on
     UnknownModelVersion     (from the registry) no such version
+    InvalidInput            (personalization.errors) not the shape of a model version
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.asyncio import Redis
 
 from personalization.models.logged import DEFAULT_WINDOW_S, logged_bandit_from_streams
 from personalization.models.registry import ModelRegistry
+from personalization.models.versions import check_version
 from personalization.models.ope import (
     LoggedBandit,
     LoggedDataError,
@@ -172,7 +174,7 @@ async def evaluate_candidate(
     which needs ``experience`` — its goals say what a reward is. Raises :class:`NotAPolicyError`,
     :class:`NoLoggedTraffic`, :class:`EvaluationError`, or the registry's ``UnknownModelVersion``.
     """
-    model = await registry.get(version)
+    model = await registry.get(check_version(version))  # a malformed version: InvalidInput (400)
     card = model.card
     if not isinstance(card, PolicyCard):
         raise NotAPolicyError(
@@ -223,7 +225,7 @@ async def evaluate_served(
     looked up in ``experiences`` (the served content's); returns the estimate and that key. One
     place for the API route and the dashboard, which evaluate the same way. ``options`` go to
     :func:`evaluate_candidate` (``n_bootstrap``, ``clip``, ``partitions`` …); raises what it does."""
-    card = (await registry.get(version)).card
+    card = (await registry.get(check_version(version))).card
     key = card.experience if isinstance(card, PolicyCard) else None
     experience = experiences.get(key) if key else None
     return await evaluate_candidate(redis, registry, version, experience, **options), key

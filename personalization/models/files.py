@@ -3,7 +3,9 @@
 skops trusts every scikit-learn estimator and numpy ufunc by default, and ``trusted=`` can only add
 to that list, so on its own it would build a ``FunctionTransformer(np.sqrt)`` from an uploaded file.
 Vary reads the file's ``schema.json`` first and refuses any type outside the caller's exact list
-before skops constructs anything. Segment models and policy models share this — and the whole
+before skops constructs anything — and before that, holds the zip's directory to bounds
+(:mod:`personalization.models.archive`), so a small file that unpacks to gigabytes is refused
+unread. Segment models and policy models share this — and the whole
 save and load of a pipeline with its card (:func:`save_pipeline`, :func:`read_card`,
 :func:`load_pipeline`) — and the model registry loads from bytes held in Redis through it.
 
@@ -11,7 +13,8 @@ Errors::
 
     ModelLoadError            a model file is missing, unreadable, corrupt, or of the wrong shape
      ├── ModelVersionMismatch trained under another scikit-learn version: retrain
-     └── UntrustedModelError  the file names a type outside the trusted list: not loaded at all
+     ├── UntrustedModelError  the file names a type outside the trusted list: not loaded at all
+     └── ModelTooLarge        the zip unpacks beyond the bounds (size, members, ratio): not read
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import io
 import json
 import math
 import os
-import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,12 +35,16 @@ import sklearn
 import skops.io
 from skops.io.exceptions import UntrustedTypesFoundException
 
+from personalization.models.archive import directory_problem, members_problem
+from personalization.models.versions import is_version
+
 C = TypeVar("C")
 
 __all__ = [
     "ModelLoadError",
     "ModelVersionMismatch",
     "UntrustedModelError",
+    "ModelTooLarge",
     "dump_bytes",
     "file_types",
     "load_trusted",
@@ -73,6 +79,11 @@ class UntrustedModelError(ModelLoadError):
     """The model file names types outside the trusted list; nothing in it was constructed."""
 
 
+class ModelTooLarge(ModelLoadError):
+    """The model file's zip would unpack beyond the bounds of :mod:`personalization.models.archive`
+    (a member's size, the total, the member count, the compression ratio); nothing was unpacked."""
+
+
 def dump_bytes(estimator: Any) -> bytes:
     """The estimator as skops bytes."""
     buffer = io.BytesIO()
@@ -94,9 +105,16 @@ def _schema_types(node: object, found: set[str]) -> set[str]:
     return found
 
 
-def file_types(data: bytes) -> set[str]:
-    """The types a skops file would construct, read from its schema without constructing any."""
+def file_types(data: bytes, where: str = "model file") -> set[str]:
+    """The types a skops file would construct, read from its schema without constructing any —
+    once the zip's directory is within bounds (else :class:`ModelTooLarge`, nothing unpacked)."""
+    problem = directory_problem(data)
+    if problem is not None:
+        raise ModelTooLarge(f"{where}: {problem}")
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        problem = members_problem(archive.infolist())
+        if problem is not None:
+            raise ModelTooLarge(f"{where}: {problem}")
         schema = json.loads(archive.read("schema.json"))
     return _schema_types(schema, set())
 
@@ -114,7 +132,7 @@ def check_sklearn_version(trained_with: str, where: str, what: str = "model") ->
 def load_trusted(data: bytes, trusted: Sequence[str], where: str) -> Any:
     """Build the estimator in ``data`` if, and only if, every type it names is in ``trusted``."""
     try:
-        untrusted = file_types(data) - set(trusted)
+        untrusted = file_types(data, where) - set(trusted)
     except (zipfile.BadZipFile, KeyError, ValueError, RecursionError) as exc:
         raise ModelLoadError(f"{where}: not a valid skops file: {exc}") from exc
     if untrusted:
@@ -130,7 +148,6 @@ def load_trusted(data: bytes, trusted: Sequence[str], where: str) -> Any:
 # -- a directory of models: <version>.skops + <version>.json, and an ``active`` pointer ----------
 
 ACTIVE_FILE = "active"
-_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -145,7 +162,7 @@ def write_model_files(directory: Path, version: str, model: bytes, card: bytes, 
     Each file goes to a temporary name and is renamed, ``active`` last, so a reader never sees a
     half-written model. Returns the ``.skops`` path.
     """
-    if not _VERSION_PATTERN.match(version):
+    if not is_version(version):
         raise ValueError(f"model version {version!r} is not a safe file name")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -166,7 +183,7 @@ def read_model_files(directory: Path, version: str | None, what: str = "model") 
             version = active.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{active}: cannot read the active {what} version: {exc}") from exc
-    if not _VERSION_PATTERN.match(version):
+    if not is_version(version):
         raise ModelLoadError(f"{directory}: {version!r} is not a {what} version")
     card_path = directory / f"{version}.json"
     model_path = directory / f"{version}.skops"

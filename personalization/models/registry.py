@@ -11,9 +11,13 @@ worker follows within a moment, with nothing to copy between machines:
 ``vary:models:updates`` (channel)      ``<slot> <version>`` after every activation
 =====================================  ===============================================================
 
-A version is checked before it is stored (the same trusted-types and scikit-learn-version checks as a
-file on disk), so what the registry holds always loads. Workers build the compiled scorer first and
-then swap one reference, so a request is served by the old model or the new one, never by neither.
+A version is checked before it is stored (its shape, :mod:`personalization.models.versions`; then the
+same bounds, trusted-types and scikit-learn-version checks as a file on disk), so what the registry
+holds always loads. A version is registered once: its card key is claimed with ``SET NX`` before the
+file is written, so of two uploads of one version exactly one wins and the other is refused
+(:class:`~personalization.errors.ModelVersionExists`, a 409) — a card is never silently replaced.
+Workers build the compiled scorer first and then swap one reference, so a request is served by the
+old model or the new one, never by neither.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import anyio.to_thread
 import msgspec
 from redis.asyncio import Redis
 
+from personalization.errors import ModelVersionExists
 from personalization.models.files import ModelLoadError
 from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.segments import CompiledSegmentModel
@@ -34,6 +39,7 @@ from personalization.models.policy import PolicyCard, compile_policy
 from personalization.models.policy import TRUSTED_TYPES as POLICY_TYPES
 from personalization.models.segment_model import ModelCard, compile_model, load_model_bytes
 from personalization.models.files import check_sklearn_version, load_trusted
+from personalization.models.versions import check_version
 from personalization.store.keys import (
     MODELS_ACTIVE_KEY,
     MODELS_CARD_PREFIX,
@@ -112,21 +118,39 @@ class ModelRegistry:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def register(self, data: bytes, card_json: bytes) -> RegisteredModel:
-        """Store a version after checking it loads; raises :class:`ModelLoadError` when it does not."""
+    async def register(self, data: bytes, card_json: bytes, *, if_absent: bool = False) -> RegisteredModel:
+        """Store a new version after checking it loads.
+
+        Raises :class:`ModelLoadError` when it does not load, ``InvalidInput`` when the card's
+        version has not the shape of one, and :class:`ModelVersionExists` when that version is
+        registered already — unless ``if_absent``: then what is registered is kept and returned
+        (workers seeding an empty registry from the same model directory at the same start).
+        """
         try:
             card = _decode_card(card_json)
         except msgspec.DecodeError as exc:
             raise ModelLoadError(f"the card is not JSON: {exc}") from exc
+        version = check_version(card.version, "card.version")
         slot = _slot(card)
-        await anyio.to_thread.run_sync(build, data, card)  # refuses untrusted or mismatched models
-        # Three keys in three cluster slots, so no MULTI: written in the order readers follow them
-        # (index → card → file), a version is listed only once its card and file are there.
-        await self._redis.set(_FILE + card.version, data)
-        await self._redis.set(_CARD + card.version, msgspec.json.encode(card))
-        await self._redis.zadd(_INDEX, {card.version: card.created_at})
-        log.info("registered %s model %s", slot, card.version)
-        return RegisteredModel(version=card.version, slot=slot, card=card)
+        if not if_absent and await self._redis.exists(_CARD + version):
+            raise ModelVersionExists(version)  # said at once; the SET NX below is what decides
+        await anyio.to_thread.run_sync(build, data, card)  # refuses oversized, untrusted or mismatched models
+        # Three keys in three cluster slots, so no MULTI. The card is the claim (SET NX: one upload
+        # of a version wins); then the file, then the index, which readers follow first
+        # (index → card → file), so a version is listed only once its card and file are there.
+        if not await self._redis.set(_CARD + version, msgspec.json.encode(card), nx=True):
+            if if_absent:
+                return await self.get(version)
+            raise ModelVersionExists(version)
+        try:
+            await self._redis.set(_FILE + version, data)
+            await self._redis.zadd(_INDEX, {version: card.created_at})
+        except BaseException:
+            with contextlib.suppress(Exception):  # give the version back rather than block it
+                await self._redis.delete(_CARD + version)
+            raise
+        log.info("registered %s model %s", slot, version)
+        return RegisteredModel(version=version, slot=slot, card=card)
 
     async def get(self, version: str) -> RegisteredModel:
         raw = await self._redis.get(_CARD + version)
@@ -149,8 +173,13 @@ class ModelRegistry:
         return active, models
 
     async def activate(self, version: str) -> RegisteredModel:
-        """Make ``version`` the active model of its slot and tell every worker (roll back the same way)."""
-        model = await self.get(version)
+        """Make ``version`` the active model of its slot and tell every worker (roll back the same way).
+
+        ``version`` must have the shape of one (``InvalidInput`` naming ``version``) and be fully
+        registered, card and file (else :class:`UnknownModelVersion`)."""
+        model = await self.get(check_version(version))
+        if not await self._redis.exists(_FILE + version):
+            raise UnknownModelVersion(version)  # a registration still writing (or one that failed)
         # Set, then announce (not one MULTI: a cluster transaction cannot carry PUBLISH). A worker
         # that misses the message still reads the active hash when it (re)starts.
         await self._redis.hset(_ACTIVE, model.slot, version)

@@ -5,10 +5,13 @@
   keeps failing to ``vary:sinks:dead:<name>``, and claims entries a dead runner left pending.
 - :mod:`~personalization.sinks.webhook`: batched, HMAC-SHA256-signed POSTs to any URL.
 - :mod:`~personalization.sinks.segment`: Segment's HTTP Tracking API (``/v1/batch`` of track calls).
+- :mod:`~personalization.sinks.erasures`: erase notices every sink receives (``kind="erase"``), and
+  erasing a visitor from the dead letters.
 
 A sink is anything with a ``name`` and ``async deliver(batch)`` (:class:`personalization.seams.EventSink`).
 """
 
+from personalization.sinks.erasures import VisitorErased
 from personalization.sinks.runner import SinkRunner, SinkStats, group_name, sink_streams
 from personalization.sinks.segment import SegmentSink
 from personalization.sinks.webhook import WebhookSink, sign, verify_signature
@@ -18,6 +21,7 @@ __all__ = [
     "SinkRunner",
     "SinkStats",
     "SegmentSink",
+    "VisitorErased",
     "WebhookSink",
     "dead_letter_stream",
     "group_name",

@@ -24,6 +24,10 @@ longest a batch can spend in retries, or a live runner's batch is claimed by ano
 
 A new group starts at the end of the streams (``$``): a sink receives what is written after it was
 first started, not the history (export that with ``vary export``).
+
+Every sink also reads ``vary:sinks:erasures``, whatever ``kinds`` it declares: an erased visitor's
+notice reaches each receiver as a record of ``kind="erase"`` (:mod:`personalization.sinks.erasures`),
+and once delivered the notice is trimmed as soon as no group still owes it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from redis.exceptions import ResponseError
 
 from personalization.measurement.events import EVENT_DECODER
 from personalization.seams import EventSink, PermanentSinkError, SinkRecord
-from personalization.store.keys import EVENTS, EXPOSURES, dead_letter_stream
+from personalization.sinks.erasures import ERASE_DECODER, trim_delivered
+from personalization.store.keys import (
+    EVENTS,
+    EXPOSURES,
+    SINK_ERASURES,
+    dead_letter_stream,
+)
 from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER
 
@@ -50,7 +60,8 @@ __all__ = ["SinkRunner", "SinkStats", "group_name", "sink_streams"]
 
 log = logging.getLogger("vary.sinks")
 
-Kind = Literal["exposure", "event"]
+Kind = Literal["exposure", "event", "erase"]
+_DECODERS = {"exposure": EXPOSURE_DECODER, "event": EVENT_DECODER, "erase": ERASE_DECODER}
 
 
 def group_name(sink_name: str) -> str:
@@ -58,13 +69,18 @@ def group_name(sink_name: str) -> str:
     return f"vary-sink-{sink_name}"
 
 
-def sink_streams(partitions: int, kinds: Sequence[Kind] = ("exposure", "event")) -> list[tuple[str, Kind]]:
-    """Every stream a sink reads: all partitions of the exposure and/or event streams."""
+def sink_streams(
+    partitions: int, kinds: Sequence[Kind] = ("exposure", "event", "erase")
+) -> list[tuple[str, Kind]]:
+    """Every stream a sink reads: all partitions of the exposure and/or event streams, and the
+    erase notices."""
     streams: list[tuple[str, Kind]] = []
     if "exposure" in kinds:
         streams += [(name, "exposure") for name in all_streams(EXPOSURES, partitions)]
     if "event" in kinds:
         streams += [(name, "event") for name in all_streams(EVENTS, partitions)]
+    if "erase" in kinds:
+        streams.append((SINK_ERASURES, "erase"))
     return streams
 
 
@@ -119,7 +135,7 @@ class SinkRunner:
         self.sink = sink
         self.consumer = consumer
         kinds: Sequence[Kind] = getattr(sink, "kinds", ("exposure", "event"))
-        self.streams = sink_streams(partitions, kinds)
+        self.streams = sink_streams(partitions, (*kinds, "erase"))  # every receiver hears of erasures
         self.group = group_name(sink.name)
         self.dead_stream = dead_letter_stream(sink.name)
         self.batch_size = batch_size
@@ -198,7 +214,7 @@ class SinkRunner:
         data = _field(fields, "data")
         if data is None:
             raise ValueError("no data field")
-        record = (EXPOSURE_DECODER if kind == "exposure" else EVENT_DECODER).decode(data)
+        record = _DECODERS[kind].decode(data)
         return SinkRecord(kind=kind, stream=stream, entry_id=entry_id, record=record)
 
     async def _handle(self, stream: str, kind: Kind, entries: list[Any]) -> None:
@@ -242,6 +258,8 @@ class SinkRunner:
                     return  # stopping: left pending, another runner (or this one, later) claims them
                 continue
             await self.redis.xack(stream, self.group, *(r.entry_id for r in records))
+            if kind == "erase":  # the visitor id in clear stays no longer than some sink owes it
+                await trim_delivered(self.redis)
             self.stats.delivered += len(records)
             self.stats.batches += 1
             self.stats.last_delivery_at = time.time()
@@ -265,6 +283,8 @@ class SinkRunner:
                 })
             await pipe.execute()
         await self.redis.xack(stream, self.group, *(entry_id for entry_id, _ in entries))
+        if kind == "erase":
+            await trim_delivered(self.redis)
         self.stats.dead_lettered += len(entries)
 
     async def _wait(self, seconds: float) -> bool:

@@ -13,10 +13,20 @@ exposure of a visitor who declined analytics) is not sent — a third party gets
 not store itself. ``messageId`` is stable per record, so Segment deduplicates redeliveries.
 Answers are classified by :func:`personalization.sinks.http.post_batch`: 2xx delivered; 408, 429,
 5xx and network errors retried; any other 4xx dead-lettered.
+
+**Erase notices are not sent.** Segment's HTTP Tracking API has only the six calls (identify, track,
+page, screen, group, alias) and ``/v1/batch`` of them; nothing in it deletes or suppresses a user.
+Segment deletes through *regulations* (``SUPPRESS_WITH_DELETE``, ``DELETE_ONLY`` …), issued in the
+workspace (Settings → End User Privacy) or with Segment's Public API (``/regulations``, a workspace
+token, not the source write key this sink holds) — and by ``userId``, while Vary sends its ids as
+``anonymousId``. Sending the id in a track call would only copy it once more. So an erase record is
+acknowledged without a call and logged (with the id hashed) as a warning: file the deletion
+regulation in Segment for that visitor.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +34,14 @@ from typing import Any
 import httpx
 import msgspec
 
+from personalization.privacy import hash_id
 from personalization.seams import SinkRecord
 from personalization.sinks.http import post_batch
 from personalization.types import Exposure
 
 __all__ = ["SegmentSink", "EVENT_NAMES", "track_call", "DEFAULT_SEGMENT_URL"]
+
+log = logging.getLogger("vary.sinks")
 
 DEFAULT_SEGMENT_URL = "https://api.segment.io"
 #: Segment's object-action event names for Vary's records ("Order Completed" is Segment's e-commerce spec).
@@ -53,7 +66,10 @@ def _iso(ts: float) -> str:
 
 
 def track_call(record: SinkRecord) -> dict[str, Any] | None:
-    """One Segment track call, or ``None`` for a record with no visitor id."""
+    """One Segment track call, or ``None`` for a record with no visitor id or an erase notice (which
+    the Tracking API cannot express: see the module docstring)."""
+    if record.kind == "erase":
+        return None
     data = msgspec.to_builtins(record.record)
     visitor_id = data.get("visitor_id")
     if not visitor_id:
@@ -103,6 +119,13 @@ class SegmentSink:
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
 
     def payload(self, batch: Sequence[SinkRecord]) -> dict[str, Any] | None:
+        for record in batch:
+            if record.kind == "erase":
+                log.warning(
+                    "sink %s: visitor %s was erased in Vary; Segment's Tracking API cannot delete: file a "
+                    "deletion regulation for them in Segment (End User Privacy or the Public API)",
+                    self.name, hash_id(getattr(record.record, "visitor_id", "")),
+                )
         calls = [call for call in map(track_call, batch) if call is not None]
         if not calls:
             return None

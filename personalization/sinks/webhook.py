@@ -5,6 +5,10 @@ Body (``application/json``)::
     {"sink": "webhook", "records": [{"kind": "exposure", "stream": "vary:exposures",
       "entry_id": "1718000000000-0", "message_id": "vary-exposure-…", "data": {…the Exposure…}}, …]}
 
+An erased visitor arrives as ``{"kind": "erase", …, "data": {"visitor_id": "…", "ts": …}}``
+(:mod:`personalization.sinks.erasures`): the receiver should delete what it holds of that visitor;
+it is delivered, retried and dead-lettered like every other record.
+
 Headers: ``X-Vary-Timestamp`` (Unix seconds) and ``X-Vary-Signature: sha256=<hex>``, the
 HMAC-SHA256 with the shared secret over ``"<timestamp>." + body`` — the timestamp is signed too, so
 a receiver that rejects old timestamps (:func:`verify_signature`, 5 minutes by default) is safe from

@@ -1,37 +1,44 @@
 """Every Redis key Vary's personalization writes, named in one module.
 
 Key names are stored data: a deployment upgraded in place must find what the previous version
-wrote, so every string here is frozen (``tests/personalization/store/test_keys.py`` pins them).
+wrote, so every string here is frozen (``tests/personalization/store/test_keys.py`` pins them); a
+change of layout bumps :data:`SCHEMA_VERSION` and ships its migration
+(:mod:`personalization.store.migrate`).
 Spelling a ``"vary:…"`` key anywhere else invites two spellings of one key; build it here instead.
 (The content store keeps its own two keys in :mod:`content.store`: content does not import this
 package. Lua scripts build the keys they derive from their arguments the same way; their headers
 say which.)
 
-Hash tags: everything about one visitor carries ``{<visitor id>}`` so a Redis Cluster keeps it on
-one node, one script may touch all of it, and erasure finds it with one ``SCAN``; a partitioned
-stream carries ``{<p>}``, and keys written atomically with a stream entry are
-:func:`colocated` with it.
+Hash tags: everything about one visitor carries ``{<visitor tag>}``, where the tag is
+:func:`visitor_tag`, a fixed-length hex digest of the visitor id: a Redis Cluster keeps all of it
+on one node, one script may touch all of it, and erasure finds it with one ``SCAN``. The id itself
+never goes into a key: an id holding ``{`` or ``}`` (``}lead-brace``) would otherwise move the
+cluster's hash tag and scatter one visitor over several slots, ``*``/``?``/``[`` would be glob
+characters to ``SCAN MATCH``, and ``kv-alice`` would be a prefix of ``kv-alice}:x``. Keys written
+by versions before schema 2 spelled the raw id (``vary:v:{<visitor id>}:…``);
+:mod:`personalization.store.migrate` renames them once. A partitioned stream carries ``{<p>}``,
+and keys written atomically with a stream entry are :func:`colocated` with it.
 
-Per visitor
------------
+Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
+---------------------------------------------------------------
 =======================================  ===========================================================
-``vary:v:{<visitor>}:p``                 profile hash (:func:`profile_key`, fields in
+``vary:vh:{<vt>}:p``                     profile hash (:func:`profile_key`, fields in
                                          :mod:`personalization.store.profiles`)
-``vary:v:{<visitor>}:e:<event id>``      marker: the event was counted in the profile
+``vary:vh:{<vt>}:e:<event id>``          marker: the event was counted in the profile
                                          (:func:`event_marker_key`)
-``vary:v:{<visitor>}:agg:<day>``         hash, ``<stream>|<entry id>`` → step-1 outcome (msgpack),
+``vary:vh:{<vt>}:agg:<day>``             hash, ``<stream>|<entry id>`` → step-1 outcome (msgpack),
                                          ``''`` once applied, ``'!'`` if it raised (dedupe; expires)
                                          (:func:`outcome_key`)
-``vary:v:{<visitor>}:x``                 hash, experience → ``variant|first ts|deadline|channel|seg``
-``vary:v:{<visitor>}:xf``                hash, per-visitor flags: ``<x>|c:<goal>`` converted,
+``vary:vh:{<vt>}:x``                     hash, experience → ``variant|first ts|deadline|channel|seg``
+``vary:vh:{<vt>}:xf``                    hash, per-visitor flags: ``<x>|c:<goal>`` converted,
                                          ``<x>|v:<goal>`` value total, ``<x>|x:<goal>`` CUPED X,
                                          ``<x>|np`` orders, ``<x>|k:<tp>`` clicked, ``o:<order>``
-``vary:v:{<visitor>}:t``                 hash, goal → lifetime value total (CUPED snapshots it at
+``vary:vh:{<vt>}:t``                     hash, goal → lifetime value total (CUPED snapshots it at
                                          first exposure as the pre-exposure value X)
-``vary:v:{<visitor>}:cx``                hash, ``seg``, ``seg_ts``, ``xch`` (earliest exposure's
+``vary:vh:{<vt>}:cx``                    hash, ``seg``, ``seg_ts``, ``xch`` (earliest exposure's
                                          segment, ts, channel), ``ch``, ``ts`` (last event channel),
                                          ``w:<w>`` active week → its channels (``web,ios``; ``""``)
-``vary:v:{<visitor>}:cxb:<dim>``         hash, week → orders in it, per CX dimension
+``vary:vh:{<vt>}:cxb:<dim>``             hash, week → orders in it, per CX dimension
 =======================================  ===========================================================
 
 Streams and their markers
@@ -45,6 +52,8 @@ Streams and their markers
 ``{<stream tag>}:e:<digest>``            an event appended to that stream (:func:`event_stream_marker`)
 ``vary:exposure:seen:<exposure id>``     a deferred exposure already claimed (:data:`EXPOSURE_SEEN_PREFIX`)
 ``vary:sinks:dead:<sink>``               a sink's dead letters (:func:`dead_letter_stream`)
+``vary:sinks:erasures``                  erase notices for every sink (:data:`SINK_ERASURES`): the
+                                         erased visitor id, until every sink's group delivered it
 =======================================  ===========================================================
 
 Aggregates (``<v>`` is the variant index or ``h``; ``<x>`` an experience key)
@@ -90,7 +99,12 @@ What the aggregate fields mean, and the rules that fill them, is written out in
 Elsewhere
 ---------
 ``vary:rl:{<key id>}:<route>:<second>`` API rate-limit windows (:func:`rate_limit_key`);
-``vary:models:…`` the model registry (:data:`MODELS_UPDATES_CHANNEL` and the prefixes below it).
+``vary:models:…`` the model registry (:data:`MODELS_UPDATES_CHANNEL` and the prefixes below it);
+``vary:schema`` the stored-data layout version (:data:`SCHEMA_KEY`, :data:`SCHEMA_VERSION`);
+``vary:agg:dead`` entries the aggregation could not process (:data:`AGG_DEAD_LETTERS`: stream,
+entry id and error, no visitor data; capped);
+``vary:dash:{sessions}:s:<id>`` / ``…:generation`` dashboard sessions and their sign-out-everywhere
+generation (:func:`dashboard_session_key`, :data:`DASHBOARD_GENERATION_KEY`; one tag, one ``MGET``).
 """
 
 from __future__ import annotations
@@ -99,6 +113,7 @@ import hashlib
 
 __all__ = [
     "AGG_CONTENT_KEY",
+    "AGG_DEAD_LETTERS",
     "BATCH_MARKER",
     "AGG_EXPERIENCES_KEY",
     "CX_DIMS_KEY",
@@ -106,11 +121,18 @@ __all__ = [
     "EVENTS",
     "EXPOSURES",
     "EXPOSURE_SEEN_PREFIX",
+    "LEGACY_VISITOR_PATTERN",
     "MODELS_ACTIVE_KEY",
     "MODELS_CARD_PREFIX",
     "MODELS_FILE_PREFIX",
     "MODELS_INDEX_KEY",
     "MODELS_UPDATES_CHANNEL",
+    "DASHBOARD_GENERATION_KEY",
+    "dashboard_session_key",
+    "SCHEMA_KEY",
+    "SINK_ERASURES",
+    "SCHEMA_VERSION",
+    "VISITOR_PREFIX",
     "agg_key",
     "batch_marker",
     "colocated",
@@ -124,7 +146,9 @@ __all__ = [
     "rate_limit_key",
     "slot_tag",
     "stream_name",
+    "visitor_key_prefix",
     "visitor_keys_pattern",
+    "visitor_tag",
 ]
 
 # ---------------------------------------------------------------------------------- streams
@@ -186,30 +210,54 @@ def dead_letter_stream(sink_name: str) -> str:
     return f"vary:sinks:dead:{sink_name}"
 
 
+#: Stream of erase notices (``DELETE /v1/visitors/{id}``) every sink delivers, so receivers delete too.
+SINK_ERASURES = "vary:sinks:erasures"
+
+
 # ---------------------------------------------------------------------------------- visitors
 
 
+#: Every per-visitor key starts with this (then ``{<visitor tag>}:``).
+VISITOR_PREFIX = "vary:vh:"
+#: ``SCAN MATCH`` of the schema-1 per-visitor keys, ``vary:v:{<raw visitor id>}:…`` (read only by
+#: :mod:`personalization.store.migrate`, which renames them; nothing writes them any more).
+LEGACY_VISITOR_PATTERN = "vary:v:{*"
+
+
+def visitor_tag(visitor_id: str) -> str:
+    """The cluster hash tag of one visitor: the hex BLAKE2b-128 of the id's UTF-8 bytes (a lone
+    surrogate, which JSON can carry, passes through rather than raising). Fixed length, hex only:
+    whatever the id holds, it cannot open or close a tag, glob in ``SCAN``, or prefix another's."""
+    data = visitor_id.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def visitor_key_prefix(visitor_id: str) -> str:
+    """``vary:vh:{<visitor tag>}:`` — every key of the visitor is this plus a suffix (the Lua scripts
+    receive it ready-made and only append suffixes)."""
+    return f"{VISITOR_PREFIX}{{{visitor_tag(visitor_id)}}}:"
+
+
 def profile_key(visitor_id: str) -> str:
-    """The visitor's profile hash key; ``{…}`` is the cluster hash tag."""
-    return f"vary:v:{{{visitor_id}}}:p"
+    """The visitor's profile hash key."""
+    return visitor_key_prefix(visitor_id) + "p"
 
 
 def event_marker_key(visitor_id: str, event_id: str) -> str:
     """The visitor-slot marker of one event id: the event was counted in the profile."""
-    return f"vary:v:{{{visitor_id}}}:e:{event_id}"
+    return f"{visitor_key_prefix(visitor_id)}e:{event_id}"
 
 
 def visitor_keys_pattern(visitor_id: str) -> str:
-    """``SCAN MATCH`` pattern of every key of one visitor (Redis glob characters in the id escaped,
-    so an id like ``a*`` matches only itself)."""
-    escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in visitor_id)
-    return "vary:v:{" + escaped + "}:*"
+    """``SCAN MATCH`` pattern of every key of one visitor (the tag is hex: nothing in it to escape,
+    and its closing ``}`` ends it, so no other visitor's keys match)."""
+    return visitor_key_prefix(visitor_id) + "*"
 
 
 def outcome_key(visitor_id: str, entry_id: str) -> str:
     """The visitor-slot hash holding step-1 outcomes of one UTC day of entries (by stream id time):
-    ``vary:v:{<visitor>}:agg:<day number>``; it expires ``dedupe_ttl_s`` after its last write."""
-    return f"vary:v:{{{visitor_id}}}:agg:{_entry_ms(entry_id) // 86_400_000}"
+    ``vary:vh:{<visitor tag>}:agg:<day number>``; it expires ``dedupe_ttl_s`` after its last write."""
+    return f"{visitor_key_prefix(visitor_id)}agg:{_entry_ms(entry_id) // 86_400_000}"
 
 
 # ---------------------------------------------------------------------------------- aggregates
@@ -218,6 +266,8 @@ def outcome_key(visitor_id: str, entry_id: str) -> str:
 AGG_EXPERIENCES_KEY = "vary:agg:experiences"
 #: Hash of entry id → exposures served outside experiences (``…:day:<day>`` per UTC day).
 AGG_CONTENT_KEY = "vary:agg:content:all"
+#: Capped stream of entries the aggregation could not process: ``stream``, ``id``, ``error``.
+AGG_DEAD_LETTERS = "vary:agg:dead"
 #: Set of the week indices that have journey (CX) aggregates.
 CX_WEEKS_KEY = "vary:cx:{idx}:weeks"
 #: Set of the journey dimensions (``ch:<channel>``, ``seg:<segment>``) with survey or purchase data.
@@ -257,6 +307,21 @@ MODELS_CARD_PREFIX = "vary:models:card:"
 MODELS_INDEX_KEY = "vary:models:index"
 #: Hash of slot → active version.
 MODELS_ACTIVE_KEY = "vary:models:active"
+
+#: The dashboard's sign-out-everywhere counter: a session signed in under an older value is over.
+DASHBOARD_GENERATION_KEY = "vary:dash:{sessions}:generation"
+
+
+def dashboard_session_key(session_id: str) -> str:
+    """One signed-in dashboard session (its value: the generation it began in; it expires with the
+    session). Shares :data:`DASHBOARD_GENERATION_KEY`'s hash tag so both are read in one ``MGET``."""
+    return f"vary:dash:{{sessions}}:s:{session_id}"
+
+
+#: The stored-data layout version (an integer string); absent means 1, the layout before
+#: :data:`SCHEMA_VERSION` 2 hashed visitor ids into their tags.
+SCHEMA_KEY = "vary:schema"
+SCHEMA_VERSION = 2
 
 
 def _entry_ms(entry_id: str) -> int:

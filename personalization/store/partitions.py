@@ -24,7 +24,7 @@ def partition_of(visitor_id: str | None, partitions: int) -> int:
     """Stable partition for a visitor (CRC32, the same in every process); anonymous → 0."""
     if partitions <= 1 or not visitor_id:
         return 0
-    return zlib.crc32(visitor_id.encode("utf-8")) % partitions
+    return zlib.crc32(visitor_id.encode("utf-8", "surrogatepass")) % partitions
 
 
 def all_streams(base: str, partitions: int) -> list[str]:

@@ -1,7 +1,7 @@
 """Visitor profiles in Redis: one hash per visitor, read in one round trip per decision.
 
 Layout (one key per visitor, hash-tagged so a Redis Cluster keeps all of a visitor's keys on one
-node): ``vary:v:{<visitor id>}:p`` → a hash with
+node): ``vary:vh:{<visitor tag>}:p`` (:func:`~personalization.store.keys.profile_key`) → a hash with
 
 =================  ============================================================
 ``visits``         sessions seen (a new ``session_id``, or 30 min of silence)

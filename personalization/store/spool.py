@@ -16,6 +16,12 @@ second): the spool is written back in the order it was appended, through the own
 write, resuming past what was already written while new batches keep arriving, and truncated only
 once it has caught up.
 
+Erasing a visitor (:mod:`personalization.store.spool_erasure`) rewrites a spool without the visitor's
+entries (:meth:`Spool.drop`): the kept lines go to a new file, locked before it is renamed over the
+old one, so the file is whole at every instant and stays owned by its worker. A replay running
+meanwhile notices the rewrite (:attr:`Spool.generation`) and starts over from the top: offsets of
+the old file mean nothing in the new one, and writing a batch twice is harmless.
+
 File format: one record per line, ``<batch id> <msgspec JSON list of entries>\\n``; a torn last line
 (a crash mid-write) is ignored on replay.
 
@@ -36,12 +42,24 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
-__all__ = ["Spool", "SpoolBusy", "SpooledBatch", "orphaned_spools", "replay_forever", "replay_spool"]
+from personalization.store.tombstones import erased_before
+
+__all__ = [
+    "Spool",
+    "SpoolBusy",
+    "SpooledBatch",
+    "open_spools",
+    "orphaned_spools",
+    "replay_forever",
+    "replay_spool",
+]
 
 log = logging.getLogger("vary.spool")
 
@@ -58,6 +76,16 @@ def orphaned_spools(directory: Path) -> Iterator[Spool]:
             yield Spool(path)
         except SpoolBusy:
             continue
+
+
+#: Every spool this process holds open, by resolved path: an erase reaches them through their own
+#: lock (another process's live spools are locked against it).
+_OPEN: weakref.WeakValueDictionary[Path, Spool] = weakref.WeakValueDictionary()
+
+
+def open_spools() -> dict[Path, Spool]:
+    """The spools (and journal segments) this process holds open, by resolved path."""
+    return dict(_OPEN)
 
 
 class SpooledBatch(msgspec.Struct, frozen=True):
@@ -90,6 +118,10 @@ class Spool:
             self._file.close()
             raise SpoolBusy(f"{self.path} is in use by another worker") from None
         self.rejected = 0
+        #: Bumped by every :meth:`drop` (the file was rewritten: byte offsets start over).
+        self.generation = 0
+        self._replaced: list[BinaryIO] = []  # the handle a rewrite replaced, closed at the next one
+        _OPEN[self.path.resolve()] = self
         #: ``fsync`` runs on its own thread: on a busy disk it can take hundreds of milliseconds, and
         #: the append is called from the event loop, where that would stall every request in flight.
         self._dirty = threading.Event()
@@ -162,17 +194,69 @@ class Spool:
                     continue
                 yield SpooledBatch(batch_id.decode(), entries), position
 
-    def clear_if_size(self, size: int) -> bool:
+    def clear_if_size(self, size: int, generation: int | None = None) -> bool:
         """Forget everything, but only if nothing was appended since the spool was ``size`` bytes
-        long (checked and cleared under the append lock); ``False`` leaves the spool untouched."""
+        long (and, given ``generation``, it was not rewritten since) — checked and cleared under the
+        append lock; ``False`` leaves the spool untouched."""
         with self._lock:
-            if self._file.tell() != size:
+            if self._file.tell() != size or (generation is not None and generation != self.generation):
                 return False
             self._file.truncate(0)
             self._file.seek(0)
             self._file.flush()
             os.fsync(self._file.fileno())
         return True
+
+    def drop(self, unwanted: Callable[[msgspec.Raw], bool]) -> int:
+        """Rewrite the file without the entries ``unwanted`` picks; returns how many were dropped.
+
+        The kept records go to ``.<name>.rewrite``, which is locked, ``fsync``-ed and renamed over
+        the spool (see the module docstring); a record left without entries goes altogether. A torn
+        last line is kept as it was (replay ignores it). Nothing is written when nothing matches.
+        """
+        with self._lock:
+            self._file.flush()
+            kept: list[bytes] = []
+            dropped = 0
+            with open(self.path, "rb") as handle:
+                for line in handle:
+                    batch_id, _, payload = line.rstrip(b"\n").partition(b" ")
+                    try:
+                        if not line.endswith(b"\n"):
+                            raise msgspec.DecodeError("a torn last record")
+                        entries = msgspec.json.decode(payload, type=list[msgspec.Raw])
+                    except msgspec.DecodeError:
+                        kept.append(line)
+                        continue
+                    mine = [entry for entry in entries if not unwanted(entry)]
+                    dropped += len(entries) - len(mine)
+                    if len(mine) == len(entries):
+                        kept.append(line)
+                    elif mine:
+                        kept.append(batch_id + b" [" + b",".join(bytes(e) for e in mine) + b"]\n")
+            if not dropped:
+                return 0
+            temporary = self.path.with_name(f".{self.path.name}.rewrite")
+            fresh = open(temporary, "ab")  # noqa: SIM115 - becomes the spool's handle
+            try:
+                fcntl.flock(fresh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fresh.truncate(0)
+                fresh.writelines(kept)
+                fresh.flush()
+                os.fsync(fresh.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                fresh.close()
+                temporary.unlink(missing_ok=True)
+                raise
+            # The syncer thread may be about to fsync the old handle: close it only at the next rewrite.
+            for old in self._replaced:
+                old.close()
+            self._replaced = [self._file]
+            self._file = fresh
+            self.generation += 1
+        self._dirty.set()
+        return dropped
 
     def clear(self) -> None:
         """Forget everything (after a successful replay)."""
@@ -199,7 +283,15 @@ class Spool:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+            self._close_replaced()
         self.path.unlink(missing_ok=True)
+
+    def _close_replaced(self) -> None:
+        if _OPEN.get(self.path.resolve()) is self:
+            del _OPEN[self.path.resolve()]
+        for old in self._replaced:
+            old.close()
+        self._replaced = []
 
     def close(self, remove_if_empty: bool = True) -> None:
         self._closing.set()
@@ -207,6 +299,7 @@ class Spool:
         if self._syncer.is_alive() and self._syncer is not threading.current_thread():
             self._syncer.join(timeout=5.0)
         with self._lock:
+            self._close_replaced()
             if self._file.closed:
                 return
             self._file.flush()
@@ -224,6 +317,9 @@ async def replay_spool(spool: Spool, write: Callable[[str, list[msgspec.Raw]], A
     idempotent (batch markers, event markers): a failure propagates and keeps the spool whole, and
     the next replay sends it again, harmlessly.
 
+    Entries of a visitor erased while they waited (a tombstone in the spool's directory,
+    :mod:`personalization.store.tombstones`) are left out.
+
     Batches appended while this replay awaits Redis land behind it: the spool is truncated only if
     nothing was appended since the last record read (atomically with appends), else the new tail
     is replayed too. What is left after the last whole record is a torn one (a crash cut it short:
@@ -232,15 +328,23 @@ async def replay_spool(spool: Spool, write: Callable[[str, list[msgspec.Raw]], A
     replayed = 0
     offset = 0
     while True:
+        unwanted = erased_before(spool.path.parent)  # read each pass: an erase may add a tombstone
+        generation = spool.generation
         size = spool.size
         end = offset
         for batch_id, records in itertools.groupby(spool.read_from(offset), key=lambda read: read[0].batch_id):
             entries: list[msgspec.Raw] = []
             for spooled, position in records:
                 end = position
-                entries.extend(spooled.entries)
-            replayed += await write(batch_id, entries)
-        if spool.clear_if_size(end if end != offset else size):
+                entries.extend(e for e in spooled.entries if unwanted is None or not unwanted(e))
+            if spool.generation != generation:
+                break  # rewritten by an erase: what was read here may be erased; the new file decides
+            if entries:
+                replayed += await write(batch_id, entries)
+        if spool.generation != generation:
+            offset = 0  # offsets of the old file mean nothing in the new one: from the top
+            continue
+        if spool.clear_if_size(end if end != offset else size, generation):
             return replayed
         offset = end
 

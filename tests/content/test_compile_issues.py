@@ -52,6 +52,11 @@ MIS_MODELLED: dict[str, tuple[Change, str | None, list[tuple[str, str, str]]]] =
         "hero-north-america",
         [("expHeroNorthAmerica", "varyExperience", "variants of different content types (banner, hero)")],
     ),
+    "key with a brace (it is the cluster hash tag of the aggregates)": (
+        lambda e: set_field(e, "newsletterCopy", "key", "}newsletter"),
+        "newsletter-copy",
+        [("newsletterCopy", "varyExperience", "contains a brace")],
+    ),
     "unpublished variant": (
         lambda e: unpublish(e, "heroHomeCanada"),
         "hero-north-america",

@@ -383,3 +383,21 @@ def test_exported_surface() -> None:
         "is_content_change", "parse_webhook", "sign_request", "verify_request",
     }
     assert all(hasattr(webhooks, name) for name in webhooks.__all__)
+
+
+# --- issue #17, item 10: the topic Vary acts on must be signed ----------------------------------------
+
+
+def test_a_caller_can_require_the_topic_to_be_signed() -> None:
+    _verify(_signed_request())  # the test vector signs the topic
+    verify_request(SECRET, "POST", PATH, _signed_request(), BODY, now_ms=TIMESTAMP, require_signed=["X-Contentful-Topic"])
+    added = sign_request(SECRET, "POST", PATH, HEADERS, BODY, TIMESTAMP, signed_headers=["content-type"])
+    unsigned_topic = {**HEADERS, **added}
+    _verify(unsigned_topic)  # valid as Contentful's helper sees it ...
+    swapped = {**unsigned_topic, "x-contentful-topic": "ContentManagement.Entry.delete"}
+    _verify(swapped)  # ... even with another topic: that is the fault
+    for headers in (unsigned_topic, swapped):
+        with pytest.raises(WebhookSignatureError, match="^signed headers must include x-contentful-topic$"):
+            verify_request(
+                SECRET, "POST", PATH, headers, BODY, now_ms=TIMESTAMP, require_signed=[webhooks.TOPIC_HEADER]
+            )

@@ -96,10 +96,14 @@ class ConsoleErrors:
             self.messages.append(f"console: {message.text}")  # type: ignore[attr-defined]
 
 
+VISITOR_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+
+
 @pytest.fixture
 def page(browser: object) -> Iterator[object]:
     """A fresh browser context and page per test (own cookies and storage); ``page.console_errors``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    # A visitor's browser, not "HeadlessChrome": Vary serves but does not count known bots (#17 item 11).
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, user_agent=VISITOR_AGENT)  # type: ignore[attr-defined]
     new_page = context.new_page()
     new_page.console_errors = ConsoleErrors(new_page)  # type: ignore[attr-defined]
     try:

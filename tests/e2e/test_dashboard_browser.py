@@ -200,7 +200,7 @@ def test_dashboard_in_a_real_browser(server: VaryProcess, redis_url: str, page) 
         page.screenshot(path=str(shots / f"dashboard-{name}-360.png"), full_page=True)
 
     # Sign out ends the session.
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.wait_for_url(f"{server.base}/dashboard/sign-in")
     page.goto(f"{server.base}/dashboard/models")
     assert page.url.startswith(f"{server.base}/dashboard/sign-in")

@@ -19,6 +19,8 @@ import httpx
 import pytest
 import redis
 
+from personalization.store.keys import profile_key
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DELIVERY = "e2e-delivery"
@@ -111,7 +113,7 @@ def test_ready_then_personalize_logs_exposure_and_events_update_profile(server: 
         ]}
         accepted = http.post("/v1/events", json=events, headers=auth)
         assert accepted.status_code == 202 and accepted.json()["accepted"] == 2
-        profile = store.hgetall("vary:v:{e2e-visitor}:p")
+        profile = store.hgetall(profile_key("e2e-visitor"))
         assert profile["page_views"] == "1" and profile["conversions"] == "1" and profile["ch:ios"] == "1"
         if entry["experience"]:  # the sticky assignment was stored with the exposure
             assert profile[f"a:{entry['experience']}"] == str(-1 if entry["holdout"] else entry["variant"])

@@ -36,6 +36,7 @@ import redis
 from api.http.ratelimit import REDIS_DEADLINE_S
 from personalization.measurement.events import EVENT_STREAM
 from personalization.measurement.recorder import SERVER_EVENT_ID_PREFIX
+from personalization.store.keys import profile_key
 from tests.reliability.http1 import ConnectionDropped
 from tests.reliability.load import (
     DELIVERY_HEADERS,
@@ -216,7 +217,7 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
         for k in range(len(events_sent)):
             assert sum(f'"pv-{k}"' in e for e in stored_events) == 1 and sum(f'"cv-{k}"' in e for e in stored_events) == 1
             assert sum(f'"ev-{k}"' in e and SERVER_EVENT_ID_PREFIX in e for e in stored_events) == 1
-            profile = store.hgetall(f"vary:v:{{ev-{k}}}:p")
+            profile = store.hgetall(profile_key(f"ev-{k}"))
             assert profile["page_views"] == "2" and profile["conversions"] == "1", (k, profile)
         store.close()
         ready = httpx.get(f"{vary.base}/ready", timeout=5).json()

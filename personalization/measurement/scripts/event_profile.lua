@@ -6,8 +6,8 @@
 -- first_seen / last_seen, the channel flag, page_views, conversions and the goal counter, and the
 -- profile's TTL is refreshed.
 --
--- KEYS[1]: the profile hash (vary:v:{<visitor>}:p)
--- KEYS[2]: the marker of this event id (vary:v:{<visitor>}:e:<event id>)
+-- KEYS[1]: the profile hash (vary:vh:{<visitor tag>}:p, personalization/store/keys.py)
+-- KEYS[2]: the marker of this event id (vary:vh:{<visitor tag>}:e:<event id>)
 -- ARGV[1] ts, [2] session id ('' none), [3] channel ('' none), [4] page view '1'/'0',
 --   [5] conversion goal ('' none), [6] session timeout (s), [7] profile ttl (s), [8] marker ttl (s)
 -- Returns 1 when counted now, 0 when the marker existed (already counted).

@@ -145,7 +145,7 @@ end
 
 -- Exposure: the visitor's segment (of their earliest exposure) and activity on its channel.
 local function cx_exposure(r)
-  local st = 'vary:v:{' .. r[4] .. '}:cx'
+  local st = r[4] .. 'cx'
   local s = redis.call('HMGET', st, 'seg_ts', 'w:' .. r[13])
   local first = tonumber(s[1] or '')
   if not first or tonumber(r[7]) < first then
@@ -157,7 +157,7 @@ end
 -- Event: channel transition, activity, survey histograms and purchases per dimension.
 local function cx_event(r)
   local kind, ts, ch, w = r[5], tonumber(r[6]), r[15], r[16]
-  local tag = 'vary:v:{' .. r[4] .. '}:'
+  local tag = r[4]
   local st = tag .. 'cx'
   local s = redis.call('HMGET', st, 'seg', 'ch', 'ts', 'xch', 'w:' .. w)
   if ch ~= '' then

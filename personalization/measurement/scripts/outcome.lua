@@ -1,6 +1,6 @@
 -- Step 1 of aggregation, the visitor's outcome: one call per chunk of records.
 --
--- Reads and writes the visitor's own keys only (vary:v:{<visitor>}:...) and *emits* every change
+-- Reads and writes the visitor's own keys only (<visitor key prefix>...) and *emits* every change
 -- to a shared aggregate as an op {key, kind, field, amount} (kind 'i' HINCRBY, 'z' HINCRBY and
 -- HDEL at 0, 'f' HINCRBYFLOAT, 's' SADD field), grouped by the key's hash tag:
 -- {tag, marked (1 when a group holds a counter), ops}. The rules it implements are written out in
@@ -9,15 +9,23 @@
 -- KEYS: none on a single node; on a cluster, declared for routing only: each visitor's outcome
 --   key and its ...:x, ...:xf, ...:t, ...:cx keys (all in one slot).
 -- ARGV[1]: a JSON array of records, every field a string:
---   exposure: 'x', outcome field, outcome key ('' = anonymous), visitor, experience ('' = content),
+--   exposure: 'x', outcome field, outcome key ('' = anonymous), visitor key prefix ('' = anonymous;
+--     vary:vh:{<visitor tag>}:, built by personalization/store/keys.py), experience ('' = content),
 --     variant label, ts, deadline, channel, segment, day, entry id, week (CX)
---   event: 'e', outcome field, outcome key, visitor, kind, ts, day, touchpoint, goal ('' none),
+--   event: 'e', outcome field, outcome key, visitor key prefix, kind, ts, day, touchpoint, goal ('' none),
 --     value ('' none), then kind-specific: purchase order id | task success, duration,
 --     ln duration, bucket | feedback problem | survey metric, score; then channel ('' none),
 --     week (CX)
 -- ARGV[2]: dedupe ttl (s), ARGV[3]: state ttl (s).
+-- ARGV[4]: the goals each experience counts, JSON {"x": {experience: [goal, ...]}, "d": [goal, ...]}
+--   (personalization/measurement/goals.py; '' = every goal counts). ARGV[5]: most conversions and
+--   purchases counted per visitor, experience and minute of arrival, and with it one answer per
+--   survey metric, visitor, experience and day (0 = neither limit). What is not counted is
+--   counted instead in the experience's 'all' hash as discarded:<reason> (goal, rate,
+--   survey_repeat).
 -- Keys it builds from the records (the same names as personalization/store/keys.py): the
---   visitor's vary:v:{<visitor>}:x, :xf, :t, :cx, :cxb:<dim> (read and written here), and, in the
+--   visitor's <prefix>x, xf, t, cx, cxb:<dim> (read and written here; the prefix comes in the
+--   record, never derived here), and, in the
 --   ops it returns, vary:agg:{<x>}:<dim>|ux:<tp>|problems:<v>:<tp>|dims|goals|tps,
 --   vary:agg:experiences, vary:agg:content:all|day:<day>, vary:cx:{w:<week>}:<dim>,
 --   vary:cx:{idx}:weeks|dims.
@@ -28,6 +36,32 @@
 -- The line that reads exactly "--#include journey.lua" (below) is replaced by journey.lua on load.
 local dedupe_ttl, ttl = ARGV[2], ARGV[3]
 local groups, order
+local policy, max_rate = nil, tonumber(ARGV[5] or '') or 0
+if ARGV[4] and ARGV[4] ~= '' then policy = cjson.decode(ARGV[4]) end
+local goal_sets, union = {}, nil
+
+local function counts_goal(exp, goal)
+  if not policy then return true end
+  local s = goal_sets[exp]
+  if not s then
+    s = {}
+    for _, g in ipairs(policy['x'][exp] or policy['d']) do s[g] = true end
+    goal_sets[exp] = s
+  end
+  return s[goal] == true
+end
+
+local function any_counts(goal)  -- a goal some experience counts: kept in the visitor's totals
+  if not policy then return true end
+  if not union then
+    union = {}
+    for _, g in ipairs(policy['d']) do union[g] = true end
+    for _, list in pairs(policy['x']) do
+      for _, g in ipairs(list) do union[g] = true end
+    end
+  end
+  return union[goal] == true
+end
 
 local function emit(key, kind, field, amount)
   local tag = key
@@ -71,7 +105,7 @@ local function exposure(r)
     emit(all, 'i', v .. ':anonymous', 1)
     return 1
   end
-  local tag = 'vary:v:{' .. visitor .. '}:'
+  local tag = visitor
   local state, flags = tag .. 'x', tag .. 'xf'
   local cur = redis.call('HGET', state, exp)
   if not cur then
@@ -80,7 +114,7 @@ local function exposure(r)
     local totals = redis.call('HGETALL', tag .. 't')
     for i = 1, #totals, 2 do
       local x = tonumber(totals[i + 1])
-      if x ~= 0 then
+      if x ~= 0 and counts_goal(exp, totals[i]) then
         redis.call('HSET', flags, exp .. '|x:' .. totals[i], totals[i + 1])
         emit(all, 'f', v .. ':xsum:' .. totals[i], x)
         emit(all, 'f', v .. ':xsumsq:' .. totals[i], x * x)
@@ -98,8 +132,31 @@ local function exposure(r)
   return 1
 end
 
+-- Whether an attributed event is discarded for `exp` (counted under discarded:<reason> instead):
+-- a conversion of a goal the experience does not count, a conversion or purchase beyond
+-- max_rate in its minute of arrival (the stream entry id's time, not the client's ts), or a
+-- second answer to one survey metric on one day.
+local function discarded(exp, kind, goal, r, flags)
+  local why
+  if kind == 'conversion' and not counts_goal(exp, goal) then
+    why = 'goal'
+  elseif max_rate > 0 and (kind == 'conversion' or kind == 'purchase') then
+    local minute = math.floor(tonumber(string.match(r[2], '(%d+)%-%d+$')) / 60000)
+    local m, n = string.match(redis.call('HGET', flags, exp .. '|r') or '', '^(%d+)|(%d+)$')
+    n = (tonumber(m) == minute) and tonumber(n) + 1 or 1
+    redis.call('HSET', flags, exp .. '|r', string.format('%d|%d', minute, n))
+    if n > max_rate then why = 'rate' end
+  elseif max_rate > 0 and kind == 'survey' then
+    local k = exp .. '|s:' .. r[11]
+    if redis.call('HGET', flags, k) == r[7] then why = 'survey_repeat' else redis.call('HSET', flags, k, r[7]) end
+  end
+  if not why then return false end
+  emit('vary:agg:{' .. exp .. '}:all', 'i', 'discarded:' .. why, 1)
+  return true
+end
+
 local function event(r)
-  local tag = 'vary:v:{' .. r[4] .. '}:'
+  local tag = r[4]
   local flags = tag .. 'xf'
   local kind, ts, day, tp, goal = r[5], tonumber(r[6]), r[7], r[8], r[9]
   local value = tonumber(r[10])
@@ -108,7 +165,7 @@ local function event(r)
     redis.call('EXPIRE', flags, ttl)
   end
   cx_event(r)
-  if value and goal ~= '' then
+  if value and goal ~= '' and any_counts(goal) then
     redis.call('HINCRBYFLOAT', tag .. 't', goal, value)
     redis.call('EXPIRE', tag .. 't', ttl)
   end
@@ -118,7 +175,7 @@ local function event(r)
     local exp = exps[i]
     local v, first, deadline, ch, seg = string.match(exps[i + 1], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
     first = tonumber(first)
-    if value and goal ~= '' and ts < first then
+    if value and goal ~= '' and ts < first and counts_goal(exp, goal) then
       -- A pre-exposure value processed after the exposure: add it to the CUPED covariate X now.
       attributed = attributed + 1
       local all = 'vary:agg:{' .. exp .. '}:all'
@@ -129,11 +186,13 @@ local function event(r)
       emit(all, 'f', v .. ':xsumsq:' .. goal, 2 * xold * value + value * value)
       local y = tonumber(redis.call('HGET', flags, exp .. '|v:' .. goal) or '0')
       if y ~= 0 then emit(all, 'f', v .. ':xysum:' .. goal, y * value) end
+    elseif ts >= first and ts <= tonumber(deadline) and discarded(exp, kind, goal, r, flags) then
+      attributed = attributed + 1  -- not counted; discarded() counted why
     elseif ts >= first and ts <= tonumber(deadline) then
       attributed = attributed + 1
       local p = 'vary:agg:{' .. exp .. '}:'
       local all = p .. 'all'
-      if goal ~= '' then
+      if goal ~= '' and counts_goal(exp, goal) then
         local dims = {all, p .. 'ch:' .. ch, p .. 'seg:' .. seg, p .. 'day:' .. day}
         emit(p .. 'goals', 's', goal)
         emit(p .. 'dims', 's', 'day:' .. day)

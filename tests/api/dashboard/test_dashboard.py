@@ -348,6 +348,9 @@ def test_preview_records_nothing(client: TestClient, admin: dict[str, str], sync
     time.sleep(0.5)  # longer than the exposure writer takes to flush a batch
     assert stored() == before
     assert not [k for k in sync_redis.keys("*") if "ghost" in k]
+    from personalization.store.keys import visitor_keys_pattern  # keys name a digest of the id, not the id
+
+    assert not sync_redis.keys(visitor_keys_pattern("ghost"))
 
 
 def test_templates_and_stylesheet_are_package_data() -> None:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
+import msgspec
+import pyarrow.parquet as pq
+import pytest
 import redis
 from litestar.testing import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from personalization.store.keys import EVENTS, event_stream_marker
 
 
 def _everything_mentioning(sync_redis, needle: str) -> list[str]:  # noqa: ANN001
@@ -58,3 +67,81 @@ def test_erase_removes_every_trace_of_the_visitor(
     assert _everything_mentioning(sync_redis, "forget-me-7f3") == []
     assert _everything_mentioning(sync_redis, "keep-me-21c")  # the other visitor is untouched
     assert client.delete("/v1/visitors/forget-me-7f3", headers=admin).json()["keys_deleted"] == 0
+
+
+# ------------------------------------------------------------------- every copy, not only Redis (#17.4)
+
+
+@pytest.fixture
+def own_data_dir(settings: Settings, tmp_path: Path) -> Settings:
+    """The API settings with a data dir of this test's own (exports, spools), sharing the session's model."""
+    (tmp_path / "models").symlink_to(Path(settings.data_dir) / "models", target_is_directory=True)
+    return msgspec.structs.replace(settings, data_dir=tmp_path)
+
+
+def _feed(client: TestClient, delivery: dict[str, str], visitor: str) -> None:
+    body = {"visitor": {"id": visitor, "country": "US"}, "entries": ["heroHome", "bannerShipping"]}
+    assert client.post("/v1/personalize", json=body, headers=delivery).status_code == 200
+    time.sleep(0.05)  # the exposure is recorded before the feedback: the feedback falls in its window
+    events = [
+        {"type": "feedback", "visitor_id": visitor, "text": "hard to find", "problem": f"tag of {visitor}",
+         "touchpoint": "checkout", "event_id": f"fb-{visitor}"},
+        {"type": "feedback", "visitor_id": visitor, "text": "same as others", "problem": "shared words",
+         "touchpoint": "checkout", "event_id": f"fb2-{visitor}"},
+        {"type": "conversion", "visitor_id": visitor, "goal": "signup", "event_id": f"e-{visitor}"},
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=delivery).status_code == 202
+
+
+def _problem_tags(sync_redis) -> set[str]:  # noqa: ANN001
+    return {tag for key in sync_redis.scan_iter(match="vary:agg:*problems*") for tag in sync_redis.smembers(key)}
+
+
+def _exported_rows(root: Path) -> dict[str, list[str | None]]:
+    return {
+        table: pq.read_table(root / table).column("visitor_id").to_pylist() if (root / table).exists() else []
+        for table in ("exposures", "events")
+    }
+
+
+def test_erase_reaches_exports_markers_and_problem_tags_and_nothing_of_others(
+    own_data_dir: Settings, delivery: dict[str, str], admin: dict[str, str], sync_redis  # noqa: ANN001
+) -> None:
+    """Before #17.4 the Parquet export kept the visitor's rows, the event markers ``{…}:e:<digest>``
+    and the free-text ``problem`` tags survived; now all go, and the other visitor keeps everything."""
+    gone, kept = "forget-me-parquet", "keep-me-parquet"
+    with TestClient(create_app(own_data_dir)) as client:
+        for visitor in (gone, kept):
+            _feed(client, delivery, visitor)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not {f"tag of {gone}", f"tag of {kept}"} <= _problem_tags(sync_redis):
+            time.sleep(0.05)
+        assert {f"tag of {gone}", f"tag of {kept}", "shared words"} <= _problem_tags(sync_redis)
+        today = datetime.now(UTC).date().isoformat()
+        exported = client.post("/v1/export", json={"since": today}, headers=admin)
+        assert exported.status_code == 200, exported.text
+        root = Path(own_data_dir.data_dir) / "exports"
+        before = _exported_rows(root)
+        assert before["exposures"].count(gone) == 2 and before["events"].count(gone) == 3
+        markers = {v: event_stream_marker(EVENTS, v, f"e-{v}") for v in (gone, kept)}
+        assert all(sync_redis.exists(m) for m in markers.values())
+
+        response = client.delete(f"/v1/visitors/{gone}", headers=admin)
+        assert response.status_code == 200, response.text
+        erased = response.json()
+
+    assert erased["export_rows_deleted"] == 5 and erased["export_files_rewritten"] == 2
+    assert erased["markers_deleted"] == 3 and erased["problem_tags_removed"] >= 1
+    assert erased["sink_notices"] == 1 and erased["aof_rewrite"] == "external"
+    after = _exported_rows(root)
+    assert gone not in after["exposures"] + after["events"]
+    assert after["exposures"].count(kept) == before["exposures"].count(kept) == 2
+    assert after["events"].count(kept) == before["events"].count(kept) == 3
+    # The rewritten files are whole Parquet with the exporter's schema, and nothing hidden is left.
+    assert str(pq.read_table(root / "events").schema.field("visitor_id").type) == "string"
+    assert not [p for p in root.rglob(".*")]
+    assert not sync_redis.exists(markers[gone]) and sync_redis.exists(markers[kept])
+    tags = _problem_tags(sync_redis)
+    assert f"tag of {gone}" not in tags and f"tag of {kept}" in tags
+    assert "shared words" in tags  # the other visitor gave the same words: the tag is theirs too
+    assert _everything_mentioning(sync_redis, gone) == []

@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 
 from api.http.errors import to_http
 from personalization import errors
+from personalization.store.keys import profile_key
 
 GOOD = {"visitor": {"id": "v1"}, "entries": ["heroHome"]}
 
@@ -100,7 +101,7 @@ def test_events_without_analytics_consent_are_acknowledged_not_stored(
     events = [{"type": "conversion", "visitor_id": "private", "goal": "signup", "analytics": False}]
     response = client.post("/v1/events", json={"events": events}, headers=delivery)
     assert response.status_code == 202 and response.json()["dropped"] == 1
-    assert sync_redis.xlen("vary:events") == 0 and not sync_redis.exists("vary:v:{private}:p")
+    assert sync_redis.xlen("vary:events") == 0 and not sync_redis.exists(profile_key("private"))
 
 
 def test_too_many_events(client: TestClient, delivery: dict[str, str]) -> None:

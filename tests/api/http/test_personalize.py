@@ -7,6 +7,7 @@ import time
 import msgspec
 from litestar.testing import TestClient
 
+from personalization.store.keys import profile_key
 from personalization.types import EXPOSURE_DECODER
 
 
@@ -96,7 +97,7 @@ def test_events_update_profile_used_by_next_decision(
     assert response.json() == {"accepted": 2, "duplicates": 0, "dropped": 0, "rejected": [], "spooled": 0}
     again = client.post("/v1/events", json={"events": events["events"][1:]}, headers=delivery)
     assert again.json()["accepted"] == 0 and again.json()["duplicates"] == 1
-    profile = sync_redis.hgetall("vary:v:{v-ev}:p")
+    profile = sync_redis.hgetall(profile_key("v-ev"))
     assert profile["page_views"] == "1" and profile["conversions"] == "1" and profile["g:signup"] == "1"
     assert sync_redis.xlen("vary:events") == 2
 

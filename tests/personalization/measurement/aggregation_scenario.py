@@ -19,7 +19,7 @@ from personalization.measurement.events import (
     Survey,
     Task,
 )
-from personalization.store.keys import EVENTS, EXPOSURES
+from personalization.store.keys import EVENTS, EXPOSURES, VISITOR_PREFIX
 from personalization.store.partitions import all_streams
 from personalization.types import Exposure
 from tests.personalization.measurement.stream_writes import drain, push
@@ -127,8 +127,8 @@ def make(redis: Redis, consumer: str, partitions: int = N, **kwargs) -> Aggregat
 
 
 def _is_outcome_key(key: str) -> bool:
-    """``vary:v:{<visitor>}:agg:<day>``: step-1 outcomes (dedupe bookkeeping, like the markers)."""
-    return key.startswith("vary:v:{") and key.rsplit("}", 1)[-1].startswith(":agg:")
+    """``vary:vh:{<visitor tag>}:agg:<day>``: step-1 outcomes (dedupe bookkeeping, like the markers)."""
+    return key.startswith(VISITOR_PREFIX + "{") and key.rsplit("}", 1)[-1].startswith(":agg:")
 
 
 def _value(text: str) -> str:

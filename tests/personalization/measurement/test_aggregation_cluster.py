@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
 
-from personalization.store.keys import EVENTS, EXPOSURES
+from personalization.store.keys import EVENTS, EXPOSURES, visitor_keys_pattern
 from personalization.store.partitions import all_streams
 from tests.personalization.measurement.aggregation_scenario import (
     EVENTS_SET,
@@ -169,9 +169,82 @@ def test_readers_merge_every_partition(redis_url: str, tmp_path) -> None:
         erased = await erase_visitor(redis, visitor, partitions=N)
         assert (erased.exposures_deleted, erased.events_deleted) == (mine_x, mine_e)
         assert erased.keys_deleted >= 2
-        assert [k async for k in redis.scan_iter(f"*{{{visitor}}}*")] == []
+        assert [k async for k in redis.scan_iter(visitor_keys_pattern(visitor))] == []
         left = [x async for x in read_streams(redis, all_streams(EXPOSURES, N), EXPOSURE_DECODER)]
         assert len(left) == len(EXPOSURES_SET) - mine_x
         await redis.aclose()
 
     run(body())
+
+
+# ------------------------------------------------------------------------------ hostile visitor ids
+
+#: Ids that broke (or could break) the cluster layout when the raw id was the hash tag: a leading
+#: ``}`` left an empty tag, so ``}lead-brace``'s profile and event marker hashed to different slots.
+HOSTILE = ["}lead-brace", "v{1}:x", "kv-alice", "kv-alice}:x", "a*b?[c]", "x" * 256, "visiteur-é-🙂"]
+
+
+def test_hostile_visitor_ids_over_http_on_a_real_cluster(valkey_cluster, model_dir) -> None:
+    """Issue #17, item 1, end to end on the embedded 3-node cluster: personalize and events for
+    ``}lead-brace`` and other hostile ids are accepted (202, nothing spooled — the old keys made
+    every event of ``}lead-brace`` a 503), every profile is counted, and one aggregation round
+    counts every visitor's exposures and conversions with nothing failed or left pending."""
+    import time
+
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from api.redis_client import async_redis, sync_redis
+    from api.settings import Settings
+    from personalization.measurement.aggregation import Aggregator
+    from personalization.store.keys import AGG_EXPERIENCES_KEY, agg_key, profile_key
+    from personalization.types import EXPOSURE_DECODER
+
+    settings = Settings(
+        redis_url=valkey_cluster.url, data_dir=model_dir, delivery_keys=("d-key",), admin_keys=("a-key",),
+        train_demo_model=False, aggregate=False,
+    )
+    store = sync_redis(settings)
+    store.flushall()
+    delivery = {"Authorization": "Bearer d-key"}
+    try:
+        with TestClient(create_app(settings)) as client:
+            for i, visitor in enumerate(HOSTILE):
+                body = {"visitor": {"id": visitor, "country": "US"}, "entries": ["heroHome", "bannerShipping"]}
+                assert client.post("/v1/personalize", json=body, headers=delivery).status_code == 200
+                events = [
+                    {"type": "page_view", "visitor_id": visitor, "session_id": f"s{i}", "channel": "web"},
+                    {"type": "conversion", "visitor_id": visitor, "goal": "signup", "event_id": f"e{i}"},
+                ]
+                response = client.post("/v1/events", json={"events": events}, headers=delivery)
+                assert response.status_code == 202, response.text
+                assert response.json()["accepted"] == 2 and response.json()["spooled"] == 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and store.xlen(EXPOSURES) < 2 * len(HOSTILE):
+                time.sleep(0.05)
+        exposures = [EXPOSURE_DECODER.decode(f[b"data"]) for _, f in store.xrange(EXPOSURES)]
+        assert {x.visitor_id for x in exposures} == set(HOSTILE)
+        for visitor in HOSTILE:
+            assert store.hget(profile_key(visitor), "page_views") == b"1", visitor
+
+        async def aggregate() -> tuple[int, int, int]:
+            redis = async_redis(settings)
+            aggregator = Aggregator(redis, consumer="t", exposure_grace_s=0.0)
+            await drain(aggregator)
+            left = await pending(redis, 1)
+            await redis.aclose()
+            return aggregator.failed, aggregator.poisoned, left
+
+        assert run(aggregate()) == (0, 0, 0)
+        exposed: dict[str, set[str]] = {}
+        for x in exposures:
+            if x.experience:
+                exposed.setdefault(x.experience, set()).add(x.visitor_id or "")
+        assert exposed and {m.decode() for m in store.smembers(AGG_EXPERIENCES_KEY)} == set(exposed)
+        for experience, visitors in exposed.items():
+            counts = {k.decode(): int(v) for k, v in store.hgetall(agg_key(experience, "all")).items()}
+            assert sum(v for k, v in counts.items() if k.endswith(":visitors")) == len(visitors), experience
+            assert sum(v for k, v in counts.items() if k.endswith(":conv:signup")) == len(visitors), experience
+    finally:
+        store.flushall()
+        store.close()

@@ -223,3 +223,38 @@ def test_re_export_replaces_the_range_and_keeps_other_dates(redis_url: str, tmp_
     assert emptied.replaced == 2 and emptied.exposures.rows == 0
     assert not (tmp_path / "exposures" / "date=2026-03-03").exists()
     assert (tmp_path / "exposures" / "date=2026-03-01" / "part-0.parquet").exists()
+
+
+def test_erase_rewrites_exports_here_and_in_noted_directories(redis_url: str, tmp_path: Path) -> None:
+    """#17.4: the exported files kept an erased visitor's rows; now every file holding them is
+    rewritten without them (a date left empty goes), in ``<data dir>/exports`` and in every
+    directory ``vary export --out`` noted, and the other visitors' rows stay as they were."""
+    from personalization.measurement.export_erasure import (
+        EXPORT_DIRS_FILE,
+        erase_from_exports,
+        export_roots,
+        remember_export_dir,
+    )
+
+    _seed(redis_url)
+    data_dir, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    _export(redis_url, data_dir / "exports", D1, D3)
+    _export(redis_url, elsewhere, D1, D3)
+    remember_export_dir(data_dir, elsewhere)
+    remember_export_dir(data_dir, elsewhere)  # noted once
+    assert (data_dir / EXPORT_DIRS_FILE).read_text().splitlines() == [str(elsewhere.resolve())]
+
+    def rows(root: Path, table: str) -> list[str | None]:
+        return ds.dataset(root / table, format="parquet", partitioning="hive").to_table().column("visitor_id").to_pylist()
+
+    before = {root: (rows(root, "exposures"), rows(root, "events")) for root in (data_dir / "exports", elsewhere)}
+    # v3: one exposure (D1), a survey (D2) and an identify (D3, the only event that day), in each root.
+    assert erase_from_exports(export_roots(data_dir), "v3") == (6, 6)
+    for root, (exposures, events) in before.items():
+        assert rows(root, "exposures") == [v for v in exposures if v != "v3"]
+        assert rows(root, "events") == [v for v in events if v != "v3"]
+        assert not (root / "events" / f"date={D3.isoformat()}").exists()
+        assert (root / "exposures" / f"date={D3.isoformat()}" / "part-0.parquet").is_file()
+        assert not list(root.rglob(".*"))  # no temporary file left
+        assert pq.read_schema(root / "events" / f"date={D2.isoformat()}" / "part-0.parquet").equals(event_schema())
+    assert erase_from_exports(export_roots(data_dir), "v3") == (0, 0)

@@ -1,5 +1,5 @@
 """What the segment-model and policy tests both do to a saved skops file: list the types it names,
-and write one that names a type outside the trust list.
+write one that names a type outside the trust list, and build zips that unpack far beyond their size.
 
 Both models share storage and the trust check (:mod:`personalization.models.files`), so their tests
 read and tamper with the files the same way.
@@ -7,8 +7,10 @@ read and tamper with the files the same way.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ import skops.io
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-__all__ = ["dump_with_untrusted_step", "schema_types"]
+__all__ = ["MiB", "dump_with_untrusted_step", "schema_types", "zip_of"]
+
+MiB = 1024 * 1024
 
 
 def _types_in(node: object) -> set[str]:
@@ -44,3 +48,17 @@ def dump_with_untrusted_step(pipeline: Pipeline, path: Path) -> None:
     vectorize, scale, classify = pipeline.steps
     tampered = Pipeline([vectorize, ("sqrt", FunctionTransformer(np.sqrt)), scale, classify])
     skops.io.dump(tampered, path)
+
+
+def zip_of(members: Iterable[tuple[str, int]], chunk: bytes = b" " * MiB) -> bytes:
+    """A deflated zip whose members unpack to the given sizes of ``chunk`` repeated: written from a
+    generator a chunk at a time, so a 300 MB member costs the test 300 KB (and about a second)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, size in members:
+            with archive.open(name, "w", force_zip64=size >= 2**31) as out:
+                left = size
+                while left > 0:
+                    out.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+    return buffer.getvalue()
