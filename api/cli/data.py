@@ -74,8 +74,10 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=(
             "Simulated visitors (seeded) on web, iOS, Android and email: personalize heroHome, "
             "bannerShipping and bannerNewsletter, then page views, clicks, tasks, purchases, signups and "
-            "surveys. Planted effect: on banner-shipping-test, variant 1 makes price-sensitive visitors "
-            "purchase --lift more often (default 20%%)."
+            "surveys. Planted effects: on banner-shipping-test, variant 1 makes price-sensitive visitors "
+            "purchase --lift more often (default 20%%); hero-sale's personalized visitors (outside its "
+            "holdout) purchase --personalization-lift more often than its holdout (default from the power "
+            "calculation in docs/measurement.md)."
         ),
     )
     simulate.add_argument("--visitors", type=int, default=1000, help="visitors to simulate (default 1000)")
@@ -87,6 +89,9 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.add_argument("--lift", type=float, default=0.2,
                           help="planted relative purchase lift of banner-shipping-test variant 1 for "
                                "price-sensitive visitors (default 0.2)")
+    simulate.add_argument("--personalization-lift", type=float, default=None,
+                          help="planted relative purchase lift of hero-sale's treated visitors over its holdout "
+                               "(default: the demo's power calculation, see docs/measurement.md)")
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -193,10 +198,15 @@ def delivery_key(settings: Settings) -> str | None:
 
 def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
     """``vary simulate``: demo traffic through the HTTP API; exit 1 when any request failed."""
+    from personalization.demo.power import DEMO_PERSONALIZATION_LIFT
     from personalization.demo.simulation import Effects, format_summary, simulate
 
     if args.visitors < 0 or args.concurrency < 1:
         err("--visitors must be >= 0 and --concurrency >= 1")
+        return 2
+    lift = DEMO_PERSONALIZATION_LIFT if args.personalization_lift is None else args.personalization_lift
+    if lift <= -1.0:
+        err("--personalization-lift must be > -1 (a relative lift: 0.8 = +80 %)")
         return 2
     key = args.key or delivery_key(settings)
     if not key:
@@ -211,7 +221,7 @@ def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
     summary = asyncio.run(
         simulate(
             base_url, key, args.visitors, seed=args.seed, concurrency=args.concurrency,
-            effects=Effects(shipping_lift=args.lift),
+            effects=Effects(shipping_lift=args.lift, personalization_lift=lift),
         )
     )
     print(format_summary(summary))

@@ -4,7 +4,8 @@ Nothing here measures or decides: the numbers come from the functions the JSON a
 (:func:`~personalization.measurement.results.experiment_results`, :func:`~personalization.measurement.cx.journey_metrics`).
 This module only picks which of them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
 (:mod:`api.dashboard.charts`). Cumulative rates are running sums of the daily counts the results
-already hold, divided for display. The journey map page is :mod:`api.dashboard.journey_page`, the
+already hold, divided for display. The personalization lift (shown first for a personalization)
+is worded by :mod:`api.dashboard.lift_view`. The journey map page is :mod:`api.dashboard.journey_page`, the
 models page :mod:`api.dashboard.model_page`.
 """
 
@@ -24,13 +25,12 @@ from api.dashboard.charts import (
     percent,
     tile,
 )
+from api.dashboard.lift_view import first_goal_lift, lift_rows
 from personalization.measurement.cx import CxReport
-from personalization.measurement.results import (
-    ExperimentResults,
-    GoalResult,
-    UxVariant,
-    VariantResult,
-)
+from personalization.measurement.results import ExperimentResults
+from personalization.measurement.results_goals import GoalResult, VariantResult
+from personalization.measurement.results_ux import UxVariant
+from personalization.measurement.stats import enough_data
 from personalization.measurement.ux_cx import MetricEstimate
 from personalization.types import Experience
 
@@ -118,10 +118,14 @@ def _leader(goal: GoalResult | None) -> VariantResult | None:
 
 
 def experience_row(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
-    """One line of the experiences list."""
+    """One line of the experiences list; the personalization lift (first goal) leads it."""
     first_goal = next(iter(results.goals), None)
     leader = _leader(results.goals.get(first_goal) if first_goal else None)
+    lift_goal, lift = first_goal_lift(results)
     return {
+        "lift": lift,
+        "lift_goal": lift_goal,
+        "notes": list(results.notes),
         "key": experience.key,
         "name": experience.name,
         "type": experience.type,
@@ -146,7 +150,8 @@ def _variant_rows(experience: Experience, goal: GoalResult) -> list[dict[str, An
                 "variant": v.variant,
                 "label": variant_label(v.variant),
                 "entry": "baseline" if v.variant == 0 else experience.variants[v.variant - 1],
-                "exposures": f"{v.exposures:,}",
+                "empty": v.visitors == 0,
+                "exposures": f"{v.visitors:,}",
                 "conversions": f"{v.conversions:,}",
                 "rate": percent(v.rate, 2),
                 "rate_interval": fmt_interval(v.interval, lambda x: percent(x, 2)),
@@ -235,6 +240,14 @@ DISCARD_REASONS = {
 }
 
 
+def _enough_data(experience: Experience, results: ExperimentResults) -> bool:
+    """Old enough to call: for a personalization, personalized and holdout (first goal); else every variant."""
+    lift = next(iter(results.personalization_lift.values()), None)
+    if experience.type != "personalization" or lift is None:
+        return results.enough_data
+    return all(enough_data(arm.visitors, arm.conversions) for arm in (lift.treated, lift.holdout))
+
+
 def experience_detail(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
     """Everything the one-experience page shows: per goal a table and two charts; breakdowns."""
     goals = []
@@ -250,6 +263,9 @@ def experience_detail(experience: Experience, results: ExperimentResults, now: f
         )
     return {
         "summary": experience_row(experience, results, now),
+        "lift": lift_rows(results, fmt_p),
+        "lift_first": experience.type == "personalization",
+        "notes": list(results.notes),
         "weights": ", ".join(f"{variant_label(i)} {percent(w, 0)}" for i, w in enumerate(experience.weights)),
         "holdout": percent(experience.holdout, 0),
         "goals_configured": ", ".join(experience.goals) or "none",
@@ -258,7 +274,7 @@ def experience_detail(experience: Experience, results: ExperimentResults, now: f
             for v, n in enumerate(results.visitors)
         ],
         "holdout_visitors": f"{results.holdout_visitors:,}",
-        "enough_data": results.enough_data,
+        "enough_data": _enough_data(experience, results),
         "goals": goals,
         "discarded": [(DISCARD_REASONS.get(reason, reason), f"{n:,}") for reason, n in results.discarded.items()],
     }

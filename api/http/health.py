@@ -17,6 +17,7 @@ from api.http.auth import bearer_scope
 from api.http.common import runtime_of
 from api.http.handlers import get
 from api.http.schemas import ContentSyncInfo, Health, Readiness
+from personalization.measurement.ranges import iso_utc
 
 __all__ = ["health", "ready"]
 
@@ -46,6 +47,7 @@ async def ready(request: Request, state: State) -> Response[Readiness]:
             syncs=content.syncs,
             failed_syncs=content.failed_syncs,
             last_sync_at=content.last_sync_at,
+            last_sync_at_iso=iso_utc(content.last_sync_at),
             last_sync_changes=content.last_sync_changes,
             last_error=content.error,
         ),

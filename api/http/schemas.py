@@ -133,6 +133,8 @@ class ContentSyncInfo(Struct, frozen=True, kw_only=True):
     syncs: int
     failed_syncs: int
     last_sync_at: float | None
+    #: ``last_sync_at`` in ISO 8601 UTC (the epoch field stays for one release).
+    last_sync_at_iso: str | None = None
     last_sync_changes: int
     last_error: str | None
 

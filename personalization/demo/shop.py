@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from personalization.demo.power import DEMO_PERSONALIZATION_LIFT
 from personalization.demo.visitors import CHANNELS, COUPON_SITES, TrafficMix, VisitorMix, draw_arrival
 
 __all__ = [
@@ -50,6 +51,10 @@ NEWSLETTER_TEST = "newsletter-copy"
 #: UTM campaigns that make a visitor (latently) price-sensitive.
 PRICE_SENSITIVE_CAMPAIGNS: frozenset[str] = frozenset({"sale", "coupon"})
 
+#: P(a buyer checks the order status in their account), P(a buyer answers the follow-up email's NPS).
+_ORDER_STATUS_RATE = 0.5
+_EMAIL_NPS_RATE = 0.25
+
 _PROBLEMS = ("shipping cost unclear", "coupon not applied", "slow checkout", "search results irrelevant",
              "size guide missing")
 
@@ -58,9 +63,10 @@ _PROBLEMS = ("shipping cost unclear", "coupon not applied", "slow checkout", "se
 class Effects:
     """The truth a simulation plants: base rates and multiplicative lifts (0.2 = +20 %).
 
-    Only ``shipping_lift`` is the issue's headline effect; the others make the demo look like a
-    real shop (several experiments, each with something to find) without touching it: every
-    experience is randomised independently, so their lifts only add noise to the shipping test.
+    ``shipping_lift`` (an A/B test's segment effect) and ``personalization_lift`` (hero-sale vs its
+    holdout) are the headline effects; the others make the demo look like a real shop (several
+    experiments, each with something to find) without touching them: every experience is randomised
+    independently and the lifts multiply, so each only adds noise to the others' comparisons.
     """
 
     #: P(purchase) of a visitor who is not price-sensitive, on control everywhere.
@@ -71,8 +77,10 @@ class Effects:
     shipping_lift: float = 0.20
     #: ``banner-shipping-test`` variant 2 (fast delivery), visitors who are not price-sensitive.
     fast_delivery_lift: float = 0.10
-    #: ``hero-sale`` variant (the sale hero) for the price-sensitive visitors it targets.
-    sale_hero_lift: float = 0.15
+    #: ``hero-sale`` personalization: P(purchase) × (1 + this) for *every* visitor it serves the sale
+    #: hero (its treated arm outside the holdout), so the true lift of treated vs holdout is exactly
+    #: this. The default is chosen by the power calculation in :mod:`personalization.demo.power`.
+    personalization_lift: float = DEMO_PERSONALIZATION_LIFT
     #: P(newsletter signup) on control, and the lift of the welcome-discount copy.
     signup_rate: float = 0.06
     newsletter_discount_lift: float = 0.30
@@ -178,18 +186,19 @@ def purchase_probability(visitor: SimVisitor, served: Mapping[str, int], effects
     """P(purchase) given the latent segment and the variants served (experience → variant, 0 = control).
 
     This is where the planted effects live: the measured uplift of ``banner-shipping-test`` variant 1
-    among price-sensitive visitors should come out near ``effects.shipping_lift``.
+    among price-sensitive visitors should come out near ``effects.shipping_lift``, and hero-sale's
+    ``personalization_lift`` (treated vs holdout) near ``effects.personalization_lift``.
     """
     if visitor.price_sensitive:
         p = effects.price_sensitive_purchase_rate
         if served.get(SHIPPING_TEST) == 1:
             p *= 1.0 + effects.shipping_lift
-        if served.get(HERO_SALE, 0) >= 1:
-            p *= 1.0 + effects.sale_hero_lift
     else:
         p = effects.purchase_rate
         if served.get(SHIPPING_TEST) == 2:
             p *= 1.0 + effects.fast_delivery_lift
+    if served.get(HERO_SALE, 0) >= 1:  # hero-sale's treated arm (its holdout is served 0)
+        p *= 1.0 + effects.personalization_lift
     return min(1.0, p)
 
 
@@ -231,6 +240,8 @@ def journey_events(
 
     currency = "EUR" if visitor.country in ("DE", "FR") else "USD"
     if session > 1:
+        if channel == "email":  # the visitor came back by clicking the newsletter
+            add("page_view", "email", page="/newsletter")
         for _ in range(1 + int(rng.expovariate(1.0))):
             add("page_view", "product", page=f"/p/{rng.randint(1000, 9999)}")
         if bought_before and rng.random() < effects.repeat_purchase_rate:
@@ -268,6 +279,11 @@ def journey_events(
                 add("survey", "checkout", metric="ces", score=max(1, min(7, round(rng.gauss(2.6, 1.2)))))
             if rng.random() < 0.3:
                 add("identify", "checkout", traits={"customer": True, "currency": currency})
+            # Engage (after the purchase): order status in the account, the follow-up email's NPS.
+            if rng.random() < _ORDER_STATUS_RATE:
+                add("page_view", "account", page="/account/orders")
+            if rng.random() < _EMAIL_NPS_RATE:
+                add("survey", "email", metric="nps", score=max(0, min(10, round(rng.gauss(8.0, 1.8)))))
         elif rng.random() < 0.5:
             add("task", "checkout", name="checkout", success=False, duration_ms=_lognormal_ms(rng, 140.0, 0.6))
         else:

@@ -26,7 +26,9 @@ One visitor, in order:
 
 The planted effects are in :class:`~personalization.demo.shop.Effects`; the default is the issue's: on
 ``banner-shipping-test``, variant 1 (free shipping over $50) makes price-sensitive visitors
-purchase 20 % more often. Everything a visitor does is drawn from one ``random.Random`` seeded by
+purchase 20 % more often; and the ``hero-sale`` personalization's treated visitors (everyone it serves
+outside its holdout) purchase ``personalization_lift`` more often than its holdout — sized, with the
+holdout share, by the power calculation in :mod:`personalization.demo.power`. Everything a visitor does is drawn from one ``random.Random`` seeded by
 ``(seed, index)`` and Vary's assignment is a hash of the visitor id, so a run is reproducible
 whatever the concurrency.
 

@@ -3,14 +3,21 @@
 Each kind says one thing that happened to a visitor at a touchpoint (a page, a screen, a place) on a
 channel. They update the visitor's profile and are appended to the ``vary:events`` stream, where
 measurement attributes them to the visitor's exposures.
+
+``ts`` arrives as epoch seconds or as an RFC 3339 / ISO 8601 time with a UTC offset (``Z``,
+``+01:00``, fractional seconds); :meth:`EventBase.__post_init__` turns the latter into epoch seconds
+right after decoding, the one place it happens, so everything downstream (the stream, the
+aggregation scripts, exports) keeps seeing a float.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+from msgspec.structs import force_setattr
 
 from personalization.store.keys import EVENTS
 from personalization.types import Channel, Id, ShortText, TraitValue, Url
@@ -31,26 +38,45 @@ __all__ = [
     "EVENT_ENCODER",
     "EVENT_DECODER",
     "EventError",
+    "TS_MAX",
+    "TS_MIN",
     "decode_events",
 ]
 
 EVENT_STREAM = EVENTS
 
 Money = Annotated[float, Meta(ge=0, le=1e12)]
+#: Bounds of an event time, in epoch seconds (1970 to 2096).
+TS_MIN, TS_MAX = 0.0, 4e9
+EpochSeconds = Annotated[float, Meta(ge=TS_MIN, le=TS_MAX)]
+#: An ISO 8601 time; without a UTC offset it would be ambiguous, so msgspec refuses it.
+IsoTime = Annotated[datetime, Meta(tz=True)]
 
 
 class EventBase(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
-    """Fields every event has. ``ts`` (Unix seconds) defaults to the time Vary received it."""
+    """Fields every event has. ``ts`` (Unix seconds, or an ISO 8601 time with an offset, stored as
+    Unix seconds) defaults to the time Vary received it."""
 
     visitor_id: Id
     session_id: Id | None = None
     channel: Channel | None = None
     touchpoint: ShortText | None = None
-    ts: Annotated[float, Meta(ge=0, le=4e9)] | None = None
+    #: A float after construction: an ISO time is converted by :meth:`__post_init__`.
+    ts: EpochSeconds | IsoTime | None = None
     #: Optional client id that makes a retried event idempotent.
     event_id: Id | None = None
     #: The visitor's analytics consent. ``false``: Vary acknowledges the event and stores nothing.
     analytics: bool = True
+
+    def __post_init__(self) -> None:
+        """Normalise an ISO ``ts`` to epoch seconds (the struct is frozen, hence ``force_setattr``).
+
+        The message mimics msgspec's (``… - at `$.ts```) so :func:`decode_events` names the field."""
+        if isinstance(self.ts, datetime):
+            seconds = self.ts.timestamp()
+            if not TS_MIN <= seconds <= TS_MAX:
+                raise ValueError("Expected a time from 1970-01-01 to 2096-10-02 (UTC) - at `$.ts`")
+            force_setattr(self, "ts", seconds)
 
 
 class PageView(EventBase, frozen=True, tag="page_view"):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import Counter
 
 from msgspec import Struct
+from msgspec.structs import force_setattr
 
+from personalization.measurement.ranges import iso_utc
 from personalization.measurement.stats import wilson_interval
 from personalization.measurement.ux_cx import MetricEstimate
 
@@ -122,7 +124,8 @@ class StageInfo(Struct, frozen=True, kw_only=True):
 
 
 class JourneyMap(Struct, frozen=True, kw_only=True):
-    """Everything ``GET /v1/journeys/{key}`` returns. ``since`` / ``until`` are Unix seconds;
+    """Everything ``GET /v1/journeys/{key}`` returns. ``since`` / ``until`` are Unix seconds (kept for
+    one release), ``since_iso`` / ``until_iso`` the same times in ISO 8601 UTC (filled in from them);
     ``variants`` are keyed ``"all"`` or ``"0"``, ``"1"``…, ``"holdout"``."""
 
     journey: str
@@ -137,6 +140,13 @@ class JourneyMap(Struct, frozen=True, kw_only=True):
     exposures_read: int
     max_events: int
     truncated: bool
+    since_iso: str | None = None
+    until_iso: str | None = None
+
+    def __post_init__(self) -> None:
+        """The ISO twins always match the epoch fields (set here, so no caller can forget them)."""
+        force_setattr(self, "since_iso", iso_utc(self.since))
+        force_setattr(self, "until_iso", iso_utc(self.until))
 
 
 # ------------------------------------------------------------------------------------ statistics

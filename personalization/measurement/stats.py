@@ -20,7 +20,9 @@ Which estimator is used where:
 * value metrics: Student-t interval for a mean, Welch's t-test for a difference, CUPED with a θ pooled
   over arms (GrowthBook's regression adjustment);
 * sample-ratio mismatch: χ² goodness of fit against the configured weights, flagged below
-  :data:`SRM_THRESHOLD`.
+  :data:`SRM_THRESHOLD`;
+* NPS: Wald on the +1/0/−1 score, Rocks' adjusted Wald at small n or when every answer is the same
+  (:func:`nps_interval`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ __all__ = [
     "enough_data",
     "RateComparison",
     "compare_rates",
+    "NPS_WALD_MIN_N",
+    "nps_interval",
 ]
 
 #: Two-sided 95 % normal quantile, Φ⁻¹(0.975).
@@ -368,3 +372,49 @@ def compare_rates(control: tuple[int, int], treatment: tuple[int, int]) -> RateC
         chance_to_beat_control=chance_to_beat_control(x_c, n_c, x_t, n_t),
         enough_data=enough_data(n_c, x_c) and enough_data(n_t, x_t),
     )
+
+
+#: From this many answers on the NPS interval is the plain Wald one on the +1/0/−1 score; below it the
+#: adjusted Wald (see :func:`nps_interval`).
+NPS_WALD_MIN_N = 10
+
+
+def _nps_wald(promoters: float, detractors: float, n: float, z: float) -> tuple[float, float, float]:
+    """(NPS, lo, hi) on −100…100: 100·(P − D) ± 100·z·√((P + D − (P − D)²)/n)."""
+    p, d = promoters / n, detractors / n
+    centre = p - d
+    half = z * math.sqrt(max(0.0, p + d - centre * centre) / n)
+    return (100.0 * centre, 100.0 * (centre - half), 100.0 * (centre + half))
+
+
+def nps_interval(
+    promoters: int, passives: int, detractors: int, z: float = Z95
+) -> tuple[float, float] | None:
+    """Interval for the Net Promoter Score (−100…100) that is proper at small n; ``None`` with no answers.
+
+    Each answer is scored +1/0/−1, so NPS = 100·mean and var = (P + D − (P − D)²)/n.
+
+    * n ≥ :data:`NPS_WALD_MIN_N` with answers in more than one category: the Wald interval
+      NPS ± 100·z·√var (the reference formula; its coverage is close to nominal at moderate n).
+    * Otherwise — small n, or every answer the same, where Wald collapses to a point ([100, 100] for
+      one promoter) — the *adjusted Wald* interval of Rocks, "Interval estimation for the net
+      promoter score", The American Statistician 70(4), 2016 (as summarised by Lewis & Sauro): add
+      3 pseudo-answers, ¾ promoter, ¾ detractor and 1½ passive, and apply the Wald formula to the
+      adjusted shares. Like Agresti–Coull for a proportion, the pseudo-answers pull the centre
+      towards 0 and keep the variance positive, so the interval reflects how little n answers say
+      about a score bounded by ±100. At n = 1 this is about [−49, 99]; the interval is then widened
+      to contain the observed NPS (only at n = 1 can it miss it) — an interval that excludes what
+      was measured reads as a bug, and widening only raises coverage.
+
+    The result is clipped to −100…100. Coverage is checked by seeded simulation in the tests.
+    """
+    if min(promoters, passives, detractors) < 0:
+        raise ValueError("promoters, passives and detractors must be >= 0")
+    n = promoters + passives + detractors
+    if n == 0:
+        return None
+    score, lo, hi = _nps_wald(promoters, detractors, n, z)
+    if n < NPS_WALD_MIN_N or lo == hi:
+        _, lo, hi = _nps_wald(promoters + 0.75, detractors + 0.75, n + 3.0, z)
+        lo, hi = min(lo, score), max(hi, score)
+    return (max(-100.0, lo), min(100.0, hi))

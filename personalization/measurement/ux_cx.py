@@ -8,7 +8,7 @@ Scales and their intervals:
 
 * rates and shares (task success, abandonment, click-through, repeat purchase): Wilson, 0–1;
 * CSAT: percent of 4s and 5s, Wilson × 100;
-* NPS: −100…100, normal interval with each answer scored +1/0/−1;
+* NPS: −100…100, normal interval with each answer scored +1/0/−1 (adjusted Wald at small n);
 * SUS (0–100), CES (1–7): mean with a Student-t interval;
 * task time: median and geometric mean, the t interval computed on log times and exponentiated.
 
@@ -25,7 +25,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from msgspec import Struct
 
-from personalization.measurement.stats import Z95, mean_interval, wilson_interval
+from personalization.measurement.stats import (
+    Z95,
+    mean_interval,
+    nps_interval,
+    wilson_interval,
+)
 
 __all__ = [
     "MetricEstimate",
@@ -206,18 +211,14 @@ def nps_from_counts(promoters: int, passives: int, detractors: int, z: float = Z
     """Net Promoter Score = 100·(P − D) with P, D the shares of promoters and detractors.
 
     Each answer scored +1/0/−1: var = (P + D − (P − D)²)/n, interval = NPS ± 100·z·√var (clipped to
-    −100…100).
+    −100…100) — or, below 10 answers or when every answer is the same, Rocks' adjusted Wald
+    (:func:`~personalization.measurement.stats.nps_interval`), so one answer is never [100, 100].
     """
-    if min(promoters, passives, detractors) < 0:
-        raise ValueError("promoters, passives and detractors must be >= 0")
+    interval = nps_interval(promoters, passives, detractors, z)  # validates the counts
     n = promoters + passives + detractors
     if n == 0:
         return MetricEstimate(score=None, interval=None, n=0)
-    p, d = promoters / n, detractors / n
-    var = max(0.0, (p + d - (p - d) ** 2) / n)
-    score = 100.0 * (p - d)
-    half = 100.0 * z * math.sqrt(var)
-    return MetricEstimate(score=score, interval=_clip((score - half, score + half), -100.0, 100.0), n=n)
+    return MetricEstimate(score=100.0 * (promoters / n - detractors / n), interval=interval, n=n)
 
 
 def nps_from_histogram(hist: Mapping[int, int]) -> MetricEstimate:

@@ -58,7 +58,7 @@ def test_hero_experiences_in_priority_order(demo: ContentSnapshot) -> None:
     assert sale.type == "personalization"
     assert sale.variants == ("heroHomeSale",)
     assert sale.weights == (0.0, 1.0)
-    assert sale.holdout == 0.1 and sale.traffic_allocation == 1.0
+    assert sale.holdout == 0.3 and sale.traffic_allocation == 1.0  # sized in docs/measurement.md
     assert sale.content_type == "hero"
     assert sale.goals == ("purchase",)
     assert sale.starts_at == utc(2025, 6, 1) and sale.ends_at is None

@@ -40,7 +40,7 @@ EFFECTS = Effects(
     price_sensitive_purchase_rate=0.5,
     shipping_lift=1.0,
     fast_delivery_lift=0.0,
-    sale_hero_lift=0.0,
+    personalization_lift=0.0,
 )
 DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "img" / "experience.png"
 

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from scipy import stats as sps
 
 from personalization.measurement.events import Abandonment, Click, Conversion, Event, Feedback, Purchase, Survey, Task
-from personalization.measurement.results import ExperimentResults, experiment_results, histogram_quantile
+from personalization.measurement.results import ExperimentResults, experiment_results
+from personalization.measurement.results_ux import histogram_quantile
 from personalization.measurement.stats import (
     CupedSums,
     compare_rates,

@@ -23,6 +23,7 @@ from personalization.measurement.stats import (
     cuped_adjust,
     enough_data,
     mean_interval,
+    nps_interval,
     relative_uplift,
     srm_p_value,
     two_proportion_p_value,
@@ -351,3 +352,82 @@ def test_wilson_coverage() -> None:
     draws = rng.binomial(n, true_p, size=500)
     covered = sum(lo <= true_p <= hi for lo, hi in (wilson_interval(int(x), n) for x in draws))
     assert covered / len(draws) >= 0.93
+
+
+# ---------------------------------------------------------------------------------------------- NPS
+
+
+def _nps_wald(promoters: float, detractors: float, n: float) -> tuple[float, float, float]:
+    """(NPS, lo, hi) of the +1/0/−1 Wald formula, written out; used on adjusted counts too."""
+    p, d = promoters / n, detractors / n
+    half = Z95 * math.sqrt((p + d - (p - d) ** 2) / n)
+    return 100 * (p - d), 100 * (p - d - half), 100 * (p - d + half)
+
+
+def test_nps_interval_small_n_is_rocks_adjusted_wald() -> None:
+    assert nps_interval(0, 0, 0) is None
+    # n = 1: 3 pseudo-answers (¾ promoter, ¾ detractor, 1½ passive) → 1.75 and 0.75 of 4.
+    _, lo, hi = _nps_wald(1.75, 0.75, 4.0)
+    assert hi < 100.0  # adjusted Wald alone would exclude the one observed score ...
+    assert nps_interval(1, 0, 0) == pytest.approx((lo, 100.0))  # ... so it is widened to contain it
+    assert -60.0 < lo < -40.0  # one promoter says little: never [100, 100]
+    assert nps_interval(0, 0, 1) == pytest.approx((-100.0, -lo))
+    _, lo0, hi0 = _nps_wald(0.75, 0.75, 4.0)
+    assert nps_interval(0, 1, 0) == pytest.approx((lo0, hi0)) and hi0 == pytest.approx(-lo0)
+    # n = 2: a promoter and a detractor.
+    _, lo2, hi2 = _nps_wald(1.75, 1.75, 5.0)
+    assert nps_interval(1, 0, 1) == pytest.approx((lo2, hi2))
+    # Every small sample gives a proper interval around its own score, inside the scale.
+    for n in range(1, stats.NPS_WALD_MIN_N):
+        for pro in range(n + 1):
+            for det in range(n - pro + 1):
+                score = 100 * (pro - det) / n
+                lo, hi = nps_interval(pro, n - pro - det, det)  # type: ignore[misc]
+                assert -100.0 <= lo < hi <= 100.0 and lo <= score <= hi
+
+
+def test_nps_interval_from_ten_answers_is_wald_unless_degenerate() -> None:
+    # n = 10, the reference example: P = D = 0.4, plain Wald.
+    _, lo, hi = _nps_wald(4, 4, 10)
+    assert nps_interval(4, 2, 4) == pytest.approx((lo, hi))
+    # n = 10, all promoters: Wald would be [100, 100]; the adjusted interval is used instead.
+    _, lo_all, _ = _nps_wald(10.75, 0.75, 13.0)
+    assert nps_interval(10, 0, 0) == pytest.approx((lo_all, 100.0)) and lo_all < 60.0
+    # n = 1,000: Wald.
+    _, lo, hi = _nps_wald(520, 180, 1_000)
+    assert nps_interval(520, 300, 180) == pytest.approx((lo, hi))
+    with pytest.raises(ValueError):
+        nps_interval(-1, 2, 3)
+
+
+def _coverage(probs: tuple[float, float, float], n: int, draws: int, seed: int) -> float:
+    """Share of seeded multinomial samples of n answers whose interval contains the true NPS."""
+    truth = 100 * (probs[0] - probs[2])
+    counts = np.random.default_rng(seed).multinomial(n, probs, size=draws)
+    rows, weights = np.unique(counts, axis=0, return_counts=True)
+    covered = 0
+    for (pro, pas, det), w in zip(rows, weights):
+        lo, hi = nps_interval(int(pro), int(pas), int(det))  # type: ignore[misc]
+        covered += int(w) * (lo <= truth <= hi)
+    return covered / draws
+
+
+@pytest.mark.parametrize("probs", [(0.5, 0.3, 0.2), (0.3, 0.4, 0.3), (0.2, 0.3, 0.5), (0.6, 0.25, 0.15)])
+def test_nps_interval_coverage_at_moderate_n(probs: tuple[float, float, float]) -> None:
+    assert abs(_coverage(probs, 80, 20_000, seed=18) - 0.95) <= 0.02
+
+
+def test_nps_interval_small_n_coverage_beats_wald() -> None:
+    # Exact coverage by enumeration (multinomial pmf) at n = 5: adjusted Wald vs the collapsing Wald.
+    n = 5
+    for probs in [(0.8, 0.15, 0.05), (0.5, 0.3, 0.2), (0.3, 0.4, 0.3), (0.9, 0.1, 0.0)]:
+        truth = 100 * (probs[0] - probs[2])
+        ours = wald = 0.0
+        for pro in range(n + 1):
+            for det in range(n - pro + 1):
+                mass = float(st.multinomial.pmf([pro, n - pro - det, det], n, probs))
+                lo, hi = nps_interval(pro, n - pro - det, det)  # type: ignore[misc]
+                ours += mass * (lo <= truth <= hi)
+                _, w_lo, w_hi = _nps_wald(pro, det, n)
+                wald += mass * (w_lo <= truth <= w_hi)
+        assert ours >= wald and ours >= 0.9

@@ -12,7 +12,7 @@ from scipy import stats as st
 from statsmodels.stats.proportion import proportion_confint
 
 from personalization.measurement import ux_cx
-from personalization.measurement.stats import Z95
+from personalization.measurement.stats import Z95, nps_interval
 from personalization.measurement.ux_cx import (
     MetricEstimate,
     abandonment_rate,
@@ -190,7 +190,12 @@ def test_nps_from_counts_formula() -> None:
 def test_nps_edges() -> None:
     assert nps_from_counts(0, 0, 0) == MetricEstimate(score=None, interval=None, n=0)
     all_promoters = nps_from_counts(5, 0, 0)
-    assert all_promoters.score == 100.0 and all_promoters.interval == (100.0, 100.0)
+    # Wald collapsed this to [100, 100] (the defect of issue #18); small n uses stats.nps_interval.
+    assert all_promoters.score == 100.0 and all_promoters.interval == nps_interval(5, 0, 0)
+    lo, hi = all_promoters.interval  # type: ignore[misc]
+    assert lo < 100.0 and hi == 100.0
+    one = nps_from_counts(1, 0, 0)
+    assert one.score == 100.0 and one.interval is not None and one.interval[0] < 0.0
     clipped = nps_from_counts(9, 1, 0)  # 90 ± 18.6 would pass 100
     assert clipped.interval is not None and clipped.interval[1] == 100.0
     with pytest.raises(ValueError):
