@@ -30,6 +30,7 @@ from personalization.measurement.aggregation import Aggregator
 from personalization.measurement.events import EVENT_STREAM
 from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
 from personalization.store.journal import Journal
+from personalization.store.live_state import LiveStateFollower
 from personalization.store.keys import SCHEMA_VERSION
 from personalization.store.migrate import migrate, schema_version
 from personalization.store.partitions import all_streams
@@ -43,7 +44,9 @@ from personalization.decision.audience_validate import validate_condition
 from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.decision.segments import CompiledSegmentModel
+from personalization.decision.live_state import LiveState
 from personalization.service import Personalizer
+from personalization.types import Experience
 from personalization.sinks import SinkRunner
 
 __all__ = ["Runtime", "content_source_for", "preview_for", "ensure_model"]
@@ -118,6 +121,8 @@ class Runtime:
     profiles: RedisProfileStore | None = None
     plugins: Plugins | None = None
     sinks: list[SinkRunner] = field(default_factory=list)
+    #: Guardrail pauses and phases, refreshed in the background for the personalizer.
+    live: LiveStateFollower | None = None
 
     @classmethod
     def create(
@@ -172,8 +177,29 @@ class Runtime:
             attributes=plugins.attributes if plugins is not None and plugins.attributes else None,
             # Their extractors and experience types, handed to every decide().
             plugins=plugins.registry if plugins is not None else None,
+            global_holdout=settings.global_holdout,
+        )
+        runtime.live = LiveStateFollower(
+            redis,
+            runtime._served_content,
+            runtime._apply_live_state,
+            global_holdout=settings.global_holdout,
+            every_s=settings.state_refresh_s,
         )
         return runtime
+
+    def _served_content(self) -> tuple[str, list[Experience]] | None:
+        snapshot = self.snapshot
+        return (snapshot.version, list(snapshot.experiences.values())) if snapshot is not None else None
+
+    def _apply_live_state(self, state: LiveState) -> None:
+        if self.personalizer is not None:
+            self.personalizer.live = state
+
+    async def refresh_live_state(self) -> None:
+        """Read pauses (and the phases of a new snapshot) now, e.g. right after a resume."""
+        assert self.live is not None
+        await self.live.refresh()
 
     @property
     def snapshot(self) -> ContentSnapshot | None:
@@ -184,6 +210,7 @@ class Runtime:
         exposure writer."""
         await self._migrate()
         await self.content.start()
+        await self._start_live_state()
         await self._start_models()
         assert self.exposures is not None
         self.exposures.start()
@@ -196,6 +223,14 @@ class Runtime:
             self._start_aggregator()
         if self.settings.sinks_in_process:
             await self._start_sinks()
+
+    async def _start_live_state(self) -> None:
+        """Pauses and phases before the first request (bounded: Redis down must not stop the start),
+        then refreshed every ``VARY_STATE_REFRESH_S``."""
+        assert self.live is not None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.live.refresh(), 2.0)
+        self._tasks.append(asyncio.create_task(self.live.run_forever(self._stop), name="vary-live-state"))
 
     async def _migrate(self) -> None:
         """Stored data to the current schema (``personalization/store/migrate.py``) before anything is
@@ -247,6 +282,15 @@ class Runtime:
                 log.exception("the in-process aggregator stopped; results will lag until restart")
 
         self._tasks.append(asyncio.create_task(run(), name="vary-aggregate"))
+        # Guardrails are tested where the counts are fresh (``vary aggregate`` runs the same loop).
+        from personalization.measurement.guardrail_monitor import GuardrailMonitor
+
+        guardrails = GuardrailMonitor(
+            self.redis, lambda: self.snapshot.experiences.values() if self.snapshot is not None else (),
+            every_s=self.settings.guardrail_check_s, alpha=self.settings.guardrail_alpha,
+            min_sample=self.settings.guardrail_min_sample,
+        )
+        self._tasks.append(asyncio.create_task(guardrails.run_forever(self._stop), name="vary-guardrails"))
         retention = stream_retention(self.settings, self.redis)
         if retention is not None:
             self._tasks.append(asyncio.create_task(retention.run_forever(self._stop), name="vary-stream-retention"))

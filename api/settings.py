@@ -83,6 +83,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     #: Longest a decision waits for the visitor's profile before deciding without it.
     profile_timeout_s: float = 0.05
+    #: Seconds between refreshes of the shared serving state (guardrail pauses, phases): how soon a
+    #: pause or a resume reaches every worker (one ``HGETALL`` per refresh, none per request).
+    state_refresh_s: float = 2.0
+    #: Share of visitors who see the baseline of every experience (0 ≤ s ≤ 0.5), when the space's
+    #: ``varySettings`` entry sets none (``personalization/decision/global_holdout.py``).
+    global_holdout: float = 0.0
     #: Bounded in-memory exposure queue; the writer flushes in batches of up to this many.
     exposure_queue_size: int = 50_000
     exposure_batch_size: int = 500
@@ -116,6 +122,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: one, checked every ``aggregate_claim_every_s``: how soon the work of a dead consumer resumes.
     aggregate_claim_idle_ms: int = 300_000
     aggregate_claim_every_s: float = 60.0
+    #: Guardrails (``personalization/measurement/guardrail_monitor.py``), checked where aggregation runs:
+    #: seconds between checks, the family-wise level split over each experience's variants × guardrails,
+    #: and the observations each arm needs before its test runs.
+    guardrail_check_s: float = 10.0
+    guardrail_alpha: float = 0.05
+    guardrail_min_sample: int = 200
     #: Train the demo segment model on first start when no model exists.
     train_demo_model: bool = True
     #: Exposure and event streams are split into this many partitions by visitor
@@ -245,6 +257,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if not 1 <= settings.stream_partitions <= 1024:
         raise SettingsError(f"VARY_STREAM_PARTITIONS={settings.stream_partitions}: expected 1-1024")
+    if not 0.0 <= settings.global_holdout <= 0.5:
+        raise SettingsError(f"VARY_GLOBAL_HOLDOUT={settings.global_holdout:g}: expected a share from 0 to 0.5")
+    if not settings.state_refresh_s > 0:
+        raise SettingsError(f"VARY_STATE_REFRESH_S={settings.state_refresh_s:g}: expected seconds above 0")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"VARY_PORT={settings.port}: expected 1-65535")
     if settings.header_timeout_s <= 0 or settings.body_timeout_s <= 0 or settings.max_connections < 0:
@@ -252,6 +268,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"VARY_HEADER_TIMEOUT_S={settings.header_timeout_s:g}, VARY_BODY_TIMEOUT_S={settings.body_timeout_s:g}"
             f" and VARY_MAX_CONNECTIONS={settings.max_connections}: expected timeouts above 0 seconds and a"
             " connection limit of 0 (no limit) or more"
+        )
+    if settings.guardrail_check_s <= 0 or not 0 < settings.guardrail_alpha < 1 or settings.guardrail_min_sample < 1:
+        raise SettingsError(
+            f"VARY_GUARDRAIL_CHECK_S={settings.guardrail_check_s:g}, VARY_GUARDRAIL_ALPHA={settings.guardrail_alpha:g}"
+            f" and VARY_GUARDRAIL_MIN_SAMPLE={settings.guardrail_min_sample}: expected an interval above 0 seconds,"
+            " a level between 0 and 1 and a minimum sample of 1 or more"
         )
     return settings
 

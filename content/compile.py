@@ -17,19 +17,20 @@ import time
 
 import msgspec
 
+from content.drafts import draft_issues
 from content.experiences import ConditionValidator, compile_experiences
 from content.items import ContentItems, ContentLocale
 from content.journeys import compile_journeys
 from content.mergetags import merge_templates
 from content.resolve import FieldResolver
-from content.settings import compile_settings
+from content.settings import compile_global_holdout, compile_settings
 from content.snapshot import ContentEntry, ContentSnapshot
 
 __all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
 
 DEFAULT_LINK_DEPTH = 2
 #: Part of the version hash: bump when the compiled output changes for the same content.
-_COMPILER_REVISION = 2
+_COMPILER_REVISION = 3  # 3: guardrails, updated_at and the global holdout
 _ENCODER = msgspec.json.Encoder()  # keeps field order: the content type's, as editors see it
 _HASH_ENCODER = msgspec.json.Encoder(order="sorted")
 
@@ -65,6 +66,7 @@ def compile_snapshot(
     )
     journeys, journey_issues = compile_journeys(items, default_locale)
     goals, settings_issues = compile_settings(items, default_locale)
+    global_holdout, holdout_issues = compile_global_holdout(items, default_locale)
     resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
     fields = {
         entry_id: {
@@ -82,13 +84,15 @@ def compile_snapshot(
         entries=entries,
         experiences=compiled.experiences,
         audiences=compiled.audiences,
-        issues=(*compiled.issues, *journey_issues, *settings_issues),
+        issues=(*compiled.issues, *journey_issues, *settings_issues, *holdout_issues, *draft_issues(items)),
         experiences_by_entry=compiled.by_entry,
         fields=fields,
         items=items,
         journeys=journeys,
         merge_templates=templates,
         goals=goals,
+        global_holdout=global_holdout,
+        link_depth=link_depth,
     )
 
 
@@ -106,7 +110,9 @@ def _entries(entries: tuple[ContentEntry, ...]) -> dict[str, ContentEntry]:
 
 def _version(items: ContentItems, link_depth: int) -> str:
     """A content hash: 12 hex digits of SHA-256 over the canonical encoding of the input."""
-    canonical = msgspec.structs.replace(items, assets=tuple(sorted(items.assets, key=lambda a: a.id)))
+    canonical = msgspec.structs.replace(
+        items, assets=tuple(sorted(items.assets, key=lambda a: a.id)), drafts=()  # drafts: not content
+    )
     digest = hashlib.sha256()
     digest.update(f"vary-content/{_COMPILER_REVISION}/depth={link_depth}\n".encode())
     digest.update(_HASH_ENCODER.encode(canonical))

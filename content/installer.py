@@ -4,7 +4,8 @@ What it does (DESIGN §3), in this order, so the space is never left with a dang
 
 1. List the environment's content types once (one paged ``GET …/content_types``) and check every
    ``add_to`` name against it *before* writing anything.
-2. ``varyAudience``, ``varyExperience`` then ``varyJourney`` (``content/model/*.json``): missing → create
+2. ``varyAudience``, ``varyExperience``, ``varyJourney`` then ``varySettings`` (the space's goals and
+   global holdout; ``content/model/*.json``): missing → create
    (``PUT …/content_types/<id>``) and publish; different from the model → update (``PUT`` with
    ``X-Contentful-Version``) and publish; equal but with unpublished changes → publish; equal and
    published → nothing.
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 MODEL_DIR = Path(__file__).parent / "model"
-VARY_CONTENT_TYPES: tuple[str, ...] = ("varyAudience", "varyExperience", "varyJourney")
+VARY_CONTENT_TYPES: tuple[str, ...] = ("varyAudience", "varyExperience", "varyJourney", "varySettings")
 EXPERIENCES_FIELD_ID = "varyExperiences"
 MAX_FIELDS = 50  # Contentful's limit per content type
 _PAGE = 1000  # the CMA's largest page

@@ -21,16 +21,18 @@ from content.errors import ContentFormatError
 from content.snapshot import ContentEntry
 
 __all__ = [
-    "ContentField",
-    "ContentTypeInfo",
-    "ContentLocale",
     "ContentAsset",
+    "ContentDraft",
+    "ContentField",
     "ContentItems",
-    "content_type_from_json",
-    "locale_from_json",
-    "entry_from_json",
+    "ContentLocale",
+    "ContentTypeInfo",
     "asset_from_json",
+    "content_type_from_json",
+    "draft_from_json",
+    "entry_from_json",
     "link_id",
+    "locale_from_json",
 ]
 
 
@@ -89,13 +91,32 @@ class ContentAsset(Struct, frozen=True, kw_only=True):
     created_at: str = ""
 
 
+class ContentDraft(Struct, frozen=True, kw_only=True):
+    """An entry whose export holds unpublished changes: ``version > published_version + 1``.
+
+    ``contentful space export`` writes an entry's LATEST version (the draft), not the published
+    one, so such an entry is served with changes nobody published. Only management-format sources
+    (export files) can tell; the delivery API only ever has the published version.
+    """
+
+    entry_id: str
+    content_type: str
+    version: int
+    published_version: int
+
+
 class ContentItems(Struct, frozen=True, kw_only=True):
-    """Everything a source loaded, normalized and not yet compiled: the compiler's only input."""
+    """Everything a source loaded, normalized and not yet compiled: the compiler's only input.
+
+    ``drafts`` is what the source knows about unpublished changes (export files only); it is not
+    content, so it does not enter the snapshot's version hash.
+    """
 
     content_types: dict[str, ContentTypeInfo]
     locales: tuple[ContentLocale, ...]
     entries: tuple[ContentEntry, ...]
     assets: tuple[ContentAsset, ...] = ()
+    drafts: tuple[ContentDraft, ...] = ()
 
 
 def link_id(value: object, link_type: str | None = None) -> str | None:
@@ -163,6 +184,24 @@ def entry_from_json(item: dict[str, Any]) -> ContentEntry:
         fields=_by_locale(item, sys["id"]),
         updated_at=updated_at,
         created_at=created_at,
+    )
+
+
+def draft_from_json(item: dict[str, Any]) -> ContentDraft | None:
+    """The unpublished changes of an entry in management format, else ``None``.
+
+    Contentful bumps ``sys.version`` on every save and on publishing, so a published entry with no
+    later edits has ``version == publishedVersion + 1``; anything above was saved after publishing.
+    """
+    sys = _sys(item, "Entry")
+    version, published = sys.get("version"), sys.get("publishedVersion")
+    if not isinstance(version, int) or not isinstance(published, int) or version <= published + 1:
+        return None
+    return ContentDraft(
+        entry_id=sys["id"],
+        content_type=link_id(sys.get("contentType")) or "",
+        version=version,
+        published_version=published,
     )
 
 

@@ -66,6 +66,11 @@ class FieldResolver:
         """The fields of one entry in one locale (see the module docstring for the rules)."""
         return self._fields(self._entries[entry_id], locale, self._link_depth, (entry_id,))
 
+    def asset_fields(self, asset_id: str, locale: str) -> dict[str, Any] | None:
+        """A published asset as a link to it resolves (see above) in one locale; else ``None``."""
+        asset = self._assets.get(asset_id)
+        return self._asset(asset, locale) if asset is not None else None
+
     # -- internals -------------------------------------------------------------------------------
 
     def _fields(

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import Struct
 
+from content.locales import LocaleMatcher
 from personalization.types import Audience, Experience, Journey
 
 if TYPE_CHECKING:
     from content.items import ContentItems
+    from content.links import LinkIndex
     from content.mergetags import MergeTemplate
 
 __all__ = ["ContentEntry", "ContentIssue", "ContentSnapshot"]
@@ -80,11 +82,12 @@ class ContentSnapshot:
         "issues",
         "items",
         "goals",
+        "global_holdout",
+        "links",
         "_experiences_by_entry",
         "_fields",
         "_merge_templates",
-        "_locale_by_lower",
-        "_locale_by_language",
+        "_locale_matcher",
     )
 
     version: str
@@ -99,6 +102,10 @@ class ContentSnapshot:
     items: ContentItems | None
     #: The space's declared conversion goals (its ``varySettings`` entry); ``None``: none declared.
     goals: tuple[str, ...] | None
+    #: The space's global holdout share (its ``varySettings`` entry); ``None``: not set in content.
+    global_holdout: float | None
+    #: Rich-text / Object-field links and the CDA shape of every entry and asset (content.links).
+    links: LinkIndex
 
     def __init__(
         self,
@@ -117,6 +124,8 @@ class ContentSnapshot:
         journeys: dict[str, Journey] | None = None,
         merge_templates: dict[str, dict[str, MergeTemplate]] | None = None,
         goals: tuple[str, ...] | None = None,
+        global_holdout: float | None = None,
+        link_depth: int = 2,
     ) -> None:
         if default_locale not in locales:
             raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
@@ -132,17 +141,16 @@ class ContentSnapshot:
         setter(self, "issues", tuple(issues))
         setter(self, "items", items)
         setter(self, "goals", goals)
+        setter(self, "global_holdout", global_holdout)
+        # Imported here: content.links reads ContentEntry from this module.
+        from content.links import LinkIndex
+
+        links = LinkIndex(items, default_locale=default_locale, link_depth=link_depth, compact_fields=fields)
+        setter(self, "links", links)
         setter(self, "_experiences_by_entry", dict(experiences_by_entry))
         setter(self, "_fields", {entry_id: dict(by_locale) for entry_id, by_locale in fields.items()})
         setter(self, "_merge_templates", dict(merge_templates or {}))
-        by_lower = {code.lower(): code for code in locales}
-        # A bare language ("de") or another region ("de-AT") goes to the first locale of that language,
-        # preferring the default locale when it shares the language.
-        by_language: dict[str, str] = {}
-        for code in (default_locale, *locales):
-            by_language.setdefault(code.lower().split("-", 1)[0], code)
-        setter(self, "_locale_by_lower", by_lower)
-        setter(self, "_locale_by_language", by_language)
+        setter(self, "_locale_matcher", LocaleMatcher(locales, default_locale))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ContentSnapshot is immutable (tried to set {name!r})")
@@ -209,15 +217,10 @@ class ContentSnapshot:
         return bool(self._merge_templates)
 
     def locale_for(self, requested: str | None) -> str:
-        """The space's locale that serves a requested one.
+        """The space's locale that serves a requested BCP 47 tag (:mod:`content.locales`).
 
-        Exact match (case-insensitive, ``_`` read as ``-``), else the first locale with the same
-        language (``de`` or ``de-AT`` → ``de-DE``), else the default locale.
+        Exact match (case-insensitive, ``_`` read as ``-``), else the longest prefix that is a space
+        locale, else a locale of the same language and script (``de`` or ``de-AT`` → ``de-DE``; never
+        ``zh-CN`` → ``zh-Hant-TW``), else the default locale.
         """
-        if not requested:
-            return self.default_locale
-        wanted = requested.strip().replace("_", "-").lower()
-        code = self._locale_by_lower.get(wanted)
-        if code is not None:
-            return code
-        return self._locale_by_language.get(wanted.split("-", 1)[0], self.default_locale)
+        return self._locale_matcher.match(requested)

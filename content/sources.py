@@ -39,6 +39,7 @@ from content.items import (
     ContentAsset,
     ContentItems,
     asset_from_json,
+    draft_from_json,
     entry_from_json,
     locale_from_json,
 )
@@ -46,13 +47,13 @@ from content.snapshot import ContentEntry
 
 __all__ = [
     "ContentSource",
-    "SyncingSource",
-    "SyncResult",
-    "ExportFileSource",
     "ContentfulSource",
+    "ExportFileSource",
+    "SyncResult",
+    "SyncingSource",
+    "count_changes",
     "demo_space_path",
     "items_from_export",
-    "count_changes",
 ]
 
 log = logging.getLogger("vary.content")
@@ -143,7 +144,13 @@ class ExportFileSource:
 
 
 def items_from_export(data: object) -> ContentItems:
-    """The published content of a space export (the parsed JSON of ``contentful space export``)."""
+    """The published content of a space export (the parsed JSON of ``contentful space export``).
+
+    An export holds each entry's latest version, which for an entry with unpublished changes is the
+    DRAFT (the export tool's known behaviour): such entries are listed in ``drafts`` and reported as
+    content issues, and their draft is what is served — re-export after publishing, or use the live
+    source, to serve exactly what is published.
+    """
     if not isinstance(data, dict) or not ({"entries", "contentTypes"} & data.keys()):
         raise ContentFormatError(
             "not a Contentful space export: expected an object with "
@@ -154,6 +161,11 @@ def items_from_export(data: object) -> ContentItems:
         locales=tuple(locale_from_json(item) for item in _list(data, "locales")),
         entries=tuple(entry_from_json(item) for item in _list(data, "entries") if _published(item)),
         assets=tuple(asset_from_json(item) for item in _list(data, "assets") if _published(item)),
+        drafts=tuple(
+            draft
+            for item in _list(data, "entries")
+            if _published(item) and (draft := draft_from_json(item)) is not None
+        ),
     )
 
 

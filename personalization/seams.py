@@ -35,6 +35,7 @@ from personalization.types import Assignment, Experience, Exposure, Profile, Vis
 if TYPE_CHECKING:
     from personalization.measurement.events import Event
     from personalization.sinks.erasures import VisitorErased
+    from personalization.sinks.guardrail_events import GuardrailPaused
 
 __all__ = [
     "FeatureRow",
@@ -149,16 +150,17 @@ class FeatureExtractor(Protocol):
 class SinkRecord:
     """One stream entry handed to a sink: an exposure, an event, or an erase notice (``kind="erase"``,
     a :class:`~personalization.sinks.erasures.VisitorErased`: the visitor was erased in Vary, so the
-    receiver should delete what it holds of them too), with where it was read from.
+    receiver should delete what it holds of them too), or a guardrail pause (``kind="guardrail_paused"``,
+    a :class:`~personalization.sinks.guardrail_events.GuardrailPaused`), with where it was read from.
 
     ``entry_id`` (the Redis stream id) together with ``stream`` is unique and stable across
     redeliveries, so a receiver can deduplicate on it (delivery is at least once).
     """
 
-    kind: Literal["exposure", "event", "erase"]
+    kind: Literal["exposure", "event", "erase", "guardrail_paused"]
     stream: str
     entry_id: str
-    record: Exposure | Event | VisitorErased
+    record: Exposure | Event | VisitorErased | GuardrailPaused
 
     @property
     def message_id(self) -> str:

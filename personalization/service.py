@@ -4,6 +4,11 @@ This is what the API calls. It owns the two places a decision touches Redis and 
 the profile read has a deadline (past it, or with Redis down, the decision is made without the
 profile and marked ``degraded``; hashing is deterministic, so assignments stay correct), and the
 exposures go to a non-blocking writer.
+
+Live state (guardrail pauses, phases, the environment's global holdout share) is not read here: the
+runtime refreshes :attr:`Personalizer.live` in the background, and each request sees the snapshot
+through a cached :class:`~personalization.decision.live_state.LiveCatalog` (rebuilt only when the
+snapshot or the state changes), so it costs no Redis round trip.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import msgspec
 from msgspec import Struct
 
 from personalization.decision.decide import EntryRequest, Outcome, decide
+from personalization.decision.live_state import LiveCatalog, LiveState
 from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.plugins import AttributeLookup, Registry
 from personalization.seams import Catalog, ExposureSink, ProfileStore
@@ -45,6 +51,7 @@ class Personalizer:
         policies: ActivePolicies | None = None,
         attributes: AttributeLookup | None = None,
         plugins: Registry | None = None,
+        global_holdout: float = 0.0,
     ) -> None:
         #: Plugins' attribute sources (never raise, bounded in time); ``None``: no plugin, no cost.
         self._attributes = attributes
@@ -60,6 +67,19 @@ class Personalizer:
         #: an overloaded Redis makes it happen on every request, and a log line each costs more.
         self.profile_failures = 0
         self._warned_at = -math.inf
+        #: Pauses, phases and the environment's global holdout share; replaced (never mutated) by
+        #: the runtime's refresh, so a request sees one state whole.
+        self.live = LiveState(global_holdout=global_holdout)
+        self._catalog: LiveCatalog | None = None
+
+    def catalog(self, base: Catalog) -> LiveCatalog:
+        """``base`` (the snapshot) with the live state laid over it; the same object while neither
+        changes (one identity check per request)."""
+        cached = self._catalog
+        live = self.live
+        if cached is None or not cached.matches(base, live):
+            cached = self._catalog = LiveCatalog(base, live)
+        return cached
 
     async def _profile(self, visitor: Visitor) -> tuple[Profile, bool]:
         if not visitor.consent.personalization:
@@ -99,21 +119,25 @@ class Personalizer:
         """``record=False`` (editors' previews) decides the same way but logs no exposure and
         stores no sticky assignment, so previews never pollute measurement. ``defer_exposures``
         (``"exposures": "on_view"``) stores the sticky assignments but queues no exposure: the caller
-        hands the exposures out as signed tokens, recorded when the visitor sees the component."""
+        hands the entries' exposures out as signed tokens, recorded when the visitor sees the
+        component. The global holdout's exposure has no entry, hence no token: ``on_view`` requests
+        are not counted in the global holdout (in neither arm, so its lift stays unbiased)."""
         if self._attributes is not None and visitor.consent.personalization:
             visitor, (profile, degraded) = await asyncio.gather(
                 self._with_attributes(visitor), self._profile(visitor)
             )
         else:
             profile, degraded = await self._profile(visitor)
+        live = self.catalog(catalog)
         outcome = decide(
             visitor,
             profile,
-            [EntryRequest(entry_id, catalog.experiences_for(entry_id)) for entry_id in entry_ids],
+            [EntryRequest(entry_id, live.experiences_for(entry_id)) for entry_id in entry_ids],
             self._model.current,
             self._clock(),
             policies=self._policies.current,
             plugins=self.plugins,
+            global_holdout=live.global_holdout,
         )
         if record:
             self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)

@@ -27,6 +27,8 @@ __all__ = [
     "SegmentScores",
     "Audience",
     "Experience",
+    "Guardrail",
+    "phase_key",
     "ExperienceType",
     "Assignment",
     "ServedVariant",
@@ -92,6 +94,9 @@ class Profile(Struct, frozen=True, kw_only=True):
     channels: tuple[str, ...] = ()
     goals: dict[str, int] = {}
     assignments: dict[str, int] = {}
+    #: The bounded page and event history (raw hash fields, parsed lazily by
+    #: :mod:`personalization.decision.history`; layout in :mod:`personalization.store.visitor_history`).
+    history: dict[str, str] = {}
 
     @property
     def is_new(self) -> bool:
@@ -114,6 +119,24 @@ class Audience(Struct, frozen=True, kw_only=True):
     key: str
     name: str
     condition: dict[str, object] = {}
+
+
+class Guardrail(Struct, frozen=True, kw_only=True):
+    """A metric an experience must not harm, and which direction is harm.
+
+    ``metric``: ``task_success``, ``abandonment``, ``csat``, ``ces``, ``nps``, or ``goal:<name>`` (that
+    goal's conversion rate). ``harm``: the direction that is harm (``decrease`` for task success, CSAT,
+    NPS and goal rates; ``increase`` for abandonment and CES, whose lower values are better).
+    """
+
+    metric: str
+    harm: Literal["decrease", "increase"]
+
+
+def phase_key(experience: str, phase: int) -> str:
+    """The name an experience's aggregates have in a phase: the key itself in phase 1 (all data
+    recorded before phases existed is phase 1), ``<key>@p<n>`` from phase 2 on."""
+    return experience if phase <= 1 else f"{experience}@p{phase}"
 
 
 class Experience(Struct, frozen=True, kw_only=True):
@@ -143,6 +166,18 @@ class Experience(Struct, frozen=True, kw_only=True):
     bandit_method: Literal["thompson", "epsilon_greedy"] = "thompson"
     epsilon: float = 0.1
     min_probability: float = 0.05
+    #: How visitors are bucketed: ``growthbook`` (Vary's own, GrowthBook-compatible hashing) or
+    #: ``ninetailed`` (experiences from a Contentful Personalization space: the same variant its SDK picks).
+    bucketing: Literal["growthbook", "ninetailed"] = "growthbook"
+    #: Metrics whose harm pauses a variant (:mod:`personalization.measurement.guardrails`).
+    guardrails: tuple[Guardrail, ...] = ()
+    #: When its assignment-relevant set-up (experience entry or audience) was last edited in the CMS
+    #: (epoch s); phases start at such edits. ``None``: unknown (not from a CMS).
+    updated_at: float | None = None
+    #: Live state the runtime lays over the compiled experience (never from content): the current
+    #: phase (new on every edit that changes assignment) and the paused variants with the reason.
+    phase: int = 1
+    paused: dict[int, str] = {}
 
     def is_running(self, now: float) -> bool:
         """Inside its schedule (an open end on either side means no limit)."""
@@ -211,6 +246,8 @@ class Exposure(ServedVariant, frozen=True, kw_only=True):
     segments: SegmentScores = {}
     country: str | None = None
     device: str | None = None
+    #: The experience's phase when this was served (:func:`phase_key`); 1 for everything older.
+    phase: int = 1
 
 
 _EXPOSURE_ID_PREFIX = os.urandom(6).hex()

@@ -1,6 +1,7 @@
 """``vary aggregate`` and ``vary sinks``: the stream consumers as processes of their own.
 
-``vary serve`` runs both inside every API worker by default; a deployment that scales them apart
+``vary aggregate`` also runs the guardrail loop (:mod:`personalization.measurement.guardrail_monitor`),
+which belongs where the counts are fresh. ``vary serve`` runs both inside every API worker by default; a deployment that scales them apart
 runs ``vary serve --no-aggregate --no-sinks`` plus these. Both read the Redis ``vary serve`` uses
 (``VARY_REDIS_URL``, required), name their consumer ``<host>-<pid>`` unless ``--consumer`` says
 otherwise, and stop on SIGTERM/SIGINT after the batch in hand.
@@ -54,6 +55,7 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
     from api.runtime import stream_retention
     from personalization.measurement.aggregation import Aggregator
     from personalization.measurement.goals import MAX_CONVERSIONS_PER_MINUTE
+    from personalization.measurement.guardrail_monitor import GuardrailMonitor
     from personalization.store.migrate import migrate
 
     consumer = _consumer_name(settings, args, "aggregate")
@@ -74,6 +76,12 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
         )
         await aggregator.ensure_groups()
         following = asyncio.create_task(goals.run_forever(stop))
+        guardrails = GuardrailMonitor(
+            redis, lambda: goals.snapshot.experiences.values() if goals.snapshot is not None else (),
+            every_s=settings.guardrail_check_s, alpha=settings.guardrail_alpha,
+            min_sample=settings.guardrail_min_sample,
+        )
+        checking = asyncio.create_task(guardrails.run_forever(stop))
         print(f"vary aggregate: consumer {consumer} reading {len(aggregator.streams)} streams", flush=True)
         retention = stream_retention(settings, redis)
         trimming = asyncio.create_task(retention.run_forever(stop)) if retention is not None else None
@@ -82,6 +90,7 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             stop.set()
             await following
+            await checking
             if trimming is not None:
                 await trimming
             await redis.aclose()

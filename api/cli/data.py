@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from api.cli.common import err
 from api.redis_client import async_redis
 from api.settings import Settings
+from personalization.demo.harm import Harm, parse_harm
 
 __all__ = [
     "add_data_parsers",
@@ -41,6 +42,14 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _harm(text: str) -> Harm:
+    """``--harm``'s value, or argparse's error with what is wrong."""
+    try:
+        return parse_harm(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -92,6 +101,11 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.add_argument("--personalization-lift", type=float, default=None,
                           help="planted relative purchase lift of hero-sale's treated visitors over its holdout "
                                "(default: the demo's power calculation, see docs/measurement.md)")
+    simulate.add_argument("--harm", type=_harm, action="append", default=[], metavar="METRIC:EXPERIENCE:VARIANT:EFFECT",
+                          help="plant harm so a guardrail can catch it: visitors shown that variant answer worse, "
+                               "a share EFFECT (0-1] of their answers made bad; METRIC is csat, task_success, nps, "
+                               "ces, goal:purchase or goal:signup; e.g. csat:banner-shipping-test:2:0.5 "
+                               "(repeatable)")
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -221,7 +235,7 @@ def simulate_command(settings: Settings, args: argparse.Namespace) -> int:
     summary = asyncio.run(
         simulate(
             base_url, key, args.visitors, seed=args.seed, concurrency=args.concurrency,
-            effects=Effects(shipping_lift=args.lift, personalization_lift=lift),
+            effects=Effects(shipping_lift=args.lift, personalization_lift=lift, harms=tuple(args.harm)),
         )
     )
     print(format_summary(summary))

@@ -16,6 +16,7 @@ import anyio.to_thread
 from redis.asyncio import Redis
 
 from content.compile import compile_snapshot
+from content.snapshot import ContentSnapshot
 from content.store import ContentStore
 from personalization.measurement.goals import GoalPolicy, goal_policy_of
 
@@ -33,6 +34,7 @@ class StoredGoals:
         self._plugin_types = plugin_types
         self._version: str | None = None
         self._policy = goal_policy_of(None)
+        self.snapshot: ContentSnapshot | None = None
 
     def __call__(self) -> GoalPolicy:
         return self._policy
@@ -49,6 +51,7 @@ class StoredGoals:
             lambda: compile_snapshot(stored.items, self._link_depth, plugin_types=self._plugin_types)
         )
         self._policy, self._version = goal_policy_of(snapshot), stored.version
+        self.snapshot = snapshot  # its experiences, for the guardrail monitor beside the aggregator
         log.info("goal policy from content %s", stored.version)
 
     async def run_forever(self, stop: asyncio.Event, every_s: float = 10.0) -> None:

@@ -5,7 +5,9 @@ Nothing here measures or decides: the numbers come from the functions the JSON a
 This module only picks which of them a page shows, formats them for reading (``12.3% [10.1–14.6%]``) and turns them into charts
 (:mod:`api.dashboard.charts`). Cumulative rates are running sums of the daily counts the results
 already hold, divided for display. The personalization lift (shown first for a personalization)
-is worded by :mod:`api.dashboard.lift_view`. The journey map page is :mod:`api.dashboard.journey_page`, the
+is worded by :mod:`api.dashboard.lift_view`; calls on variants ("Variant 1 wins") by
+:mod:`api.dashboard.calls`, from the always-valid intervals only; guardrail pauses and the phase history
+by :mod:`api.dashboard.guardrail_view`. The journey map page is :mod:`api.dashboard.journey_page`, the
 models page :mod:`api.dashboard.model_page`.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from api.dashboard.calls import CALLS_NOTE, goal_call, variant_call
 from api.dashboard.charts import (
     Bar,
     Series,
@@ -25,20 +28,22 @@ from api.dashboard.charts import (
     percent,
     tile,
 )
+from api.dashboard.guardrail_view import pause_banners, phase_rows
 from api.dashboard.lift_view import first_goal_lift, lift_rows
 from personalization.measurement.cx import CxReport
+from personalization.measurement.guardrails import experience_status
 from personalization.measurement.results import ExperimentResults
-from personalization.measurement.results_goals import GoalResult, VariantResult
+from personalization.measurement.results_goals import GoalResult
 from personalization.measurement.results_ux import UxVariant
 from personalization.measurement.stats import enough_data
 from personalization.measurement.ux_cx import MetricEstimate
+from personalization.store.phases import Phase
 from personalization.types import Experience
 
 __all__ = [
     "cx_charts",
     "experience_detail",
     "experience_row",
-    "experience_status",
     "fmt_interval",
     "fmt_ms",
     "fmt_p",
@@ -89,14 +94,6 @@ def variant_label(v: int | str) -> str:
     return text.capitalize()
 
 
-def experience_status(experience: Experience, now: float) -> str:
-    if experience.starts_at is not None and now < experience.starts_at:
-        return "scheduled"
-    if experience.ends_at is not None and now >= experience.ends_at:
-        return "ended"
-    return "running"
-
-
 # ------------------------------------------------------------------------------------------ experiences
 
 
@@ -109,18 +106,12 @@ def _days_running(results: ExperimentResults, now: float) -> int:
     return max((today - first).days + 1, 1)
 
 
-def _leader(goal: GoalResult | None) -> VariantResult | None:
-    """The variant most likely to beat control on the goal (``None`` before there is a chance)."""
-    if goal is None:
-        return None
-    scored = [v for v in goal.variants[1:] if v.chance_to_beat_control is not None]
-    return max(scored, key=lambda v: v.chance_to_beat_control or 0.0, default=None)
-
-
-def experience_row(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
-    """One line of the experiences list; the personalization lift (first goal) leads it."""
+def experience_row(
+    experience: Experience, results: ExperimentResults, now: float, paused: Mapping[int, str] | None = None
+) -> dict[str, Any]:
+    """One line of the experiences list; the personalization lift (first goal) leads it. ``paused``:
+    variant → reason of the guardrail pauses in the current phase."""
     first_goal = next(iter(results.goals), None)
-    leader = _leader(results.goals.get(first_goal) if first_goal else None)
     lift_goal, lift = first_goal_lift(results)
     return {
         "lift": lift,
@@ -129,7 +120,7 @@ def experience_row(experience: Experience, results: ExperimentResults, now: floa
         "key": experience.key,
         "name": experience.name,
         "type": experience.type,
-        "status": experience_status(experience, now),
+        "status": experience_status(experience, paused or {}, now),
         "audience": experience.audience.name if experience.audience else "Everyone",
         "traffic": percent(experience.traffic_allocation, 0),
         "exposures": f"{sum(results.exposures):,}",
@@ -137,8 +128,7 @@ def experience_row(experience: Experience, results: ExperimentResults, now: floa
         "srm_flag": results.srm_flag,
         "srm_p": fmt_p(results.srm_p_value),
         "goal": first_goal,
-        "leader": variant_label(leader.variant) if leader else None,
-        "leader_chance": percent(leader.chance_to_beat_control, 0) if leader else None,
+        "call": goal_call(results.goals.get(first_goal) if first_goal else None),
     }
 
 
@@ -159,6 +149,8 @@ def _variant_rows(experience: Experience, goal: GoalResult) -> list[dict[str, An
                 "uplift_interval": fmt_interval(v.uplift_interval, fmt_uplift),
                 "p_value": fmt_p(v.p_value),
                 "chance": percent(v.chance_to_beat_control, 1),
+                "sequential_interval": fmt_interval(v.sequential_interval, fmt_uplift),
+                "call": variant_call(v),
                 "enough_data": v.enough_data,
             }
         )
@@ -225,6 +217,7 @@ def _breakdown(results: ExperimentResults, goal_name: str) -> dict[str, list[dic
                         "rate": percent(v.rate, 2),
                         "rate_interval": fmt_interval(v.interval, lambda x: percent(x, 2)),
                         "uplift": fmt_uplift(v.uplift),
+                        "adjusted_p": "–" if v.adjusted_p_value is None else f"{v.adjusted_p_value:.3f}",
                         "chance": percent(v.chance_to_beat_control, 1),
                     }
                 )
@@ -248,8 +241,12 @@ def _enough_data(experience: Experience, results: ExperimentResults) -> bool:
     return all(enough_data(arm.visitors, arm.conversions) for arm in (lift.treated, lift.holdout))
 
 
-def experience_detail(experience: Experience, results: ExperimentResults, now: float) -> dict[str, Any]:
-    """Everything the one-experience page shows: per goal a table and two charts; breakdowns."""
+def experience_detail(
+    experience: Experience, results: ExperimentResults, now: float,
+    paused: Mapping[int, str] | None = None, phases: Sequence[Phase] = (),
+) -> dict[str, Any]:
+    """Everything the one-experience page shows: pause banners, per goal a table and two charts,
+    breakdowns, the phase history."""
     goals = []
     for name, goal in results.goals.items():
         goals.append(
@@ -262,10 +259,14 @@ def experience_detail(experience: Experience, results: ExperimentResults, now: f
             }
         )
     return {
-        "summary": experience_row(experience, results, now),
+        "summary": experience_row(experience, results, now, paused),
+        "pauses": pause_banners(experience.key, paused or {}),
+        "phases": phase_rows(phases),
+        "calls_note": CALLS_NOTE,
         "lift": lift_rows(results, fmt_p),
         "lift_first": experience.type == "personalization",
         "notes": list(results.notes),
+        "breakdowns_warning": results.breakdowns_warning,
         "weights": ", ".join(f"{variant_label(i)} {percent(w, 0)}" for i, w in enumerate(experience.weights)),
         "holdout": percent(experience.holdout, 0),
         "goals_configured": ", ".join(experience.goals) or "none",

@@ -45,6 +45,7 @@ from api.http.errors import exception_handlers
 from api.http.handlers import get, post
 from api.http.measurement import journey_report
 from personalization.measurement.cx import journey_metrics, weekly_metrics
+from personalization.measurement.guardrail_monitor import live_pauses
 from personalization.measurement.results import experiment_results
 from personalization.models.evaluation import (
     EvaluationError,
@@ -52,6 +53,7 @@ from personalization.models.evaluation import (
     evaluate_served,
 )
 from personalization.models.files import ModelLoadError
+from personalization.store.phases import list_phases
 from personalization.types import CHANNELS
 
 __all__ = ["STATIC", "TEMPLATES", "dashboard_router", "static_router"]
@@ -78,7 +80,8 @@ class DashboardController(Controller):
         now = time.time()
         experiences = list(snapshot.experiences.values())
         results = await asyncio.gather(*(experiment_results(runtime.redis, e) for e in experiences))
-        rows = [pages.experience_row(e, r, now) for e, r in zip(experiences, results, strict=True)]
+        paused = await live_pauses(runtime.redis, [e.key for e in experiences])
+        rows = [pages.experience_row(e, r, now, paused.get(e.key)) for e, r in zip(experiences, results, strict=True)]
         return page(request, "experiences.html", "experiences", "Experiences", rows=rows)
 
     @get("/experiences/{key:str}", summary="One experience")
@@ -216,8 +219,10 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
     snapshot = loaded_snapshot(runtime)
     experience = experience_in(snapshot, key)
     results = await experiment_results(runtime.redis, experience)
+    paused = (await live_pauses(runtime.redis, [experience.key])).get(experience.key)
+    phases = await list_phases(runtime.redis, experience.key)
     # Charts and statistics for every goal section: in a worker thread, never on the event loop.
-    detail = await anyio.to_thread.run_sync(pages.experience_detail, experience, results, time.time())
+    detail = await anyio.to_thread.run_sync(pages.experience_detail, experience, results, time.time(), paused, phases)
     model = runtime.model.current
     segments = list(model.segments) if model else []
     form = preview or {"visitor_id": "preview-visitor", "country": "", "channel": "web", "device": "",

@@ -7,10 +7,11 @@ from litestar import Request
 from litestar.datastructures import State
 
 from api.http.auth import key_scope
-from api.http.schemas import PersonalizedEntry
+from api.http.schemas import Includes, PersonalizedEntry
 from api.runtime import Runtime
 from content import ContentSnapshot
 from content.errors import ContentSourceError
+from content.links import CDA_METADATA
 from personalization.decision.context import merge_values
 from personalization.errors import (
     ContentNotLoaded,
@@ -23,7 +24,15 @@ from personalization.errors import (
 from personalization.service import Personalized
 from personalization.types import Experience, Journey
 
-__all__ = ["experience_in", "journey_in", "loaded_snapshot", "runtime_of", "serving_snapshot", "shape_entries"]
+__all__ = [
+    "experience_in",
+    "includes_of",
+    "journey_in",
+    "loaded_snapshot",
+    "runtime_of",
+    "serving_snapshot",
+    "shape_entries",
+]
 
 
 def runtime_of(state: State) -> Runtime:
@@ -69,24 +78,46 @@ async def serving_snapshot(runtime: Runtime, request: Request, preview: bool) ->
         raise UpstreamFailed(f"Contentful Preview API failed: {exc}") from exc
 
 
-def shape_entries(result: Personalized, snapshot: ContentSnapshot, locale: str) -> list[PersonalizedEntry]:
+def shape_entries(
+    result: Personalized, snapshot: ContentSnapshot, locale: str, *, cda: bool = False
+) -> list[PersonalizedEntry]:
     """Each decision as an answer entry; merge tags are filled from the visitor, and a hidden
-    variant (``""`` id) renders nothing."""
-    values = merge_values(result.outcome.visitor) if snapshot.has_merge_tags else None
-    return [
-        PersonalizedEntry(
-            entry_id=d.entry_id,
-            content_type=snapshot.content_type_of(d.variant_entry_id or d.entry_id),
-            experience=d.experience,
-            variant=d.variant,
-            variant_entry_id=d.variant_entry_id,
-            is_control=d.is_control,
-            holdout=d.holdout,
-            propensity=d.propensity,
-            reason=d.reason,
-            exposure_id=d.exposure_id,
-            fields=snapshot.fields(d.variant_entry_id, locale, values) if d.variant_entry_id else None,
-            hidden=not d.variant_entry_id,
+    variant (``""`` id) renders nothing. ``cda``: the Content Delivery API's shape (``sys``,
+    ``fields`` with links as links, ``metadata``; merge tags stay embedded entries)."""
+    values = merge_values(result.outcome.visitor) if snapshot.has_merge_tags and not cda else None
+    shaped: list[PersonalizedEntry] = []
+    for d in result.outcome.decisions:
+        sys = fields = None
+        if d.variant_entry_id and cda:
+            sys, fields = snapshot.links.cda_entry(d.variant_entry_id, locale)
+        elif d.variant_entry_id:
+            fields = snapshot.fields(d.variant_entry_id, locale, values)
+        shaped.append(
+            PersonalizedEntry(
+                entry_id=d.entry_id,
+                content_type=snapshot.content_type_of(d.variant_entry_id or d.entry_id),
+                experience=d.experience,
+                variant=d.variant,
+                variant_entry_id=d.variant_entry_id,
+                is_control=d.is_control,
+                holdout=d.holdout,
+                propensity=d.propensity,
+                reason=d.reason,
+                exposure_id=d.exposure_id,
+                fields=fields,
+                hidden=not d.variant_entry_id,
+                locale=locale,
+                sys=sys,
+                metadata=CDA_METADATA if sys is not None else None,
+            )
         )
-        for d in result.outcome.decisions
-    ]
+    return shaped
+
+
+def includes_of(
+    entries: list[PersonalizedEntry], snapshot: ContentSnapshot, locale: str, *, cda: bool
+) -> Includes:
+    """What the served variants link to, each entity once (see :meth:`content.links.LinkIndex.includes`)."""
+    served = [entry.variant_entry_id for entry in entries if entry.variant_entry_id]
+    linked_entries, linked_assets = snapshot.links.includes(served, locale, cda=cda)
+    return Includes(entries=linked_entries, assets=linked_assets)

@@ -1,4 +1,10 @@
-"""Delivery routes (delivery key): the personalized entries for one visitor.
+"""Delivery routes (delivery key): the personalized entries for one visitor, and published assets.
+
+Answers come in Vary's compact shape (links resolved in place) or, with ``format=cda``, in the
+Content Delivery API's own (``sys``, ``fields``, ``metadata``, ``includes``), so front ends keep their
+Contentful rendering code. Either way an ``includes`` block carries what rich text and Object fields
+link to (:mod:`content.links`), joined from bytes pre-encoded at compile time. An entry requested
+twice in one call is decided, and its exposure logged, once; the answer repeats it per request slot.
 
 Known bots and crawlers (:mod:`personalization.measurement.bots`) are served the same way, but their
 decisions log no exposure (and hand out no exposure tokens); they are counted as discarded instead.
@@ -7,18 +13,30 @@ decisions log no exposure (and hand out no exposure tokens); they are counted as
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, Request
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
+from msgspec.structs import replace
 
 from api.frontend.exposures import with_exposure_tokens
 from api.http.auth import requires_delivery
-from api.http.common import runtime_of, serving_snapshot, shape_entries
+from api.http.common import (
+    includes_of,
+    loaded_snapshot,
+    runtime_of,
+    serving_snapshot,
+    shape_entries,
+)
 from api.http.handlers import get, post
-from api.http.schemas import PersonalizedEntry, PersonalizeRequest, PersonalizeResponse
-from personalization.errors import Problem, UnknownEntry
+from api.http.schemas import (
+    DeliveredAsset,
+    PersonalizedEntry,
+    PersonalizeRequest,
+    PersonalizeResponse,
+)
+from personalization.errors import NotFound, Problem, UnknownEntry
 from personalization.measurement.bots import count_bot_decisions, is_bot
 from personalization.types import Channel, Consent, Visitor
 
@@ -52,14 +70,20 @@ class DeliveryController(Controller):
         assert runtime.personalizer is not None
         bot = is_bot(request.headers.get("user-agent"))
         on_view = data.exposures == "on_view" and not data.preview and not bot
+        unique = list(dict.fromkeys(data.entries))  # a repeated id is decided and logged once
         result = await runtime.personalizer.personalize(
-            data.visitor, data.entries, snapshot, record=not data.preview and not bot, defer_exposures=on_view
+            data.visitor, unique, snapshot, record=not data.preview and not bot, defer_exposures=on_view
         )
         if bot and not data.preview:
             await count_bot_decisions(runtime.redis, result.outcome.exposures)
-        entries = shape_entries(result, snapshot, locale)
+        cda = data.format == "cda"
+        entries = shape_entries(result, snapshot, locale, cda=cda)
         if on_view:
             entries = with_exposure_tokens(entries, result.outcome.exposures, state.exposure_tokens, time.time())
+        includes = includes_of(entries, snapshot, locale, cda=cda)
+        if len(unique) < len(data.entries):
+            by_id = {entry.entry_id: entry for entry in entries}
+            entries = [by_id[entry_id] for entry_id in data.entries]
         return PersonalizeResponse(
             visitor_id=data.visitor.id,
             locale=locale,
@@ -68,6 +92,7 @@ class DeliveryController(Controller):
             content_version=snapshot.version,
             degraded=result.degraded,
             entries=entries,
+            includes=includes,
         )
 
     @get("/entries/{entry_id:str}", summary="One personalized entry")
@@ -85,8 +110,10 @@ class DeliveryController(Controller):
         consent_personalization: Annotated[bool, QueryParameter()] = True,
         consent_analytics: Annotated[bool, QueryParameter()] = True,
         preview: Annotated[bool, QueryParameter()] = False,
+        format: Annotated[Literal["compact", "cda"], QueryParameter()] = "compact",
     ) -> PersonalizedEntry:
-        """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer GET."""
+        """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer
+        GET; what it links to is in the entry's own ``includes``."""
         runtime = runtime_of(state)
         snapshot = await serving_snapshot(runtime, request, preview)
         if not snapshot.has_entry(entry_id):
@@ -105,4 +132,23 @@ class DeliveryController(Controller):
         result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview and not bot)
         if bot and not preview:
             await count_bot_decisions(runtime.redis, result.outcome.exposures)
-        return shape_entries(result, snapshot, snapshot.locale_for(locale))[0]
+        served = snapshot.locale_for(locale)
+        shaped = shape_entries(result, snapshot, served, cda=format == "cda")[0]
+        return replace(shaped, includes=includes_of([shaped], snapshot, served, cda=format == "cda"))
+
+    @get("/assets/{asset_id:str}", summary="One published asset")
+    async def asset(
+        self,
+        state: State,
+        asset_id: Annotated[str, PathParameter(max_length=256)],
+        locale: Annotated[str | None, QueryParameter(max_length=35)] = None,
+        format: Annotated[Literal["compact", "cda"], QueryParameter()] = "compact",
+    ) -> DeliveredAsset:
+        """A published asset in a locale (fallbacks applied): compact (``url`` made ``https:``) or
+        the CDA's shape (``fields.file.url`` as Contentful gives it). No visitor, no exposure."""
+        snapshot = loaded_snapshot(runtime_of(state))
+        served = snapshot.locale_for(locale)
+        raw = snapshot.links.asset(asset_id, served, cda=format == "cda")
+        if raw is None:
+            raise NotFound(f"no published asset with id {asset_id!r}")
+        return DeliveredAsset(locale=served, format=format, asset=raw)

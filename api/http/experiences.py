@@ -1,24 +1,42 @@
-"""Experience routes (admin key): the experiences in the served content and their results."""
+"""Experience routes (admin key): the experiences in the served content, their status, results, and
+resuming what a guardrail paused (:mod:`personalization.measurement.guardrail_monitor`)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-import msgspec
 from litestar import Controller
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Response
+from msgspec import Struct
 
 from api.http.auth import requires_admin
 from api.http.common import experience_in, loaded_snapshot, runtime_of
-from api.http.handlers import get
+from api.http.handlers import get, post
 from api.http.schemas import ExperienceInfo, ExperienceList
-from personalization.measurement.ranges import range_of
-from personalization.measurement.results import ExperimentResults, experiment_results
+from personalization.errors import Conflict
+from personalization.measurement.guardrail_monitor import live_pauses
+from personalization.measurement.guardrails import experience_status
+from personalization.measurement.results import (
+    ExperimentResults,
+    encode_results,
+    experiment_results,
+)
+from personalization.store.pauses import resume
+from personalization.store.phases import current_phases
 
-__all__ = ["ExperienceController"]
+__all__ = ["ExperienceController", "Resumed"]
+
+
+class Resumed(Struct, frozen=True, kw_only=True):
+    """What ``POST /v1/experiences/{key}/resume`` lifted: the variants, in the experience's current phase."""
+
+    experience: str
+    phase: int
+    resumed: list[int]
 
 
 class ExperienceController(Controller):
@@ -30,8 +48,13 @@ class ExperienceController(Controller):
 
     @get("/experiences", summary="Experiences in the served content")
     async def experiences(self, state: State) -> ExperienceList:
-        snapshot = loaded_snapshot(runtime_of(state))
+        """Each experience's set-up, its ``status`` (``running``, ``scheduled``, ``ended``, or
+        ``paused_by_guardrail`` when a guardrail paused any variant) and ``paused`` (variant → reason)."""
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
         baselines = snapshot.baselines()
+        paused = await live_pauses(runtime.redis, snapshot.experiences)
+        now = time.time()
         return ExperienceList(
             experiences=[
                 ExperienceInfo(
@@ -46,6 +69,8 @@ class ExperienceController(Controller):
                     holdout=e.holdout,
                     goals=list(e.goals),
                     content_type=e.content_type,
+                    status=experience_status(e, paused.get(e.key, {}), now),
+                    paused=paused.get(e.key, {}),
                 )
                 for e in snapshot.experiences.values()
             ]
@@ -60,6 +85,7 @@ class ExperienceController(Controller):
         self, state: State, key: FromPath[str],
         since: Annotated[str | None, QueryParameter(max_length=64, description="First day of `range`, ISO date (UTC)")] = None,
         until: Annotated[str | None, QueryParameter(max_length=64, description="Last day of `range`, ISO date (UTC)")] = None,
+        phase: Annotated[int | None, QueryParameter(ge=1, le=1_000_000, description="Phase to report (default: the current one)")] = None,
     ) -> Response[bytes]:
         """Per goal and variant: visitors (``exposures`` is the same count under its old name, kept as an
         alias for one release), conversions, rate with Wilson interval, uplift with interval, p-value
@@ -70,10 +96,23 @@ class ExperienceController(Controller):
         and chance to beat the holdout. Also the sample-ratio-mismatch check; breakdowns; UX per
         touchpoint; CX. With ``since`` / ``until`` (ISO dates, UTC), also ``range``:
         the day counts of those days summed (:mod:`personalization.measurement.ranges` says what is
-        and is not ranged); everything else stays all-time."""
+        and is not ranged); everything else stays all-time. ``phase`` (default the current one) picks
+        the phase the counts are of; ``phases`` lists them all (a phase that does not exist: 400)."""
         runtime = runtime_of(state)
         experience = experience_in(loaded_snapshot(runtime), key)
-        results = await experiment_results(runtime.redis, experience)
-        ranged = range_of(results.daily, since, until)
-        shown = results if ranged is None else {**msgspec.structs.asdict(results), "range": ranged}
-        return Response(msgspec.json.encode(shown), media_type="application/json")
+        results = await experiment_results(runtime.redis, experience, since=since, until=until, phase=phase)
+        return Response(encode_results(results), media_type="application/json")
+
+    @post("/experiences/{key:str}/resume", status_code=200,
+          summary="Resume the variants a guardrail paused (they are not paused again by the same guardrail "
+                  "in this phase)")
+    async def resume(self, state: State, key: FromPath[str]) -> Resumed:
+        """Lifts every guardrail pause of the experience in its current phase: the variants' visitors get
+        them again. 404 for an experience not in the served content, 409 when nothing is paused."""
+        runtime = runtime_of(state)
+        experience = experience_in(loaded_snapshot(runtime), key)
+        phase = (await current_phases(runtime.redis, [experience.key])).get(experience.key, 1)
+        resumed = await resume(runtime.redis, experience.key, phase)
+        if not resumed:
+            raise Conflict(f"experience {key!r} has no variant paused by a guardrail; nothing to resume")
+        return Resumed(experience=experience.key, phase=phase, resumed=resumed)

@@ -1,4 +1,4 @@
-"""Measurement routes (admin key): journey maps and the cross-channel CX metrics.
+"""Measurement routes (admin key): journey maps, the cross-channel CX metrics, the program-level lift.
 
 :func:`journey_report` is the journey map's one path from a request to the answer; the dashboard's
 journey page calls it too.
@@ -20,6 +20,7 @@ from api.http.auth import requires_admin
 from api.http.common import experience_in, journey_in, loaded_snapshot, runtime_of
 from api.http.handlers import get
 from api.runtime import Runtime
+from personalization.decision.global_holdout import global_share
 from personalization.measurement.cx import (
     Breakdown,
     CxReport,
@@ -28,6 +29,7 @@ from personalization.measurement.cx import (
 )
 from personalization.measurement.journey_report import JourneyMap
 from personalization.measurement.journeys import journey_map, journey_window
+from personalization.measurement.program_lift import ProgramLift, program_lift
 from personalization.types import Experience, Journey
 
 __all__ = ["MeasurementController", "journey_report"]
@@ -50,7 +52,7 @@ async def journey_report(
 
 
 class MeasurementController(Controller):
-    """Journey maps and CX (admin key)."""
+    """Journey maps, CX and the program lift (admin key)."""
 
     path = "/v1"
     guards = [requires_admin]
@@ -93,3 +95,18 @@ class MeasurementController(Controller):
         survey and purchase metrics by channel and by segment. A bad date, or since after until: 400."""
         start, end = parse_period(since, until)
         return await journey_metrics(runtime_of(state).redis, since=start, until=end, by=by)
+
+    @get("/lift", summary="Lift of all personalization against the global holdout: goals, NPS, CSAT, CES, retention")
+    async def lift(self, state: State) -> ProgramLift:
+        """The reserved ``_global`` experience's results: treated visitors (everything Vary personalizes)
+        against the global holdout (``varySettings.globalHoldout``, else ``VARY_GLOBAL_HOLDOUT``), per goal
+        of the space (``personalization_lift`` blocks), NPS, CSAT and CES (treated − holdout with 95 %
+        intervals) and retention (visitors back on a later day, with lift). ``notes`` says why a comparison
+        is ``null``: no global holdout configured, or an arm without visitors."""
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
+        share = global_share(snapshot.global_holdout, runtime.settings.global_holdout)
+        goals = snapshot.goals
+        if goals is None:  # no declared goals: the experiences' configured goals (bounded by the content)
+            goals = tuple(dict.fromkeys(g for e in snapshot.experiences.values() for g in e.goals))
+        return await program_lift(runtime.redis, share, goals)

@@ -19,6 +19,8 @@ __all__ = [
     "PersonalizeRequest",
     "PersonalizedEntry",
     "PersonalizeResponse",
+    "Includes",
+    "DeliveredAsset",
     "EventBatch",
     "EventsAccepted",
     "RejectedEvent",
@@ -40,7 +42,8 @@ __all__ = [
 
 MAX_ENTRIES = 50
 MAX_EVENTS = 500
-Locale = Annotated[str, Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+#: A BCP 47 tag; ``_`` is accepted for ``-`` (``en_US`` is ``en-US``), as on the GET routes.
+Locale = Annotated[str, Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
 
 
 class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +56,26 @@ class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: ``auto``: one exposure per entry is logged now. ``on_view``: none is logged; each entry carries an
     #: ``exposure_token`` to send to ``POST /v1/exposures`` when the component is actually seen.
     exposures: Literal["auto", "on_view"] = "auto"
+    #: ``compact``: Vary's shape (links resolved in place). ``cda``: the Content Delivery API's own
+    #: shape — each entry's ``sys``/``fields``/``metadata`` with links as links, targets in ``includes``.
+    format: Literal["compact", "cda"] = "compact"
+
+
+class Includes(Struct, frozen=True, kw_only=True, rename={"entries": "Entry", "assets": "Asset"}):
+    """What the answer's entries link to, each once, as the CDA's ``includes``: in the compact format
+    the targets of rich-text and Object-field links (Link fields are resolved in place), in the
+    ``cda`` format every link target, within the space's link depth."""
+
+    entries: list[Any] = []  # msgspec.Raw each: an entry in the answer's format
+    assets: list[Any] = []  # msgspec.Raw each: an asset in the answer's format
+
+
+class DeliveredAsset(Struct, frozen=True, kw_only=True):
+    """``GET /v1/assets/{id}``: one published asset in the served locale."""
+
+    locale: str
+    format: Literal["compact", "cda"]
+    asset: Any  # msgspec.Raw: compact {"id", "title", "url", ...} or CDA {"sys", "fields", "metadata"}
 
 
 class PersonalizedEntry(Decision, frozen=True, kw_only=True):
@@ -65,6 +88,13 @@ class PersonalizedEntry(Decision, frozen=True, kw_only=True):
     hidden: bool = False
     #: With ``"exposures": "on_view"``: the signed exposure, for ``POST /v1/exposures`` once seen.
     exposure_token: str | None = None
+    #: The space locale the fields are in (the requested one, matched by BCP 47 rules).
+    locale: str | None = None
+    #: ``format=cda`` only: the CDA ``sys`` (with ``locale``) and ``metadata`` of the served variant.
+    sys: Any = None
+    metadata: Any = None
+    #: ``GET /v1/entries/{id}`` only: what this entry links to (POST answers carry one ``includes``).
+    includes: Includes | None = None
 
 
 class PersonalizeResponse(Struct, frozen=True, kw_only=True):
@@ -76,6 +106,8 @@ class PersonalizeResponse(Struct, frozen=True, kw_only=True):
     #: True when the decision was made without the visitor's profile (Redis slow or down).
     degraded: bool
     entries: list[PersonalizedEntry]
+    #: What the entries link to (rich text, Object fields; all links with ``format=cda``), each once.
+    includes: Includes = msgspec.field(default_factory=Includes)
 
 
 class EventBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -116,6 +148,11 @@ class ExperienceInfo(Struct, frozen=True, kw_only=True):
     holdout: float
     goals: list[str]
     content_type: str | None
+    #: ``ended`` / ``scheduled`` by its schedule; else ``paused_by_guardrail`` when a guardrail paused
+    #: any variant in the current phase, else ``running``.
+    status: Literal["running", "scheduled", "ended", "paused_by_guardrail"] = "running"
+    #: Variant → why a guardrail paused it (its visitors get the baseline until resumed).
+    paused: dict[int, str] = {}
 
 
 class ExperienceList(Struct, frozen=True, kw_only=True):

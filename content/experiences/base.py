@@ -21,7 +21,9 @@ GrowthBook evaluator): ``content`` does not reach into the decision code.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from msgspec import Struct
@@ -42,11 +44,17 @@ __all__ = [
     "is_number",
     "text",
     "default_weights",
+    "edited_at",
+    "reserved_key",
     "MAX_KEY_LENGTH",
 ]
 
 #: The longest key an experience (or journey) may have: ``personalization.types.Id``'s limit.
 MAX_KEY_LENGTH = 256
+#: Experience keys Vary uses itself: ``_global`` names the global holdout's exposures.
+RESERVED_KEYS = frozenset({"_global"})
+#: How a later phase of an experience is named in its aggregates (``personalization.types.phase_key``).
+_PHASE_SUFFIX = re.compile(r"@p\d+$")
 
 #: Problems in a GrowthBook condition, each readable as text; none when it is fine
 #: (``personalization.decision.audience_validate.validate_condition``).
@@ -305,3 +313,33 @@ def default_weights(kind: str, arms: int) -> tuple[float, ...]:
 def text(value: object) -> str | None:
     """A non-blank string, stripped; ``None`` for anything else."""
     return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def reserved_key(key: str) -> str | None:
+    """Why an experience may not have this key (``None``: it may): Vary's own names, and names that
+    read as a later phase of another experience (``<key>@p<n>``), would mix their results."""
+    if key in RESERVED_KEYS:
+        return f'"{key}" is reserved: Vary logs the global holdout under it'
+    if _PHASE_SUFFIX.search(key):
+        return f'"{key}" ends like a phase of another experience (@p<number>)'
+    return None
+
+
+def edited_at(*entries: ContentEntry | None) -> float | None:
+    """When the latest of these entries was last published (epoch s); ``None`` when none says.
+
+    An experience's assignment depends on its own entry and its audience's, so a phase starts at the
+    later of the two edits.
+    """
+    times = []
+    for entry in entries:
+        if entry is None or not entry.updated_at:
+            continue
+        try:
+            parsed = datetime.fromisoformat(entry.updated_at.strip())
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        times.append(parsed.timestamp())
+    return max(times, default=None)

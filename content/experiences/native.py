@@ -17,6 +17,10 @@ Compilation rules (DESIGN §3, §5):
   variant 0 and is not listed. Weights have one number per arm (control first), each ≥ 0, summing
   to 1; left empty they default to everything on the variants (personalization) or an even split
   (ab_test, bandit).
+- ``guardrails`` (a JSON list, :mod:`.guardrails`) become ``Experience.guardrails``; an entry Vary
+  cannot read is reported and left out, and the experience runs without it. ``updated_at`` is the
+  later publication of the experience entry and its audience entry (phases start at such edits).
+- The key ``_global`` is Vary's (the global holdout's exposures) and cannot be an experience's.
 - An entry's experiences run in its ``varyExperiences`` order; the first whose audience matches
   decides, so only experiences that compiled are kept, in that order.
 """
@@ -36,13 +40,16 @@ from content.experiences.base import (
     Space,
     compile_model,
     default_weights,
+    edited_at,
     is_number,
     issue,
+    reserved_key,
 )
+from content.experiences.guardrails import parse_guardrails
 from content.items import ContentItems, link_id
 from content.resolve import EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.types import CHANNELS, Audience, Experience
+from personalization.types import CHANNELS, Audience, Experience, Guardrail
 
 __all__ = [
     "AUDIENCE_TYPE",
@@ -231,7 +238,8 @@ class _ExperienceCompiler(ExperienceCompiler):
         variants, content_type = self._variants()
         variants_ok = len(self.issues) == problems_before
         self._check_baselines(content_type)
-        audience = self._audience()
+        audience, audience_entry = self._audience()
+        guardrails = self._guardrails()
         # With a variant missing, the weights cannot fit either: one issue is enough.
         weights = self._weights(kind, len(variants)) if kind is not None and variants_ok else None
         traffic = self._share("trafficAllocation", "traffic allocation", 1.0,
@@ -261,6 +269,8 @@ class _ExperienceCompiler(ExperienceCompiler):
             starts_at=starts_at,
             ends_at=ends_at,
             content_type=content_type,
+            guardrails=guardrails,
+            updated_at=edited_at(self.entry, audience_entry),
         )
         return experience, {baseline_id: experience for baseline_id in self.baselines}
 
@@ -281,6 +291,11 @@ class _ExperienceCompiler(ExperienceCompiler):
             # a brace would split them across slots, so their counting would fail (docs/security.md, item 1).
             self.problem(f'Experience {self.label} has the key "{key}", which contains a brace.',
                          "Use letters, digits and dashes, e.g. hero-sale.")
+            return None
+        reserved = reserved_key(key)
+        if reserved is not None:
+            self.problem(f"Experience {self.label} has a key Vary cannot use: {reserved}.",
+                         "Give it another key, e.g. hero-sale.")
             return None
         owner = self.key_owner.setdefault(key, self.entry)
         if owner is not self.entry:
@@ -341,24 +356,34 @@ class _ExperienceCompiler(ExperienceCompiler):
                              f"Use {baseline.content_type} entries as variants, or remove the experience "
                              f"from {baseline.id}'s Vary experiences.")
 
-    def _audience(self) -> Audience | None:
+    def _guardrails(self) -> tuple[Guardrail, ...]:
+        guardrails, problems = parse_guardrails(self.get("guardrails"))
+        for problem in problems:
+            self.problem(f"Experience {self.label}: {problem}",
+                         'Write each guardrail as {"metric": "csat"} or {"metric": "goal:purchase", '
+                         '"harm": "decrease"}; metrics: task_success, abandonment, csat, ces, nps, '
+                         "goal:<goal name>.", switches_off=False)
+        return guardrails
+
+    def _audience(self) -> tuple[Audience | None, ContentEntry | None]:
+        """The compiled audience and its entry (whose edits start a new phase too)."""
         link = self.get("audience")
         if link is None:
-            return None
+            return None, None
         target, shown = self.linked_entry(link)
         if target is None:
             self.problem(f"Experience {self.label} links audience {shown}, which is not "
                          "published or no longer exists.",
                          "Publish the audience, link another one, or clear the audience to show the "
                          "experience to everyone.")
-            return None
+            return None, None
         if target.content_type != AUDIENCE_TYPE:
             self.problem(f'Experience {self.label} links "{target.id}" ({target.content_type}) as its '
                          "audience, but that is not a Vary audience.",
                          "Link a Vary audience entry, or clear the audience to show the experience to "
                          "everyone.")
-            return None
-        return self.compiled_audience(target, MODEL.label(target, self.locale))
+            return None, None
+        return self.compiled_audience(target, MODEL.label(target, self.locale)), target
 
     def _weights(self, kind: str, variant_count: int) -> tuple[float, ...] | None:
         arms = variant_count + 1

@@ -29,6 +29,11 @@ not exist) shows the baseline. A distribution that needed such repair is reporte
 a distribution, a personalization gives everything to its variants and an experiment splits evenly.
 Without a traffic share nobody enters (Contentful Personalization's default), also reported.
 
+Assignment uses Contentful Personalization's own hashing (``bucketing="ninetailed"``,
+:mod:`personalization.decision.ninetailed_bucketing`): the entry id of the ``nt_experience`` and the
+visitor id give the same traffic decision and arm as Ninetailed's SDK, for every distribution that has
+one share per arm adding up to 1 (a repaired one is laid out as above, so it may differ).
+
 Audience rules become one GrowthBook condition (:mod:`content.experiences.ninetailed_rules`). Anything
 Vary cannot map is reported with the entry id, and the audience (and every experience using it) is
 switched off: the baseline is shown rather than content to the wrong visitors.
@@ -51,8 +56,10 @@ from content.experiences.base import (
     Space,
     compile_model,
     default_weights,
+    edited_at,
     is_number,
     issue,
+    reserved_key,
     text,
 )
 from content.experiences.ninetailed_rules import rules_condition
@@ -167,6 +174,9 @@ class _ExperienceCompiler(ExperienceCompiler):
         if self._off or key is None or kind is None or weights is None or not components:
             return None
         name = text(self.get("nt_name")) or key
+        audience_link = self.get("nt_audience")
+        audience_entry = self.linked_entry(audience_link)[0] if audience_link is not None else None
+        updated_at = edited_at(self.entry, audience_entry)  # phases start at edits of either
 
         def experience(component: _Component) -> Experience:
             variants = component.variants + (component.baseline,) * (arms - 1 - len(component.variants))
@@ -181,6 +191,8 @@ class _ExperienceCompiler(ExperienceCompiler):
                 audience=audience,
                 traffic_allocation=traffic,
                 content_type=baseline.content_type if baseline is not None else None,
+                updated_at=updated_at,
+                bucketing="ninetailed",  # the SDK's own hash: visitors keep their Ninetailed variants
             )
 
         attached = {baseline_id: experience(c) for baseline_id, c in by_baseline.items()}
@@ -196,6 +208,11 @@ class _ExperienceCompiler(ExperienceCompiler):
         if "{" in key or "}" in key:  # the Redis Cluster hash tag of its aggregates (docs/security.md, item 1)
             self.problem(f'Experience {self.label} has the id "{key}", which contains a brace.',
                          "Use letters, digits and dashes in nt_experience_id.")
+            return None
+        reserved = reserved_key(key)
+        if reserved is not None:
+            self.problem(f"Experience {self.label} has an id Vary cannot use: {reserved}.",
+                         "Give it another nt_experience_id.")
             return None
         if key in self.taken:
             self.problem(f'Experience {self.label} has the key "{key}", which another experience '
@@ -304,7 +321,8 @@ class _ExperienceCompiler(ExperienceCompiler):
         self.problem(f"Experience {self.label} has a distribution of {len(distribution)} shares adding "
                      f"up to {total:g} for {arms} arms (the baseline and {arms - 1} variants); as "
                      f"Contentful Personalization would, Vary serves [{shown}] with the rest on the "
-                     "baseline.",
+                     "baseline (visitors may then land in other arms than Contentful Personalization's SDK "
+                     "puts them in).",
                      "Set one share per arm, baseline first, adding up to 1.",
                      switches_off=False)
         return tuple(weights)

@@ -12,14 +12,20 @@ Vary's public contract, because marketers write rules against it::
                   "goals": {"signup": 1}},
       "new_visitor": false, "returning_visitor": true,
       "continent": "EU", "city": "Berlin", "region": "BE",
-      "page_path": "/pricing", "page_query": {"utm_campaign": "sale"}
+      "page_path": "/pricing", "page_query": {"utm_campaign": "sale"},
+      "history": {"pages": [{"path": "/pricing", "url": "…", "count": 3, "last": …,
+                             "within": {"7d": 2}}, …],
+                  "events": {"signup": {"count": 2, "last": …, "within": {"7d": 1}}},
+                  "any_page": {"count": 9, "within": {…}}, "any_event": {"count": 2, "within": {…}}}
     }
 
 Traits are also reachable at the top level (``plan``) unless they would shadow a built-in name, so
 rules written for GrowthBook's flat attributes keep working. ``continent`` is derived from ``country``
 (:data:`CONTINENTS`, GeoNames' assignment: AF, AN, AS, EU, NA, OC, SA); ``city`` and ``region`` are the
 ``city``/``region`` traits, which a front end fills from its CDN's geolocation; ``page_path`` and
-``page_query`` are ``page`` split up (a bare path is its own ``page_path``).
+``page_query`` are ``page`` split up (a bare path is its own ``page_path``). ``history`` is the
+visitor's bounded page and event history (:mod:`personalization.decision.history`: parsed only when a
+condition reads it; ``within.<n><unit>`` counts over any window, relative to ``now``).
 
 :func:`merge_values` is the same visitor as Ninetailed-style profile paths (``traits.firstname``,
 ``location.city``), for rich-text merge tags.
@@ -27,10 +33,12 @@ rules written for GrowthBook's flat attributes keep working. ``continent`` is de
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from personalization.decision.history import history_attributes
 from personalization.types import CONTINENTS, Profile, SegmentScores, Visitor
 
 __all__ = [
@@ -45,7 +53,7 @@ BUILTIN_ATTRIBUTES = frozenset(
     {
         "id", "session_id", "channel", "locale", "device", "country", "referrer", "page", "utm",
         "traits", "segments", "profile", "new_visitor", "returning_visitor",
-        "continent", "city", "region", "page_path", "page_query",
+        "continent", "city", "region", "page_path", "page_query", "history",
     }
 )
 
@@ -75,9 +83,12 @@ def normalise_visitor(visitor: Visitor) -> Visitor:
 
 
 def audience_attributes(
-    visitor: Visitor, profile: Profile, segments: SegmentScores
+    visitor: Visitor, profile: Profile, segments: SegmentScores, now: float | None = None
 ) -> dict[str, Any]:
-    """The document audience conditions are evaluated against (shape in the module docstring)."""
+    """The document audience conditions are evaluated against (shape in the module docstring).
+
+    ``now`` (Unix seconds, default the clock) is what history windows count back from.
+    """
     attributes: dict[str, Any] = {
         name: value for name, value in visitor.traits.items() if name not in BUILTIN_ATTRIBUTES
     }
@@ -105,6 +116,7 @@ def audience_attributes(
         continent=continent_of(visitor.country),
         city=visitor.traits.get("city"),
         region=visitor.traits.get("region"),
+        history=history_attributes(profile.history, time.time() if now is None else now),
     )
     if visitor.page:
         attributes["page_path"], attributes["page_query"] = _page_parts(visitor.page)

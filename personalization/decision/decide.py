@@ -14,6 +14,11 @@ from msgspec import Struct
 
 from personalization.decision.context import audience_attributes, normalise_visitor
 from personalization.decision.features import build_features, policy_context
+from personalization.decision.global_holdout import (
+    GLOBAL_EXPERIENCE,
+    held_out_assignment,
+    in_global_holdout,
+)
 from personalization.decision.selection import HOLDOUT_STICKY, select_experience
 from personalization.seams import PluginSeams, RewardModel, SegmentModel
 from personalization.types import (
@@ -25,6 +30,7 @@ from personalization.types import (
     SegmentScores,
     Visitor,
     new_exposure_id,
+    phase_key,
 )
 
 __all__ = ["EntryRequest", "Outcome", "decide"]
@@ -66,15 +72,21 @@ def decide(
     new_id: Callable[[], str] = new_exposure_id,
     policies: Mapping[str, RewardModel] | None = None,
     plugins: PluginSeams | None = None,
+    global_holdout: float = 0.0,
 ) -> Outcome:
     """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2).
 
     ``policies``: the reward model of each ``bandit`` experience, by key. ``plugins``: the app's
     plugin registry (its feature extractors and experience types); ``None``: no plugins.
+    ``global_holdout``: the share of visitors who get every baseline
+    (:mod:`personalization.decision.global_holdout`); above 0, one more exposure, of ``_global``,
+    is logged after the entries' (none for a visitor without personalization consent).
     """
     # 1. context: canonical forms; consent gates everything after it
     visitor = normalise_visitor(visitor)
     personalize = visitor.consent.personalization
+    global_share = global_holdout if personalize and entries else 0.0
+    held_out = held_out_assignment(global_share) if in_global_holdout(visitor.id, global_share) else None
     # 2. profile: already read by the caller (one round trip), passed in
     # 3. features: context + profile + traits
     # 4. segment scores from the active model (none without consent: no profiling either)
@@ -83,7 +95,7 @@ def decide(
     segments: SegmentScores = {}
     if model is not None and personalize:
         segments = model.score(build_features(visitor, profile, now, extractors=extractors))
-    attributes = audience_attributes(visitor, profile, segments) if personalize else {}
+    attributes = audience_attributes(visitor, profile, segments, now) if personalize else {}
     context = policy_context(visitor.channel, visitor.country, visitor.device, segments)
     decisions: list[Decision] = []
     exposures: list[Exposure] = []
@@ -95,19 +107,23 @@ def decide(
     sticky_assignments = profile.assignments
     for entry in entries:
         # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
-        if personalize:
+        if held_out is not None:
+            chosen = held_out
+        elif personalize:
             chosen = select_experience(
                 entry.experiences, attributes, visitor.id, sticky_assignments, now, context, policies,
                 plugin_policies,
             )
         else:
             chosen = _NO_CONSENT
-        # 7. variant content: variant 0 is the baseline entry itself
+        # 7. variant content: variant 0 is the baseline entry itself, as is a paused variant's
         experience = chosen.experience
         variant = chosen.variant
         experience_key = experience.key if experience is not None else None
         variant_entry_id = (
-            entry.entry_id if experience is None or variant == 0 else experience.variants[variant - 1]
+            entry.entry_id
+            if experience is None or variant == 0 or variant in experience.paused
+            else experience.variants[variant - 1]
         )
         exposure_id = new_id()
         decisions.append(
@@ -142,11 +158,37 @@ def decide(
                 segments=segments,
                 country=visitor.country,
                 device=visitor.device,
+                phase=experience.phase if experience is not None else 1,
             )
         )
-        if experience_key is not None and visitor_ref and experience_key not in sticky_assignments:
-            sticky = HOLDOUT_STICKY if chosen.holdout else variant
-            assignments.append((visitor.id, experience_key, sticky))
+        if experience is not None and visitor_ref:
+            sticky_key = phase_key(experience.key, experience.phase)
+            if sticky_key not in sticky_assignments:
+                assignments.append((visitor.id, sticky_key, HOLDOUT_STICKY if chosen.holdout else variant))
+    # 9. the global holdout's own exposure: treated (variant 1) or held out (variant 0, flagged)
+    if global_share > 0.0:
+        first = entries[0].entry_id
+        in_holdout = held_out is not None
+        exposures.append(
+            Exposure(
+                id=new_id(),
+                ts=now,
+                visitor_id=visitor_ref,
+                session_id=session_ref,
+                channel=visitor.channel,
+                entry_id=first,
+                variant_entry_id=first,
+                experience=GLOBAL_EXPERIENCE,
+                variant=0 if in_holdout else 1,
+                is_control=in_holdout,
+                holdout=in_holdout,
+                propensity=global_share if in_holdout else 1.0 - global_share,
+                model_version=model_version,
+                segments=segments,
+                country=visitor.country,
+                device=visitor.device,
+            )
+        )
     return Outcome(
         visitor=visitor,
         segments=segments,

@@ -13,6 +13,14 @@ Order of the checks, for a visitor matched by the audience:
 3. holdout: a second, independent hash (seed ``<key>:holdout``) below ``holdout`` → control, flagged
 4. the variant whose range holds the hash
 
+Phases: from phase 2 on (:mod:`personalization.decision.phases`), sticky assignments are kept under
+``phase_key(key, n)`` (``hero@p2``), so a set-up edit that starts a new phase re-buckets everyone
+(GrowthBook re-randomises on a new phase) instead of keeping visitors in variants of the old set-up.
+
+Guardrail pauses: a visitor assigned a variant a guardrail paused (``Experience.paused``) keeps the
+assignment — the exposure is logged under it, intent to treat — but is served the baseline, with the
+pause's reason first in ``reason`` (``decide()`` serves the baseline entry).
+
 ``propensity`` = P(served variant | entered the experience): control ``h + (1−h)·w₀``, variant
 ``(1−h)·wᵢ``. For a sticky assignment it is the propensity under the current weights (what the
 logging policy would do now), which is what off-policy estimators expect.
@@ -32,13 +40,14 @@ from personalization.decision.bucketing import (
     bucket_ranges,
     choose_variation,
 )
+from personalization.decision.ninetailed_bucketing import assign_ninetailed
 from personalization.decision.policy import (
     action_probabilities,
     choose_action,
     uniform_from_key,
 )
 from personalization.seams import ExperiencePolicy, FeatureRow, RewardModel
-from personalization.types import Assignment, Experience
+from personalization.types import Assignment, Experience, phase_key
 
 __all__ = [
     "assign_variant",
@@ -203,29 +212,37 @@ def select_experience(
         if audience is not None and not eval_condition(attributes, audience.condition):
             skipped.append(f"{experience.key}: not in audience {audience.name!r}")
             continue
+        stuck = sticky.get(phase_key(experience.key, experience.phase))
         if experience.type == "bandit":
             assignment = assign_bandit(
                 experience,
                 visitor_id,
                 context or {},
                 (policies or {}).get(experience.key),
-                sticky.get(experience.key),
+                stuck,
             )
+        elif experience.type in _HASHED_TYPES and experience.bucketing == "ninetailed":
+            # Contentful Personalization's own hash; outside its traffic the next experience is tried.
+            ninetailed = assign_ninetailed(experience, visitor_id)
+            if ninetailed is None:
+                skipped.append(f"{experience.key}: outside its traffic ({experience.traffic_allocation:.0%})")
+                continue
+            assignment = ninetailed
         elif experience.type in _HASHED_TYPES:
-            assignment = assign_variant(experience, visitor_id, sticky.get(experience.key))
+            assignment = assign_variant(experience, visitor_id, stuck)
         else:  # a type a plugin registered (personalization/plugins.py)
             plugin_policy = plugin_policies.get(experience.type)
             if plugin_policy is None:
                 skipped.append(f"{experience.key}: no policy for type {experience.type!r}")
                 continue
-            assignment = plugin_policy.assign(
-                experience, visitor_id, sticky.get(experience.key), attributes, context or {}
-            )
+            assignment = plugin_policy.assign(experience, visitor_id, stuck, attributes, context or {})
         if audience is not None:
             why = explain_condition(attributes, audience.condition)
             reason = f"audience {audience.name!r} matched ({why}); {assignment.reason}"
         else:
             reason = f"everyone; {assignment.reason}"
+        if experience.paused and assignment.variant in experience.paused:
+            reason = f"{experience.paused[assignment.variant]}; baseline served, assignment kept: {reason}"
         return Assignment(
             experience=assignment.experience,
             variant=assignment.variant,

@@ -10,7 +10,8 @@ Everything a visitor does depends on *what they were served* and on a *latent se
   ``coupon`` campaign or from a coupon site — the same signals the demo segment model learned.
 * :func:`purchase_probability` — where the planted :class:`Effects` live.
 * :func:`journey_events` — clicks, product views, tasks, checkout, purchases, signups, surveys and
-  feedback after the decision, as ``POST /v1/events`` objects.
+  feedback after the decision, as ``POST /v1/events`` objects; harm planted with ``--harm``
+  (:mod:`personalization.demo.harm`) makes the answers of one variant's visitors worse.
 
 Everything is drawn from one ``random.Random`` per visitor, seeded by ``(seed, index)``.
 """
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from personalization.demo.harm import Harm, apply_harms, harm_factor
 from personalization.demo.power import DEMO_PERSONALIZATION_LIFT
 from personalization.demo.visitors import CHANNELS, COUPON_SITES, TrafficMix, VisitorMix, draw_arrival
 
@@ -92,6 +94,11 @@ class Effects:
     analytics_opt_out: float = 0.03
     #: P(no personalization consent): the baseline is served and nothing is measured.
     personalization_opt_out: float = 0.02
+    #: P(the visitor answers the site's "how satisfied are you?" CSAT pop-up on the first visit) —
+    #: more than a real site gets, so a CSAT guardrail has answers to test at a few thousand visitors.
+    site_csat_rate: float = 0.15
+    #: Harm planted on purpose (``vary simulate --harm``): none by default.
+    harms: tuple[Harm, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +206,7 @@ def purchase_probability(visitor: SimVisitor, served: Mapping[str, int], effects
             p *= 1.0 + effects.fast_delivery_lift
     if served.get(HERO_SALE, 0) >= 1:  # hero-sale's treated arm (its holdout is served 0)
         p *= 1.0 + effects.personalization_lift
-    return min(1.0, p)
+    return min(1.0, p * harm_factor(effects.harms, "purchase", served))
 
 
 def _lognormal_ms(rng: random.Random, median_s: float, sigma: float) -> int:
@@ -225,8 +232,23 @@ def journey_events(
 
     ``session`` 2 is the return visit on :attr:`SimVisitor.return_channel`: a few page views and, for
     earlier buyers, maybe a repeat order. Events carry no ``ts``: Vary stamps the time it receives
-    them, which is after the exposure they follow, as in a live front end.
+    them, which is after the exposure they follow, as in a live front end. ``served`` is what the
+    visitor was *shown* (experience → variant; a paused variant shows the baseline, 0).
     """
+    events = _journey(visitor, served, rng, effects, channel=channel, session=session, bought_before=bought_before)
+    return apply_harms(events, effects.harms, served, visitor.id, session)
+
+
+def _journey(
+    visitor: SimVisitor,
+    served: Mapping[str, int],
+    rng: random.Random,
+    effects: Effects,
+    *,
+    channel: str | None,
+    session: int,
+    bought_before: bool,
+) -> list[dict[str, Any]]:
     channel = channel or visitor.channel
     sid = f"{visitor.id}-s{session}"
     events: list[dict[str, Any]] = []
@@ -292,6 +314,7 @@ def journey_events(
                 add("feedback", "checkout", text="How much is shipping?", problem="shipping cost unclear")
 
     signup_p = effects.signup_rate * (1.0 + effects.newsletter_discount_lift if served.get(NEWSLETTER_TEST) else 1.0)
+    signup_p *= harm_factor(effects.harms, "signup", served)
     if rng.random() < signup_p:
         add("conversion", "newsletter", goal="signup")
     if rng.random() < 0.08:
@@ -303,5 +326,10 @@ def journey_events(
     if rng.random() < 0.03:
         add("feedback", rng.choice(["search", "product", "checkout"]), text="Something was off",
             problem=rng.choice(_PROBLEMS))
+    # The site's CSAT pop-up draws from a stream of its own: the draws above stay as they were.
+    cx = random.Random(f"vary-sim-cx:{visitor.id}")
+    if cx.random() < effects.site_csat_rate:
+        good = (0.8 if shipping else 0.7) if not buys else 0.85
+        add("survey", "home", metric="csat", score=cx.choice([4, 5]) if cx.random() < good else cx.choice([1, 2, 3]))
     return events
 

@@ -28,7 +28,9 @@ The planted effects are in :class:`~personalization.demo.shop.Effects`; the defa
 ``banner-shipping-test``, variant 1 (free shipping over $50) makes price-sensitive visitors
 purchase 20 % more often; and the ``hero-sale`` personalization's treated visitors (everyone it serves
 outside its holdout) purchase ``personalization_lift`` more often than its holdout — sized, with the
-holdout share, by the power calculation in :mod:`personalization.demo.power`. Everything a visitor does is drawn from one ``random.Random`` seeded by
+holdout share, by the power calculation in :mod:`personalization.demo.power`. ``Effects.harms``
+(``vary simulate --harm``, :mod:`personalization.demo.harm`) makes one variant's visitors answer worse,
+so a guardrail has something to catch. Everything a visitor does is drawn from one ``random.Random`` seeded by
 ``(seed, index)`` and Vary's assignment is a hash of the visitor id, so a run is reproducible
 whatever the concurrency.
 
@@ -59,6 +61,7 @@ from personalization.demo.shop import (
     plan_visitor,
     purchase_probability,
 )
+from personalization.demo.harm import Harm, parse_harm
 from personalization.demo.visitors import COUPON_SITES
 
 #: The simulation's public surface: the run and its summary here, the shop's model re-exported.
@@ -70,6 +73,8 @@ __all__ = [
     "PRICE_SENSITIVE_CAMPAIGNS",
     "COUPON_SITES",
     "Effects",
+    "Harm",
+    "parse_harm",
     "SimVisitor",
     "SimulationSummary",
     "plan_visitor",
@@ -98,6 +103,10 @@ class SimulationSummary:
     price_sensitive: int = 0
     #: Served variants per experience (holdout counted as ``"holdout"``).
     served: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Visitors in the space's global holdout (every entry's baseline, no experience).
+    global_holdout: int = 0
+    #: First-visit decisions whose assigned variant a guardrail had paused (the baseline was shown).
+    paused_shown: int = 0
     error_samples: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -143,23 +152,32 @@ class _Client:
             self.summary.rejected += len(reply.get("rejected", []))
 
     async def personalize(self, visitor: SimVisitor, channel: str, session: int) -> dict[str, int] | None:
-        """Served variants by experience (holdout → 0), or ``None`` when the request failed."""
+        """The variant each experience *showed* (holdout, or a variant a guardrail paused, → 0: the
+        baseline entry came back), or ``None`` when the request failed. The summary counts the
+        assigned variants, as the results do (intent to treat)."""
         reply = await self._post(
             "/v1/personalize", {"visitor": visitor.visitor_json(channel, session), "entries": list(ENTRIES)}
         )
         if reply is None:
             return None
         served: dict[str, int] = {}
+        held_out = False
         for entry in reply.get("entries", []):
             experience = entry.get("experience")
             if not experience:
+                held_out = held_out or str(entry.get("reason", "")).startswith("global holdout")
                 continue
-            served[experience] = 0 if entry.get("holdout") else int(entry.get("variant", 0))
+            baseline_shown = entry.get("variant_entry_id", "") == entry.get("entry_id")
+            served[experience] = 0 if entry.get("holdout") or baseline_shown else int(entry.get("variant", 0))
+            if session == 1 and baseline_shown and int(entry.get("variant", 0)) > 0 and not entry.get("holdout"):
+                self.summary.paused_shown += 1
             if session == 1:
                 self.summary.decisions += 1
                 label = "holdout" if entry.get("holdout") else str(entry.get("variant", 0))
                 counts = self.summary.served.setdefault(experience, {})
                 counts[label] = counts.get(label, 0) + 1
+        if session == 1 and held_out:
+            self.summary.global_holdout += 1
         return served
 
 
@@ -272,6 +290,10 @@ def format_summary(summary: SimulationSummary) -> str:
         f"  events sent {summary.events:,}: accepted {summary.accepted:,}, dropped (no consent) "
         f"{summary.dropped:,}, rejected {summary.rejected:,}",
     ]
+    if summary.global_holdout:
+        lines.append(f"  global holdout (baseline everywhere): {summary.global_holdout:,} visitors")
+    if summary.paused_shown:
+        lines.append(f"  paused by a guardrail (baseline shown): {summary.paused_shown:,} decisions")
     for experience in sorted(summary.served):
         counts = summary.served[experience]
         shown = ", ".join(f"{label} {counts[label]:,}" for label in sorted(counts))

@@ -20,6 +20,13 @@ are not attributed. Exposures with ``visitor_id = None`` (no analytics consent) 
 ``visitors``. Holdout exposures are kept apart as variant ``h`` (not in the variant arms, so the
 sample-ratio check compares entrants against the configured weights).
 
+Phases: an exposure served in phase ``n > 1`` of an experience (``Exposure.phase``) counts under the
+phase's own name ``<x>@p<n>`` (:func:`~personalization.types.phase_key`) as if it were another
+experience: its own aggregates ``vary:agg:{<x>@p<n>}:…``, and the visitor's own first exposure,
+window, variant and flags for it. So an event is attributed to every phase the visitor was exposed
+in (within each one's window), and phase 1 keeps the names it had before phases existed. Every rule
+that needs the experience itself (its goals) strips the ``@p<n>`` suffix (:func:`experience_of`).
+
 Goals: a ``conversion`` counts for its ``goal``; a ``purchase`` counts as goal ``"purchase"`` with
 the order value as its value, is de-duplicated per visitor by ``order_id``, and also counts buyers
 and repeat buyers (≥ 2 orders) for the repeat-purchase rate. An experience counts only the goals it
@@ -32,6 +39,26 @@ exposure to an experience as the pre-exposure value X of that experience (``<v>:
 value stamped before the first exposure but processed after it is added to X then, so X does not
 depend on the order entries are processed in. Each attributed value adds ``X · value`` to
 ``<v>:xysum``.
+
+CUPED on conversions: the same for the visitor's *number* of conversions of a goal (purchases: of
+distinct orders), kept in the totals hash as ``n:<goal>`` for goals some experience counts and
+capped at :data:`MAX_PRE_EXPOSURE_CONVERSIONS` (one visitor's flood cannot dominate the arm's
+sums). At first exposure it becomes X (``<x>|xn:<goal>``; ``<v>:xcsum|xcsumsq``); Y is 1 once the
+visitor converted in the window (``<v>:conv``), and the first such conversion adds X to
+``<v>:xcysum`` (Σ X·Y). A conversion stamped before the first exposure but processed after it adds
+1 to X then (``2X + 1`` to the squares, and 1 to Σ X·Y if Y is already 1).
+
+Returning visitors: ``<v>:returning`` counts a visitor (in their sticky variant) once they have
+exposures to the experience on two UTC days — an exposure whose day differs from the earliest one
+processed so far. Exact in any processing order: a late earlier exposure on another day counts too.
+
+Revenue per currency: a purchase counts in its ISO 4217 currency (:mod:`~personalization.measurement.
+currencies`; ``XXX`` when it has none), never summed across currencies. Per arm and currency the
+``all`` hash holds ``<v>:cur:<CUR>:orders``, ``revenue``, ``buyers`` (visitors with an order in it)
+and, over visitors with revenue R and orders O in it, ``rsq`` = Σ R², ``osq`` = Σ O², ``ro`` = Σ R·O —
+what a per-visitor mean and the delta method for average order value (Σ R / Σ O) need. The visitor's
+running R and O per experience and currency (``<x>|cr:<CUR>``, ``<x>|co:<CUR>``) make each order an
+exact increment (``2R·v + v²``, ``2O + 1``, ``R + v·O + v``).
 
 Dimensions
 ----------
@@ -99,9 +126,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from importlib.resources import files
 
+from personalization.measurement.currencies import NO_CURRENCY
 from personalization.measurement.events import (
     Abandonment,
     Click,
@@ -114,13 +143,14 @@ from personalization.measurement.events import (
     Task,
 )
 from personalization.measurement.ux_cx import sus_score
-from personalization.types import Exposure
+from personalization.types import Exposure, phase_key
 
 __all__ = [
     "APPLY_SCRIPT",
     "DEFAULT_WINDOW_S",
     "DURATION_BUCKETS_PER_DECADE",
     "HOLDOUT_VARIANT",
+    "MAX_PRE_EXPOSURE_CONVERSIONS",
     "NO_SEGMENT",
     "NO_TOUCHPOINT",
     "OUTCOME_SCRIPT",
@@ -129,6 +159,7 @@ __all__ = [
     "bucket_bounds",
     "duration_bucket",
     "event_record",
+    "experience_of",
     "exposure_record",
     "load_script",
     "top_segment",
@@ -167,6 +198,18 @@ def load_script(name: str) -> str:
 OUTCOME_SCRIPT = load_script("outcome.lua")
 #: Step 2, the shared aggregates of one hash tag (``scripts/apply.lua``).
 APPLY_SCRIPT = load_script("apply.lua")
+#: Most conversions of one goal a visitor's pre-exposure covariate counts (the script's
+#: ``max_x_conversions``, read from it so the two cannot differ).
+MAX_PRE_EXPOSURE_CONVERSIONS = int(re.findall(r"^local max_x_conversions = (\d+)$", OUTCOME_SCRIPT, re.MULTILINE)[0])
+
+
+_PHASE_SUFFIX = re.compile(r"@p[0-9]+$")
+
+
+def experience_of(name: str) -> str:
+    """The experience an aggregate name belongs to: ``hero@p2`` → ``hero``, ``hero`` → ``hero``
+    (the inverse of :func:`~personalization.types.phase_key`; the script's ``experience_of``)."""
+    return _PHASE_SUFFIX.sub("", name, count=1)
 
 
 def top_segment(segments: dict[str, float]) -> str:
@@ -218,9 +261,10 @@ def exposure_record(x: Exposure, window_s: float) -> list[str]:
     """What step 1 reads of an exposure, every field a string: ``'x'``, outcome field, outcome key
     and visitor key prefix (the three filled in by the caller, ``''`` when anonymous; the script
     appends suffixes to :func:`~personalization.store.keys.visitor_key_prefix` and never sees the
-    raw id), experience (``''`` content), variant label (``h`` for holdout), ts, attribution deadline (ts + ``window_s``), channel, top segment,
+    raw id), experience (``''`` content; from phase 2 on the phase's name, :func:`~personalization.types.
+    phase_key`), variant label (``h`` for holdout), ts, attribution deadline (ts + ``window_s``), channel, top segment,
     UTC day, entry id, ISO week."""
-    experience = x.experience or ""
+    experience = phase_key(x.experience, x.phase) if x.experience else ""
     deadline = x.ts + window_s if experience else x.ts
     return [
         "x", "", "", "", experience,
@@ -233,7 +277,7 @@ def event_record(e: Event, entry_id: str) -> list[str]:
     """What step 1 reads of an event, every field a string: ``'e'``, outcome field, outcome key and
     visitor key prefix (filled in by the caller), kind, ts (the stream id's time when the event has
     none), UTC day, touchpoint, goal (``''`` none), value (``''`` none), four kind-specific fields (purchase: order
-    id; task: success, duration ms, ln ms, bucket; feedback: problem; survey: metric, score),
+    id, currency (``XXX`` when it has none); task: success, duration ms, ln ms, bucket; feedback: problem; survey: metric, score),
     channel, ISO week. A kind with nothing to count (``identify``, a survey without a usable score)
     becomes ``other``: still marked and acknowledged."""
     ts = e.ts if e.ts is not None else int(entry_id.split("-", 1)[0]) / 1000.0
@@ -244,7 +288,7 @@ def event_record(e: Event, entry_id: str) -> list[str]:
         value = "" if e.value is None else _num(e.value)
     elif isinstance(e, Purchase):
         kind, goal, value = "purchase", PURCHASE_GOAL, _num(e.value)
-        extra[0] = e.order_id
+        extra[:2] = [e.order_id, e.currency or NO_CURRENCY]
     elif isinstance(e, Task):
         kind = "task"
         extra[0] = "1" if e.success else "0"

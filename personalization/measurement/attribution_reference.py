@@ -10,10 +10,15 @@ random sequences through both and compare the counters field by field
 (``tests/personalization/measurement/test_attribution_reference.py``).
 
 Covered: every field of the per-experience hashes ``vary:agg:{<x>}:all``, ``:ch:<channel>``,
-``:seg:<segment>`` and ``:day:<YYYY-MM-DD>`` — ``<v>:exposures``, ``<v>:anonymous``, ``<v>:visitors``,
-``variant_conflicts``, ``<v>:events:<goal>``, ``<v>:conv:<goal>``, ``<v>:vsum|vsumsq:<goal>``, the
-CUPED sums ``<v>:xsum|xsumsq|xysum:<goal>``, ``<v>:buyers``, ``<v>:repeat_buyers``, survey histograms
-``<v>:<metric>:<score>`` and ``discarded:goal`` — and the content hashes ``vary:agg:content:all|day:<day>``.
+``:seg:<segment>`` and ``:day:<YYYY-MM-DD>`` (phases included: ``<x>@p<n>``) — ``<v>:exposures``,
+``<v>:anonymous``, ``<v>:visitors``, ``variant_conflicts``, ``<v>:events:<goal>``, ``<v>:conv:<goal>``,
+``<v>:vsum|vsumsq:<goal>``, the CUPED sums ``<v>:xsum|xsumsq|xysum:<goal>`` (value) and
+``<v>:xcsum|xcsumsq|xcysum:<goal>`` (conversions), ``<v>:returning``, ``<v>:buyers``,
+``<v>:repeat_buyers``, the per-currency ``<v>:cur:<CUR>:orders|revenue|buyers|rsq|osq|ro``, survey
+histograms ``<v>:<metric>:<score>`` and ``discarded:goal`` — and the content hashes
+``vary:agg:content:all|day:<day>``. The visitor's totals are modelled as two maps (value, and
+conversions, which the script keeps as ``n:<goal>`` fields of the same hash): the two agree for
+every goal whose name does not itself start with ``n:``.
 
 Not covered (the scripts keep doing them; nothing here claims to match): the per-touchpoint UX hashes
 (``ux:<tp>``, ``problems:…``), the sets (``dims``, ``goals``, ``tps``, ``vary:agg:experiences``), the
@@ -32,7 +37,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from personalization.measurement.attribution import event_record, exposure_record
+from personalization.measurement.attribution import (
+    MAX_PRE_EXPOSURE_CONVERSIONS,
+    event_record,
+    experience_of,
+    exposure_record,
+)
 from personalization.measurement.events import Event
 from personalization.measurement.goals import GoalPolicy
 from personalization.store.keys import AGG_CONTENT_KEY, agg_key, visitor_key_prefix
@@ -60,6 +70,7 @@ class _FirstExposure:
 class _Visitor:
     exposures: dict[str, _FirstExposure] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)  # lifetime value per goal (``…:t``)
+    conversions: dict[str, int] = field(default_factory=dict)  # lifetime conversions (``…:t`` n:<goal>)
     flags: dict[str, float] = field(default_factory=dict)  # ``…:xf``: x/v sums, converted, orders
     orders: set[str] = field(default_factory=set)
 
@@ -80,7 +91,7 @@ class _Rules:
         fields[name] = fields.get(name, 0.0) + amount
 
     def counts_goal(self, experience: str, goal: str) -> bool:
-        return self.policy is None or goal in self.policy.allowed(experience)
+        return self.policy is None or goal in self.policy.allowed(experience_of(experience))
 
     def any_counts(self, goal: str) -> bool:
         return self.union is None or goal in self.union
@@ -109,9 +120,18 @@ class _Rules:
                     visitor.flags[f"{experience}|x:{goal}"] = x
                     self.add(everyone, f"{v}:xsum:{goal}", x)
                     self.add(everyone, f"{v}:xsumsq:{goal}", x * x)
+            for goal, n in visitor.conversions.items():  # CUPED on conversions: their number so far
+                if n != 0 and self.counts_goal(experience, goal):
+                    visitor.flags[f"{experience}|xn:{goal}"] = n
+                    self.add(everyone, f"{v}:xcsum:{goal}", n)
+                    self.add(everyone, f"{v}:xcsumsq:{goal}", n * n)
             return
         if cur.variant != v:  # sticky: the first processed exposure's variant stays
             self.add(everyone, "variant_conflicts", 1)
+        returned = f"{experience}|ret"  # exposures on two UTC days: the visitor came back
+        if float(ts) // 86_400 != cur.first // 86_400 and returned not in visitor.flags:
+            visitor.flags[returned] = 1
+            self.add(everyone, f"{cur.variant}:returning", 1)
         if float(ts) < cur.first:  # a late, earlier exposure moves the window back
             cur.first, cur.deadline = float(ts), float(deadline)
 
@@ -123,13 +143,19 @@ class _Rules:
             if r[10] in visitor.orders:  # the same order again: counts nowhere
                 return
             visitor.orders.add(r[10])
-        if value is not None and goal != "" and self.any_counts(goal):
-            visitor.totals[goal] = visitor.totals.get(goal, 0.0) + value
+        if goal != "" and self.any_counts(goal):
+            if value is not None:
+                visitor.totals[goal] = visitor.totals.get(goal, 0.0) + value
+            n = visitor.conversions.get(goal, 0)
+            if n < MAX_PRE_EXPOSURE_CONVERSIONS:
+                visitor.conversions[goal] = n + 1
         for experience, x in visitor.exposures.items():
             everyone = agg_key(experience, "all")
             v = x.variant
-            if value is not None and goal != "" and ts < x.first and self.counts_goal(experience, goal):
-                self._pre_exposure_value(visitor, experience, v, goal, value)
+            if goal != "" and ts < x.first and self.counts_goal(experience, goal):
+                if value is not None:
+                    self._pre_exposure_value(visitor, experience, v, goal, value)
+                self._pre_exposure_conversion(visitor, experience, v, goal)
             elif not x.first <= ts <= x.deadline:
                 continue  # before the exposure (nothing of value) or after the window
             elif kind == "conversion" and not self.counts_goal(experience, goal):
@@ -149,6 +175,20 @@ class _Rules:
         if y != 0:
             self.add(everyone, f"{v}:xysum:{goal}", y * value)
 
+    def _pre_exposure_conversion(self, visitor: _Visitor, experience: str, v: str, goal: str) -> None:
+        """A conversion stamped before the first exposure but processed after it joins the
+        conversions covariate X (up to the cap), and X·Y if the visitor has converted since."""
+        nk = f"{experience}|xn:{goal}"
+        old = visitor.flags.get(nk, 0)
+        if old >= MAX_PRE_EXPOSURE_CONVERSIONS:
+            return
+        visitor.flags[nk] = old + 1
+        everyone = agg_key(experience, "all")
+        self.add(everyone, f"{v}:xcsum:{goal}", 1)
+        self.add(everyone, f"{v}:xcsumsq:{goal}", 2 * old + 1)
+        if f"{experience}|c:{goal}" in visitor.flags:
+            self.add(everyone, f"{v}:xcysum:{goal}", 1)
+
     def _attributed(
         self, visitor: _Visitor, experience: str, x: _FirstExposure, kind: str, day: str, goal: str,
         value: float | None, r: Sequence[str],
@@ -165,6 +205,9 @@ class _Rules:
                 visitor.flags[converted] = 1
                 for key in dims:
                     self.add(key, f"{v}:conv:{goal}", 1)
+                before = visitor.flags.get(f"{experience}|xn:{goal}")
+                if before is not None:
+                    self.add(everyone, f"{v}:xcysum:{goal}", before)
             if value is not None:
                 vk = f"{experience}|v:{goal}"
                 old = visitor.flags.get(vk, 0.0)
@@ -182,8 +225,25 @@ class _Rules:
                 self.add(everyone, f"{v}:buyers", 1)
             elif orders == 2:
                 self.add(everyone, f"{v}:repeat_buyers", 1)
+            self._currency(visitor, experience, v, r[11], value or 0.0)
         elif kind == "survey" and r[10] != "sus":
             self.add(everyone, f"{v}:{r[10]}:{r[11]}", 1)
+
+
+    def _currency(self, visitor: _Visitor, experience: str, v: str, currency: str, value: float) -> None:
+        """An order in one currency: the visitor's running revenue R and orders O in it (per
+        experience) turn each sum over visitors — R, O, buyers, R², O², R·O — into an exact increment."""
+        rk, ok = f"{experience}|cr:{currency}", f"{experience}|co:{currency}"
+        revenue, orders = visitor.flags.get(rk, 0.0), visitor.flags.get(ok, 0.0)
+        visitor.flags[rk], visitor.flags[ok] = revenue + value, orders + 1
+        c, everyone = f"{v}:cur:{currency}:", agg_key(experience, "all")
+        self.add(everyone, f"{c}orders", 1)
+        self.add(everyone, f"{c}revenue", value)
+        if orders == 0:
+            self.add(everyone, f"{c}buyers", 1)
+        self.add(everyone, f"{c}rsq", (revenue + value) ** 2 - revenue**2)
+        self.add(everyone, f"{c}osq", 2 * orders + 1)
+        self.add(everyone, f"{c}ro", (revenue + value) * (orders + 1) - revenue * orders)
 
 
 def aggregate(records: Iterable[Sequence[str]], policy: GoalPolicy | None = None) -> Counters:

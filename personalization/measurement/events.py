@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import force_setattr
 
+from personalization.measurement.currencies import ISO_4217
 from personalization.store.keys import EVENTS
 from personalization.types import Channel, Id, ShortText, TraitValue, Url
 
@@ -122,7 +123,16 @@ class Feedback(EventBase, frozen=True, tag="feedback"):
 class Purchase(EventBase, frozen=True, tag="purchase"):
     order_id: Id
     value: Money
+    #: An ISO 4217 code (:mod:`personalization.measurement.currencies`); revenue is counted per
+    #: currency, and a purchase without one under ``XXX``, ISO's "no currency".
     currency: Annotated[str, Meta(pattern="^[A-Z]{3}$")] | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a code ISO 4217 does not define (the message names the field, as msgspec's do)."""
+        super().__post_init__()
+        if self.currency is not None and self.currency not in ISO_4217:
+            message = f"Expected an ISO 4217 currency code such as EUR or USD, got {self.currency!r}"
+            raise ValueError(f"{message} - at `$.currency`")
 
 
 class Identify(EventBase, frozen=True, tag="identify"):

@@ -6,7 +6,8 @@ stream_for`) hash to different slots, so one script may not touch both. Each eve
 written by two small Lua scripts, each atomic and each idempotent on its own:
 
 1. *profile* (visitor slot): ``SET vary:vh:{<visitor tag>}:e:<event id> NX`` — if it was already set,
-   stop — then the profile counters;
+   stop — then the profile counters and the bounded page/event history
+   (:mod:`personalization.store.visitor_history`, ``vary:vh:{<visitor tag>}:h``);
 2. *stream* (the stream's slot): ``SET {<stream tag>}:e:<digest> NX`` — if already set, stop — then
    ``XADD``. The digest is a BLAKE2b of visitor id and event id, so no visitor id is stored in clear
    outside the visitor's own keys (erasure finds those by their hash tag).
@@ -69,11 +70,17 @@ from personalization.measurement.events import (
 from personalization.store.keys import (
     event_marker_key,
     event_stream_marker,
+    history_key,
     profile_key,
 )
 from personalization.store.partitions import stream_for
 from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
 from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.store.visitor_history import (
+    HISTORY_LUA,
+    history_field,
+    history_limits,
+)
 
 __all__ = [
     "REDIS_UNREACHABLE",
@@ -158,7 +165,7 @@ def check_event(event: Event) -> None:
 
 #: The two halves of recording an event (see the module docstring), each in one cluster slot.
 _SCRIPTS = Path(__file__).parent / "scripts"
-_PROFILE = (_SCRIPTS / "event_profile.lua").read_text()
+_PROFILE = HISTORY_LUA + (_SCRIPTS / "event_profile.lua").read_text()  # it calls the history's function
 _APPEND = (_SCRIPTS / "event_append.lua").read_text()
 
 
@@ -309,8 +316,11 @@ class EventRecorder:
         assert event.ts is not None and event.event_id is not None
         marker_ttl = SERVER_EVENT_ID_TTL_S if event.event_id.startswith(SERVER_EVENT_ID_PREFIX) else EVENT_ID_TTL_S
         stream = stream_for(self._stream, event.visitor_id, self._partitions)
+        field = history_field(event)
+        keep, cap = history_limits(field) if field else (0, 0)
         profile: _Call = (
-            [profile_key(event.visitor_id), event_marker_key(event.visitor_id, event.event_id)],
+            [profile_key(event.visitor_id), event_marker_key(event.visitor_id, event.event_id),
+             history_key(event.visitor_id)],
             [
                 repr(event.ts),
                 event.session_id or "",
@@ -320,6 +330,9 @@ class EventRecorder:
                 SESSION_TIMEOUT_S,
                 self._ttl_s,
                 marker_ttl,
+                field or "",
+                keep,
+                cap,
             ],
         )
         marker = event_stream_marker(stream, event.visitor_id, event.event_id)

@@ -2,11 +2,16 @@
 
 Nothing is estimated here that :mod:`personalization.measurement.stats`,
 :mod:`personalization.measurement.sequential` or :mod:`personalization.measurement.ux_cx` does not
-already define. This module reads the counters (two pipelined round trips, whatever the number of
-goals, channels, segments, days and touchpoints) and assembles what the modules that map them onto
-those functions return:
+already define. This module reads the experience's phases, then the counters of the phase asked
+for (two pipelined round trips, whatever the number of goals, channels, segments, days and
+touchpoints), and assembles what the modules that map them onto those functions return:
 
 * goals per variant, with BH-adjusted p-values — :mod:`~personalization.measurement.results_goals`;
+  CUPED (pre-exposure conversions) and CUPAC (the segment) on each row —
+  :mod:`~personalization.measurement.results_adjusted`;
+* breakdowns by channel and segment, BH-adjusted per breakdown, with a warning —
+  :mod:`~personalization.measurement.results_breakdowns`;
+* revenue per visitor and average order value per currency — :mod:`~personalization.measurement.results_value`;
 * the personalization lift, everyone treated against the holdout —
   :mod:`~personalization.measurement.results_lift`;
 * UX per touchpoint and CX per variant — :mod:`~personalization.measurement.results_ux`;
@@ -21,11 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 from msgspec import Struct
 from redis.asyncio import Redis
 
+from personalization.errors import InvalidInput, Problem
 from personalization.measurement.attribution import HOLDOUT_VARIANT
 from personalization.measurement.goals import MAX_GOALS
+from personalization.measurement.ranges import RangeCounts, range_of
+from personalization.measurement.results_adjusted import with_covariates
+from personalization.measurement.results_breakdowns import Breakdowns
+from personalization.measurement.results_breakdowns import (
+    breakdowns as breakdowns_block,
+)
 from personalization.measurement.results_counts import Counts, text
 from personalization.measurement.results_goals import (
     GoalResult,
@@ -44,11 +57,13 @@ from personalization.measurement.results_ux import (
     cx_variant,
     ux_variant,
 )
+from personalization.measurement.results_value import CurrencyVariant, value_by_currency
 from personalization.measurement.stats import SRM_THRESHOLD, srm_p_value
 from personalization.store.keys import agg_key
-from personalization.types import Experience
+from personalization.store.phases import Phase, current_phases, list_phases
+from personalization.types import Experience, phase_key
 
-__all__ = ["DayCounts", "ExperimentResults", "experiment_results"]
+__all__ = ["DayCounts", "ExperimentResults", "encode_results", "experiment_results"]
 
 
 class DayCounts(Struct, frozen=True, kw_only=True):
@@ -81,7 +96,8 @@ class ExperimentResults(Struct, frozen=True, kw_only=True):
     holdout_visitors: int
     variant_conflicts: int
     goals: dict[str, GoalResult]
-    breakdowns: dict[str, dict[str, dict[str, GoalResult]]]
+    #: ``channel`` / ``segment`` → cell → goal → variants, BH-adjusted per breakdown.
+    breakdowns: Breakdowns
     daily: dict[str, DayCounts]
     ux: dict[str, dict[int, UxVariant]]
     cx: dict[int, CxVariant]
@@ -92,17 +108,57 @@ class ExperimentResults(Struct, frozen=True, kw_only=True):
     personalization_lift: dict[str, PersonalizationLift] = {}
     #: Why a comparison is ``null`` (an arm without visitors), in words.
     notes: list[str] = []
+    #: With ``since`` / ``until``: the day counts of those days summed (:mod:`~personalization.measurement.ranges`);
+    #: ``None`` — and left out of the JSON — without them.
+    range: RangeCounts | None = None
+    #: Per currency (never summed across currencies): revenue per visitor and average order value per
+    #: variant, vs control (:mod:`~personalization.measurement.results_value`).
+    value_by_currency: dict[str, list[CurrencyVariant]] = {}
+    #: The phase these results are of (default: the current one) — counts never mix two set-ups.
+    phase: int = 1
+    #: Every phase of the experience, oldest first (empty before its first record: all is phase 1).
+    phases: list[Phase] = []
+    #: Beside ``breakdowns`` whenever it has a cell: they are exploratory, adjusted per breakdown.
+    breakdowns_warning: str | None = None
+
+
+def encode_results(results: ExperimentResults) -> bytes:
+    """The results as JSON; ``range`` is left out when there is none (the response before ranges had no
+    such key, and stays that way without ``since`` / ``until``)."""
+    if results.range is not None:
+        return msgspec.json.encode(results)
+    return msgspec.json.encode({k: v for k, v in msgspec.structs.asdict(results).items() if k != "range"})
 
 
 async def experiment_results(
-    redis: Redis, experience: Experience, *, goals: Sequence[str] | None = None
+    redis: Redis,
+    experience: Experience,
+    *,
+    goals: Sequence[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    phase: int | None = None,
 ) -> ExperimentResults:
-    """Read an experience's aggregates and compute its results (two pipelined round trips).
+    """Read an experience's aggregates and compute its results (phases, then two pipelined round trips).
 
     ``goals`` defaults to the experience's configured goals followed by any other goal seen in the
-    aggregates (alphabetically).
+    aggregates (alphabetically). ``since`` / ``until`` (ISO dates, UTC) add ``range``; a bad date raises
+    :class:`~personalization.errors.InvalidPeriod` before anything is read. ``phase`` picks the phase
+    (default the current one, :mod:`personalization.store.phases`); one the experience never had raises
+    :class:`~personalization.errors.InvalidInput` naming ``phase``. Phase 1 is always there: data from
+    before phases existed is phase 1.
     """
-    key = experience.key
+    range_of({}, since, until)  # validate the period first: a bad date is a 400, not a wasted read
+    phases = await list_phases(redis, experience.key)
+    if phase is None:
+        phase = (await current_phases(redis, [experience.key]))[experience.key]
+    elif phase != 1 and phase not in {p.phase for p in phases}:
+        known = ", ".join(str(p.phase) for p in phases) or "1"
+        raise InvalidInput(
+            f"phase: experience {experience.key!r} has no phase {phase} (phases: {known})",
+            problems=[Problem("phase", f"no phase {phase}; phases: {known}")],
+        )
+    key = phase_key(experience.key, phase)
     k = len(experience.variants)
     pipe = redis.pipeline(transaction=False)
     pipe.smembers(agg_key(key, "dims"))
@@ -135,20 +191,17 @@ async def experiment_results(
     visitors = [counts.count(v, "visitors") for v in range(k + 1)]
     srm = srm_p_value(visitors, experience.weights) if len(experience.weights) == k + 1 else None
     valued = {g: counts.has(f"vsum:{g}") for g in goal_list}  # a value block everywhere or nowhere
-    goal_results = with_adjusted_p_values(
-        {g: goal_result(counts, k, g, True, valued[g]) for g in goal_list}, experience.goals
+    segments = {dim[4:]: c for dim, c in dim_counts.items() if dim.startswith("seg:")}
+    goal_results = with_covariates(
+        with_adjusted_p_values({g: goal_result(counts, k, g, True, valued[g]) for g in goal_list}, experience.goals),
+        counts, segments, k,
     )
     lift = personalization_lift(experience, counts, goal_list)
 
-    breakdowns: dict[str, dict[str, dict[str, GoalResult]]] = {"channel": {}, "segment": {}}
     daily: dict[str, DayCounts] = {}
     for dim, c in dim_counts.items():
         kind, _, name = dim.partition(":")
-        if kind == "ch":
-            breakdowns["channel"][name] = {g: goal_result(c, k, g, False, valued[g]) for g in goal_list}
-        elif kind == "seg":
-            breakdowns["segment"][name] = {g: goal_result(c, k, g, False, valued[g]) for g in goal_list}
-        elif kind == "day":
+        if kind == "day":
             daily[name] = DayCounts(
                 visitors=[c.count(v, "visitors") for v in range(k + 1)],
                 exposures=[c.count(v, "exposures") for v in range(k + 1)],
@@ -162,9 +215,10 @@ async def experiment_results(
             v: ux_variant(ux_counts[tp], v, visitors[v], int(problem_counts[i * (k + 1) + v])) for v in range(k + 1)
         }
 
+    breakdowns, breakdowns_warning = breakdowns_block(dim_counts, k, goal_list, valued, experience.goals)
     first = goal_results[goal_list[0]].variants if goal_list else []
     return ExperimentResults(
-        experience=key,
+        experience=experience.key,
         srm_p_value=srm,
         srm_flag=srm is not None and srm < SRM_THRESHOLD,
         enough_data=bool(first) and all(v.enough_data for v in first[1:]) and len(first) > 1,
@@ -175,10 +229,15 @@ async def experiment_results(
         variant_conflicts=int(counts.top.get("variant_conflicts", 0)),
         goals=goal_results,
         breakdowns=breakdowns,
+        breakdowns_warning=breakdowns_warning,
         daily=daily,
         ux=ux,
         cx={v: cx_variant(counts, v) for v in range(k + 1)},
         discarded={reason: int(n) for reason, n in sorted(counts.by_variant.get("discarded", {}).items())},
         personalization_lift=lift,
         notes=[*empty_arm_notes(experience, visitors), *lift_notes(lift)],
+        range=range_of(daily, since, until),
+        value_by_currency=value_by_currency(counts, visitors[: k + 1]),
+        phase=phase,
+        phases=phases,
     )

@@ -27,6 +27,7 @@ from typing import Annotated
 
 from msgspec import Meta, Struct, structs
 
+from personalization.measurement.regression_adjustment import AdjustedRate
 from personalization.measurement.results_counts import Counts
 from personalization.measurement.sequential import adjusted_p_values, sequential_rates
 from personalization.measurement.stats import (
@@ -77,8 +78,10 @@ class VariantResult(Struct, frozen=True, kw_only=True):
 
     ``visitors`` are the unique visitors exposed to the variant; ``exposures`` is the same count under
     its old name, kept as an alias for one release. ``adjusted_p_value`` is ``p_value`` after
-    Benjamini–Hochberg over variants × configured goals (``None`` in breakdowns and for goals the
-    experience does not configure).
+    Benjamini–Hochberg over variants × configured goals (in a breakdown: over that breakdown's cells ×
+    configured goals × variants; ``None`` for goals the experience does not configure).
+    ``cuped`` / ``cupac``: the rate adjusted for pre-exposure conversions / for the visitor's segment
+    (:mod:`~personalization.measurement.results_adjusted`); the unadjusted numbers stay as they are.
     """
 
     variant: int
@@ -100,6 +103,8 @@ class VariantResult(Struct, frozen=True, kw_only=True):
     chance_to_beat_control: float | None = None
     enough_data: bool = False
     value: ValueResult | None = None
+    cuped: AdjustedRate | None = None
+    cupac: AdjustedRate | None = None
 
 
 class GoalResult(Struct, frozen=True, kw_only=True):

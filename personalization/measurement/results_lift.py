@@ -35,7 +35,7 @@ from personalization.measurement.stats import (
 )
 from personalization.types import Experience
 
-__all__ = ["ArmRate", "PersonalizationLift", "has_holdout", "lift_notes", "personalization_lift"]
+__all__ = ["ArmRate", "PersonalizationLift", "goal_lift", "has_holdout", "lift_notes", "personalization_lift"]
 
 Interval = tuple[float, float]
 
@@ -81,7 +81,8 @@ def has_holdout(experience: Experience, counts: Counts) -> bool:
     return experience.holdout > 0 or counts.count(HOLDOUT_VARIANT, "visitors") > 0
 
 
-def _lift(counts: Counts, k: int, goal: str) -> PersonalizationLift:
+def goal_lift(counts: Counts, k: int, goal: str) -> PersonalizationLift:
+    """Treated (arms 0…k) vs holdout on ``goal``; every comparison ``None`` while an arm is empty."""
     arms = [str(v) for v in range(k + 1)]
     n_t = sum(counts.count(v, "visitors") for v in arms)
     # Converters are attributed only to exposed visitors (x ≤ n per arm); min() guards expired state.
@@ -113,7 +114,7 @@ def personalization_lift(
     if not has_holdout(experience, counts):
         return {}
     k = len(experience.variants)
-    return {goal: _lift(counts, k, goal) for goal in goals}
+    return {goal: goal_lift(counts, k, goal) for goal in goals}
 
 
 def lift_notes(lift: dict[str, PersonalizationLift]) -> list[str]:

@@ -27,7 +27,9 @@ first started, not the history (export that with ``vary export``).
 
 Every sink also reads ``vary:sinks:erasures``, whatever ``kinds`` it declares: an erased visitor's
 notice reaches each receiver as a record of ``kind="erase"`` (:mod:`personalization.sinks.erasures`),
-and once delivered the notice is trimmed as soon as no group still owes it.
+and once delivered the notice is trimmed as soon as no group still owes it. Likewise
+``vary:sinks:guardrails``: a variant a guardrail paused arrives as ``kind="guardrail_paused"``
+(:mod:`personalization.sinks.guardrail_events`).
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ from redis.exceptions import ResponseError
 from personalization.measurement.events import EVENT_DECODER
 from personalization.seams import EventSink, PermanentSinkError, SinkRecord
 from personalization.sinks.erasures import ERASE_DECODER, trim_delivered
+from personalization.sinks.guardrail_events import GUARDRAIL_DECODER
 from personalization.store.keys import (
     EVENTS,
     EXPOSURES,
     SINK_ERASURES,
+    SINK_GUARDRAILS,
     dead_letter_stream,
 )
 from personalization.store.partitions import all_streams
@@ -60,8 +64,9 @@ __all__ = ["SinkRunner", "SinkStats", "group_name", "sink_streams"]
 
 log = logging.getLogger("vary.sinks")
 
-Kind = Literal["exposure", "event", "erase"]
-_DECODERS = {"exposure": EXPOSURE_DECODER, "event": EVENT_DECODER, "erase": ERASE_DECODER}
+Kind = Literal["exposure", "event", "erase", "guardrail_paused"]
+_DECODERS = {"exposure": EXPOSURE_DECODER, "event": EVENT_DECODER, "erase": ERASE_DECODER,
+             "guardrail_paused": GUARDRAIL_DECODER}
 
 
 def group_name(sink_name: str) -> str:
@@ -72,8 +77,8 @@ def group_name(sink_name: str) -> str:
 def sink_streams(
     partitions: int, kinds: Sequence[Kind] = ("exposure", "event", "erase")
 ) -> list[tuple[str, Kind]]:
-    """Every stream a sink reads: all partitions of the exposure and/or event streams, and the
-    erase notices."""
+    """Every stream a sink reads: all partitions of the exposure and/or event streams, the erase
+    notices, and the guardrail pauses (``guardrail_paused`` in ``kinds``)."""
     streams: list[tuple[str, Kind]] = []
     if "exposure" in kinds:
         streams += [(name, "exposure") for name in all_streams(EXPOSURES, partitions)]
@@ -81,6 +86,8 @@ def sink_streams(
         streams += [(name, "event") for name in all_streams(EVENTS, partitions)]
     if "erase" in kinds:
         streams.append((SINK_ERASURES, "erase"))
+    if "guardrail_paused" in kinds:
+        streams.append((SINK_GUARDRAILS, "guardrail_paused"))
     return streams
 
 
@@ -135,7 +142,8 @@ class SinkRunner:
         self.sink = sink
         self.consumer = consumer
         kinds: Sequence[Kind] = getattr(sink, "kinds", ("exposure", "event"))
-        self.streams = sink_streams(partitions, (*kinds, "erase"))  # every receiver hears of erasures
+        # Every receiver hears of erasures and guardrail pauses, whatever kinds it declares.
+        self.streams = sink_streams(partitions, (*kinds, "erase", "guardrail_paused"))
         self.group = group_name(sink.name)
         self.dead_stream = dead_letter_stream(sink.name)
         self.batch_size = batch_size

@@ -24,6 +24,9 @@ Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
 =======================================  ===========================================================
 ``vary:vh:{<vt>}:p``                     profile hash (:func:`profile_key`, fields in
                                          :mod:`personalization.store.profiles`)
+``vary:vh:{<vt>}:h``                     hash, bounded page and event history: ``p:<url>`` /
+                                         ``e:<event>`` → ``"<count> <ts> …"`` (:func:`history_key`,
+                                         :mod:`personalization.store.visitor_history`)
 ``vary:vh:{<vt>}:e:<event id>``          marker: the event was counted in the profile
                                          (:func:`event_marker_key`)
 ``vary:vh:{<vt>}:agg:<day>``             hash, ``<stream>|<entry id>`` → step-1 outcome (msgpack),
@@ -32,9 +35,13 @@ Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
 ``vary:vh:{<vt>}:x``                     hash, experience → ``variant|first ts|deadline|channel|seg``
 ``vary:vh:{<vt>}:xf``                    hash, per-visitor flags: ``<x>|c:<goal>`` converted,
                                          ``<x>|v:<goal>`` value total, ``<x>|x:<goal>`` CUPED X,
-                                         ``<x>|np`` orders, ``<x>|k:<tp>`` clicked, ``o:<order>``
-``vary:vh:{<vt>}:t``                     hash, goal → lifetime value total (CUPED snapshots it at
-                                         first exposure as the pre-exposure value X)
+                                         ``<x>|xn:<goal>`` conversions before, ``<x>|ret``
+                                         returning, ``<x>|cr|co:<CUR>`` revenue, orders in a
+                                         currency, ``<x>|np`` orders, ``<x>|k:<tp>`` clicked,
+                                         ``o:<order>``
+``vary:vh:{<vt>}:t``                     hash, goal → lifetime value total, ``n:<goal>`` → lifetime
+                                         conversions (≤ 100); CUPED snapshots both at first
+                                         exposure as the pre-exposure X
 ``vary:vh:{<vt>}:cx``                    hash, ``seg``, ``seg_ts``, ``xch`` (earliest exposure's
                                          segment, ts, channel), ``ch``, ``ts`` (last event channel),
                                          ``w:<w>`` active week → its channels (``web,ios``; ``""``)
@@ -54,10 +61,13 @@ Streams and their markers
 ``vary:sinks:dead:<sink>``               a sink's dead letters (:func:`dead_letter_stream`)
 ``vary:sinks:erasures``                  erase notices for every sink (:data:`SINK_ERASURES`): the
                                          erased visitor id, until every sink's group delivered it
+``vary:sinks:guardrails``                guardrail pauses for every sink (:data:`SINK_GUARDRAILS`;
+                                         no visitor data; capped)
 =======================================  ===========================================================
 
-Aggregates (``<v>`` is the variant index or ``h``; ``<x>`` an experience key)
-------------------------------------------------------------------------------
+Aggregates (``<v>`` is the variant index or ``h``; ``<x>`` an experience key, or from phase 2 on
+the phase's name ``<key>@p<n>`` (:func:`~personalization.types.phase_key`), aggregated apart)
+------------------------------------------------------------------------------------------------
 =======================================  ===========================================================
 ``vary:agg:{<x>}:all``                   hash, ``<v>:visitors`` unique exposed visitors,
                                          ``<v>:exposures`` exposure entries, ``<v>:anonymous``,
@@ -65,8 +75,14 @@ Aggregates (``<v>`` is the variant index or ``h``; ``<x>`` an experience key)
                                          ``<v>:events:<goal>`` conversion events,
                                          ``<v>:vsum:<goal>`` / ``<v>:vsumsq:<goal>`` Σ and Σ² of
                                          per-visitor value totals, CUPED ``<v>:xsum|xsumsq|xysum:
-                                         <goal>`` (pre-exposure value X), ``<v>:buyers``,
-                                         ``<v>:repeat_buyers``, ``<v>:nps|csat|ces:<score>``
+                                         <goal>`` (pre-exposure value X), CUPED on conversions
+                                         ``<v>:xcsum|xcsumsq|xcysum:<goal>`` (X = conversions
+                                         before first exposure, Y = converted), ``<v>:returning``
+                                         (exposed on ≥ 2 UTC days), ``<v>:buyers``,
+                                         ``<v>:repeat_buyers``, per ISO 4217 currency (``XXX``
+                                         none) ``<v>:cur:<CUR>:orders|revenue|buyers|rsq|osq|ro``
+                                         (Σ over visitors of R, O, 1, R², O², R·O),
+                                         ``<v>:nps|csat|ces:<score>``
                                          histograms, ``variant_conflicts`` (:func:`agg_key`)
 ``vary:agg:{<x>}:ch:<channel>``          hash, the goal fields above for one first-exposure channel
 ``vary:agg:{<x>}:seg:<segment>``         hash, the same for one first-exposure top segment
@@ -103,6 +119,12 @@ Elsewhere
 ``vary:schema`` the stored-data layout version (:data:`SCHEMA_KEY`, :data:`SCHEMA_VERSION`);
 ``vary:agg:dead`` entries the aggregation could not process (:data:`AGG_DEAD_LETTERS`: stream,
 entry id and error, no visitor data; capped);
+``vary:guardrail:paused`` hash, experience key → JSON ``{"<variant>": {"reason", "metric", "at",
+"phase"}}``: the variants a guardrail paused (:data:`GUARDRAIL_PAUSES_KEY`);
+``vary:guardrail:resumed`` hash, ``<experience>@p<phase>:<variant>:<metric>`` → resumed-at: pauses a
+person lifted, not re-applied by the same guardrail in the same phase (:data:`GUARDRAIL_RESUMED_KEY`);
+``vary:phases:{<x>}`` hash of one experience's phases: field ``<n>`` → JSON ``{"phase", "fingerprint",
+"started_at", "updated_at", "changes"}``, field ``current`` → n (:func:`phases_key`);
 ``vary:dash:{sessions}:s:<id>`` / ``…:generation`` dashboard sessions and their sign-out-everywhere
 generation (:func:`dashboard_session_key`, :data:`DASHBOARD_GENERATION_KEY`; one tag, one ``MGET``).
 """
@@ -112,6 +134,9 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
+    "GUARDRAIL_PAUSES_KEY",
+    "GUARDRAIL_RESUMED_KEY",
+    "phases_key",
     "AGG_CONTENT_KEY",
     "AGG_DEAD_LETTERS",
     "BATCH_MARKER",
@@ -131,6 +156,7 @@ __all__ = [
     "dashboard_session_key",
     "SCHEMA_KEY",
     "SINK_ERASURES",
+    "SINK_GUARDRAILS",
     "SCHEMA_VERSION",
     "VISITOR_PREFIX",
     "agg_key",
@@ -143,6 +169,7 @@ __all__ = [
     "marker_key",
     "outcome_key",
     "profile_key",
+    "history_key",
     "rate_limit_key",
     "slot_tag",
     "stream_name",
@@ -212,6 +239,8 @@ def dead_letter_stream(sink_name: str) -> str:
 
 #: Stream of erase notices (``DELETE /v1/visitors/{id}``) every sink delivers, so receivers delete too.
 SINK_ERASURES = "vary:sinks:erasures"
+#: Stream of guardrail pauses every sink delivers (``kind="guardrail_paused"``).
+SINK_GUARDRAILS = "vary:sinks:guardrails"
 
 
 # ---------------------------------------------------------------------------------- visitors
@@ -241,6 +270,11 @@ def visitor_key_prefix(visitor_id: str) -> str:
 def profile_key(visitor_id: str) -> str:
     """The visitor's profile hash key."""
     return visitor_key_prefix(visitor_id) + "p"
+
+
+def history_key(visitor_id: str) -> str:
+    """The visitor's bounded page and event history hash (:mod:`personalization.store.visitor_history`)."""
+    return visitor_key_prefix(visitor_id) + "h"
 
 
 def event_marker_key(visitor_id: str, event_id: str) -> str:
@@ -316,6 +350,18 @@ def dashboard_session_key(session_id: str) -> str:
     """One signed-in dashboard session (its value: the generation it began in; it expires with the
     session). Shares :data:`DASHBOARD_GENERATION_KEY`'s hash tag so both are read in one ``MGET``."""
     return f"vary:dash:{{sessions}}:s:{session_id}"
+
+
+#: Hash of experience key → JSON of its guardrail-paused variants (one HGETALL refreshes every worker).
+GUARDRAIL_PAUSES_KEY = "vary:guardrail:paused"
+#: Hash of ``<phase key>:<variant>:<metric>`` → epoch s when a person resumed that pause.
+GUARDRAIL_RESUMED_KEY = "vary:guardrail:resumed"
+
+
+def phases_key(experience: str) -> str:
+    """The hash of one experience's phases (``vary:phases:{<x>}``; one slot, so a Lua script can
+    append a phase atomically)."""
+    return f"vary:phases:{{{experience}}}"
 
 
 #: The stored-data layout version (an integer string); absent means 1, the layout before

@@ -17,6 +17,11 @@ node): ``vary:vh:{<visitor tag>}:p`` (:func:`~personalization.store.keys.profile
 
 Events update it through :class:`personalization.measurement.recorder.EventRecorder` (one Lua script per
 event, so counters stay consistent under concurrent writers without a read-modify-write race).
+
+The visitor's bounded page and event history, ``vary:vh:{<visitor tag>}:h``
+(:mod:`personalization.store.visitor_history`), is read with the profile: both ``HGETALL`` commands go in
+the same pipeline, so a decision still costs one round trip, and it reaches the decision raw, as
+:attr:`~personalization.types.Profile.history`, to be parsed only if an audience reads it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from personalization.store.keys import profile_key
+from personalization.store.keys import history_key, profile_key
 from personalization.types import Profile
 
 __all__ = [
@@ -51,10 +56,22 @@ def _num(raw: bytes | str | None, default: float = 0.0) -> float:
         return default
 
 
-def parse_profile(raw: Mapping[bytes | str, bytes | str]) -> Profile:
-    """A profile from the hash's fields; unknown fields are ignored, bad numbers read as 0."""
-    if not raw:
+_Raw = Mapping[bytes | str, bytes | str]
+_Reply = tuple[_Raw, _Raw]
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def parse_profile(raw: _Raw, history: _Raw | None = None) -> Profile:
+    """A profile from the hash's fields (and the history hash's, kept raw); unknown fields are
+    ignored, bad numbers read as 0."""
+    if not raw and not history:
         return Profile()
+    kept = {_str(k): _str(v) for k, v in history.items()} if history else {}
+    if not raw:
+        return Profile(history=kept)
     scalars: dict[str, bytes | str] = {}
     channels: list[str] = []
     goals: dict[str, int] = {}
@@ -83,6 +100,7 @@ def parse_profile(raw: Mapping[bytes | str, bytes | str]) -> Profile:
         channels=tuple(sorted(channels)),
         goals=goals,
         assignments=assignments,
+        history=kept,
     )
 
 
@@ -94,8 +112,8 @@ class RedisProfileStore:
     """Profiles in Redis (see the module docstring for the layout).
 
     Reads are **coalesced**: the profile reads of every request that asks in the same event-loop
-    turn go to Redis as one pipeline (one ``HGETALL`` each, one round trip for all), and each
-    request gets its own reply. A busy worker has dozens of requests in flight; paying the client's
+    turn go to Redis as one pipeline (two ``HGETALL`` each, profile and history; one round trip
+    for all), and each request gets its own reply. A busy worker has dozens of requests in flight; paying the client's
     per-command cost (connection checkout, a write, a read wake-up) once per turn instead of once
     per request is the largest saving left on the decision path. A request that stops waiting
     (its deadline passed) just drops its reply: the pipeline completes, so the connection stays
@@ -125,7 +143,8 @@ class RedisProfileStore:
         self._ttl_s = ttl_s
         self._coalesce = coalesce
         self._stall_s = stall_s
-        self._waiting: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]] = []
+        #: (visitor id, its future) per read waiting for the next pipeline.
+        self._waiting: list[tuple[str, asyncio.Future[_Reply] | None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: Start times of the reads on the wire (monotonic), oldest first.
         self._inflight: dict[int, float] = {}
@@ -146,27 +165,32 @@ class RedisProfileStore:
         return self._open
 
     async def load(self, visitor_id: str) -> Profile:
-        """The whole profile, sticky assignments included (one ``HGETALL``, shared round trip)."""
+        """The whole profile, sticky assignments and history included (two ``HGETALL`` commands in
+        one pipeline, a round trip shared with the other reads of this loop turn)."""
         if not self._coalesce:
-            return parse_profile(await self._redis.hgetall(profile_key(visitor_id)))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(profile_key(visitor_id))
+            pipe.hgetall(history_key(visitor_id))
+            profile, history = await pipe.execute()
+            return parse_profile(profile, history)
         if self._breaker_open():
             self.stalled_reads += 1
             if not self._inflight:  # nothing on the wire to tell us when Redis is back: send a probe
                 self.probes += 1
-                self._spawn([(profile_key(visitor_id), None)])
+                self._spawn([(visitor_id, None)])
             raise RedisStalled(f"profile reads paused: Redis stalled or unreachable (breaker open, {self._stall_s:.2f} s)")
-        future: asyncio.Future[Mapping[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._send)
-        self._waiting.append((profile_key(visitor_id), future))
-        return parse_profile(await future)
+        self._waiting.append((visitor_id, future))
+        return parse_profile(*await future)
 
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, []
         for start in range(0, len(waiting), self.MAX_BATCH):
             self._spawn(waiting[start : start + self.MAX_BATCH])
 
-    def _spawn(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
+    def _spawn(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
         """Send ``batch`` in a task, counted as on the wire from now (so a second probe is not sent
         in the same loop turn)."""
         token = id(batch)
@@ -175,22 +199,22 @@ class RedisProfileStore:
         self._tasks.add(task)  # hold a reference until it finishes
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]], token: int) -> None:
+    async def _fetch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], token: int) -> None:
         try:
             await self._fetch_batch(batch)
         finally:
             self._inflight.pop(token, None)
 
-    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[Mapping[bytes, bytes]] | None]]) -> None:
-        """One round trip for ``batch``; a ``None`` future is a probe nobody waits for."""
+    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
+        """One round trip for ``batch`` (profile and history of each visitor); a ``None`` future is
+        a probe nobody waits for."""
         try:
-            if len(batch) == 1:
-                replies = [await self._redis.hgetall(batch[0][0])]
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for key, _ in batch:
-                    pipe.hgetall(key)
-                replies = await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
+            for visitor_id, _ in batch:
+                pipe.hgetall(profile_key(visitor_id))
+                pipe.hgetall(history_key(visitor_id))
+            flat = await pipe.execute()
+            replies = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
             if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
                 self._open = True
@@ -206,5 +230,5 @@ class RedisProfileStore:
                 future.set_result(reply)
 
     async def erase(self, visitor_id: str) -> int:
-        """Delete the visitor's profile; returns the number of keys removed."""
-        return int(await self._redis.delete(profile_key(visitor_id)))
+        """Delete the visitor's profile and history; returns the number of keys removed."""
+        return int(await self._redis.delete(profile_key(visitor_id), history_key(visitor_id)))

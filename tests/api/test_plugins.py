@@ -186,10 +186,11 @@ def test_export_route_writes_parquet_into_the_data_dir(
     result = None
     for _ in range(100):  # the exposure writer flushes in the background
         result = client.post("/v1/export", json={"since": today}, headers=admin).json()
-        if result["exposures"]["rows"] >= 2:
+        if result["exposures"]["rows"] >= 3:
             break
         time.sleep(0.05)
-    assert result is not None and result["exposures"]["rows"] == 2, result
+    # 2 entries + the demo's global holdout exposure ("_global", issue #18)
+    assert result is not None and result["exposures"]["rows"] == 3, result
     assert result["until"] == today and result["out_dir"] == "exports"
     assert all((data_dir / f).is_file() for f in result["exposures"]["files"])
     assert client.post("/v1/export", json={"since": today}, headers=delivery).status_code == 403

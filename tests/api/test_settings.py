@@ -32,6 +32,8 @@ def test_settings_from_environment() -> None:
     assert settings.port == 9000 and settings.data_dir == Path("/tmp/x")
     assert settings.delivery_keys == ("a", "b") and settings.contentful_https is False
     assert settings.redis_url is None
+    assert (settings.global_holdout, settings.state_refresh_s) == (0.0, 2.0)
+    assert load_settings({"VARY_GLOBAL_HOLDOUT": "0.05"}).global_holdout == 0.05
 
 
 @pytest.mark.parametrize(
@@ -41,6 +43,9 @@ def test_settings_from_environment() -> None:
         ({"VARY_PORT": "0"}, "VARY_PORT"),
         ({"VARY_CONTENTFUL_HTTPS": "maybe"}, "VARY_CONTENTFUL_HTTPS"),
         ({"VARY_CONTENT_SOURCE": "contentful"}, "VARY_CONTENTFUL_SPACE_ID"),
+        ({"VARY_GLOBAL_HOLDOUT": "0.6"}, "VARY_GLOBAL_HOLDOUT"),
+        ({"VARY_GLOBAL_HOLDOUT": "-0.1"}, "VARY_GLOBAL_HOLDOUT"),
+        ({"VARY_STATE_REFRESH_S": "0"}, "VARY_STATE_REFRESH_S"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], says: str) -> None:

@@ -67,7 +67,7 @@ def _stored_equals_model(cma: FakeManagement, content_type_id: str) -> bool:
 
 def test_first_run_creates_and_publishes_every_vary_type(cma: FakeManagement) -> None:
     report = _install(cma)
-    assert report.created == ("varyAudience", "varyExperience", "varyJourney") and report.changed
+    assert report.created == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and report.changed
     assert _writes(cma) == [
         ("PUT", "varyAudience", None),  # create: PUT with the id, no version
         ("PUT", "varyAudience/published", "1"),
@@ -75,9 +75,11 @@ def test_first_run_creates_and_publishes_every_vary_type(cma: FakeManagement) ->
         ("PUT", "varyExperience/published", "1"),
         ("PUT", "varyJourney", None),
         ("PUT", "varyJourney/published", "1"),
+        ("PUT", "varySettings", None),
+        ("PUT", "varySettings/published", "1"),
     ]
-    assert set(published_ids(cma)) == {"varyAudience", "varyExperience", "varyJourney"}
-    assert all(_stored_equals_model(cma, name) for name in ("varyAudience", "varyExperience", "varyJourney"))
+    assert set(published_ids(cma)) == {"varyAudience", "varyExperience", "varyJourney", "varySettings"}
+    assert all(_stored_equals_model(cma, name) for name in ("varyAudience", "varyExperience", "varyJourney", "varySettings"))
     experience = cma.content_types["varyExperience"]
     audience_field = next(f for f in experience["fields"] if f["id"] == "audience")
     assert audience_field["validations"] == [{"linkContentType": ["varyAudience"]}]
@@ -91,7 +93,7 @@ def test_second_run_writes_nothing(cma: FakeManagement) -> None:
     report = _install(cma)
     assert cma.writes == []
     assert [r.method for r in cma.requests] == ["GET"]  # one listing is all it takes
-    assert report.unchanged == ("varyAudience", "varyExperience", "varyJourney") and not report.changed
+    assert report.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and not report.changed
 
 
 def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> None:
@@ -105,7 +107,7 @@ def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> N
     version = cma.content_types["varyExperience"]["sys"]["version"]
     cma.clear_requests()
     report = _install(cma)
-    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience", "varyJourney")
+    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience", "varyJourney", "varySettings")
     assert report.results[1].changes == ("field trafficAllocation: validations differ",)
     assert _writes(cma) == [
         ("PUT", "varyExperience", str(version)),  # save(): the current version, or Contentful says 409
@@ -136,7 +138,43 @@ def test_name_display_field_and_order_count_but_fields_someone_added_stay(cma: F
     assert [f["id"] for f in stored["fields"]] == [*model_ids, "notes"]
     assert stored["displayField"] == "name"
     cma.clear_requests()
-    assert _install(cma).unchanged == ("varyAudience", "varyExperience", "varyJourney") and cma.writes == []
+    assert _install(cma).unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and cma.writes == []
+
+
+def test_a_space_from_before_guardrails_gets_the_field_and_the_settings_type(cma: FakeManagement) -> None:
+    """Issue #18: ``guardrails`` on varyExperience, and varySettings (goals, globalHoldout) — created when
+    missing, brought up to date (fields someone added kept) when an editor made it by hand."""
+    for content_type_id in ("varyAudience", "varyJourney"):
+        cma.seed({"sys": {"id": content_type_id}, **model_content_types()[content_type_id]})
+    experience = model_content_types()["varyExperience"]
+    experience["fields"] = [f for f in experience["fields"] if f["id"] != "guardrails"]
+    cma.seed({"sys": {"id": "varyExperience"}, **experience})
+    report = _install(cma)
+    assert report.created == ("varySettings",) and report.updated == ("varyExperience",)
+    assert report.results[1].changes == ("field guardrails: missing",)
+    assert _stored_equals_model(cma, "varyExperience") and _stored_equals_model(cma, "varySettings")
+    settings = {f["id"]: f for f in cma.content_types["varySettings"]["fields"]}
+    assert settings["globalHoldout"]["type"] == "Number"
+    assert settings["globalHoldout"]["validations"] == [{"range": {"min": 0, "max": 0.5}}]
+    assert settings["goals"]["items"]["type"] == "Symbol"
+    guardrails = next(f for f in cma.content_types["varyExperience"]["fields"] if f["id"] == "guardrails")
+    assert guardrails["type"] == "Object" and not guardrails.get("required")
+    assert {"varyExperience", "varySettings"} <= set(published_ids(cma))
+
+
+def test_a_hand_made_settings_type_gets_the_global_holdout_and_keeps_its_own_fields(cma: FakeManagement) -> None:
+    cma.seed({"sys": {"id": "varySettings"}, "name": "Vary settings", "displayField": "name", "fields": [
+        {"id": "name", "name": "Name", "type": "Symbol", "required": True},
+        {"id": "notes", "name": "Notes", "type": "Text"},
+        {"id": "goals", "name": "Goals", "type": "Array", "items": {"type": "Symbol"}},
+    ]})
+    report = _install(cma)
+    settings = next(r for r in report.results if r.content_type == "varySettings")
+    assert settings.action == "updated" and "field globalHoldout: missing" in settings.changes
+    assert [f["id"] for f in cma.content_types["varySettings"]["fields"]] == ["name", "goals", "globalHoldout", "notes"]
+    cma.clear_requests()
+    _install(cma)
+    assert cma.writes == []
 
 
 def test_an_unpublished_but_equal_type_is_only_published(cma: FakeManagement) -> None:
@@ -169,7 +207,7 @@ def test_add_to_adds_the_field_once_and_keeps_the_rest(cma: FakeManagement) -> N
 
     cma.clear_requests()
     again = _install(cma, add_to=["hero", " hero "])
-    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "varyJourney", "hero")
+    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "hero")
     assert [f["id"] for f in cma.content_types["hero"]["fields"]].count("varyExperiences") == 1
 
 
@@ -265,7 +303,7 @@ def test_dry_run_writes_nothing(cma: FakeManagement) -> None:
     cma.seed(_without_experiences("hero"))
     report = _install(cma, add_to=["hero"], dry_run=True)
     assert cma.writes == [] and report.dry_run
-    assert [r.action for r in report.results] == ["created", "created", "created", "field_added"]
+    assert [r.action for r in report.results] == ["created", "created", "created", "created", "field_added"]
     assert report.render().startswith("Dry run: nothing was written.")
     assert "would create and publish" in report.render()
 
@@ -288,6 +326,8 @@ def test_the_model_has_the_validations_vary_relies_on() -> None:
     assert experience["type"]["validations"] == [{"in": ["personalization", "ab_test", "bandit"]}]
     for share in (experience["trafficAllocation"], experience["holdout"], audience["minScore"]):
         assert share["validations"] == [{"range": {"min": 0, "max": 1}}]
+    settings = {f["id"]: f for f in model_content_types()["varySettings"]["fields"]}
+    assert settings["globalHoldout"]["validations"] == [{"range": {"min": 0, "max": 0.5}}]
     assert experience["variants"]["validations"] == [{"size": {"min": 1, "max": 10}}]
     assert experiences_field()["items"]["validations"] == [{"linkContentType": ["varyExperience"]}]
 
@@ -308,6 +348,7 @@ def test_normalization_treats_defaults_nulls_and_validation_order_as_contentful_
 def test_model_files_are_package_data() -> None:
     assert {p.name for p in installer.MODEL_DIR.glob("*.json")} == {
         "varyAudience.json", "varyExperience.json", "varyExperiencesField.json", "varyJourney.json",
+        "varySettings.json",
     }
 
 
@@ -335,7 +376,7 @@ def test_cli_installs_and_prints_a_report(cma: FakeManagement, capsys: pytest.Ca
     assert "varyAudience    created and published" in out
     assert "banner          varyExperiences field added and published" in out
     assert cms_command(_parse(_cli(cma, "--add-to", "hero", "--add-to", "banner"))) == 0
-    assert capsys.readouterr().out.count("unchanged") == 5
+    assert capsys.readouterr().out.count("unchanged") == 6
 
 
 def test_cli_reports_errors_on_stderr(cma: FakeManagement, capsys: pytest.CaptureFixture[str]) -> None:

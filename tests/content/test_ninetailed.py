@@ -81,7 +81,11 @@ def test_second_demo_compiles_as_modelled(nt: ContentSnapshot) -> None:
     assert nt.experiences["ntExpProPlan"].audience.condition == {"traits.plan": {"$eq": "pro"}}  # type: ignore[union-attr]
     assert nt.experiences["ntExpNewVisitors"].audience.condition == {"returning_visitor": False}  # type: ignore[union-attr]
     assert nt.experiences["ntExpSpringCampaign"].audience.condition == {  # type: ignore[union-attr]
-        "$or": [{"utm.campaign": {"$eq": "spring"}}, {"page_path": {"$regex": "^/garden"}}]
+        "$or": [
+            {"utm.campaign": {"$eq": "spring"}},
+            {"$or": [{"page_path": {"$regex": "^/garden"}},
+                     {"history.views.path~pre~%2Fgarden.count": {"$gte": 1}}]},
+        ]
     }
     assert set(nt.audiences) == {"ntAudEurope", "ntAudProPlan", "ntAudNewVisitors", "ntAudSpringCampaign"}
 
@@ -210,9 +214,11 @@ def one(rule: dict[str, Any]) -> dict[str, Any]:
         ({"type": "track", "key": "purchase", "count": 3}, {"profile.goals.purchase": {"$gte": 3}}),
         ({"type": "track", "key": "purchase", "count": 1, "operator": "lessThan"}, {"profile.goals.purchase": {"$lt": 1}}),
         ({"type": "page", "conditions": [{"key": "url", "operator": "contains", "value": "/pricing"}]},
-         {"page": {"$regex": "/pricing"}}),
+         {"$or": [{"page": {"$regex": "/pricing"}},
+                  {"history.views.url~has~%2Fpricing.count": {"$gte": 1}}]}),
         ({"type": "page", "conditions": [{"key": "path", "operator": "equal", "value": "/pricing"}]},
-         {"page_path": {"$eq": "/pricing"}}),
+         {"$or": [{"page_path": {"$eq": "/pricing"}},
+                  {"history.views.path~eq~%2Fpricing.count": {"$gte": 1}}]}),
         ({"type": "page", "conditions": [{"key": "utm_source", "operator": "equal", "value": "google"},
                                          {"key": "referrer", "operator": "contains", "value": "google."}]},
          {"$and": [{"utm.source": {"$eq": "google"}}, {"referrer": {"$regex": "google\\."}}]}),
@@ -243,11 +249,11 @@ def test_any_all_become_or_and() -> None:
         ({"any": [{"all": [{"type": "identify", "key": "plan", "operator": "fuzzy", "value": "x"}]}]},
          "operator 'fuzzy' is not supported"),
         ({"any": [{"all": [{"type": "page", "count": 3, "conditions": [
-            {"key": "path", "operator": "equal", "value": "/a"}]}]}]}, "counting 3 page views"),
+            {"key": "utm_source", "operator": "equal", "value": "/a"}]}]}]}, "counting views ($gte 3)"),
         ({"any": [{"all": [{"type": "page", "conditions": [{"key": "hash", "operator": "equal", "value": "x"}]}]}]},
          "page condition key 'hash'"),
         ({"any": [{"all": [{"type": "track", "key": "buy", "conditions": [{"key": "value"}]}]}]},
-         "conditions on the properties or time of event 'buy'"),
+         "conditions on the properties of event 'buy' are not supported"),
         ({"any": [{"all": [{"type": "location", "key": "country", "operator": "equal", "value": "Germany"}]}]},
          "'Germany' is not a two-letter country code"),
         ({"any": [{"all": [{"type": "location", "key": "continent", "operator": "equal", "value": "Atlantis"}]}]},

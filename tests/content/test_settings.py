@@ -11,10 +11,13 @@ from content.settings import MAX_SPACE_GOALS, SETTINGS_TYPE
 from content.store import ContentStore
 from tests.content.spaces import add_content_type, add_entry, compile_export
 
+DEMO_SETTINGS_ID = "spaceSettings"
 _FIELDS = [{"id": "name", "type": "Symbol"}, {"id": "goals", "type": "Array", "items": {"type": "Symbol"}}]
 
 
 def _with_settings(export: dict[str, Any], entry_id: str, goals: object) -> None:
+    # The demo's own settings entry (its global holdout, no goals) makes way for the test's.
+    export["entries"] = [e for e in export["entries"] if e["sys"]["id"] != DEMO_SETTINGS_ID]
     if not any(t["sys"]["id"] == SETTINGS_TYPE for t in export["contentTypes"]):
         add_content_type(export, SETTINGS_TYPE, _FIELDS)
     add_entry(export, entry_id, SETTINGS_TYPE, {"name": "Settings", "goals": goals})

@@ -46,11 +46,11 @@ def write(tmp_path: Path, export: Any) -> Path:
 def test_demo_export_file() -> None:
     items = ExportFileSource(demo_space_path()).load()
 
-    assert set(items.content_types) == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney"}
+    assert set(items.content_types) == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney", "varySettings"}
     assert [(loc.code, loc.default, loc.fallback_code) for loc in items.locales] == [
         ("en-US", True, None), ("de-DE", False, "en-US"),
     ]
-    assert len(items.entries) == 16 and [a.id for a in items.assets] == ["heroImage"]
+    assert len(items.entries) == 17 and [a.id for a in items.assets] == ["heroImage"]
     hero = next(e for e in items.entries if e.id == "heroHome")
     assert hero.content_type == "hero"
     assert hero.fields["de-DE"]["ctaLabel"] == "Jetzt entdecken"
@@ -182,14 +182,14 @@ def test_server_error_is_a_source_error(contentful_server: FakeContentful) -> No
         source.load()
     assert caught.value.status == 500 and isinstance(caught.value.__cause__, ServerError)
 
-    assert len(source.load().entries) == 16  # the fault was spent; the next load works
+    assert len(source.load().entries) == 17  # the fault was spent; the next load works
 
 
 def test_rate_limit_is_retried_after_the_reset(contentful_server: FakeContentful) -> None:
     contentful_server.faults.append(
         Fault(path="/sync", status=429, headers={"X-Contentful-RateLimit-Reset": "0"})
     )
-    assert len(delivery_source(contentful_server).load().entries) == 16
+    assert len(delivery_source(contentful_server).load().entries) == 17
 
 
 def test_rate_limit_without_reset_header_is_a_source_error(contentful_server: FakeContentful) -> None:

@@ -37,6 +37,7 @@ import pytest
 from api.embedded.cluster import EmbeddedCluster
 from api.redis_client import sync_redis
 from api.settings import Settings
+from personalization.decision.global_holdout import GLOBAL_EXPERIENCE
 from personalization.store.keys import EVENTS, EXPOSURES
 from personalization.store.partitions import all_streams
 from tests.e2e.servers import VaryProcess
@@ -63,6 +64,8 @@ class Ledger:
     #: every exposure id served (entries without an experience are exposures too: content reach)
     served: set[str] = field(default_factory=set)
     converters: set[str] = field(default_factory=set)
+    #: personalize answers recorded: each logs one global-holdout exposure (the demo space has one)
+    requests: int = 0
     accepted: int = 0
     duplicates: int = 0
     retried: int = 0
@@ -71,6 +74,7 @@ class Ledger:
 
     def record(self, visitor: str, body: dict[str, Any]) -> dict[str, tuple[str | None, int, bool]]:
         decided = {}
+        self.requests += 1
         for entry in body["entries"]:
             decided[entry["entry_id"]] = (entry["experience"], entry["variant"], entry["holdout"])
             self.served.add(entry["exposure_id"])
@@ -306,11 +310,14 @@ def test_two_apis_two_aggregators_one_killed_count_everything_once(
     store = sync_redis(Settings(redis_url=cluster_url), decode_responses=True)
     try:
         # The writers put every exposure served into the partitions, once.
-        in_streams = [
-            json.loads(fields["data"])["id"]
+        logged = [
+            json.loads(fields["data"])
             for stream in all_streams(EXPOSURES, PARTITIONS)
             for _, fields in store.xrange(stream)
         ]
+        # The global holdout's own exposure (no entry's id, so no client is told of it): one per answer.
+        in_streams = [x["id"] for x in logged if x["experience"] != GLOBAL_EXPERIENCE]
+        assert len(logged) - len(in_streams) == ledger.requests, (len(logged) - len(in_streams), ledger.requests)
         assert len(in_streams) == len(set(in_streams)) and set(in_streams) == ledger.served, (
             len(in_streams), len(set(in_streams)), len(ledger.served)
         )

@@ -19,9 +19,10 @@ import msgspec
 import redis
 
 from api.embedded.valkey import EmbeddedRedis
+from personalization.decision.global_holdout import GLOBAL_EXPERIENCE
 from personalization.store.keys import EXPOSURES
 from personalization.store.partitions import all_streams
-from personalization.types import EXPOSURE_DECODER
+from personalization.types import EXPOSURE_DECODER, Exposure
 from tests.e2e.servers import VaryProcess, free_port
 from tests.reliability.http1 import KeepAliveConnection
 
@@ -131,23 +132,40 @@ class Load:
         await asyncio.gather(*alongside, *(worker() for _ in range(self.concurrency)))
 
 
-def stored_exposure_ids(port: int, expected: int, timeout_s: float = 60.0, partitions: int = 1) -> list[str]:
-    """Exposure ids in Redis (every partition), waiting until at least ``expected`` arrived (the spool
-    replays about once a second) or the time is up."""
+def stored_exposures(port: int, expected: int, timeout_s: float = 60.0, partitions: int = 1) -> list[Exposure]:
+    """The exposures in Redis (every partition), waiting until at least ``expected`` per-entry ones (not
+    the global holdout's own, see :func:`per_entry`) arrived (the spool replays about once a second)
+    or the time is up."""
     store = redis.Redis(port=port)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             stored = [
-                EXPOSURE_DECODER.decode(fields[b"data"]).id
+                EXPOSURE_DECODER.decode(fields[b"data"])
                 for stream in all_streams(EXPOSURES, partitions)
                 for _, fields in store.xrange(stream)
             ]
-            if len(stored) >= expected or time.monotonic() > deadline:
+            if len(per_entry(stored)) >= expected or time.monotonic() > deadline:
                 return stored
             time.sleep(0.5)
     finally:
         store.close()
+
+
+def per_entry(exposures: list[Exposure]) -> list[str]:
+    """The ids of the exposures of requested entries — the ones a client is told of. The demo space has
+    a global holdout, so every personalize request also logs one ``_global`` exposure (no entry's id)."""
+    return [x.id for x in exposures if x.experience != GLOBAL_EXPERIENCE]
+
+
+def global_exposures(exposures: list[Exposure]) -> int:
+    """How many of ``exposures`` are the global holdout's own (one per personalize request)."""
+    return sum(1 for x in exposures if x.experience == GLOBAL_EXPERIENCE)
+
+
+def stored_exposure_ids(port: int, expected: int, timeout_s: float = 60.0, partitions: int = 1) -> list[str]:
+    """The ids of the per-entry exposures in Redis (:func:`stored_exposures`, :func:`per_entry`)."""
+    return per_entry(stored_exposures(port, expected, timeout_s, partitions))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -43,8 +43,10 @@ from tests.reliability.load import (
     PROFILE_TIMEOUT_S,
     Answer,
     Load,
+    global_exposures,
+    per_entry,
     percentile,
-    stored_exposure_ids,
+    stored_exposures,
     valkey_and_vary,
 )
 
@@ -191,7 +193,10 @@ def _scenario(tmp_path: Path, make_fault: Callable[[int], _Fault], fault_s: floa
 
         # 3. Exposures in Redis = the decisions the clients received (the spool replayed), none twice.
         answers = load.exposures()
-        stored = stored_exposure_ids(valkey.port, len(answers))
+        logged = stored_exposures(valkey.port, len(answers))
+        stored = per_entry(logged)
+        # The global holdout's own exposure: one per request answered, none lost either.
+        assert global_exposures(logged) == len(load.answers), (global_exposures(logged), len(load.answers))
         assert len(stored) == len(set(stored)), "an exposure was written twice"
         missing = set(answers) - set(stored)
         if missing or set(stored) != set(answers):  # say which requests, when, and what the server said

@@ -10,6 +10,9 @@
 -- KEYS[2]: the marker of this event id (vary:vh:{<visitor tag>}:e:<event id>)
 -- ARGV[1] ts, [2] session id ('' none), [3] channel ('' none), [4] page view '1'/'0',
 --   [5] conversion goal ('' none), [6] session timeout (s), [7] profile ttl (s), [8] marker ttl (s)
+-- KEYS[3]: the history hash (vary:vh:{<visitor tag>}:h); ARGV[9] its field ('' none: the event is not
+--   kept there), [10] timestamps kept, [11] fields of that kind kept. vary_history is defined by
+--   personalization/store/scripts/history_record.lua, which the recorder prepends to this script.
 -- Returns 1 when counted now, 0 when the marker existed (already counted).
 if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
 local key = KEYS[1]
@@ -33,6 +36,9 @@ if ARGV[4] == '1' then redis.call('HINCRBY', key, 'page_views', 1) end
 if ARGV[5] ~= '' then
   redis.call('HINCRBY', key, 'conversions', 1)
   redis.call('HINCRBY', key, 'g:' .. ARGV[5], 1)
+end
+if ARGV[9] ~= '' then
+  vary_history(KEYS[3], ARGV[9], ts, tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[7]))
 end
 redis.call('EXPIRE', key, tonumber(ARGV[7]))
 return 1

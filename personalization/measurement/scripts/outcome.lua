@@ -10,15 +10,17 @@
 --   key and its ...:x, ...:xf, ...:t, ...:cx keys (all in one slot).
 -- ARGV[1]: a JSON array of records, every field a string:
 --   exposure: 'x', outcome field, outcome key ('' = anonymous), visitor key prefix ('' = anonymous;
---     vary:vh:{<visitor tag>}:, built by personalization/store/keys.py), experience ('' = content),
+--     vary:vh:{<visitor tag>}:, built by personalization/store/keys.py), experience ('' = content;
+--     from phase 2 on the phase's name <key>@p<n>, its own aggregates and visitor state),
 --     variant label, ts, deadline, channel, segment, day, entry id, week (CX)
 --   event: 'e', outcome field, outcome key, visitor key prefix, kind, ts, day, touchpoint, goal ('' none),
---     value ('' none), then kind-specific: purchase order id | task success, duration,
+--     value ('' none), then kind-specific: purchase order id, currency | task success, duration,
 --     ln duration, bucket | feedback problem | survey metric, score; then channel ('' none),
 --     week (CX)
 -- ARGV[2]: dedupe ttl (s), ARGV[3]: state ttl (s).
 -- ARGV[4]: the goals each experience counts, JSON {"x": {experience: [goal, ...]}, "d": [goal, ...]}
---   (personalization/measurement/goals.py; '' = every goal counts). ARGV[5]: most conversions and
+--   (personalization/measurement/goals.py, by experience key: a phase <key>@p<n> counts its
+--   experience's goals; '' = every goal counts). ARGV[5]: most conversions and
 --   purchases counted per visitor, experience and minute of arrival, and with it one answer per
 --   survey metric, visitor, experience and day (0 = neither limit). What is not counted is
 --   counted instead in the experience's 'all' hash as discarded:<reason> (goal, rate,
@@ -39,13 +41,21 @@ local groups, order
 local policy, max_rate = nil, tonumber(ARGV[5] or '') or 0
 if ARGV[4] and ARGV[4] ~= '' then policy = cjson.decode(ARGV[4]) end
 local goal_sets, union = {}, nil
+-- Most conversions of one goal counted into a visitor's pre-exposure covariate (a flood from one
+-- visitor must not dominate the shared CUPED sums); attribution.py reads this line.
+local max_x_conversions = 100
+
+-- The experience an aggregate name belongs to: a phase's name <key>@p<n> without its suffix.
+local function experience_of(exp)
+  return string.match(exp, '^(.-)@p%d+$') or exp
+end
 
 local function counts_goal(exp, goal)
   if not policy then return true end
   local s = goal_sets[exp]
   if not s then
     s = {}
-    for _, g in ipairs(policy['x'][exp] or policy['d']) do s[g] = true end
+    for _, g in ipairs(policy['x'][experience_of(exp)] or policy['d']) do s[g] = true end
     goal_sets[exp] = s
   end
   return s[goal] == true
@@ -114,7 +124,14 @@ local function exposure(r)
     local totals = redis.call('HGETALL', tag .. 't')
     for i = 1, #totals, 2 do
       local x = tonumber(totals[i + 1])
-      if x ~= 0 and counts_goal(exp, totals[i]) then
+      local counted = string.match(totals[i], '^n:(.*)$')
+      if counted then  -- CUPED on conversions: the visitor's conversions of the goal so far
+        if x ~= 0 and counts_goal(exp, counted) then
+          redis.call('HSET', flags, exp .. '|xn:' .. counted, totals[i + 1])
+          emit(all, 'i', v .. ':xcsum:' .. counted, x)
+          emit(all, 'i', v .. ':xcsumsq:' .. counted, x * x)
+        end
+      elseif x ~= 0 and counts_goal(exp, totals[i]) then
         redis.call('HSET', flags, exp .. '|x:' .. totals[i], totals[i + 1])
         emit(all, 'f', v .. ':xsum:' .. totals[i], x)
         emit(all, 'f', v .. ':xsumsq:' .. totals[i], x * x)
@@ -124,6 +141,12 @@ local function exposure(r)
   else
     local sv, first, rest = string.match(cur, '^([^|]*)|([^|]*)|[^|]*|(.*)$')
     if sv ~= v then emit(all, 'i', 'variant_conflicts', 1) end
+    -- Retention: exposures on two UTC days (the earliest so far is `first`; this one's day differs).
+    if math.floor(tonumber(ts) / 86400) ~= math.floor(tonumber(first) / 86400)
+        and redis.call('HSETNX', flags, exp .. '|ret', 1) == 1 then
+      emit(all, 'i', sv .. ':returning', 1)
+      redis.call('EXPIRE', flags, ttl)
+    end
     if tonumber(ts) < tonumber(first) then
       redis.call('HSET', state, exp, sv .. '|' .. ts .. '|' .. deadline .. '|' .. rest)
     end
@@ -165,8 +188,11 @@ local function event(r)
     redis.call('EXPIRE', flags, ttl)
   end
   cx_event(r)
-  if value and goal ~= '' and any_counts(goal) then
-    redis.call('HINCRBYFLOAT', tag .. 't', goal, value)
+  if goal ~= '' and any_counts(goal) then  -- lifetime value and conversions: the CUPED covariates
+    if value then redis.call('HINCRBYFLOAT', tag .. 't', goal, value) end
+    if tonumber(redis.call('HGET', tag .. 't', 'n:' .. goal) or '0') < max_x_conversions then
+      redis.call('HINCRBY', tag .. 't', 'n:' .. goal, 1)
+    end
     redis.call('EXPIRE', tag .. 't', ttl)
   end
   local exps = redis.call('HGETALL', tag .. 'x')
@@ -175,17 +201,27 @@ local function event(r)
     local exp = exps[i]
     local v, first, deadline, ch, seg = string.match(exps[i + 1], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
     first = tonumber(first)
-    if value and goal ~= '' and ts < first and counts_goal(exp, goal) then
-      -- A pre-exposure value processed after the exposure: add it to the CUPED covariate X now.
+    if goal ~= '' and ts < first and counts_goal(exp, goal) then
+      -- A pre-exposure conversion processed after the exposure: add it to the CUPED covariates now.
       attributed = attributed + 1
       local all = 'vary:agg:{' .. exp .. '}:all'
-      local xk = exp .. '|x:' .. goal
-      local xold = tonumber(redis.call('HGET', flags, xk) or '0')
-      redis.call('HINCRBYFLOAT', flags, xk, value)
-      emit(all, 'f', v .. ':xsum:' .. goal, value)
-      emit(all, 'f', v .. ':xsumsq:' .. goal, 2 * xold * value + value * value)
-      local y = tonumber(redis.call('HGET', flags, exp .. '|v:' .. goal) or '0')
-      if y ~= 0 then emit(all, 'f', v .. ':xysum:' .. goal, y * value) end
+      if value then
+        local xk = exp .. '|x:' .. goal
+        local xold = tonumber(redis.call('HGET', flags, xk) or '0')
+        redis.call('HINCRBYFLOAT', flags, xk, value)
+        emit(all, 'f', v .. ':xsum:' .. goal, value)
+        emit(all, 'f', v .. ':xsumsq:' .. goal, 2 * xold * value + value * value)
+        local y = tonumber(redis.call('HGET', flags, exp .. '|v:' .. goal) or '0')
+        if y ~= 0 then emit(all, 'f', v .. ':xysum:' .. goal, y * value) end
+      end
+      local nk = exp .. '|xn:' .. goal
+      local nold = tonumber(redis.call('HGET', flags, nk) or '0')
+      if nold < max_x_conversions then
+        redis.call('HINCRBY', flags, nk, 1)
+        emit(all, 'i', v .. ':xcsum:' .. goal, 1)
+        emit(all, 'i', v .. ':xcsumsq:' .. goal, 2 * nold + 1)
+        if redis.call('HEXISTS', flags, exp .. '|c:' .. goal) == 1 then emit(all, 'i', v .. ':xcysum:' .. goal, 1) end
+      end
     elseif ts >= first and ts <= tonumber(deadline) and discarded(exp, kind, goal, r, flags) then
       attributed = attributed + 1  -- not counted; discarded() counted why
     elseif ts >= first and ts <= tonumber(deadline) then
@@ -199,6 +235,8 @@ local function event(r)
         for _, k in ipairs(dims) do emit(k, 'i', v .. ':events:' .. goal, 1) end
         if redis.call('HSETNX', flags, exp .. '|c:' .. goal, 1) == 1 then
           for _, k in ipairs(dims) do emit(k, 'i', v .. ':conv:' .. goal, 1) end
+          local xn = redis.call('HGET', flags, exp .. '|xn:' .. goal)
+          if xn then emit(all, 'i', v .. ':xcysum:' .. goal, tonumber(xn)) end
         end
         if value then
           local vk = exp .. '|v:' .. goal
@@ -222,6 +260,18 @@ local function event(r)
         emit(ux, 'f', v .. ':revenue', value)
         emit(ux, 'f', v .. ':revenue_sq', value * value)
         emit(p .. 'tps', 's', tp)
+        -- Per currency (never summed across): the visitor's running revenue R and orders O in it
+        -- make the sums of R², O² and R·O over visitors exact under incremental updates.
+        local rk, ok, c = exp .. '|cr:' .. r[12], exp .. '|co:' .. r[12], v .. ':cur:' .. r[12] .. ':'
+        local rold = tonumber(redis.call('HGET', flags, rk) or '0')
+        local oold = redis.call('HINCRBY', flags, ok, 1) - 1
+        redis.call('HINCRBYFLOAT', flags, rk, value)
+        emit(all, 'i', c .. 'orders', 1)
+        emit(all, 'f', c .. 'revenue', value)
+        if oold == 0 then emit(all, 'i', c .. 'buyers', 1) end
+        emit(all, 'f', c .. 'rsq', 2 * rold * value + value * value)
+        emit(all, 'i', c .. 'osq', 2 * oold + 1)
+        emit(all, 'f', c .. 'ro', rold + value * oold + value)
       elseif kind == 'task' then
         emit(ux, 'i', v .. ':tasks', 1)
         if r[11] == '1' then emit(ux, 'i', v .. ':task_ok', 1) end

@@ -121,9 +121,12 @@ def test_preview_shows_drafts_to_admins_only_and_logs_nothing(
     )
     assert "DRAFT" in got.json()["fields"]["text"]
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and sync_redis.xlen("vary:exposures") < 1:
+    while time.monotonic() < deadline and sync_redis.xlen("vary:exposures") < 2:
         time.sleep(0.02)
     exposures = [json.loads(f["data"]) for _, f in sync_redis.xrange("vary:exposures")]
+    # the published call's entry, and its global holdout exposure (the demo holds 5 % out globally)
+    assert [e["experience"] == "_global" for e in exposures] == [False, True]
+    exposures = exposures[:1]
     assert len(exposures) == 1 and exposures[0]["visitor_id"] == "fast-fan"  # only the published call
 
 

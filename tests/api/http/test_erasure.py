@@ -62,7 +62,8 @@ def test_erase_removes_every_trace_of_the_visitor(
     response = client.delete("/v1/visitors/forget-me-7f3", headers=admin)
     assert response.status_code == 200, response.text
     erased = response.json()
-    assert erased["exposures_deleted"] == 2 and erased["events_deleted"] == 3 and erased["keys_deleted"] >= 1
+    # 2 entries + the demo's global holdout exposure (experience "_global", issue #18)
+    assert erased["exposures_deleted"] == 3 and erased["events_deleted"] == 3 and erased["keys_deleted"] >= 1
 
     assert _everything_mentioning(sync_redis, "forget-me-7f3") == []
     assert _everything_mentioning(sync_redis, "keep-me-21c")  # the other visitor is untouched
@@ -122,7 +123,8 @@ def test_erase_reaches_exports_markers_and_problem_tags_and_nothing_of_others(
         assert exported.status_code == 200, exported.text
         root = Path(own_data_dir.data_dir) / "exports"
         before = _exported_rows(root)
-        assert before["exposures"].count(gone) == 2 and before["events"].count(gone) == 3
+        # 2 entries + the demo's global holdout exposure ("_global", issue #18)
+        assert before["exposures"].count(gone) == 3 and before["events"].count(gone) == 3
         markers = {v: event_stream_marker(EVENTS, v, f"e-{v}") for v in (gone, kept)}
         assert all(sync_redis.exists(m) for m in markers.values())
 
@@ -130,12 +132,12 @@ def test_erase_reaches_exports_markers_and_problem_tags_and_nothing_of_others(
         assert response.status_code == 200, response.text
         erased = response.json()
 
-    assert erased["export_rows_deleted"] == 5 and erased["export_files_rewritten"] == 2
+    assert erased["export_rows_deleted"] == 6 and erased["export_files_rewritten"] == 2  # 3 exposures + 3 events
     assert erased["markers_deleted"] == 3 and erased["problem_tags_removed"] >= 1
     assert erased["sink_notices"] == 1 and erased["aof_rewrite"] == "external"
     after = _exported_rows(root)
     assert gone not in after["exposures"] + after["events"]
-    assert after["exposures"].count(kept) == before["exposures"].count(kept) == 2
+    assert after["exposures"].count(kept) == before["exposures"].count(kept) == 3
     assert after["events"].count(kept) == before["events"].count(kept) == 3
     # The rewritten files are whole Parquet with the exporter's schema, and nothing hidden is left.
     assert str(pq.read_table(root / "events").schema.field("visitor_id").type) == "string"

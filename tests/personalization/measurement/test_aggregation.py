@@ -143,6 +143,9 @@ def test_exact_counts_dimensions_and_ux(redis_url: str, sync_redis) -> None:  # 
         "1:events:signup": 2, "1:conv:signup": 1, "1:vsum:signup": 15, "1:vsumsq:signup": 225,
         "1:events:purchase": 2, "1:conv:purchase": 1, "1:vsum:purchase": 50, "1:vsumsq:purchase": 2500,
         "1:buyers": 1, "1:repeat_buyers": 1,
+        # v3's orders have no currency (ISO's XXX): R = 50, O = 2 over the visitor
+        "1:cur:XXX:orders": 2, "1:cur:XXX:revenue": 50, "1:cur:XXX:buyers": 1,
+        "1:cur:XXX:rsq": 2500, "1:cur:XXX:osq": 4, "1:cur:XXX:ro": 100,
         "0:nps:9": 1, "0:csat:4": 1, "1:ces:2": 1,
     }
     # Channel and segment are the visitor's at first exposure; the anonymous exposure counts as an entry.

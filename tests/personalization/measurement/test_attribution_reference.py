@@ -1,9 +1,10 @@
 """The Python reference of the attribution rules against the Lua scripts, on seeded random traffic.
 
 Each seed builds a few rounds of exposures and events (several visitors and experiences, sticky
-variant conflicts, late earlier exposures, anonymous and content exposures, conversions inside and
-outside the attribution window, repeated conversions and orders, events before the first exposure
-— processed both before and after it — goals the policy does not count, surveys). Every round is
+variant conflicts, late earlier exposures, anonymous and content exposures, exposures of a second
+phase, conversions inside and outside the attribution window, repeated conversions and orders,
+events before the first exposure — processed both before and after it — goals the policy does not
+count, purchases in several currencies and none, surveys). Every round is
 pushed to the test Valkey and drained by the real aggregator, and the same rounds go through
 :func:`~personalization.measurement.attribution_reference.aggregate`; the hashes the reference
 covers must be equal field by field.
@@ -42,6 +43,7 @@ def _exposure(rng: random.Random, n: int, visitor: str | None, experience: str |
         entry_id=f"{experience or 'footer'}-entry", variant_entry_id=f"{experience}-{variant}",
         experience=experience, variant=variant, is_control=variant == 0, holdout=rng.random() < 0.15,
         propensity=1 / 3, segments={"loyal": rng.choice([0.2, 0.9]), "deal": rng.choice([0.1, 0.7])},
+        phase=2 if n % 5 == 0 else 1,  # from n, not rng: the seeds' other draws stay as they were
     )
 
 
@@ -52,7 +54,12 @@ def _event(rng: random.Random, n: int, visitor: str, ts: float) -> Event:
         return Conversion(visitor_id=visitor, goal=rng.choice(GOALS), value=value, ts=ts, event_id=f"e{n}")
     if roll < 0.85:  # order ids repeat: the same order sent twice counts once
         order = f"o-{visitor}-{rng.randrange(4)}"
-        return Purchase(visitor_id=visitor, order_id=order, value=value or 10.0, ts=ts, event_id=f"e{n}")
+        # From the visitor and n, not rng (the seeds' other draws stay as they were): mostly one
+        # currency per visitor (repeat orders in it), now and then a second one.
+        currency = "JPY" if n % 7 == 0 else (None, "EUR", "USD")[int(visitor[1:]) % 3]
+        return Purchase(
+            visitor_id=visitor, order_id=order, value=value or 10.0, currency=currency, ts=ts, event_id=f"e{n}"
+        )
     metric = rng.choice(["nps", "csat"])
     score = rng.randrange(11) if metric == "nps" else rng.randint(1, 5)
     return Survey(visitor_id=visitor, metric=metric, score=score, ts=ts, event_id=f"e{n}")
@@ -146,6 +153,18 @@ def test_scenario_features_occur() -> None:
     assert "variant_conflicts" in names and any(n.endswith(":repeat_buyers") for n in names)
     assert any(":xysum:" in n for n in names) and any(n.startswith("h:") for n in names)
     assert any(n.endswith(":anonymous") for n in names) and any(":nps:" in n for n in names)
+    phased = [
+        key for seed in range(1, 6) for key, fields in aggregate(
+            r for xs, es in traffic(seed) for r in round_records(xs, es, WINDOWS)
+        ).items() if "@p2}" in key and any(":conv:" in name for name in fields)
+    ]
+    assert phased  # phase-2 exposures with conversions attributed to them
+    assert any(":xcysum:" in n for n in names) and any(n.endswith(":returning") for n in names)
+    assert {"XXX", "EUR", "USD"} <= {n.split(":")[2] for n in names if n.endswith(":ro")}
+    assert any(n.endswith(":osq") and fields[n] > fields[n.replace(":osq", ":orders")]
+               for seed in range(1, 6)
+               for fields in aggregate(r for xs, es in traffic(seed) for r in round_records(xs, es, WINDOWS)).values()
+               for n in fields)  # a visitor with two orders in one currency
     discarded = [
         aggregate((r for xs, es in traffic(seed) for r in round_records(xs, es, WINDOWS)), POLICY)
         for seed in range(1, 6)

@@ -171,5 +171,12 @@ def test_empty_variant_and_benjamini_hochberg_over_configured_goals(redis_url: s
     assert [row.adjusted_p_value for row in family] == pytest.approx(list(expected), rel=1e-12)
     assert all(row.adjusted_p_value is None for row in results.goals["invented"].variants)
     assert all(row.visitors == row.exposures for g in results.goals.values() for row in g.variants)
-    web = results.breakdowns["channel"]["web"]["signup"].variants
-    assert all(row.adjusted_p_value is None for row in web)
+    # Breakdowns are adjusted within their own family (here the one channel cell × configured goals ×
+    # variants), never mixed with the totals' family; control and the empty variant are not tests.
+    web = results.breakdowns["channel"]["web"]
+    assert set(results.breakdowns["channel"]) == {"web"}
+    cell = [web[g].variants[v] for g in ("signup", "purchase") for v in (1, 3)]
+    expected_web = multipletests([row.p_value for row in cell], method="fdr_bh")[1]
+    assert [row.adjusted_p_value for row in cell] == pytest.approx(list(expected_web), rel=1e-12)
+    assert all(web[g].variants[v].adjusted_p_value is None for g in ("signup", "purchase") for v in (0, 2))
+    assert all(row.adjusted_p_value is None for row in web["invented"].variants)

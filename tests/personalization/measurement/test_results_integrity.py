@@ -117,7 +117,8 @@ def test_pre_exposure_values_of_invented_goals_are_not_kept(redis_url: str, sync
         await redis.aclose()
 
     asyncio.run(body())
-    assert set(sync_redis.hkeys(visitor_key_prefix("v1") + "t")) == {"signup", "purchase"}
+    # value totals and conversion counts (n:<goal>, CUPED on conversions) of the goals that count
+    assert set(sync_redis.hkeys(visitor_key_prefix("v1") + "t")) == {"signup", "purchase", "n:signup", "n:purchase"}
     hero = sync_redis.hkeys(agg_key("hero", "all"))
     promo = sync_redis.hkeys(agg_key("promo", "all"))
     assert any(f.endswith("xsum:signup") for f in hero) and not any("purchase" in f for f in hero)
