@@ -35,6 +35,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.learning
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick

@@ -38,7 +38,7 @@ from personalization.store.retention import StreamRetention
 from personalization.store.spool import Spool, orphaned_spools
 from personalization.measurement.recorder import EventRecorder
 from personalization.store.profiles import RedisProfileStore
-from personalization.models.registry import SEGMENTS_SLOT, ModelRegistry
+from personalization.models.registry import SEGMENTS_SLOT, SHADOW_PREFIX, ModelRegistry, apply_shadow, shadow_slot
 from personalization.models.files import ModelLoadError, read_model_files
 from personalization.decision.audience_validate import validate_condition
 from personalization.decision.policy import CompiledRewardModel
@@ -382,10 +382,15 @@ class Runtime:
         assert self.models is not None
         for slot, version in (await self.models.active_versions()).items():
             await self.switch_model(slot, version)
+        for experience, version in (await self.models.shadows()).items():
+            await self.switch_model(shadow_slot(experience), version)
 
     async def switch_model(self, slot: str, version: str) -> None:
         """Build the new model first, then swap the reference (no request ever sees no model)."""
         assert self.models is not None
+        if slot.startswith(SHADOW_PREFIX):  # a candidate in shadow (docs/models.md): logged, not served
+            await apply_shadow(self.models, self.policies, slot, version)
+            return
         if slot == SEGMENTS_SLOT and self.model.version == version:
             return
         experience = slot.removeprefix("policy:")

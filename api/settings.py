@@ -111,6 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: random characters). Unset: derived from the admin and delivery key digests
     #: (``personalization/store/exposure_tokens.py``), so rotating a key also invalidates open tokens.
     exposure_token_secret: str | None = None
+    #: HMAC secret shared with the customer's backend, which signs identity tokens: an event's
+    #: ``user_id`` from a delivery key links ids to a person only with a valid token
+    #: (``personalization/store/identity.py``). Unset: only the admin key may send a ``user_id``.
+    identity_secret: str | None = None
     #: Serve the demo site at ``/demo`` with the first raw delivery key written into the page (the
     #: ``make run`` demo). Turn it off in production: ``VARY_DEMO_PAGE=false``.
     demo_page: bool = True

@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from content.delivered_locales import delivered_locales
 from content.drafts import draft_issues
 from content.experiences import ConditionValidator, compile_experiences
 from content.items import ContentItems, ContentLocale
@@ -30,7 +31,7 @@ __all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
 
 DEFAULT_LINK_DEPTH = 2
 #: Part of the version hash: bump when the compiled output changes for the same content.
-_COMPILER_REVISION = 3  # 3: guardrails, updated_at and the global holdout
+_COMPILER_REVISION = 4  # 3: guardrails, updated_at and the global holdout; 4: custom flags, tags
 _ENCODER = msgspec.json.Encoder()  # keeps field order: the content type's, as editors see it
 _HASH_ENCODER = msgspec.json.Encoder(order="sorted")
 
@@ -57,6 +58,7 @@ def compile_snapshot(
     default_locale = next(
         (locale.code for locale in locales if locale.default), locales[0].code
     )
+    locales, locale_issues = delivered_locales(locales, default_locale)  # none hidden from the CDA
     entries = _entries(items.entries)
     items = msgspec.structs.replace(items, locales=locales, entries=tuple(entries.values()))
 
@@ -84,7 +86,10 @@ def compile_snapshot(
         entries=entries,
         experiences=compiled.experiences,
         audiences=compiled.audiences,
-        issues=(*compiled.issues, *journey_issues, *settings_issues, *holdout_issues, *draft_issues(items)),
+        issues=(
+            *compiled.issues, *journey_issues, *settings_issues, *holdout_issues, *draft_issues(items),
+            *locale_issues,
+        ),
         experiences_by_entry=compiled.by_entry,
         fields=fields,
         items=items,
@@ -93,6 +98,7 @@ def compile_snapshot(
         goals=goals,
         global_holdout=global_holdout,
         link_depth=link_depth,
+        flags=compiled.flags,
     )
 
 

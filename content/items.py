@@ -80,6 +80,9 @@ class ContentLocale(Struct, frozen=True, kw_only=True):
     name: str = ""
     default: bool = False
     fallback_code: str | None = None
+    #: ``False`` for a locale hidden from the delivery API (``contentDeliveryApi: false`` in an
+    #: export): Vary does not serve it either (:mod:`content.delivered_locales`).
+    delivery: bool = True
 
 
 class ContentAsset(Struct, frozen=True, kw_only=True):
@@ -89,6 +92,8 @@ class ContentAsset(Struct, frozen=True, kw_only=True):
     fields: dict[str, dict[str, Any]]
     updated_at: str
     created_at: str = ""
+    tags: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()
 
 
 class ContentDraft(Struct, frozen=True, kw_only=True):
@@ -168,6 +173,7 @@ def locale_from_json(item: dict[str, Any]) -> ContentLocale:
         name=str(item.get("name") or code),
         default=bool(item.get("default", False)),
         fallback_code=item.get("fallbackCode") or None,
+        delivery=item.get("contentDeliveryApi") is not False,
     )
 
 
@@ -178,12 +184,15 @@ def entry_from_json(item: dict[str, Any]) -> ContentEntry:
     if content_type is None:
         raise ContentFormatError(f"entry {sys['id']!r} has no content type link in sys.contentType")
     created_at, updated_at = _timestamps(sys)
+    tags, concepts = _metadata(item)
     return ContentEntry(
         id=sys["id"],
         content_type=content_type,
         fields=_by_locale(item, sys["id"]),
         updated_at=updated_at,
         created_at=created_at,
+        tags=tags,
+        concepts=concepts,
     )
 
 
@@ -209,9 +218,27 @@ def asset_from_json(item: dict[str, Any]) -> ContentAsset:
     """An asset with locale-keyed fields (export file or Sync API)."""
     sys = _sys(item, "Asset")
     created_at, updated_at = _timestamps(sys)
+    tags, concepts = _metadata(item)
     return ContentAsset(
-        id=sys["id"], fields=_by_locale(item, sys["id"]), updated_at=updated_at, created_at=created_at
+        id=sys["id"], fields=_by_locale(item, sys["id"]), updated_at=updated_at, created_at=created_at,
+        tags=tags, concepts=concepts,
     )
+
+
+def _metadata(item: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ids of an entity's ``metadata.tags`` (links to Tags) and ``metadata.concepts`` (links to
+    TaxonomyConcepts), in the order given; anything else there is ignored."""
+    metadata = item.get("metadata")
+    if not isinstance(metadata, dict):
+        return (), ()
+
+    def ids(name: str, link_type: str) -> tuple[str, ...]:
+        links = metadata.get(name)
+        if not isinstance(links, list):
+            return ()
+        return tuple(dict.fromkeys(t for t in (link_id(link, link_type) for link in links) if t))
+
+    return ids("tags", "Tag"), ids("concepts", "TaxonomyConcept")
 
 
 def _sys(item: object, expected_type: str) -> dict[str, Any]:

@@ -46,9 +46,8 @@ _WIRING = frozenset({EXPERIENCES_FIELD, NT_EXPERIENCES_FIELD})
 _EMBEDDING_TYPES = frozenset({"RichText", "Object"})
 _ENCODER = msgspec.json.Encoder()
 _MISSING = object()
-#: Every entity's CDA ``metadata``: Vary does not load tags or taxonomy concepts.
+#: The CDA ``metadata`` of an entity with no tags and no taxonomy concepts.
 CDA_METADATA = msgspec.Raw(b'{"tags":[],"concepts":[]}')
-_METADATA = bytes(CDA_METADATA)
 
 
 def links_in(value: Any) -> Iterator[Ref]:
@@ -74,7 +73,7 @@ def links_in(value: Any) -> Iterator[Ref]:
 class LinkIndex:
     """What each entry's links reach, and every entity pre-encoded in the CDA shape, per locale."""
 
-    __slots__ = ("_cda", "_compact_assets", "_compact_fields", "_reach", "_types")
+    __slots__ = ("_cda", "_compact_assets", "_compact_fields", "_metadata", "_reach", "_types")
 
     def __init__(
         self,
@@ -92,6 +91,8 @@ class LinkIndex:
         #: (entry id, locale, cda?) → the entities it reaches, in first-seen order; only non-empty.
         self._reach: dict[tuple[str, str, bool], tuple[Ref, ...]] = {}
         self._types: dict[str, str] = {}
+        #: (kind, id) → the CDA ``metadata`` of an entity with tags or concepts (else CDA_METADATA).
+        self._metadata: dict[tuple[str, str], msgspec.Raw] = {}
         if items is None:
             return
         _Builder(self, items, default_locale, link_depth).build()
@@ -100,14 +101,18 @@ class LinkIndex:
 
     def cda_entry(self, entry_id: str, locale: str) -> tuple[msgspec.Raw, msgspec.Raw]:
         """The entry's CDA ``sys`` and ``fields`` (links as links) in a served locale code; its
-        ``metadata`` is :data:`CDA_METADATA`."""
+        ``metadata`` is :meth:`cda_metadata`."""
         return self._cda["Entry", entry_id, locale]
+
+    def cda_metadata(self, entity_id: str, kind: str = "Entry") -> msgspec.Raw:
+        """An entity's CDA ``metadata``: ``tags`` and ``concepts`` as links, as Contentful gives them."""
+        return self._metadata.get((kind, entity_id), CDA_METADATA)
 
     def asset(self, asset_id: str, locale: str, *, cda: bool) -> msgspec.Raw | None:
         """A published asset in a served locale code, CDA or compact shape; ``None`` if unknown."""
         if cda:
             parts = self._cda.get(("Asset", asset_id, locale))
-            return _whole(*parts) if parts is not None else None
+            return _whole(self.cda_metadata(asset_id, "Asset"), *parts) if parts is not None else None
         return self._compact_assets.get((asset_id, locale))
 
     def includes(
@@ -130,7 +135,7 @@ class LinkIndex:
                     if raw is not None:
                         assets.append(raw)
                 elif cda:
-                    entries.append(_whole(*self._cda["Entry", target, locale]))
+                    entries.append(_whole(self.cda_metadata(target), *self._cda["Entry", target, locale]))
                 else:
                     entries.append(self._compact_entry(target, locale))
         return entries, assets
@@ -159,6 +164,10 @@ class _Builder:
 
     def build(self) -> None:
         index = self.index
+        for kind, entities in (("Entry", self.entries), ("Asset", self.assets)):
+            for entity in entities.values():
+                if entity.tags or entity.concepts:
+                    index._metadata[kind, entity.id] = _encode_metadata(entity)
         for code in self.chains:
             for entry in self.entries.values():
                 index._types[entry.id] = entry.content_type
@@ -253,10 +262,19 @@ def _encode_entity(
     return msgspec.Raw(_ENCODER.encode(sys)), msgspec.Raw(_ENCODER.encode(fields))
 
 
-def _whole(sys: msgspec.Raw, fields: msgspec.Raw) -> msgspec.Raw:
+def _encode_metadata(entity: ContentEntry | ContentAsset) -> msgspec.Raw:
+    def links(ids: tuple[str, ...], link_type: str) -> list[dict[str, Any]]:
+        return [{"sys": {"type": "Link", "linkType": link_type, "id": i}} for i in ids]
+
+    return msgspec.Raw(_ENCODER.encode(
+        {"tags": links(entity.tags, "Tag"), "concepts": links(entity.concepts, "TaxonomyConcept")}
+    ))
+
+
+def _whole(metadata: msgspec.Raw, sys: msgspec.Raw, fields: msgspec.Raw) -> msgspec.Raw:
     """One CDA entity from its encoded parts."""
     return msgspec.Raw(
-        b'{"metadata":' + _METADATA + b',"sys":' + bytes(sys) + b',"fields":' + bytes(fields) + b"}"
+        b'{"metadata":' + bytes(metadata) + b',"sys":' + bytes(sys) + b',"fields":' + bytes(fields) + b"}"
     )
 
 

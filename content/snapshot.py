@@ -36,7 +36,8 @@ class ContentEntry(Struct, frozen=True, kw_only=True):
     ``fields`` is ``{locale: {field id: raw value}}`` — only the locales that hold a value for a field
     appear (Contentful stores non-localized fields under the default locale only). ``created_at`` is
     when the entry was first published and ``updated_at`` when its live version was published (ISO
-    8601, as Contentful's delivery API reports them).
+    8601, as Contentful's delivery API reports them). ``tags`` are the ids of its ``metadata.tags``
+    (Contentful's content tags), ``concepts`` of its ``metadata.concepts`` (taxonomy), as given.
     """
 
     id: str
@@ -44,6 +45,8 @@ class ContentEntry(Struct, frozen=True, kw_only=True):
     fields: dict[str, dict[str, Any]]
     updated_at: str
     created_at: str = ""
+    tags: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()
 
 
 class ContentIssue(Struct, frozen=True, kw_only=True):
@@ -84,6 +87,7 @@ class ContentSnapshot:
         "goals",
         "global_holdout",
         "links",
+        "flags",
         "_experiences_by_entry",
         "_fields",
         "_merge_templates",
@@ -106,6 +110,9 @@ class ContentSnapshot:
     global_holdout: float | None
     #: Rich-text / Object-field links and the CDA shape of every entry and asset (content.links).
     links: LinkIndex
+    #: Contentful Personalization experiences with custom flags, by entry id
+    #: (``content.experiences.ninetailed_flags.FlagExperience``); each is decided under its entry id.
+    flags: tuple[Any, ...]
 
     def __init__(
         self,
@@ -126,6 +133,7 @@ class ContentSnapshot:
         goals: tuple[str, ...] | None = None,
         global_holdout: float | None = None,
         link_depth: int = 2,
+        flags: tuple[Any, ...] = (),
     ) -> None:
         if default_locale not in locales:
             raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
@@ -142,6 +150,7 @@ class ContentSnapshot:
         setter(self, "items", items)
         setter(self, "goals", goals)
         setter(self, "global_holdout", global_holdout)
+        setter(self, "flags", tuple(flags))
         # Imported here: content.links reads ContentEntry from this module.
         from content.links import LinkIndex
 

@@ -24,7 +24,8 @@ Error tree::
      ├── NotPermitted             the caller's key may not ask for this (preview with a delivery key)
      ├── Unusable                 the input is understood but cannot be used (a model file refused)
      ├── Conflict                 the request would replace something that must not change
-     │    └── ModelVersionExists  a model with that version is registered already: versions are immutable
+     │    ├── ModelVersionExists  a model with that version is registered already: versions are immutable
+     │    └── LaunchGateRefused   a policy's launch gate has not passed it (its verdict answered in ``extra``)
      └── Unavailable              something Vary depends on is not there now; retry later
           ├── ContentNotLoaded    content has not loaded yet (see /ready)
           ├── StorageUnavailable  Redis cannot be reached and nothing could be kept; ``retry_after_s``
@@ -46,6 +47,7 @@ __all__ = [
     "FeatureOff",
     "InvalidInput",
     "InvalidPeriod",
+    "LaunchGateRefused",
     "ModelVersionExists",
     "NotAuthenticated",
     "NotConfigured",
@@ -179,6 +181,15 @@ class ModelVersionExists(Conflict):
             "register the new model under a new version (retrain, or edit the card's version)"
         )
         self.version = version
+
+
+class LaunchGateRefused(Conflict):
+    """A policy's launch gate has not passed it (failed, erred or still judging); ``gate`` is the
+    verdict with its estimates, answered beside the message so the caller sees why."""
+
+    def __init__(self, message: str, gate: object) -> None:
+        super().__init__(message)
+        self.gate = gate
 
 
 # ---------------------------------------------------------------------------------- unavailable

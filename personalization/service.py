@@ -27,11 +27,19 @@ from personalization.decision.live_state import LiveCatalog, LiveState
 from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.plugins import AttributeLookup, Registry
 from personalization.seams import Catalog, ExposureSink, ProfileStore
+from personalization.store.traits import check_merge, effective_traits, merged_changes
 from personalization.types import Profile, Visitor
 
 __all__ = ["Personalized", "Personalizer"]
 
 log = logging.getLogger("vary.personalize")
+
+def _as_person(visitor: Visitor, profile: Profile) -> Visitor:
+    """A linked id decides as its person (:mod:`personalization.store.identity`): it buckets by the
+    person id, and its exposures, sticky assignments and remembered traits go to the person."""
+    person: str | None = getattr(profile, "person", None)
+    return visitor if person is None else msgspec.structs.replace(visitor, id=person)
+
 
 class Personalized(Struct, frozen=True, kw_only=True):
     outcome: Outcome
@@ -108,6 +116,21 @@ class Personalizer:
             return visitor
         return msgspec.structs.replace(visitor, traits={**visitor.traits, **found}) if found else visitor
 
+    def _with_stored_traits(self, visitor: Visitor, profile: Profile, degraded: bool, record: bool) -> Visitor:
+        """The visitor with their remembered traits under the request's (:mod:`personalization.store.
+        traits`); the request's traits are remembered (bound checked: :class:`~personalization.store.
+        traits.TraitsOverBound` names the trait) when they change what is stored, the profile was
+        read and the visitor consented to analytics."""
+        if visitor.traits and record and not degraded and visitor.consent.analytics and visitor.consent.personalization:
+            check_merge(profile.traits, visitor.traits, where="visitor.traits")
+            changes = merged_changes(profile.traits, visitor.traits)
+            remember = getattr(self._profiles, "remember_traits", None)  # stores without memory: none
+            if changes and remember is not None:
+                remember(visitor.id, changes)
+        if not profile.traits:
+            return visitor
+        return msgspec.structs.replace(visitor, traits=effective_traits(profile.traits, visitor.traits))
+
     async def personalize(
         self,
         visitor: Visitor,
@@ -123,11 +146,19 @@ class Personalizer:
         component. The global holdout's exposure has no entry, hence no token: ``on_view`` requests
         are not counted in the global holdout (in neither arm, so its lift stays unbiased)."""
         if self._attributes is not None and visitor.consent.personalization:
-            visitor, (profile, degraded) = await asyncio.gather(
+            attributed, (profile, degraded) = await asyncio.gather(
                 self._with_attributes(visitor), self._profile(visitor)
             )
+            visitor, attributed = _as_person(visitor, profile), _as_person(attributed, profile)
+            # stored traits < the request's < the plugins' (server-side is trusted); only the
+            # request's are remembered
+            request = visitor
+            visitor = self._with_stored_traits(visitor, profile, degraded, record)
+            if attributed is not request:
+                visitor = msgspec.structs.replace(visitor, traits={**visitor.traits, **attributed.traits})
         else:
             profile, degraded = await self._profile(visitor)
+            visitor = self._with_stored_traits(_as_person(visitor, profile), profile, degraded, record)
         live = self.catalog(catalog)
         outcome = decide(
             visitor,
@@ -138,6 +169,7 @@ class Personalizer:
             policies=self._policies.current,
             plugins=self.plugins,
             global_holdout=live.global_holdout,
+            shadows=self._policies.shadows,
         )
         if record:
             self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)

@@ -28,6 +28,7 @@ __all__ = [
     "Audience",
     "Experience",
     "Guardrail",
+    "FrequencyCap",
     "phase_key",
     "ExperienceType",
     "Assignment",
@@ -50,8 +51,19 @@ ExperienceType = Literal["personalization", "ab_test", "bandit"]
 Id = Annotated[str, Meta(min_length=1, max_length=256)]
 ShortText = Annotated[str, Meta(max_length=256)]
 Url = Annotated[str, Meta(max_length=2048)]
-#: A trait: a short string (≤ 1,024 characters), a number, a flag or null.
-TraitValue = Annotated[str, Meta(max_length=1024)] | float | bool | None
+#: A scalar trait: a short string (≤ 1,024 characters), a number, a flag or null.
+TraitScalar = Annotated[str, Meta(max_length=1024)] | float | bool | None
+#: A list of scalars, as CDPs send them (``"purchased_product_features": ["Process Management", …]``).
+TraitList = Annotated[list[TraitScalar], Meta(max_length=100)]
+#: A trait as Segment, RudderStack and Contentful Personalization send it: a scalar, a list of
+#: scalars, or one level of nested object (``{"city": "Berlin", "tags": ["a"]}``; no object in it).
+#: Conditions read lists with GrowthBook's array semantics (``$elemMatch``, ``$all``, ``$size``,
+#: ``$in``) and objects by dot path (``traits.address.city``).
+TraitValue = (
+    TraitScalar
+    | TraitList
+    | Annotated[dict[Annotated[str, Meta(max_length=128)], TraitScalar | TraitList], Meta(max_length=32)]
+)
 
 
 class Consent(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +109,12 @@ class Profile(Struct, frozen=True, kw_only=True):
     #: The bounded page and event history (raw hash fields, parsed lazily by
     #: :mod:`personalization.decision.history`; layout in :mod:`personalization.store.visitor_history`).
     history: dict[str, str] = {}
+    #: Traits remembered from ``identify`` events and personalize requests
+    #: (:mod:`personalization.store.traits`); a request's own traits override them for that call.
+    traits: dict[str, TraitValue] = {}
+    #: Exposure counters by experience key, raw (``"<day> <n> <week> <n> <n all>"``), for frequency
+    #: caps (:mod:`personalization.decision.frequency`); written by the exposure writer.
+    frequency: dict[str, str] = {}
 
     @property
     def is_new(self) -> bool:
@@ -131,6 +149,15 @@ class Guardrail(Struct, frozen=True, kw_only=True):
 
     metric: str
     harm: Literal["decrease", "increase"]
+
+
+class FrequencyCap(Struct, frozen=True, kw_only=True):
+    """How often one person may be served an experience's variant before the baseline is served
+    instead: at most ``max_exposures`` per UTC ``day``, ISO ``week``, or over the whole ``campaign``,
+    counted over every channel."""
+
+    max_exposures: Annotated[int, Meta(ge=1)]
+    period: Literal["day", "week", "campaign"]
 
 
 def phase_key(experience: str, phase: int) -> str:
@@ -169,6 +196,12 @@ class Experience(Struct, frozen=True, kw_only=True):
     #: How visitors are bucketed: ``growthbook`` (Vary's own, GrowthBook-compatible hashing) or
     #: ``ninetailed`` (experiences from a Contentful Personalization space: the same variant its SDK picks).
     bucketing: Literal["growthbook", "ninetailed"] = "growthbook"
+    #: Mutually exclusive layer (GrowthBook's namespace): experiences sharing ``layer`` split its
+    #: traffic, each owning ``layer_range`` = [start, end) of it, so one visitor is in at most one.
+    layer: str | None = None
+    layer_range: tuple[float, float] | None = None
+    #: At most this many exposures per person and period; past it the baseline is served.
+    frequency_cap: FrequencyCap | None = None
     #: Metrics whose harm pauses a variant (:mod:`personalization.measurement.guardrails`).
     guardrails: tuple[Guardrail, ...] = ()
     #: When its assignment-relevant set-up (experience entry or audience) was last edited in the CMS
@@ -248,6 +281,12 @@ class Exposure(ServedVariant, frozen=True, kw_only=True):
     device: str | None = None
     #: The experience's phase when this was served (:func:`phase_key`); 1 for everything older.
     phase: int = 1
+    #: Shadow mode (docs/models.md): the candidate policy running beside the live one of this bandit
+    #: experience, the variant it would have chosen for this decision and its probability of that
+    #: variant. ``None`` when no shadow ran (every exposure before #21, and every non-bandit one).
+    shadow_version: str | None = None
+    shadow_variant: int | None = None
+    shadow_propensity: float | None = None
 
 
 _EXPOSURE_ID_PREFIX = os.urandom(6).hex()

@@ -251,6 +251,7 @@ def _train_policy(settings: Settings, args: argparse.Namespace) -> int:
             args.random_state,
             experience=args.experience,
             timestamps=timestamps,
+            propensities=logged.propensities,
         )
     except ValueError as exc:
         err(f"cannot train on {source}: {exc}")

@@ -106,6 +106,16 @@ def _days_running(results: ExperimentResults, now: float) -> int:
     return max((today - first).days + 1, 1)
 
 
+def layer_label(experience: Experience) -> str | None:
+    """``homepage: 0%–50%`` — the mutually exclusive layer and the experience's share of it."""
+    if experience.layer is None:
+        return None
+    if experience.layer_range is None:
+        return f"{experience.layer}: no share"
+    start, end = experience.layer_range
+    return f"{experience.layer}: {percent(start, 0)}–{percent(end, 0)}"
+
+
 def experience_row(
     experience: Experience, results: ExperimentResults, now: float, paused: Mapping[int, str] | None = None
 ) -> dict[str, Any]:
@@ -123,6 +133,7 @@ def experience_row(
         "status": experience_status(experience, paused or {}, now),
         "audience": experience.audience.name if experience.audience else "Everyone",
         "traffic": percent(experience.traffic_allocation, 0),
+        "layer": layer_label(experience),
         "exposures": f"{sum(results.exposures):,}",
         "days": _days_running(results, now),
         "srm_flag": results.srm_flag,

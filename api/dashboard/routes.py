@@ -31,7 +31,7 @@ from api.dashboard.guards import (
     safe_next,
 )
 from api.dashboard.journey_page import journey_view
-from api.dashboard.model_page import evaluation_view, model_view
+from api.dashboard.model_page import evaluation_view, model_view, policy_extras
 from api.dashboard.preview import (
     PreviewError,
     parse_scores,
@@ -277,7 +277,10 @@ async def _models_page(
     runtime = runtime_of(state)
     assert runtime.models is not None
     active, models = await runtime.models.list()
-    views = [model_view(m, active) for m in models]
+    gates, shadows = await policy_extras(
+        runtime.redis, runtime.models, models, active, runtime.settings.stream_partitions
+    )
+    views = [model_view(m, active, gates.get(m.version)) for m in models]
     return page(
         request,
         "models.html",
@@ -289,6 +292,7 @@ async def _models_page(
         evaluation=evaluation,
         error=error,
         max_bootstrap=MAX_BOOTSTRAP,
+        shadows=shadows,
     )
 
 

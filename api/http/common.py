@@ -11,7 +11,6 @@ from api.http.schemas import Includes, PersonalizedEntry
 from api.runtime import Runtime
 from content import ContentSnapshot
 from content.errors import ContentSourceError
-from content.links import CDA_METADATA
 from personalization.decision.context import merge_values
 from personalization.errors import (
     ContentNotLoaded,
@@ -108,7 +107,7 @@ def shape_entries(
                 hidden=not d.variant_entry_id,
                 locale=locale,
                 sys=sys,
-                metadata=CDA_METADATA if sys is not None else None,
+                metadata=snapshot.links.cda_metadata(d.variant_entry_id) if sys is not None else None,
             )
         )
     return shaped

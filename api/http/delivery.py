@@ -6,6 +6,11 @@ Contentful rendering code. Either way an ``includes`` block carries what rich te
 link to (:mod:`content.links`), joined from bytes pre-encoded at compile time. An entry requested
 twice in one call is decided, and its exposure logged, once; the answer repeats it per request slot.
 
+With ``"flags": true`` the call also decides every Contentful Personalization experience that sets
+custom flags (``InlineVariable`` components), each under its own entry id with Ninetailed's hash,
+and answers the values in ``changes`` as Ninetailed's Experience API does
+(:mod:`content.experiences.ninetailed_flags`); each decided flag experience logs one exposure.
+
 Known bots and crawlers (:mod:`personalization.measurement.bots`) are served the same way, but their
 decisions log no exposure (and hand out no exposure tokens); they are counted as discarded instead.
 """
@@ -13,6 +18,7 @@ decisions log no exposure (and hand out no exposure tokens); they are counted as
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from litestar import Controller, Request
@@ -31,14 +37,20 @@ from api.http.common import (
 )
 from api.http.handlers import get, post
 from api.http.schemas import (
+    ChangeMeta,
     DeliveredAsset,
     PersonalizedEntry,
     PersonalizeRequest,
     PersonalizeResponse,
+    VariableChange,
 )
+from api.http.visitor_query import visitor_maps
+from content import ContentSnapshot
+from personalization.decision.live_state import LiveCatalog
 from personalization.errors import NotFound, Problem, UnknownEntry
 from personalization.measurement.bots import count_bot_decisions, is_bot
-from personalization.types import Channel, Consent, Visitor
+from personalization.service import Personalized
+from personalization.types import Channel, Consent, Decision, Exposure, Visitor
 
 __all__ = ["DeliveryController"]
 
@@ -71,9 +83,20 @@ class DeliveryController(Controller):
         bot = is_bot(request.headers.get("user-agent"))
         on_view = data.exposures == "on_view" and not data.preview and not bot
         unique = list(dict.fromkeys(data.entries))  # a repeated id is decided and logged once
+        requested = set(unique)
+        flag_ids = [f.entry_id for f in snapshot.flags if f.entry_id not in requested] if data.flags else []
         result = await runtime.personalizer.personalize(
-            data.visitor, unique, snapshot, record=not data.preview and not bot, defer_exposures=on_view
+            data.visitor, unique + flag_ids, snapshot, record=not data.preview and not bot, defer_exposures=on_view
         )
+        changes: list[VariableChange] = []
+        if data.flags:
+            sign = _signer(result.outcome.exposures, state, time.time()) if on_view else _no_token
+            changes = _changes(result, snapshot, runtime.personalizer.catalog(snapshot), sign)
+        if flag_ids:
+            outcome = result.outcome
+            result = replace(
+                result, outcome=replace(outcome, decisions=[d for d in outcome.decisions if d.entry_id in requested])
+            )
         if bot and not data.preview:
             await count_bot_decisions(runtime.redis, result.outcome.exposures)
         cda = data.format == "cda"
@@ -93,6 +116,7 @@ class DeliveryController(Controller):
             degraded=result.degraded,
             entries=entries,
             includes=includes,
+            changes=changes,
         )
 
     @get("/entries/{entry_id:str}", summary="One personalized entry")
@@ -107,13 +131,19 @@ class DeliveryController(Controller):
         session_id: Annotated[str | None, QueryParameter(max_length=256)] = None,
         country: Annotated[str | None, QueryParameter(pattern="^[A-Za-z]{2}$")] = None,
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        page: Annotated[str | None, QueryParameter(max_length=2048)] = None,
+        referrer: Annotated[str | None, QueryParameter(max_length=2048)] = None,
         consent_personalization: Annotated[bool, QueryParameter()] = True,
         consent_analytics: Annotated[bool, QueryParameter()] = True,
         preview: Annotated[bool, QueryParameter()] = False,
         format: Annotated[Literal["compact", "cda"], QueryParameter()] = "compact",
     ) -> PersonalizedEntry:
         """The same decision as ``POST /v1/personalize`` for a single entry, for clients that prefer
-        GET; what it links to is in the entry's own ``includes``."""
+        GET; what it links to is in the entry's own ``includes``. The visitor context is the POST
+        body's as query parameters: ``utm.<name>=…`` and ``traits.<name>=…`` (a JSON value or text;
+        repeat a parameter for a list; ``traits.<name>.<key>`` for one level of object), besides
+        ``page``, ``referrer``, ``channel``, ``country``, ``device``, ``locale``, ``session_id``."""
+        utm, traits = visitor_maps(request.query_params.multi_items())
         runtime = runtime_of(state)
         snapshot = await serving_snapshot(runtime, request, preview)
         if not snapshot.has_entry(entry_id):
@@ -125,6 +155,10 @@ class DeliveryController(Controller):
             locale=locale,
             device=device,
             country=country,
+            page=page,
+            referrer=referrer,
+            utm=utm,
+            traits=traits,
             consent=Consent(personalization=consent_personalization, analytics=consent_analytics),
         )
         assert runtime.personalizer is not None
@@ -152,3 +186,43 @@ class DeliveryController(Controller):
         if raw is None:
             raise NotFound(f"no published asset with id {asset_id!r}")
         return DeliveredAsset(locale=served, format=format, asset=raw)
+
+
+def _changes(
+    result: Personalized, snapshot: ContentSnapshot, live: LiveCatalog, sign: Callable[[str], str | None]
+) -> list[VariableChange]:
+    """Ninetailed's ``changes`` for the flag experiences the visitor is in, by experience entry id. A
+    visitor outside an experience (audience, traffic, the global holdout) gets none of its flags (the
+    front end keeps its default); a paused variant's visitors get the baseline's values. ``sign``:
+    an exposure id → its token (``"exposures": "on_view"``), else ``None``."""
+    decided: dict[str, Decision] = {d.entry_id: d for d in result.outcome.decisions}
+    changes: list[VariableChange] = []
+    for flag_experience in snapshot.flags:
+        decision = decided.get(flag_experience.entry_id)
+        if decision is None or decision.experience != flag_experience.key:
+            continue
+        running = live.experiences_for(flag_experience.entry_id)
+        paused = bool(running) and decision.variant in running[0].paused
+        arm = 0 if paused else decision.variant
+        meta = ChangeMeta(experience_id=flag_experience.entry_id, variant_index=decision.variant)
+        token = sign(decision.exposure_id)
+        changes.extend(
+            VariableChange(key=flag.key, value=flag.value(arm), meta=meta, exposure_token=token)
+            for flag in flag_experience.flags
+        )
+    return changes
+
+
+def _signer(exposures: list[Exposure], state: State, now: float) -> Callable[[str], str | None]:
+    """Exposure id → the signed exposure, for ``"exposures": "on_view"``."""
+    by_id = {exposure.id: exposure for exposure in exposures}
+
+    def sign(exposure_id: str) -> str | None:
+        exposure = by_id.get(exposure_id)
+        return state.exposure_tokens.sign(exposure, now) if exposure is not None else None
+
+    return sign
+
+
+def _no_token(exposure_id: str) -> None:
+    return None

@@ -36,6 +36,7 @@ from content.webhooks import WebhookPayloadError, WebhookSignatureError
 from personalization.errors import (
     Conflict,
     InvalidInput,
+    LaunchGateRefused,
     NotAuthenticated,
     NotFound,
     NotPermitted,
@@ -129,7 +130,9 @@ def to_http(exc: Exception) -> HTTPException:
         exc = storage_unavailable(exc)
     if isinstance(exc, VaryError):
         status = next(code for branch, code in _STATUS if isinstance(exc, branch))
-        extra = [{"key": p.key, "message": p.message} for p in exc.problems] or None
+        extra: Any = [{"key": p.key, "message": p.message} for p in exc.problems] or None
+        if isinstance(exc, LaunchGateRefused):
+            extra = {"gate": exc.gate}
         retry_after = exc.retry_after_s if isinstance(exc, Unavailable) else None
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return HTTPException(status_code=status, detail=exc.message, extra=extra, headers=headers)

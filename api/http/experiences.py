@@ -49,7 +49,8 @@ class ExperienceController(Controller):
     @get("/experiences", summary="Experiences in the served content")
     async def experiences(self, state: State) -> ExperienceList:
         """Each experience's set-up, its ``status`` (``running``, ``scheduled``, ``ended``, or
-        ``paused_by_guardrail`` when a guardrail paused any variant) and ``paused`` (variant → reason)."""
+        ``paused_by_guardrail`` when a guardrail paused any variant), ``paused`` (variant → reason) and, for
+        mutually exclusive experiences, ``layer`` and ``layer_range`` (its [start, end) share of the layer)."""
         runtime = runtime_of(state)
         snapshot = loaded_snapshot(runtime)
         baselines = snapshot.baselines()
@@ -71,6 +72,8 @@ class ExperienceController(Controller):
                     content_type=e.content_type,
                     status=experience_status(e, paused.get(e.key, {}), now),
                     paused=paused.get(e.key, {}),
+                    layer=e.layer,
+                    layer_range=e.layer_range,
                 )
                 for e in snapshot.experiences.values()
             ]

@@ -20,6 +20,8 @@ __all__ = [
     "PersonalizedEntry",
     "PersonalizeResponse",
     "Includes",
+    "ChangeMeta",
+    "VariableChange",
     "DeliveredAsset",
     "EventBatch",
     "EventsAccepted",
@@ -59,6 +61,27 @@ class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: ``compact``: Vary's shape (links resolved in place). ``cda``: the Content Delivery API's own
     #: shape — each entry's ``sys``/``fields``/``metadata`` with links as links, targets in ``includes``.
     format: Literal["compact", "cda"] = "compact"
+    #: Also decide every Contentful Personalization custom flag (``InlineVariable``) of the space and
+    #: answer them in ``changes``, as Ninetailed's Experience API does (docs/contentful.md).
+    flags: bool = False
+
+
+class ChangeMeta(Struct, frozen=True, kw_only=True, rename="camel"):
+    """Which experience set a flag, and on which arm (Ninetailed's ``meta``)."""
+
+    experience_id: str
+    variant_index: int
+
+
+class VariableChange(Struct, frozen=True, kw_only=True):
+    """One custom flag's value for this visitor, in Ninetailed's ``Change`` shape (``useFlag`` reads it)."""
+
+    key: str
+    type: Literal["Variable"] = "Variable"
+    value: Any
+    meta: ChangeMeta
+    #: With ``"exposures": "on_view"``: the flag's signed exposure, for ``POST /v1/exposures`` once used.
+    exposure_token: str | None = None
 
 
 class Includes(Struct, frozen=True, kw_only=True, rename={"entries": "Entry", "assets": "Asset"}):
@@ -108,6 +131,9 @@ class PersonalizeResponse(Struct, frozen=True, kw_only=True):
     entries: list[PersonalizedEntry]
     #: What the entries link to (rich text, Object fields; all links with ``format=cda``), each once.
     includes: Includes = msgspec.field(default_factory=Includes)
+    #: With ``"flags": true``: the custom flags of every experience the visitor is in, by experience
+    #: entry id (a front end reads the first change with a key).
+    changes: list[VariableChange] = []
 
 
 class EventBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -153,6 +179,11 @@ class ExperienceInfo(Struct, frozen=True, kw_only=True):
     status: Literal["running", "scheduled", "ended", "paused_by_guardrail"] = "running"
     #: Variant → why a guardrail paused it (its visitors get the baseline until resumed).
     paused: dict[int, str] = {}
+    #: Mutually exclusive layer (GrowthBook namespace) the experience shares with others, if any.
+    layer: str | None = None
+    #: Its share of the layer, ``[start, end)`` within [0, 1): a visitor whose layer hash falls outside
+    #: gets the baseline. Equal shares in key order when the content gives none.
+    layer_range: tuple[float, float] | None = None
 
 
 class ExperienceList(Struct, frozen=True, kw_only=True):
@@ -254,6 +285,8 @@ class ModelList(Struct, frozen=True, kw_only=True):
 
 class ActivateModel(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     version: Annotated[str, Meta(min_length=1, max_length=128)]
+    #: Activate a policy even though its launch gate did not pass (recorded: docs/models.md).
+    force: bool = False
 
 
 class ErrorBody(Struct, frozen=True, kw_only=True):

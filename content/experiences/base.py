@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from msgspec import Struct
 
+from content.experiences.ninetailed_flags import FlagExperience
 from content.items import ContentItems, link_id
 from content.snapshot import ContentEntry, ContentIssue
 from personalization.types import Audience, Experience
@@ -71,13 +72,16 @@ class CompiledExperiences(Struct, frozen=True, kw_only=True):
 
     ``experiences`` by key (every experience that compiled, attached or not); ``audiences`` by the
     audience's entry id; ``by_entry``: each baseline entry's compiled experiences in priority order
-    (for a Ninetailed experience, the one compiled for that entry's component).
+    (for a Ninetailed experience, the one compiled for that entry's component); ``flags``: the
+    Contentful Personalization experiences with custom flags, by experience entry id (each is also
+    in ``by_entry`` under its own entry id, the pseudo-entry it is decided under).
     """
 
     experiences: dict[str, Experience]
     audiences: dict[str, Audience]
     by_entry: dict[str, tuple[Experience, ...]]
     issues: tuple[ContentIssue, ...]
+    flags: tuple[FlagExperience, ...] = ()
 
     @property
     def attachments(self) -> dict[str, list[str]]:
@@ -137,6 +141,8 @@ class ExperienceCompiler:
     """
 
     model: ClassVar[ContentModel]
+    #: Custom flags the experience sets (Contentful Personalization only), once it compiled.
+    flag_experience: FlagExperience | None = None
 
     def __init__(self, entry: ContentEntry, space: Space, baselines: list[str]) -> None:
         self.entry = entry
@@ -215,6 +221,7 @@ def compile_model(
     space = Space(entries=entries, audiences=audiences, locale=locale)
     experiences: dict[str, Experience] = {}
     per_entry: dict[tuple[str, str], Experience] = {}
+    flags: list[FlagExperience] = []
     # The experience published first keeps a shared key: a copy made with "duplicate" is the newcomer.
     for entry in _of_type(entries, model.experience_type, key=lambda e: (e.created_at, e.id)):
         compiler = experience_compiler(entry, space, attached.get(entry.id, []))
@@ -226,14 +233,22 @@ def compile_model(
         experiences[first.key] = first
         for baseline_id, experience in by_baseline.items():
             per_entry[(baseline_id, entry.id)] = experience
+        if compiler.flag_experience is not None:
+            flags.append(compiler.flag_experience)
 
     by_entry: dict[str, tuple[Experience, ...]] = {}
     for baseline_id, experience_ids in linked.items():
         chosen = tuple(per_entry[(baseline_id, i)] for i in experience_ids if (baseline_id, i) in per_entry)
         if chosen:
             by_entry[baseline_id] = chosen
+    for flag_experience in flags:  # decided under its own entry id (no entry links it)
+        by_entry[flag_experience.entry_id] = (per_entry[(flag_experience.entry_id, flag_experience.entry_id)],)
     return CompiledExperiences(
-        experiences=experiences, audiences=audiences, by_entry=by_entry, issues=tuple(issues)
+        experiences=experiences,
+        audiences=audiences,
+        by_entry=by_entry,
+        issues=tuple(issues),
+        flags=tuple(sorted(flags, key=lambda f: f.entry_id)),
     )
 
 
@@ -252,6 +267,7 @@ def merged(first: CompiledExperiences, then: CompiledExperiences) -> CompiledExp
         audiences={**first.audiences, **then.audiences},
         by_entry=by_entry,
         issues=(*first.issues, *then.issues),
+        flags=tuple(sorted((*first.flags, *then.flags), key=lambda f: f.entry_id)),
     )
 
 

@@ -20,6 +20,11 @@ Compilation rules (DESIGN §3, §5):
 - ``guardrails`` (a JSON list, :mod:`.guardrails`) become ``Experience.guardrails``; an entry Vary
   cannot read is reported and left out, and the experience runs without it. ``updated_at`` is the
   later publication of the experience entry and its audience entry (phases start at such edits).
+- ``layer`` (a short name) and ``layerRange`` ([start, end) within [0, 1)) make experiences
+  mutually exclusive (:mod:`.layers`: equal shares in key order when no range is given; a clash is
+  reported and switches the experience off).
+- ``frequencyCap`` (``{"max": 3, "per": "day"}``, :mod:`.frequency_caps`) caps how often one
+  person is served the experience; a value Vary cannot read is reported and switches it off.
 - The key ``_global`` is Vary's (the global holdout's exposures) and cannot be an experience's.
 - An entry's experiences run in its ``varyExperiences`` order; the first whose audience matches
   decides, so only experiences that compiled are kept, in that order.
@@ -45,7 +50,9 @@ from content.experiences.base import (
     issue,
     reserved_key,
 )
+from content.experiences.frequency_caps import parse_frequency_cap
 from content.experiences.guardrails import parse_guardrails
+from content.experiences.layers import apply_layers, parse_layer
 from content.items import ContentItems, link_id
 from content.resolve import EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
@@ -91,9 +98,10 @@ def compile_native(
     :data:`EXPERIENCE_TYPES`); ``validate_condition`` checks an audience's rules (unchecked without).
     """
     experience_compiler = partial(_ExperienceCompiler, key_owner={}, plugin_types=plugin_types)
-    return compile_model(
+    compiled = compile_model(
         items, default_locale, MODEL, _compile_audience, experience_compiler, validate_condition
     )
+    return apply_layers(compiled, MODEL)
 
 
 def audience_condition(
@@ -240,6 +248,12 @@ class _ExperienceCompiler(ExperienceCompiler):
         self._check_baselines(content_type)
         audience, audience_entry = self._audience()
         guardrails = self._guardrails()
+        layer, layer_range, layer_problems = parse_layer(self.get("layer"), self.get("layerRange"))
+        for problem, fix in layer_problems:
+            self.problem(f"Experience {self.label} {problem}", fix)
+        frequency_cap, cap_problems = parse_frequency_cap(self.get("frequencyCap"))
+        for problem, fix in cap_problems:
+            self.problem(f"Experience {self.label} {problem}", fix)
         # With a variant missing, the weights cannot fit either: one issue is enough.
         weights = self._weights(kind, len(variants)) if kind is not None and variants_ok else None
         traffic = self._share("trafficAllocation", "traffic allocation", 1.0,
@@ -270,6 +284,9 @@ class _ExperienceCompiler(ExperienceCompiler):
             ends_at=ends_at,
             content_type=content_type,
             guardrails=guardrails,
+            layer=layer,
+            layer_range=layer_range,
+            frequency_cap=frequency_cap,
             updated_at=edited_at(self.entry, audience_entry),
         )
         return experience, {baseline_id: experience for baseline_id in self.baselines}

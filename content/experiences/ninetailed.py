@@ -18,21 +18,26 @@ The content model read (the shapes ``@ninetailed/experience.js-utils`` parses):
   compiled structs share the key, hence the bucket). A hidden variant (``hidden: true``) is the
   variant id :data:`HIDDEN_VARIANT` (``""``): the API serves it as ``hidden: true`` with no fields.
   A component with fewer variants than the experience has arms shows its baseline for the missing
-  ones, as Contentful Personalization does. ``InlineVariable`` components are not supported yet.
+  ones, as Contentful Personalization does. ``{"type": "InlineVariable", "key", "valueType",
+  "baseline": {"value"}, "variants": [{"value"}]}`` components are custom flags
+  (:mod:`content.experiences.ninetailed_flags`): the experience is also compiled under its own entry
+  id, a pseudo-entry ``POST /v1/personalize`` with ``"flags": true`` decides, and served as
+  Ninetailed's ``changes``. An experience of custom flags only needs no entry to link it.
 - ``nt_audience``: ``nt_name``, ``nt_rules``, ``nt_audience_id`` (the audience key; else the entry id).
 - Any entry with ``nt_experiences`` (links → ``nt_experience``) is a personalizable baseline; its
   experiences run in that order, after any native ``varyExperiences`` of the same entry.
 
 Weights follow Contentful Personalization's arithmetic: the distribution's shares are laid end to end
-over [0, 1]; a share past 1 is never reached and whatever is left over (or belongs to an arm that does
-not exist) shows the baseline. A distribution that needed such repair is reported but kept. Without
+over [0, 1]; a share past 1 is never reached, and a reachable share past the variants, or whatever is
+left under 1, becomes an extra arm that shows the baseline — the SDK shows those visitors the
+baseline too (logging them as arm 0). A distribution that does not fit is reported but kept. Without
 a distribution, a personalization gives everything to its variants and an experiment splits evenly.
 Without a traffic share nobody enters (Contentful Personalization's default), also reported.
 
 Assignment uses Contentful Personalization's own hashing (``bucketing="ninetailed"``,
 :mod:`personalization.decision.ninetailed_bucketing`): the entry id of the ``nt_experience`` and the
-visitor id give the same traffic decision and arm as Ninetailed's SDK, for every distribution that has
-one share per arm adding up to 1 (a repaired one is laid out as above, so it may differ).
+visitor id give the same traffic decision, arm and content as Ninetailed's SDK (for a distribution
+that does not fit, the arm logged for the extra arms differs, as said above).
 
 Audience rules become one GrowthBook condition (:mod:`content.experiences.ninetailed_rules`). Anything
 Vary cannot map is reported with the entry id, and the audience (and every experience using it) is
@@ -45,6 +50,7 @@ import math
 from collections.abc import Collection
 from functools import partial
 
+import msgspec
 from msgspec import Struct
 
 from content.experiences.base import (
@@ -62,16 +68,24 @@ from content.experiences.base import (
     reserved_key,
     text,
 )
+from content.experiences.ninetailed_flags import (
+    CustomFlag,
+    FlagExperience,
+    collision_issues,
+    parse_inline_variable,
+)
 from content.experiences.ninetailed_rules import rules_condition
 from content.items import ContentItems
 from content.resolve import NT_EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
 from personalization.types import Audience, Experience
 
-__all__ = ["EXPERIENCE_TYPE", "AUDIENCE_TYPE", "HIDDEN_VARIANT", "MODEL", "compile_ninetailed"]
+__all__ = ["EXPERIENCE_TYPE", "AUDIENCE_TYPE", "HIDDEN_VARIANT", "MAX_FLAG_EXPERIENCES", "MODEL", "compile_ninetailed"]
 
 EXPERIENCE_TYPE = "nt_experience"
 AUDIENCE_TYPE = "nt_audience"
+#: Most custom-flag experiences a space serves: a request with ``"flags": true`` decides each one.
+MAX_FLAG_EXPERIENCES = 50
 #: The variant id of a hidden variant: "render nothing" for that entry.
 HIDDEN_VARIANT = ""
 _TYPES = {"nt_personalization": "personalization", "nt_experiment": "ab_test"}
@@ -106,9 +120,20 @@ def compile_ninetailed(
     experience's first component.
     """
     experience_compiler = partial(_ExperienceCompiler, taken=set(reserved_keys))
-    return compile_model(
+    compiled = compile_model(
         items, default_locale, MODEL, _compile_audience, experience_compiler, validate_condition
     )
+    entries = {entry.id: entry for entry in items.entries}
+    flags = compiled.flags[:MAX_FLAG_EXPERIENCES]  # each is decided (and logged) on "flags": true
+    issues = [*collision_issues(flags, entries), *(
+        issue(entries[f.entry_id], f"Only {MAX_FLAG_EXPERIENCES} experiences with custom flags are served "
+              "(each one a request decides logs an exposure); this one, after them by entry id, is not.",
+              "Archive experiences whose flags are no longer read.")
+        for f in compiled.flags[MAX_FLAG_EXPERIENCES:]
+    )]  # fmt: skip
+    if not issues:
+        return compiled
+    return msgspec.structs.replace(compiled, flags=flags, issues=(*compiled.issues, *issues))
 
 
 def _compile_audience(
@@ -164,14 +189,18 @@ class _ExperienceCompiler(ExperienceCompiler):
                          "Open the experience in Contentful Personalization and save its traffic, "
                          "distribution and variants.")
             return None
-        components = self._components(config.get("components"))
+        components, flags = self._components(config.get("components"))
         arms = 1 + max((len(c.variants) for c in components), default=0)
+        arms = max(arms, 1 + max((len(f.variants) for f in flags), default=0))
         traffic = self._traffic(config.get("traffic"))
-        weights = self._weights(config.get("distribution"), kind, arms) if kind and components else None
+        runs = bool(components or flags)
+        weights = self._weights(config.get("distribution"), kind, arms) if kind and runs else None
+        arms = len(weights) if weights else arms  # a distribution may add arms that show the baseline
         audience = self._audience()
         by_baseline = self._attach(components)
-        self.check_linked()
-        if self._off or key is None or kind is None or weights is None or not components:
+        if components or not flags:  # custom flags alone are read by key: no entry links them
+            self.check_linked()
+        if self._off or key is None or kind is None or weights is None or not runs:
             return None
         name = text(self.get("nt_name")) or key
         audience_link = self.get("nt_audience")
@@ -196,7 +225,11 @@ class _ExperienceCompiler(ExperienceCompiler):
             )
 
         attached = {baseline_id: experience(c) for baseline_id, c in by_baseline.items()}
-        first = next(iter(attached.values()), None) or experience(components[0])
+        if flags:  # decided under the experience's own entry id; every arm "serves" that entry
+            attached[self.entry.id] = experience(_Component(self.entry.id, ()))
+            self.flag_experience = FlagExperience(entry_id=self.entry.id, key=key, flags=tuple(flags))
+        first = next(iter(attached.values()), None) or experience(components[0] if components else
+                                                                    _Component(self.entry.id, ()))
         return first, attached
 
     def _key(self) -> str | None:
@@ -232,21 +265,31 @@ class _ExperienceCompiler(ExperienceCompiler):
                      "Choose Personalization or Experiment as the experience's type.")
         return None
 
-    def _components(self, raw: object) -> list[_Component]:
+    def _components(self, raw: object) -> tuple[list[_Component], list[CustomFlag]]:
+        if isinstance(raw, dict):  # seen in real spaces: a single component stored as an object
+            raw = [raw]
         if not isinstance(raw, list) or not raw:
             self.problem(f"Experience {self.label} has no components, so there is nothing to show "
                          "instead of the baseline.",
                          "Add a variant for the entry it should change.")
-            return []
+            return [], []
         components: list[_Component] = []
+        flags: list[CustomFlag] = []
         for i, component in enumerate(raw):
             kind = component.get("type") if isinstance(component, dict) else None
             if kind == "InlineVariable":
-                self.problem(f"Experience {self.label} has an inline variable "
-                             f"({component.get('key')!r}); Vary does not support InlineVariable "
-                             "components yet, so that component is ignored.",
-                             "Model the change as an entry replacement (a variant entry), or read "
-                             "the value in the front end.", switches_off=False)
+                flag, why = parse_inline_variable(component, i)  # type: ignore[arg-type]  # a dict
+                if flag is None:
+                    self.problem(f"Experience {self.label}: {why}; that flag is not served (front ends "
+                                 "reading it keep their default).",
+                                 "Set the flag's value type and a value for the baseline and every "
+                                 "variant again in Contentful Personalization.", switches_off=False)
+                elif any(f.key == flag.key for f in flags):
+                    self.problem(f'Experience {self.label} sets the custom flag "{flag.key}" twice; '
+                                 "the first is served.",
+                                 "Remove the second component with that key.", switches_off=False)
+                else:
+                    flags.append(flag)
                 continue
             if not isinstance(component, dict) or kind not in (None, "EntryReplacement"):
                 self.problem(f"Experience {self.label} has component {i + 1} of type {kind!r}, which "
@@ -257,6 +300,8 @@ class _ExperienceCompiler(ExperienceCompiler):
             baseline = component.get("baseline")
             baseline_id = text(baseline.get("id")) if isinstance(baseline, dict) else None
             variants = component.get("variants")
+            if isinstance(variants, dict):  # seen in real spaces: a single variant stored as an object
+                variants = [variants]
             if baseline_id is None or not isinstance(variants, list):
                 self.problem(f"Experience {self.label} has component {i + 1} without a baseline or "
                              "variants.",
@@ -278,10 +323,10 @@ class _ExperienceCompiler(ExperienceCompiler):
                     continue
                 ids.append(target.id)
             components.append(_Component(baseline_id, tuple(ids)))
-        if raw and not components and not self._off:
-            self.problem(f"Experience {self.label} has no entry replacement Vary can serve.",
+        if raw and not components and not flags and not self._off:
+            self.problem(f"Experience {self.label} has no entry replacement or custom flag Vary can serve.",
                          "Add a variant entry for the entry it should change.")
-        return components
+        return components, flags
 
     def _traffic(self, traffic: object) -> float:
         if traffic is None:
@@ -308,21 +353,28 @@ class _ExperienceCompiler(ExperienceCompiler):
         total = math.fsum(distribution)
         if len(distribution) == arms and abs(total - 1.0) <= _TOLERANCE:
             return tuple(float(d) for d in distribution)
-        # Shares laid end to end over [0, 1]; what is past 1, left over or for a missing arm → baseline.
-        weights = [0.0] * arms
+        # As the SDK's ranges: shares laid end to end over [0, 1] (past 1: never reached); a reachable
+        # share past the variants is an arm that shows the baseline, and so is what is left over.
+        weights: list[float] = []
         remaining = 1.0
-        for index, share in enumerate(distribution):
+        for share in distribution:
             taken = min(float(share), remaining) if remaining > _TOLERANCE else 0.0
-            weights[index if index < arms else 0] += taken
+            weights.append(taken)
             remaining -= taken
+        while len(weights) > arms and weights[-1] == 0.0:
+            weights.pop()
+        weights += [0.0] * (arms - len(weights))
+        extra = len(weights) - arms
         if remaining > _TOLERANCE:
-            weights[0] += remaining
+            weights.append(remaining)
+            extra += 1
         shown = ", ".join(f"{w:.4g}" for w in weights)
+        extras = (f"; the last {extra} arm{'s' if extra > 1 else ''} show{'' if extra > 1 else 's'} the "
+                  "baseline, where the SDK shows it too but logs arm 0" if extra else "")
         self.problem(f"Experience {self.label} has a distribution of {len(distribution)} shares adding "
-                     f"up to {total:g} for {arms} arms (the baseline and {arms - 1} variants); as "
-                     f"Contentful Personalization would, Vary serves [{shown}] with the rest on the "
-                     "baseline (visitors may then land in other arms than Contentful Personalization's SDK "
-                     "puts them in).",
+                     f"up to {total:g} for {arms} arms (the baseline and {arms - 1} variants); Vary "
+                     f"serves [{shown}], so every visitor sees what Contentful Personalization's SDK "
+                     f"shows them{extras}.",
                      "Set one share per arm, baseline first, adding up to 1.",
                      switches_off=False)
         return tuple(weights)

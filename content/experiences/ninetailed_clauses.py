@@ -19,8 +19,8 @@ from typing import Any
 
 from content.experiences.base import text
 
-__all__ = ["ANY_VALUE", "NEGATIVE", "OPERATORS", "WHERE_KEYS", "clause", "js_text", "kind_of", "number",
-           "operator_of", "where_attribute"]  # fmt: skip
+__all__ = ["ANY_VALUE", "NEGATIVE", "OPERATORS", "WHERE_KEYS", "clause", "js_text", "kind_of",
+           "list_aware_contains", "number", "operator_of", "where_attribute"]  # fmt: skip
 
 #: The builder's "any value": the field is set (``exists``), whatever its value.
 ANY_VALUE = "*"
@@ -163,6 +163,23 @@ def clause(
         parsed = number(value)
         value = parsed if parsed is not None else value  # "10" > "9" compares as numbers
     return {attribute: {op: value}}
+
+
+def list_aware_contains(attribute: str, value: object, negate: bool = False) -> dict[str, Any]:
+    """Ninetailed's ``contains`` on a trait, which may be a list (CDPs send ``["Process Management",
+    …]``): on a list it is membership — an element equal to the value (text or, for a numeric value,
+    the number) — and on anything else the substring match it always was. GrowthBook would read a
+    ``$regex`` on a list as a match in its comma-joined text, so the regex is kept off lists."""
+    text = value if isinstance(value, str) else js_text(value)
+    candidates: list[object] = [value]
+    parsed = number(value) if isinstance(value, str) else None
+    if parsed is not None:
+        candidates.append(parsed)
+    either = {"$or": [
+        {attribute: {"$not": {"$type": "array"}, "$regex": re.escape(text)}},
+        {attribute: {"$elemMatch": {"$in": candidates}}},
+    ]}  # fmt: skip
+    return {"$not": either} if negate else either
 
 
 def operator_of(rule: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from content.experiences.ninetailed_clauses import (
     RELATIONAL,
     clause,
     kind_of,
+    list_aware_contains,
     number,
     operator_of,
     where_attribute,
@@ -149,6 +150,8 @@ def _identify_rule(rule: dict[str, Any], where: str, problems: list[str]) -> dic
         # The builder's value box is text; a trait sent as JSON true/false means the same.
         either = [value, value.lower() == "true"]
         return {attribute: {"$in" if operator == "equal" else "$nin": either}}
+    if operator in ("contains", "notContains") and value not in (None, "", ANY_VALUE) and not isinstance(value, (dict, list)):
+        return list_aware_contains(attribute, value, negate=operator == "notContains")
     return clause(attribute, rule, where, problems)
 
 

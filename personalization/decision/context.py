@@ -9,7 +9,7 @@ Vary's public contract, because marketers write rules against it::
       "utm": {"campaign": "sale"}, "traits": {"plan": "pro"},
       "segments": {"price_sensitive": 0.81, ...},
       "profile": {"visits": 3, "page_views": 12, "conversions": 1, "channels": ["ios", "web"],
-                  "goals": {"signup": 1}},
+                  "goals": {"signup": 1}, "exposures": {"hero": {"day": 1, "week": 2, "campaign": 5}}},
       "new_visitor": false, "returning_visitor": true,
       "continent": "EU", "city": "Berlin", "region": "BE",
       "page_path": "/pricing", "page_query": {"utm_campaign": "sale"},
@@ -23,9 +23,11 @@ Traits are also reachable at the top level (``plan``) unless they would shadow a
 rules written for GrowthBook's flat attributes keep working. ``continent`` is derived from ``country``
 (:data:`CONTINENTS`, GeoNames' assignment: AF, AN, AS, EU, NA, OC, SA); ``city`` and ``region`` are the
 ``city``/``region`` traits, which a front end fills from its CDN's geolocation; ``page_path`` and
-``page_query`` are ``page`` split up (a bare path is its own ``page_path``). ``history`` is the
-visitor's bounded page and event history (:mod:`personalization.decision.history`: parsed only when a
-condition reads it; ``within.<n><unit>`` counts over any window, relative to ``now``).
+``page_query`` are ``page`` split up (a bare path is its own ``page_path``). ``profile.exposures``
+counts the person's exposures per experience for frequency caps
+(:mod:`personalization.decision.frequency`). ``history`` is the visitor's bounded page and event
+history (:mod:`personalization.decision.history`: parsed only when a condition reads it;
+``within.<n><unit>`` counts over any window, relative to ``now``).
 
 :func:`merge_values` is the same visitor as Ninetailed-style profile paths (``traits.firstname``,
 ``location.city``), for rich-text merge tags.
@@ -38,6 +40,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from personalization.decision.frequency import exposure_counts
 from personalization.decision.history import history_attributes
 from personalization.types import CONTINENTS, Profile, SegmentScores, Visitor
 
@@ -89,6 +92,7 @@ def audience_attributes(
 
     ``now`` (Unix seconds, default the clock) is what history windows count back from.
     """
+    clock = time.time() if now is None else now
     attributes: dict[str, Any] = {
         name: value for name, value in visitor.traits.items() if name not in BUILTIN_ATTRIBUTES
     }
@@ -110,23 +114,39 @@ def audience_attributes(
             "conversions": profile.conversions,
             "channels": list(profile.channels),
             "goals": profile.goals,
+            "exposures": {key: exposure_counts(raw, clock) for key, raw in profile.frequency.items()},
         },
         new_visitor=profile.is_new,
         returning_visitor=not profile.is_new,
         continent=continent_of(visitor.country),
         city=visitor.traits.get("city"),
         region=visitor.traits.get("region"),
-        history=history_attributes(profile.history, time.time() if now is None else now),
+        history=history_attributes(profile.history, clock),
     )
     if visitor.page:
         attributes["page_path"], attributes["page_query"] = _page_parts(visitor.page)
     return attributes
 
 
+def _merge_text(value: object) -> str | None:
+    """A trait value as a merge tag shows it: JavaScript's ``String()`` of a scalar, a list's items
+    joined with ``", "``; ``None`` for null (the tag's fallback shows)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ", ".join(text for text in map(_merge_text, value) if text is not None)
+    return str(value)
+
+
 def merge_values(visitor: Visitor) -> dict[str, str]:
     """The visitor as Ninetailed-style profile paths → text, for rich-text merge tags.
 
-    ``traits.<name>`` for every trait with a value, and ``location.countryCode``,
+    ``traits.<name>`` for every trait with a value (a list's items joined with ``", "``; an object's
+    keys as ``traits.<name>.<key>``), and ``location.countryCode``,
     ``location.continent``, ``location.city``, ``location.region`` where known (city and region are
     the ``city``/``region`` traits). Numbers read as JavaScript would print them (``3``, not ``3.0``).
     Empty without personalization consent: merge tags then show their fallbacks.
@@ -135,15 +155,15 @@ def merge_values(visitor: Visitor) -> dict[str, str]:
     if not visitor.consent.personalization:
         return values
     for name, value in visitor.traits.items():
-        if value is None:
+        if isinstance(value, dict):  # one level of nesting: ``traits.address.city``
+            for key, inner in value.items():
+                text = _merge_text(inner)
+                if text is not None:
+                    values[f"traits.{name}.{key}"] = text
             continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, float) and value.is_integer():
-            text = str(int(value))
-        else:
-            text = str(value)
-        values[f"traits.{name}"] = text
+        text = _merge_text(value)
+        if text is not None:
+            values[f"traits.{name}"] = text
     country = visitor.country.upper() if visitor.country else None
     location = {
         "countryCode": country,

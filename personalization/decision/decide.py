@@ -20,6 +20,7 @@ from personalization.decision.global_holdout import (
     in_global_holdout,
 )
 from personalization.decision.selection import HOLDOUT_STICKY, select_experience
+from personalization.decision.shadow import shadow_choice
 from personalization.seams import PluginSeams, RewardModel, SegmentModel
 from personalization.types import (
     Assignment,
@@ -73,6 +74,7 @@ def decide(
     policies: Mapping[str, RewardModel] | None = None,
     plugins: PluginSeams | None = None,
     global_holdout: float = 0.0,
+    shadows: Mapping[str, RewardModel] | None = None,
 ) -> Outcome:
     """Decide a variant for every requested entry (steps numbered as in DESIGN.md §2).
 
@@ -81,6 +83,9 @@ def decide(
     ``global_holdout``: the share of visitors who get every baseline
     (:mod:`personalization.decision.global_holdout`); above 0, one more exposure, of ``_global``,
     is logged after the entries' (none for a visitor without personalization consent).
+    ``shadows``: candidate policies in shadow, by ``bandit`` experience key
+    (:mod:`personalization.decision.shadow`): what each would have chosen is logged on the exposure
+    of every decision its experience makes; the live policy still decides what is served.
     """
     # 1. context: canonical forms; consent gates everything after it
     visitor = normalise_visitor(visitor)
@@ -126,6 +131,12 @@ def decide(
             else experience.variants[variant - 1]
         )
         exposure_id = new_id()
+        # 7b. shadow mode: the candidate's choice beside the live one, logged only
+        shadow = None
+        if shadows and experience is not None and experience.type == "bandit" and not chosen.holdout:
+            candidate = shadows.get(experience.key)
+            if candidate is not None:
+                shadow = shadow_choice(experience, visitor.id, context, candidate)
         decisions.append(
             Decision(
                 entry_id=entry.entry_id,
@@ -159,6 +170,9 @@ def decide(
                 country=visitor.country,
                 device=visitor.device,
                 phase=experience.phase if experience is not None else 1,
+                shadow_version=shadow.version if shadow is not None else None,
+                shadow_variant=shadow.variant if shadow is not None else None,
+                shadow_propensity=shadow.propensity if shadow is not None else None,
             )
         )
         if experience is not None and visitor_ref:

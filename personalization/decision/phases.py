@@ -43,6 +43,12 @@ def assignment_setup(experience: Experience) -> dict[str, Any]:
             "epsilon": experience.epsilon,
             "min_probability": experience.min_probability,
         }
+    # Only when set, so fingerprints recorded before these fields existed stay the same.
+    if experience.layer is not None:
+        start, end = experience.layer_range or (0.0, 1.0)
+        setup["layer"] = [experience.layer, round(float(start), 9), round(float(end), 9)]
+    if experience.bucketing != "growthbook":
+        setup["bucketing"] = experience.bucketing
     return setup
 
 
@@ -87,4 +93,14 @@ def describe_changes(
         changes.append("audience condition changed")
     if a.get("bandit") != b.get("bandit") and a.get("type") == b.get("type"):
         changes.append("bandit settings changed")
+    if a.get("layer") != b.get("layer"):
+        changes.append(f"layer {_layer(a.get('layer'))} → {_layer(b.get('layer'))}")
+    if a.get("bucketing") != b.get("bucketing"):
+        changes.append(f"bucketing {a.get('bucketing') or 'growthbook'} → {b.get('bucketing') or 'growthbook'}")
     return changes
+
+
+def _layer(value: object) -> str:
+    if isinstance(value, list) and len(value) == 3:
+        return f"{value[0]} [{_share(value[1])}, {_share(value[2])})"
+    return "none"

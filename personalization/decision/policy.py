@@ -10,10 +10,21 @@ Why it is built this way:
   training builds its rows with it and :meth:`CompiledRewardModel.predict` skips the same reserved
   names, so training and serving cannot disagree on what ``action`` means.
 * **Probabilities, not just a choice.** :func:`action_probabilities` turns the k predictions into
-  the serving distribution (Thompson sampling computed deterministically, or epsilon-greedy) with
-  an exploration floor; :func:`choose_action` picks from it with a uniform number the caller
-  derives from a hash (:func:`uniform_from_key`), so a decision is a pure function of its inputs
-  and the propensity logged for off-policy evaluation is exactly the probability the variant had.
+  the serving distribution (Thompson sampling computed deterministically, or epsilon-greedy);
+  :func:`choose_action` picks from it with a uniform number the caller derives from a hash
+  (:func:`uniform_from_key`), so a decision is a pure function of its inputs and the propensity
+  logged for off-policy evaluation is exactly the probability the variant had.
+* **Exploration is a budget, not a floor per variant.** At most ε of traffic (the experience's
+  ``epsilon``) goes to variants other than the predicted best, and that budget decays with the
+  logged rows the model rests on: ε_n = ε·min(1, √(n₀/n)), n₀ = :data:`BUDGET_ROWS`. The 1/√n
+  rate is the rate at which the model's estimates still move (their standard error), so exploration
+  shrinks exactly as fast as there is less left to learn; Thompson sampling, inside the budget, spends
+  it on the variants that could still be best (its posterior per variant rests on that variant's own
+  rows, so a well-measured loser gets almost nothing). A minimum propensity is kept only for
+  off-policy evaluation, min(``min_probability``, ε_n/2k): its k copies never take more than half the
+  budget, so a 50-variant bandit is never uniform. The model's predictions carry the rows they rest
+  on (:class:`RewardPredictions`), so every caller — serving, ``vary evaluate``, the bench — gets the
+  same distribution from the same call.
 """
 
 from __future__ import annotations
@@ -23,14 +34,19 @@ import math
 from collections.abc import Sequence
 from typing import Generic, Literal, Protocol, TypeVar
 
+from personalization.decision.thompson import probability_best
 from personalization.seams import FeatureRow
 
 __all__ = [
     "ACTION_KEY",
+    "BUDGET_ROWS",
     "CompiledRewardModel",
+    "RewardPredictions",
     "action_features",
     "action_probabilities",
     "choose_action",
+    "exploration_budget",
+    "exploration_floor",
     "sigmoid",
     "uniform_policy",
     "uniform_from_key",
@@ -40,6 +56,13 @@ __all__ = [
 #: The feature name :func:`action_features` gives the variant index; context features named
 #: ``action`` or ``action=…`` are dropped (they would collide with it).
 ACTION_KEY = "action"
+
+#: n₀ of the exploration budget's decay ε_n = ε·min(1, √(n₀/n)): the full budget until the model rests
+#: on this many logged rows (below it a reward model's held-out metrics are mostly noise), then 1/√n.
+BUDGET_ROWS = 1_000.0
+
+#: Rows each prediction counts for in Thompson sampling when the predictions do not say (plain lists).
+DEFAULT_EVIDENCE_ROWS = 100.0
 
 
 def sigmoid(z: float) -> float:
@@ -84,6 +107,23 @@ class RewardCard(Protocol):
     @property
     def n_actions(self) -> int: ...
 
+    @property
+    def actions(self) -> tuple[int, ...]: ...
+
+
+class RewardPredictions(list[float]):
+    """P(reward | x, a) for a = 0..k−1, and ``rows``: the logged rows per variant the model was fitted on.
+
+    A list (so it compares, indexes and serialises as one); :func:`action_probabilities` reads
+    ``rows`` for Thompson sampling's per-variant evidence and for the exploration budget's decay.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, values: Sequence[float], rows: Sequence[float]) -> None:
+        super().__init__(values)
+        self.rows = tuple(float(r) for r in rows)
+
 
 CardT = TypeVar("CardT", bound=RewardCard)
 
@@ -121,7 +161,10 @@ class CompiledRewardModel(Generic[CardT]):
         return self._card
 
     def predict(self, features: FeatureRow) -> list[float]:
-        """P(reward | features, a) for a = 0..k−1, equal to the pipeline's ``predict_proba``."""
+        """P(reward | features, a) for a = 0..k−1, equal to the pipeline's ``predict_proba``.
+
+        A :class:`RewardPredictions` carrying the card's training rows per variant when it has them.
+        """
         weights = self._weights
         z = list(self._intercepts)
         k = len(z)
@@ -138,7 +181,11 @@ class CompiledRewardModel(Generic[CardT]):
                 if w is not None:
                     for a in range(k):
                         z[a] += w[a] * value
-        return [sigmoid(v) for v in z]
+        values = [sigmoid(v) for v in z]
+        rows = self._card.actions
+        if len(rows) == k and sum(rows) > 0:
+            return RewardPredictions(values, rows)
+        return values
 
     def __repr__(self) -> str:
         return f"CompiledRewardModel(version={self.version!r}, n_actions={self.n_actions})"
@@ -146,84 +193,6 @@ class CompiledRewardModel(Generic[CardT]):
 
 # ---------------------------------------------------------------------------------------------------
 # From predictions to a choice
-
-
-def _gauss_hermite(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Nodes and weights of n-point Gauss–Hermite quadrature (weight e^{-t²}), by Newton's method.
-
-    The nodes are the roots of the orthonormal Hermite polynomial h_n, found from the largest down
-    with the classic starting guesses (Numerical Recipes' ``gauher``) and the three-term recurrence;
-    they agree with ``numpy.polynomial.hermite.hermgauss`` to ~1e-14.
-    """
-    pi_m4 = math.pi**-0.25
-    nodes = [0.0] * n
-    weights = [0.0] * n
-    z = 0.0
-    for i in range((n + 1) // 2):
-        if i == 0:
-            z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** (-0.16667)
-        elif i == 1:
-            z -= 1.14 * n**0.426 / z
-        elif i == 2:
-            z = 1.86 * z - 0.86 * nodes[0]
-        elif i == 3:
-            z = 1.91 * z - 0.91 * nodes[1]
-        else:
-            z = 2.0 * z - nodes[i - 2]
-        for _ in range(100):
-            p1, p2 = pi_m4, 0.0
-            for j in range(1, n + 1):
-                p1, p2 = z * math.sqrt(2.0 / j) * p1 - math.sqrt((j - 1) / j) * p2, p1
-            derivative = math.sqrt(2.0 * n) * p2
-            step = p1 / derivative
-            z -= step
-            if abs(step) <= 1e-15:
-                break
-        nodes[i], nodes[n - 1 - i] = z, -z
-        weights[i] = weights[n - 1 - i] = 2.0 / (derivative * derivative)
-    order = sorted(range(n), key=nodes.__getitem__)
-    return tuple(nodes[i] for i in order), tuple(weights[i] for i in order)
-
-
-# Gauss–Hermite nodes/weights for E[f(X)], X ~ N(μ, σ²): Σ_i w_i f(μ + σ t_i), with t already scaled
-# by √2 and w by 1/√π. 48 nodes give P(best) to ~1e-9 against adaptive quadrature for the variances
-# used here.
-_GH_RAW_NODES, _GH_RAW_WEIGHTS = _gauss_hermite(48)
-_GH_NODES = tuple(t * math.sqrt(2.0) for t in _GH_RAW_NODES)
-_GH_WEIGHTS = tuple(w / math.sqrt(math.pi) for w in _GH_RAW_WEIGHTS)
-# The outer nodes weigh < 1e-18 (and multiply a product of CDFs ≤ 1): leaving them out changes no
-# probability by more than 5e-17 and saves a quarter of the work.
-_GH_TERMS = tuple((t, w) for t, w in zip(_GH_NODES, _GH_WEIGHTS) if w > 1e-18)
-_SQRT2 = math.sqrt(2.0)
-
-
-def _probability_best(predictions: Sequence[float], evidence_rows: float) -> list[float]:
-    """P(action a has the highest reward rate) under independent Gaussian posteriors.
-
-    Each prediction p is read as a Beta(p·m + 1, (1−p)·m + 1) posterior (m = ``evidence_rows``)
-    and approximated by the Gaussian with its mean μ = (p·m + 1)/(m + 2) and variance
-    μ(1 − μ)/(m + 3) — never zero, so no action is ever certain. Then
-    P(a best) = ∫ φ_a(x) Π_{b≠a} Φ_b(x) dx, by Gauss–Hermite quadrature (deterministic).
-    """
-    mu = [(min(max(p, 0.0), 1.0) * evidence_rows + 1.0) / (evidence_rows + 2.0) for p in predictions]
-    sd = [math.sqrt(m * (1.0 - m) / (evidence_rows + 3.0)) for m in mu]
-    # Φ_b(x) = ½·erfc(−(x − μ_b) / (σ_b √2)): the normal CDF without scipy (the ½s are applied once).
-    scales = [-1.0 / (s * _SQRT2) for s in sd]
-    erfc = math.erfc
-    half = 0.5 ** (len(mu) - 1)
-    best: list[float] = []
-    for a, (mu_a, sd_a) in enumerate(zip(mu, sd)):
-        others = [(mu[b], scales[b]) for b in range(len(mu)) if b != a]
-        total = 0.0
-        for t, w in _GH_TERMS:
-            x = mu_a + sd_a * t  # where action a's draw lands
-            product = w
-            for mu_b, scale_b in others:
-                product *= erfc((x - mu_b) * scale_b)
-            total += product
-        best.append(max(total * half, 0.0))
-    mass = sum(best)
-    return [b / mass for b in best]
 
 
 def _epsilon_greedy(predictions: Sequence[float], epsilon: float) -> list[float]:
@@ -261,24 +230,68 @@ def _apply_floor(probabilities: list[float], floor: float) -> list[float]:
         lifted |= low
 
 
+def exploration_budget(epsilon: float, logged_rows: float | None) -> float:
+    """ε_n = ε·min(1, √(n₀/n)): the share of traffic the non-best variants may get after n logged rows
+    (n₀ = :data:`BUDGET_ROWS`); ε itself when n is unknown."""
+    if logged_rows is None or logged_rows <= BUDGET_ROWS:
+        return epsilon
+    return epsilon * math.sqrt(BUDGET_ROWS / logged_rows)
+
+
+def exploration_floor(min_probability: float, budget: float, k: int) -> float:
+    """The minimum propensity: min(``min_probability``, budget/2k), so k floors take ≤ half the budget."""
+    return min(min_probability, budget / (2.0 * k))
+
+
+def _within_budget(probabilities: list[float], best: set[int], budget: float, floor: float) -> list[float]:
+    """Give the non-best actions at most ``budget`` in all, keeping each at ≥ ``floor``.
+
+    Over budget, each non-best action keeps its floor plus a share of budget − m·floor (m non-best
+    actions) in proportion to what it had above the floor; the best actions share 1 − budget in
+    proportion to what they had. Needs every probability ≥ floor and m·floor < budget (or no excess).
+    """
+    k = len(probabilities)
+    others = [a for a in range(k) if a not in best]
+    excess = math.fsum(probabilities[a] for a in others)
+    if excess <= budget:
+        return list(probabilities)
+    spare = budget - floor * len(others)
+    above = excess - floor * len(others)
+    out = list(probabilities)
+    for a in others:
+        out[a] = floor + (probabilities[a] - floor) * spare / above
+    kept = math.fsum(probabilities[a] for a in best)
+    for a in best:
+        out[a] = (1.0 - budget) * (probabilities[a] / kept if kept > 0.0 else 1.0 / len(best))
+    return out
+
+
 def action_probabilities(
     predictions: Sequence[float],
     method: Literal["thompson", "epsilon_greedy"] = "thompson",
     *,
     epsilon: float = 0.1,
     min_probability: float = 0.05,
-    evidence_rows: float = 100.0,
+    evidence_rows: float | Sequence[float] | None = None,
+    logged_rows: float | None = None,
+    decay: bool = True,
 ) -> list[float]:
     """The serving distribution over k variants given P(reward | x, a) per variant.
 
-    * ``"epsilon_greedy"``: ε/k to each, plus 1 − ε split equally among the exact argmax ties.
-    * ``"thompson"``: P(a is best) under a Gaussian approximation of a Beta posterior around each
-      prediction worth ``evidence_rows`` observations (see :func:`_probability_best`), computed by
-      quadrature — deterministic, so the same inputs always give the same vector, and the
-      propensity logged for the chosen variant is exactly the probability it had.
+    The exploration budget is ε_n = :func:`exploration_budget` (``epsilon``, n) with n =
+    ``logged_rows``, or the total of the predictions' rows (:class:`RewardPredictions`); ε when n
+    is unknown or ``decay`` is off. Then:
 
-    Then the exploration floor (:func:`_apply_floor`): each variant ends with ≥ ``min_probability``
-    (lowered to 1/k when min_probability·k > 1, i.e. uniform), and the vector sums to 1.
+    * ``"epsilon_greedy"``: ε_n/k to each, plus 1 − ε_n split equally among the exact argmax ties.
+    * ``"thompson"``: P(a is best) under a Gaussian approximation of a Beta posterior around each
+      prediction worth ``evidence_rows`` observations (per variant, or one number for all; default
+      the predictions' rows, else :data:`DEFAULT_EVIDENCE_ROWS`), computed by quadrature —
+      deterministic, so the same inputs always give the same vector and the logged propensity is
+      exactly the probability the variant had — then held to the budget: the variants other than
+      the predicted best get at most ε_n in all (:func:`_within_budget`).
+
+    Every variant keeps ≥ :func:`exploration_floor` (min(``min_probability``, ε_n/2k), water-filled
+    by :func:`_apply_floor`), and the vector sums to 1.
     """
     k = len(predictions)
     if k < 1:
@@ -288,17 +301,28 @@ def action_probabilities(
         raise ValueError(f"predictions must be finite numbers, got {list(predictions)!r}")
     if not 0.0 <= min_probability <= 1.0:
         raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    known_rows = predictions.rows if isinstance(predictions, RewardPredictions) else None
+    if logged_rows is None and known_rows is not None:
+        logged_rows = math.fsum(known_rows)
+    budget = exploration_budget(epsilon, logged_rows if decay else None)
+    floor = exploration_floor(min_probability, budget, k)
+    top = max(values)
+    best = {a for a in range(k) if values[a] == top}
     if method == "epsilon_greedy":
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
-        probabilities = _epsilon_greedy(values, epsilon)
+        probabilities = _epsilon_greedy(values, budget)
     elif method == "thompson":
-        if not evidence_rows > 0.0:
-            raise ValueError(f"evidence_rows must be > 0, got {evidence_rows!r}")
-        probabilities = _probability_best(values, evidence_rows)
+        if evidence_rows is None:  # a variant the model never saw rests on its prior alone (m = 0)
+            rows = list(known_rows) if known_rows is not None else [DEFAULT_EVIDENCE_ROWS] * k
+        else:
+            rows = [float(evidence_rows)] * k if isinstance(evidence_rows, int | float) else list(evidence_rows)
+            if len(rows) != k or not all(m > 0.0 for m in rows):
+                raise ValueError(f"evidence_rows must be > 0, one number or one per variant, got {evidence_rows!r}")
+        probabilities = probability_best(values, rows)
     else:
         raise ValueError(f"unknown method {method!r}: use 'thompson' or 'epsilon_greedy'")
-    return _apply_floor(probabilities, min(min_probability, 1.0 / k))
+    return _within_budget(_apply_floor(probabilities, floor), best, budget, floor)
 
 
 def choose_action(probabilities: Sequence[float], u: float) -> int:

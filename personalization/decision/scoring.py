@@ -39,15 +39,25 @@ class ActiveModel:
 
 
 class ActivePolicies:
-    """The reward model serving each ``bandit`` experience, by experience key.
+    """The reward model serving each ``bandit`` experience, by experience key — and the candidate
+    running in shadow beside it (``shadows``: what it would have chosen is logged, never served).
 
-    ``current`` is replaced whole on every change (copy, then assign), so a request holding the old
-    mapping keeps a consistent view.
+    ``current`` and ``shadows`` are replaced whole on every change (copy, then assign), so a request
+    holding the old mapping keeps a consistent view.
     """
 
     def __init__(self) -> None:
         self.current: dict[str, RewardModel] = {}
+        self.shadows: dict[str, RewardModel] = {}
 
     def activate(self, experience: str, model: RewardModel) -> None:
         self.current = {**self.current, experience: model}
         log.info("policy %s active for experience %s", model.version, experience)
+
+    def shadow(self, experience: str, model: RewardModel | None) -> None:
+        """Run ``model`` in shadow for ``experience`` (``None``: stop the shadow)."""
+        shadows = {key: value for key, value in self.shadows.items() if key != experience}
+        if model is not None:
+            shadows[experience] = model
+        self.shadows = shadows
+        log.info("policy %s in shadow for experience %s", model.version if model else None, experience)

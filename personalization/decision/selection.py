@@ -17,6 +17,17 @@ Phases: from phase 2 on (:mod:`personalization.decision.phases`), sticky assignm
 ``phase_key(key, n)`` (``hero@p2``), so a set-up edit that starts a new phase re-buckets everyone
 (GrowthBook re-randomises on a new phase) instead of keeping visitors in variants of the old set-up.
 
+Layers (GrowthBook namespaces): experiences sharing ``Experience.layer`` each own a disjoint
+``layer_range`` of it (content compiles equal shares when none is given), and a visitor is in the
+experience whose range holds ``in_namespace``'s hash of the layer — v1 of ``"__" + layer`` and the
+visitor id, GrowthBook's own — so a visitor is in at most one experience of a layer, across every
+entry of a page, and a GrowthBook SDK given the same namespace agrees. The check runs once the
+audience matched and before anything else (sticky assignments included: an assignment from before
+the layer existed must not put a visitor in two of its experiences); outside the range the visitor
+gets the baseline with a reason naming the layer, and the next experience on the entry is not tried
+(the first whose audience matches decides, layered or not). Inside, the experience's own hash and
+weights split its share as they would split all traffic.
+
 Guardrail pauses: a visitor assigned a variant a guardrail paused (``Experience.paused``) keeps the
 assignment — the exposure is logged under it, intent to treat — but is served the baseline, with the
 pause's reason first in ``reason`` (``decide()`` serves the baseline entry).
@@ -39,7 +50,9 @@ from personalization.decision.bucketing import (
     bucket_hash,
     bucket_ranges,
     choose_variation,
+    in_namespace,
 )
+from personalization.decision.frequency import cap_reached
 from personalization.decision.ninetailed_bucketing import assign_ninetailed
 from personalization.decision.policy import (
     action_probabilities,
@@ -54,6 +67,7 @@ __all__ = [
     "assign_bandit",
     "select_experience",
     "variant_propensity",
+    "layer_miss",
     "HOLDOUT_SEED",
     "HOLDOUT_STICKY",
 ]
@@ -80,6 +94,26 @@ def variant_propensity(experience: Experience, variant: int, holdout_served: boo
 def _ranges(k: int, coverage: float, weights: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
     """``bucket_ranges`` of an experience: a function of immutable fields only, so computed once."""
     return tuple(bucket_ranges(k, coverage, list(weights)))
+
+
+def layer_miss(experience: Experience, visitor_id: str) -> str | None:
+    """Why the visitor is outside the experience's share of its layer; ``None`` when inside (or no layer).
+
+    An experience with a layer but no range (content always fills one) has no share: exclusivity first.
+    """
+    layer = experience.layer
+    if layer is None:
+        return None
+    share = experience.layer_range
+    if share is None:
+        return f"layer {layer!r}: {experience.key!r} has no range in it, so no visitor enters"
+    start, end = share
+    if in_namespace(visitor_id, (layer, start, end)):
+        return None
+    return (
+        f"layer {layer!r}: the visitor is outside {experience.key!r}'s range "
+        f"[{start:g}, {end:g}), which keeps the layer's experiences mutually exclusive"
+    )
 
 
 def _describe(variant: int, experience: Experience) -> str:
@@ -212,6 +246,17 @@ def select_experience(
         if audience is not None and not eval_condition(attributes, audience.condition):
             skipped.append(f"{experience.key}: not in audience {audience.name!r}")
             continue
+        outside_layer = layer_miss(experience, visitor_id)
+        if outside_layer is not None:
+            matched = "everyone" if audience is None else f"audience {audience.name!r} matched"
+            return Assignment(
+                experience=None, variant=0, holdout=False, propensity=1.0,
+                reason=f"baseline: {matched}; {outside_layer}",
+            )
+        capped = cap_reached(experience, attributes)  # frequency caps (personalization/decision/frequency.py)
+        if capped is not None:
+            matched = "everyone" if audience is None else f"audience {audience.name!r} matched"
+            return Assignment(experience=None, variant=0, holdout=False, propensity=1.0, reason=f"{capped}: {matched}")
         stuck = sticky.get(phase_key(experience.key, experience.phase))
         if experience.type == "bandit":
             assignment = assign_bandit(

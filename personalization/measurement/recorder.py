@@ -19,6 +19,11 @@ in the profile whose stream entry the replay (or the client's retry) adds — ne
 measured twice. A whole batch is sent in one pipelined round trip (on a Redis Cluster, whose redis-py
 pipeline refuses scripts, one call per event and half, in order per visitor and per stream).
 
+**Traits persist.** An ``identify`` event's traits are merged into the visitor's stored traits by the
+profile half (:mod:`personalization.store.traits`: latest wins, bounded). :meth:`EventRecorder.accept`
+first checks the bound against the stored traits (one pipelined read, only for a batch that
+identifies someone) and rejects an event that would pass it, naming the trait.
+
 **Every event has an id.** An event sent without ``event_id`` gets a server-assigned one
 (``vary-srv-…``, unique per process) and its ``ts`` (time received) *before* the first attempt, so a
 write whose reply was lost and that is then spooled and replayed is recognised by the same markers.
@@ -63,6 +68,7 @@ from personalization.measurement.events import (
     Conversion,
     Event,
     EventError,
+    Identify,
     PageView,
     Survey,
     decode_events,
@@ -72,10 +78,20 @@ from personalization.store.keys import (
     event_stream_marker,
     history_key,
     profile_key,
+    traits_key,
 )
 from personalization.store.partitions import stream_for
 from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
 from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.store.traits import (
+    MAX_TRAIT_BYTES,
+    MAX_TRAITS,
+    TRAITS_LUA,
+    TraitsOverBound,
+    check_merge,
+    encode_traits,
+    load_traits,
+)
 from personalization.store.visitor_history import (
     HISTORY_LUA,
     history_field,
@@ -165,7 +181,8 @@ def check_event(event: Event) -> None:
 
 #: The two halves of recording an event (see the module docstring), each in one cluster slot.
 _SCRIPTS = Path(__file__).parent / "scripts"
-_PROFILE = HISTORY_LUA + (_SCRIPTS / "event_profile.lua").read_text()  # it calls the history's function
+#: It calls the history's and the traits' functions.
+_PROFILE = HISTORY_LUA + TRAITS_LUA + (_SCRIPTS / "event_profile.lua").read_text()
 _APPEND = (_SCRIPTS / "event_append.lua").read_text()
 
 
@@ -252,7 +269,7 @@ class EventRecorder:
         be neither written nor spooled (retry with the same ``event_id``s).
         """
         good, rejected = decode_events(raw_events)
-        keep: list[Event] = []
+        keep: list[tuple[int, Event]] = []
         dropped = 0
         for index, event in good:
             try:
@@ -264,12 +281,13 @@ class EventRecorder:
             if not event.analytics:
                 dropped += 1
                 continue
-            keep.append(event)
+            keep.append((index, event))
+        kept = await self._within_trait_bounds(keep, rejected)
         rejected.sort(key=lambda r: r.index)
         recorded = EventsRecorded()
-        if keep:
+        if kept:
             try:  # Redis unreachable: spooled and replayed later (``spooled``); spool full: retry later
-                recorded = await self.record_or_spool(keep)
+                recorded = await self.record_or_spool(kept)
             except EventSpoolFull as exc:
                 raise StorageUnavailable(
                     f"events could not be stored: Redis is unreachable and {exc}; retry with the same event_ids",
@@ -279,12 +297,34 @@ class EventRecorder:
                 raise StorageUnavailable(
                     f"events could not be stored ({type(exc).__name__}); retry with the same event_ids"
                 ) from exc
-        if not keep and not dropped:
+        if not kept and not dropped:
             raise RejectedBatch(
                 "every event in the batch was rejected; nothing was recorded",
                 problems=[Problem(f"events[{r.index}].{r.field}", r.message) for r in rejected],
             )
         return BatchTaken(recorded=recorded, dropped=dropped, rejected=rejected)
+
+    async def _within_trait_bounds(self, events: list[tuple[int, Event]], rejected: list[EventError]) -> list[Event]:
+        """``events`` less the ``identify`` events whose traits would pass the visitor's bound (each
+        added to ``rejected``, naming the trait), checked in order over the stored traits (one
+        pipelined read, only when the batch identifies someone). Redis unreachable: no check here
+        (the events are spooled; the Lua merge keeps the bound when they are written)."""
+        identifies = [(i, e) for i, e in events if isinstance(e, Identify) and e.traits]
+        if not identifies:
+            return [event for _, event in events]
+        try:
+            stored = await load_traits(self._redis, (e.visitor_id for _, e in identifies))
+        except REDIS_UNREACHABLE:
+            return [event for _, event in events]
+        refused: set[int] = set()
+        for index, event in identifies:
+            assert isinstance(event, Identify)
+            try:
+                stored[event.visitor_id] = check_merge(stored[event.visitor_id], event.traits)
+            except TraitsOverBound as exc:
+                refused.add(index)
+                rejected.append(EventError(index=index, field=f"traits.{exc.trait}", message=exc.detail))
+        return [event for index, event in events if index not in refused]
 
     def _keep(self, stamped: list[Event], reason: str) -> EventsRecorded:
         assert self._spool is not None
@@ -320,7 +360,7 @@ class EventRecorder:
         keep, cap = history_limits(field) if field else (0, 0)
         profile: _Call = (
             [profile_key(event.visitor_id), event_marker_key(event.visitor_id, event.event_id),
-             history_key(event.visitor_id)],
+             history_key(event.visitor_id), traits_key(event.visitor_id)],
             [
                 repr(event.ts),
                 event.session_id or "",
@@ -333,6 +373,9 @@ class EventRecorder:
                 field or "",
                 keep,
                 cap,
+                MAX_TRAITS,
+                MAX_TRAIT_BYTES,
+                *(encode_traits(event.traits) if isinstance(event, Identify) else ()),
             ],
         )
         marker = event_stream_marker(stream, event.visitor_id, event.event_id)

@@ -3,8 +3,8 @@
 Why it is built this way:
 
 * **One reward model per experience, one artifact.** :func:`train_reward_model` fits a single
-  scikit-learn :class:`~sklearn.pipeline.Pipeline`, ``DictVectorizer(sparse=False) →
-  StandardScaler → LogisticRegression``, on one row per logged decision built by
+  scikit-learn :class:`~sklearn.pipeline.Pipeline`, ``DictVectorizer(sparse=True) →
+  StandardScaler(with_mean=False) → LogisticRegression``, on one row per logged decision built by
   :func:`action_features`:
 
   - the visitor's features as they are (``channel=web``, ``visits``): what raises the reward
@@ -17,6 +17,9 @@ Why it is built this way:
   So logit P(reward | x, a) = b + β_a + Σ_f (w_f + w_{a,f})·x_f, with L2 pulling the crossed
   weights towards the shared ones when data is thin. The scaler is there (as in
   :mod:`personalization.models.segment_model`) so lbfgs converges on counts as well as on one-hot columns.
+  How strong the L2 is, whether rows are importance-weighted against the logging policy, and the
+  Platt calibration folded into the coefficients are chosen by time-ordered cross-validation:
+  :mod:`personalization.models.reward_fit`.
 * **skops, not pickle** — same storage and the same trust check as the segment model: the file's
   schema types must all be in :data:`TRUSTED_TYPES` before skops constructs anything, and a model
   trained under another scikit-learn version is refused (:class:`ModelVersionMismatch`).
@@ -48,7 +51,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from personalization.decision.policy import CompiledRewardModel, action_features, reserved
+from personalization.decision.policy import (
+    CompiledRewardModel,
+    action_features,
+    reserved,
+)
 
 # Storage, the trust check, the time split and the card facts are shared with the segment model on
 # purpose: one implementation of "which types may a model file name" for every model Vary loads.
@@ -60,6 +67,11 @@ from personalization.models.files import (
     model_version,
     read_card,
     save_pipeline,
+)
+from personalization.models.reward_fit import (
+    calibrate,
+    fit_reward_pipeline,
+    importance_weights,
 )
 from personalization.models.training import (
     PIPELINE_TYPES,
@@ -116,23 +128,28 @@ class PolicyCard(msgspec.Struct, frozen=True, kw_only=True):
     rows: dict[str, int]
     actions: tuple[int, ...]
     metrics: dict[str, float]
+    #: What time-ordered cross-validation chose (:mod:`personalization.models.reward_fit`): the
+    #: ``C`` of the L2 penalty, ``"none"`` or ``"ipw"`` training weights, the Platt ``slope`` and
+    #: ``intercept`` folded in, and ``cv_log_loss``. Empty on cards written before #21.
+    fit: dict[str, float | str | None] = {}
 
 
 # ---------------------------------------------------------------------------------------------------
 # The representation (rows are :func:`~personalization.decision.policy.action_features`)
 
 
-def build_reward_pipeline(random_state: int = 0) -> Pipeline:
-    """An unfitted ``DictVectorizer → StandardScaler → LogisticRegression`` (integer random_state).
+def build_reward_pipeline(random_state: int = 0, C: float = 1.0) -> Pipeline:
+    """An unfitted sparse ``DictVectorizer → StandardScaler → LogisticRegression`` (integer random_state).
 
-    Its rows are :func:`action_features`; :func:`train_reward_model` and the DR reward model in
-    :mod:`personalization.models.ope` both build it here, so they cannot differ.
+    Its rows are :func:`action_features`; the DR reward model in :mod:`personalization.models.ope`
+    builds it here, and :func:`~personalization.models.reward_fit.fit_reward_pipeline` builds the
+    same steps, so they cannot differ in shape.
     """
     return Pipeline(
         [
-            ("vectorize", DictVectorizer(sparse=False)),
-            ("scale", StandardScaler()),
-            ("classify", LogisticRegression(max_iter=1000, random_state=random_state)),
+            ("vectorize", DictVectorizer(sparse=True)),
+            ("scale", StandardScaler(with_mean=False)),
+            ("classify", LogisticRegression(C=C, max_iter=1000, random_state=random_state)),
         ]
     )
 
@@ -151,13 +168,19 @@ def train_reward_model(
     experience: str | None = None,
     timestamps: Sequence[float] | None = None,
     created_at: float | None = None,
+    propensities: Sequence[float] | None = None,
 ) -> tuple[Pipeline, PolicyCard]:
     """Fit P(reward | features, variant) on logged decisions; describe it in a :class:`PolicyCard`.
 
     One row per decision: the visitor's features, the variant shown (0..n_actions−1) and a 0/1
-    reward. The newest :data:`~personalization.models.training.VALIDATION_SHARE` by ``timestamps``
-    (by row order when there are none) is held out; the pipeline is fitted on the rest and the
-    card's metrics describe exactly it. Same data + same ``created_at`` = same version. Raises
+    reward, and, when known, the ``propensities`` it was shown with (then importance weighting is a
+    candidate of the cross-validation, and the validation loss targets uniform assignment). The
+    newest :data:`~personalization.models.training.VALIDATION_SHARE` by ``timestamps`` (by row
+    order when there are none) is held out; the pipeline is fitted on the rest
+    (:func:`~personalization.models.reward_fit.fit_reward_pipeline`), Platt-calibrated on the
+    held-out rows when it is measurably off (:func:`~personalization.models.reward_fit.calibrate`:
+    two parameters, so the card's metrics, measured on the same rows, are optimistic by ~2/n), and
+    the card's metrics describe exactly the shipped pipeline. Same data + same ``created_at`` = same version. Raises
     :class:`ValueError` on bad input or data that cannot train and validate (a single reward value
     in either part).
     """
@@ -179,12 +202,19 @@ def train_reward_model(
         if len(set(y[idx].tolist())) < 2:
             raise ValueError(f"the {part} rows have only one reward value; need 0s and 1s in both")
 
+    weights = importance_weights(a, propensities, n_actions)
     rows = [action_features(contexts[i], int(a[i])) for i in range(n)]
-    pipeline = build_reward_pipeline(random_state)
-    pipeline.fit([rows[i] for i in train_idx], y[train_idx].astype(np.int64))
+    pipeline, choice = fit_reward_pipeline(
+        [rows[i] for i in train_idx],
+        y[train_idx].astype(np.int64),
+        None if weights is None else weights[train_idx],
+        random_state,
+    )
 
-    p = pipeline.predict_proba([rows[i] for i in valid_idx])[:, 1]
+    valid_rows = [rows[i] for i in valid_idx]
     y_valid = y[valid_idx].astype(np.int64)
+    slope, intercept = calibrate(pipeline, valid_rows, y_valid, None if weights is None else weights[valid_idx])
+    p = pipeline.predict_proba(valid_rows)[:, 1]
     measured = classification_metrics(y_valid, p)
     metrics = {  # the card's order: log loss first
         "log_loss": measured["log_loss"],
@@ -194,18 +224,17 @@ def train_reward_model(
     }
     created = creation_time(created_at)
     # pol-<UTC YYYYMMDDHHMMSS>-<8 hex of a hash of the training data and settings>
-    version = model_version(
-        "pol",
-        {
-            "contexts": list(contexts),
-            "actions": a.tolist(),
-            "rewards": y.astype(int).tolist(),
-            "experience": experience,
-            "timestamps": None if timestamps is None else list(timestamps),
-            "random_state": random_state,
-        },
-        created,
-    )
+    hashed: dict[str, object] = {
+        "contexts": list(contexts),
+        "actions": a.tolist(),
+        "rewards": y.astype(int).tolist(),
+        "experience": experience,
+        "timestamps": None if timestamps is None else list(timestamps),
+        "random_state": random_state,
+    }
+    if propensities is not None:
+        hashed["propensities"] = [float(p) for p in propensities]
+    version = model_version("pol", hashed, created)
     counts = np.bincount(a[train_idx], minlength=n_actions)
     names = {name for row in contexts for name, value in row.items() if value is not None}
     card = PolicyCard(
@@ -219,6 +248,13 @@ def train_reward_model(
         rows={"train": len(train_idx), "validation": len(valid_idx)},
         actions=tuple(int(c) for c in counts),
         metrics=metrics,
+        fit={
+            "C": choice.C,
+            "weighting": choice.weighting,
+            "calibration_slope": slope,
+            "calibration_intercept": intercept,
+            "cv_log_loss": choice.cv_log_loss,
+        },
     )
     return pipeline, card
 

@@ -9,7 +9,12 @@ worker follows within a moment, with nothing to copy between machines:
 ``vary:models:index``                  sorted set of versions by ``created_at``
 ``vary:models:active``                 hash: slot → version (``segments``, ``policy:<experience>``)
 ``vary:models:updates`` (channel)      ``<slot> <version>`` after every activation
+``vary:models:shadow``                 hash: experience → the policy version in shadow beside the live one
 =====================================  ===============================================================
+
+Shadow mode (:mod:`personalization.decision.shadow`) rides the same channel: ``shadow:<experience>
+<version>`` when a candidate starts running in shadow, ``shadow:<experience> -`` when it stops;
+:func:`apply_shadow` is what a worker does with such a message.
 
 A version is checked before it is stored (its shape, :mod:`personalization.models.versions`; then the
 same bounds, trusted-types and scikit-learn-version checks as a file on disk), so what the registry
@@ -26,12 +31,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import anyio.to_thread
 import msgspec
 from redis.asyncio import Redis
 
-from personalization.errors import ModelVersionExists
+from personalization.errors import InvalidInput, ModelVersionExists, Problem
 from personalization.models.files import ModelLoadError
 from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.segments import CompiledSegmentModel
@@ -45,6 +51,7 @@ from personalization.store.keys import (
     MODELS_CARD_PREFIX,
     MODELS_FILE_PREFIX,
     MODELS_INDEX_KEY,
+    MODELS_SHADOW_KEY,
     MODELS_UPDATES_CHANNEL,
 )
 
@@ -53,8 +60,11 @@ __all__ = [
     "RegisteredModel",
     "UnknownModelVersion",
     "SEGMENTS_SLOT",
+    "SHADOW_PREFIX",
     "UPDATES_CHANNEL",
+    "apply_shadow",
     "policy_slot",
+    "shadow_slot",
 ]
 
 log = logging.getLogger("vary.models")
@@ -67,8 +77,18 @@ _INDEX = MODELS_INDEX_KEY
 _ACTIVE = MODELS_ACTIVE_KEY
 
 
+#: Slots of shadow policies on the updates channel (never in the active hash): ``shadow:<experience>``.
+SHADOW_PREFIX = "shadow:"
+#: The version a ``shadow:<experience>`` message carries when the shadow stops.
+_NO_SHADOW = "-"
+
+
 def policy_slot(experience: str) -> str:
     return f"policy:{experience}"
+
+
+def shadow_slot(experience: str) -> str:
+    return f"{SHADOW_PREFIX}{experience}"
 
 
 class UnknownModelVersion(KeyError):
@@ -187,6 +207,37 @@ class ModelRegistry:
         log.info("activated %s model %s", model.slot, version)
         return model
 
+    async def set_shadow(self, version: str) -> RegisteredModel:
+        """Run policy ``version`` in shadow beside the live policy of its card's experience, on every
+        worker (replacing any other shadow of that experience). Raises ``InvalidInput`` for a segment
+        model (it chooses no variants) and :class:`UnknownModelVersion` as :meth:`activate` does."""
+        model = await self.get(check_version(version))
+        card = model.card
+        if not isinstance(card, PolicyCard) or not card.experience:
+            raise InvalidInput(
+                f"version: {version} is not a bandit policy; only a policy can run in shadow",
+                problems=[Problem("version", "not a bandit policy")],
+            )
+        if not await self._redis.exists(_FILE + version):
+            raise UnknownModelVersion(version)
+        await self._redis.hset(MODELS_SHADOW_KEY, card.experience, version)
+        await self._redis.publish(UPDATES_CHANNEL, f"{shadow_slot(card.experience)} {version}")
+        log.info("policy %s in shadow for %s", version, card.experience)
+        return model
+
+    async def clear_shadow(self, experience: str) -> bool:
+        """Stop the shadow of ``experience`` on every worker; whether there was one."""
+        removed = bool(await self._redis.hdel(MODELS_SHADOW_KEY, experience))
+        await self._redis.publish(UPDATES_CHANNEL, f"{shadow_slot(experience)} {_NO_SHADOW}")
+        return removed
+
+    async def shadows(self) -> dict[str, str]:
+        """The policy version in shadow, by experience."""
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in (await self._redis.hgetall(MODELS_SHADOW_KEY)).items()
+        }
+
     async def active_versions(self) -> dict[str, str]:
         active, _ = await self.list()
         return active
@@ -225,3 +276,23 @@ class ModelRegistry:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+
+class _ShadowTarget(Protocol):
+    def shadow(self, experience: str, model: CompiledRewardModel | None) -> None: ...
+
+
+async def apply_shadow(registry: ModelRegistry, policies: _ShadowTarget, slot: str, version: str) -> None:
+    """A worker's side of a ``shadow:<experience> <version>`` message: load the candidate and run it
+    in shadow (``-``: stop). A version that does not load leaves no shadow (logged), never a stale one."""
+    experience = slot.removeprefix(SHADOW_PREFIX)
+    if version == _NO_SHADOW:
+        policies.shadow(experience, None)
+        return
+    try:
+        model = await registry.load(version)
+    except (ModelLoadError, UnknownModelVersion) as exc:
+        log.error("policy %s not put in shadow here: %s", version, exc)
+        policies.shadow(experience, None)
+        return
+    policies.shadow(experience, model if isinstance(model, CompiledRewardModel) else None)

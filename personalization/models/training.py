@@ -1,6 +1,7 @@
 """What training a segment model and a bandit's reward model have in common.
 
-Both fit ``DictVectorizer(sparse=False) → StandardScaler → <classifier>`` on feature rows, hold out
+Both fit ``DictVectorizer → StandardScaler → <classifier>`` (dense for the segment model, sparse and
+unscaled-centre for the reward model, whose variant crosses are mostly zeros) on feature rows, hold out
 the newest rows to measure it, and describe it in a card. Those shared steps live here, once, so
 the two models cannot drift apart in how they split, what a card says, or what a file may contain:
 

@@ -26,6 +26,10 @@ before they go:
   streams only the visitor's own partition is read, so a tag shared only with a visitor of
   another partition goes.)
 
+**A person is erased whole**: :func:`people_to_erase` turns the id asked for — an anonymous id, a
+person id or a ``user_id`` — into the person (:mod:`personalization.store.identity`) and every id
+linked to it; each is erased as above, and the user id's index key with them.
+
 Aggregated counters (sums and counts per variant, with no visitor in them) stay: they are not
 personal data, and removing one visitor's contribution would need the raw events that were just
 erased. Copies outside Redis (spool files, exports, sinks) are :mod:`personalization.store.erase_copies`.
@@ -38,17 +42,20 @@ from collections.abc import Sequence
 import msgspec
 from redis.asyncio import Redis
 
+from personalization.store.identity import PERSON_FIELD, USER_FIELD, linked_ids
 from personalization.store.keys import (
     EVENTS,
     EXPOSURES,
     agg_key,
     event_stream_marker,
+    person_index_key,
+    profile_key,
     visitor_key_prefix,
     visitor_keys_pattern,
 )
 from personalization.store.partitions import stream_for
 
-__all__ = ["Erasure", "erase_visitor"]
+__all__ = ["Erasure", "erase_visitor", "people_to_erase"]
 
 #: The touchpoint of an event that names none (as :mod:`personalization.measurement.attribution` counts it).
 _NO_TOUCHPOINT = "(none)"
@@ -81,6 +88,10 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
     #: The embedded Valkey's append-only file: ``started``, ``scheduled``, ``retrying``, ``failed``,
     #: ``off`` (no AOF) or ``external`` (not Vary's server: see docs/security.md for the bound).
     aof_rewrite: str = "external"
+    #: The other ids erased with it: the person and every id linked to it (``DELETE`` of any one
+    #: erases them all), and whether a ``user_id``'s link to its person was removed.
+    linked_ids: list[str] = msgspec.field(default_factory=list)
+    user_link_deleted: bool = False
 
 
 class _Record(msgspec.Struct):
@@ -209,3 +220,23 @@ async def erase_visitor(
         markers_deleted=deleted_markers,
         problem_tags_removed=removed_tags,
     )
+
+
+async def people_to_erase(redis: Redis, requested: str) -> tuple[list[str], str | None]:
+    """The ids to erase for ``requested`` (itself first, then its person and the person's linked
+    ids) and the person's ``user_id`` (whose index key goes too), or ``None`` when no person is
+    involved. ``requested`` may be an anonymous id, a person id or a ``user_id``."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(profile_key(requested), PERSON_FIELD, USER_FIELD)
+    pipe.get(person_index_key(requested))
+    (pointer, user), indexed = await pipe.execute()
+    people = {_text(found) for found in (pointer, indexed) if found is not None}
+    if user is not None:
+        people.add(requested)  # the requested id is a person id
+    ids = [requested]
+    user_id = None if indexed is None else requested
+    for person in sorted(people):
+        linked, person_user = await linked_ids(redis, person)
+        user_id = user_id or person_user
+        ids += [i for i in [person, *linked] if i not in ids]
+    return ids, user_id

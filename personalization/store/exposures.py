@@ -25,6 +25,10 @@ Nothing acknowledged is lost either, even to ``SIGKILL``: with a
 exposures under the batch they will travel in before queueing them, and a killed worker's journal
 is replayed on the next start, exactly once by the same batch markers.
 
+Each exposure of an experience tied to a person also adds one to the person's frequency-cap counter
+for it, field ``f:<experience>`` of the profile hash (:mod:`personalization.decision.frequency`): in
+the same script on a single Redis (so exactly once), as a call of its own per counter on a cluster.
+
 Stream entries have one field, ``data``: the exposure as msgspec JSON. New fields get defaults, so
 old entries always decode (:data:`personalization.types.EXPOSURE_DECODER`).
 """
@@ -42,8 +46,10 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from personalization.decision.frequency import FREQUENCY_PREFIX, buckets
 from personalization.store.journal import Journal
 from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
 from personalization.store.partitions import partition_of
@@ -65,7 +71,12 @@ Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
 
 #: The batch script (``scripts/write_batch.lua``, whose header names its KEYS and ARGV): returns the
 #: exposures written, or -1 when the marker existed (a replay of a batch Redis already has).
-WRITE_BATCH = (Path(__file__).parent / "scripts" / "write_batch.lua").read_text()
+_SCRIPTS = Path(__file__).parent / "scripts"
+#: ``vary_count``: the frequency-cap counter (:mod:`personalization.decision.frequency`), prepended.
+_COUNT = (_SCRIPTS / "exposure_count.lua").read_text()
+WRITE_BATCH = _COUNT + (_SCRIPTS / "write_batch.lua").read_text()
+#: One counter on its own (a cluster: the profile hash is not in the stream's slot).
+COUNT_ONE = _COUNT + (_SCRIPTS / "exposure_count_one.lua").read_text()
 WRITE_BATCH_SHA = hashlib.sha1(WRITE_BATCH.encode()).hexdigest()
 
 
@@ -103,6 +114,7 @@ class ExposureWriter:
         self._streams = [stream_name(stream, p, self._partitions) for p in range(self._partitions)]
         # A cluster keeps profile hashes in other slots than the stream: assignments go outside the script.
         self._cluster = _is_cluster(redis)
+        self._count_one: AsyncScript | None = None  # registered on first use (cluster only)
         self._queue: asyncio.Queue[tuple[Exposure, tuple[str, str, int] | None]] = asyncio.Queue(
             maxsize=queue_size
         )
@@ -225,6 +237,7 @@ class ExposureWriter:
         encode = EXPOSURE_ENCODER.encode
         groups: dict[str, _Group] = {}
         loose: list[tuple[str, str, int]] = []  # cluster only: assignments sent as HSETNX
+        counts: list[tuple[str, str, str]] = []  # cluster only: frequency counters, one call each
         for exposure, assignment in batch:
             if exposure is not None:
                 stream = self._stream_of(exposure.visitor_id)
@@ -232,6 +245,13 @@ class ExposureWriter:
                 if group is None:
                     group = groups[stream] = _Group(stream)
                 group.payloads.append(encode(exposure))
+                counter = _counter(exposure)
+                if counter is not None:
+                    if self._cluster:
+                        counts.append(counter)
+                    else:
+                        group.profiles.append(counter[0])
+                        group.fields += counter[1:]
             elif assignment is not None:
                 if self._cluster:
                     loose.append(assignment)
@@ -258,7 +278,18 @@ class ExposureWriter:
             )
             for g in groups.values()
         ]
-        return sum(max(0, int(written)) for written in await self._call(calls, loose))
+        written = sum(max(0, int(part)) for part in await self._call(calls, loose))
+        if counts:  # after the batch's own script, so a failed batch (spooled, replayed) counts once
+            await self._count(counts)
+        return written
+
+    async def _count(self, counts: list[tuple[str, str, str]]) -> None:
+        """Cluster only: each frequency counter in its own visitor slot, concurrently. A batch replayed
+        after a lost reply may count its exposures twice here (a cap errs on the side of fewer touches)."""
+        if self._count_one is None:
+            self._count_one = self._redis.register_script(COUNT_ONE)
+        script = self._count_one
+        await asyncio.gather(*(script(keys=[key], args=[field, stamp]) for key, field, stamp in counts))
 
     async def _call(self, calls: list[tuple[object, ...]], loose: list[tuple[str, str, int]]) -> list[int]:
         """The script results, one per call (``-1``: that part was already written). A server that
@@ -373,6 +404,16 @@ class ExposureWriter:
             self._spool.close()  # the writer owns its spool; what is in it replays on the next start
         if self._journal is not None:
             self._journal.close()
+
+
+def _counter(exposure: Exposure) -> tuple[str, str, str] | None:
+    """The frequency counter an exposure adds to: (profile hash, ``f:<experience>``, ``"<day> <week>"``),
+    for an exposure of an experience tied to a person (not the global holdout's ``_global``)."""
+    experience = exposure.experience
+    if experience is None or exposure.visitor_id is None or experience.startswith("_"):
+        return None
+    day, week = buckets(exposure.ts)
+    return profile_key(exposure.visitor_id), f"{FREQUENCY_PREFIX}{experience}", f"{day} {week}"
 
 
 def _is_cluster(redis: object) -> bool:

@@ -27,6 +27,8 @@ Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
 ``vary:vh:{<vt>}:h``                     hash, bounded page and event history: ``p:<url>`` /
                                          ``e:<event>`` → ``"<count> <ts> …"`` (:func:`history_key`,
                                          :mod:`personalization.store.visitor_history`)
+``vary:vh:{<vt>}:tr``                    hash, trait name → its JSON value (≤ 100 traits, 8 KB;
+                                         :func:`traits_key`, :mod:`personalization.store.traits`)
 ``vary:vh:{<vt>}:e:<event id>``          marker: the event was counted in the profile
                                          (:func:`event_marker_key`)
 ``vary:vh:{<vt>}:agg:<day>``             hash, ``<stream>|<entry id>`` → step-1 outcome (msgpack),
@@ -46,6 +48,11 @@ Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
                                          segment, ts, channel), ``ch``, ``ts`` (last event channel),
                                          ``w:<w>`` active week → its channels (``web,ios``; ``""``)
 ``vary:vh:{<vt>}:cxb:<dim>``             hash, week → orders in it, per CX dimension
+``vary:vh:{<vt>}:ids``                   of a person (:mod:`personalization.store.identity`): hash,
+                                         linked id → ``0`` reserved / ``1`` merged (≤ 50 ids)
+                                         (:func:`person_ids_key`); the profile hash of a linked id
+                                         holds ``person`` → its person id, the person's ``user`` →
+                                         its user id, ``as:<x>`` / ``tt:<trait>`` merge ranks
 =======================================  ===========================================================
 
 Streams and their markers
@@ -116,6 +123,11 @@ Elsewhere
 ---------
 ``vary:rl:{<key id>}:<route>:<second>`` API rate-limit windows (:func:`rate_limit_key`);
 ``vary:models:…`` the model registry (:data:`MODELS_UPDATES_CHANNEL` and the prefixes below it);
+``vary:models:shadow`` hash, experience key → the policy version in shadow (:data:`MODELS_SHADOW_KEY`);
+``vary:models:gate:<version>`` hash, ``verdict`` → the launch gate's JSON verdict, ``forced`` → JSON
+``{"by", "at", "status"}`` of a forced activation (:data:`MODELS_GATE_PREFIX`);
+``vary:person:{<ut>}`` the person id of one ``user_id`` (``<ut>``: BLAKE2b of ``"user\\0" + user_id``;
+:func:`person_index_key`, :mod:`personalization.store.identity`);
 ``vary:schema`` the stored-data layout version (:data:`SCHEMA_KEY`, :data:`SCHEMA_VERSION`);
 ``vary:agg:dead`` entries the aggregation could not process (:data:`AGG_DEAD_LETTERS`: stream,
 entry id and error, no visitor data; capped);
@@ -152,6 +164,8 @@ __all__ = [
     "MODELS_FILE_PREFIX",
     "MODELS_INDEX_KEY",
     "MODELS_UPDATES_CHANNEL",
+    "MODELS_SHADOW_KEY",
+    "MODELS_GATE_PREFIX",
     "DASHBOARD_GENERATION_KEY",
     "dashboard_session_key",
     "SCHEMA_KEY",
@@ -170,6 +184,9 @@ __all__ = [
     "outcome_key",
     "profile_key",
     "history_key",
+    "traits_key",
+    "person_ids_key",
+    "person_index_key",
     "rate_limit_key",
     "slot_tag",
     "stream_name",
@@ -277,6 +294,23 @@ def history_key(visitor_id: str) -> str:
     return visitor_key_prefix(visitor_id) + "h"
 
 
+def traits_key(visitor_id: str) -> str:
+    """The visitor's stored traits hash (:mod:`personalization.store.traits`)."""
+    return visitor_key_prefix(visitor_id) + "tr"
+
+
+def person_ids_key(person_id: str) -> str:
+    """A person's linked ids (a hash in the person's slot, :mod:`personalization.store.identity`)."""
+    return visitor_key_prefix(person_id) + "ids"
+
+
+def person_index_key(user_id: str) -> str:
+    """The key holding the person id of ``user_id``: its own tag (a digest, as for visitors, but
+    domain-separated so no visitor id's keys can be it)."""
+    data = b"user\0" + user_id.encode("utf-8", "surrogatepass")
+    return f"vary:person:{{{hashlib.blake2b(data, digest_size=16).hexdigest()}}}"
+
+
 def event_marker_key(visitor_id: str, event_id: str) -> str:
     """The visitor-slot marker of one event id: the event was counted in the profile."""
     return f"{visitor_key_prefix(visitor_id)}e:{event_id}"
@@ -341,6 +375,10 @@ MODELS_CARD_PREFIX = "vary:models:card:"
 MODELS_INDEX_KEY = "vary:models:index"
 #: Hash of slot → active version.
 MODELS_ACTIVE_KEY = "vary:models:active"
+#: Hash of bandit experience key → the policy version running in shadow beside its live one.
+MODELS_SHADOW_KEY = "vary:models:shadow"
+#: ``vary:models:gate:<version>``: hash of a policy's launch gate, fields ``verdict`` (JSON) and ``forced``.
+MODELS_GATE_PREFIX = "vary:models:gate:"
 
 #: The dashboard's sign-out-everywhere counter: a session signed in under an older value is over.
 DASHBOARD_GENERATION_KEY = "vary:dash:{sessions}:generation"

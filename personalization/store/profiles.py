@@ -13,7 +13,14 @@ node): ``vary:vh:{<visitor tag>}:p`` (:func:`~personalization.store.keys.profile
 ``ch:<channel>``   1 for every channel the visitor used
 ``g:<goal>``       conversions per goal
 ``a:<experience>`` sticky variant assignment (written by the exposure writer)
+``f:<experience>`` exposures counted for frequency caps, ``"<day> <n> <week> <n> <n all>"``
+                  (written by the exposure writer, :mod:`personalization.decision.frequency`)
 =================  ============================================================
+
+The visitor's remembered traits, ``vary:vh:{<visitor tag>}:tr`` (:mod:`personalization.store.traits`),
+are read in the same pipeline too (a third ``HGETALL``) and reach the decision as
+:attr:`~personalization.types.Profile.traits`; :meth:`RedisProfileStore.remember_traits` stores the
+traits a personalize request sent, without the request waiting for it.
 
 Events update it through :class:`personalization.measurement.recorder.EventRecorder` (one Lua script per
 event, so counters stay consistent under concurrent writers without a read-modify-write race).
@@ -27,21 +34,33 @@ the same pipeline, so a decision still costs one round trip, and it reaches the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from personalization.store.keys import history_key, profile_key
-from personalization.types import Profile
+from personalization.store.identity import linked_profile, person_field
+from personalization.store.keys import history_key, profile_key, traits_key
+from personalization.store.traits import (
+    MAX_TRAIT_BYTES,
+    MAX_TRAITS,
+    REMEMBER_LUA,
+    encode_traits,
+    parse_traits,
+)
+from personalization.types import Profile, TraitValue
 
 __all__ = [
     "RedisProfileStore",
     "parse_profile",
     "SESSION_TIMEOUT_S",
 ]
+
+log = logging.getLogger("vary.profiles")
 
 SESSION_TIMEOUT_S = 1800.0
 PROFILE_TTL_S = 400 * 86_400
@@ -57,31 +76,35 @@ def _num(raw: bytes | str | None, default: float = 0.0) -> float:
 
 
 _Raw = Mapping[bytes | str, bytes | str]
-_Reply = tuple[_Raw, _Raw]
+_Reply = tuple[_Raw, _Raw, _Raw]
 
 
 def _str(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def parse_profile(raw: _Raw, history: _Raw | None = None) -> Profile:
-    """A profile from the hash's fields (and the history hash's, kept raw); unknown fields are
-    ignored, bad numbers read as 0."""
-    if not raw and not history:
+def parse_profile(raw: _Raw, history: _Raw | None = None, traits: _Raw | None = None) -> Profile:
+    """A profile from the hash's fields (and the history hash's, kept raw, and the traits hash's);
+    unknown fields are ignored, bad numbers read as 0."""
+    if not raw and not history and not traits:
         return Profile()
     kept = {_str(k): _str(v) for k, v in history.items()} if history else {}
+    remembered = parse_traits(traits)
     if not raw:
-        return Profile(history=kept)
+        return Profile(history=kept, traits=remembered)
     scalars: dict[str, bytes | str] = {}
     channels: list[str] = []
     goals: dict[str, int] = {}
     assignments: dict[str, int] = {}
+    frequency: dict[str, str] = {}
     for key, value in raw.items():
         name = key.decode() if isinstance(key, bytes) else key
         if name.startswith("ch:"):
             channels.append(name[3:])
         elif name.startswith("g:"):
             goals[name[2:]] = int(_num(value))
+        elif name.startswith("f:"):
+            frequency[name[2:]] = _str(value)
         elif name.startswith("a:"):
             try:
                 assignments[name[2:]] = int(value)
@@ -101,6 +124,8 @@ def parse_profile(raw: _Raw, history: _Raw | None = None) -> Profile:
         goals=goals,
         assignments=assignments,
         history=kept,
+        traits=remembered,
+        frequency=frequency,
     )
 
 
@@ -112,7 +137,7 @@ class RedisProfileStore:
     """Profiles in Redis (see the module docstring for the layout).
 
     Reads are **coalesced**: the profile reads of every request that asks in the same event-loop
-    turn go to Redis as one pipeline (two ``HGETALL`` each, profile and history; one round trip
+    turn go to Redis as one pipeline (three ``HGETALL`` each, profile, history and traits; one round trip
     for all), and each request gets its own reply. A busy worker has dozens of requests in flight; paying the client's
     per-command cost (connection checkout, a write, a read wake-up) once per turn instead of once
     per request is the largest saving left on the decision path. A request that stops waiting
@@ -153,6 +178,7 @@ class RedisProfileStore:
         #: Probe reads sent while the breaker was open and nothing else was on the wire.
         self.probes = 0
         self._open = False
+        self._remember_script: AsyncScript | None = None  # registered on first use
 
     @property
     def breaker_open(self) -> bool:
@@ -165,14 +191,27 @@ class RedisProfileStore:
         return self._open
 
     async def load(self, visitor_id: str) -> Profile:
-        """The whole profile, sticky assignments and history included (two ``HGETALL`` commands in
-        one pipeline, a round trip shared with the other reads of this loop turn)."""
+        """The whole profile, sticky assignments and history included (three ``HGETALL`` commands in
+        one pipeline, a round trip shared with the other reads of this loop turn). A linked id's
+        profile names its person (:mod:`personalization.store.identity`): then a second round trip
+        reads the person's, and the answer is the person's merged profile (a
+        :class:`~personalization.store.identity.LinkedProfile`, the id's own history under it)."""
+        own = await self._read(visitor_id)
+        person = person_field(own[0])
+        if person is None or person == visitor_id:
+            return parse_profile(*own)
+        profile, history, traits = await self._read(person)
+        return linked_profile(parse_profile(profile, {**own[1], **history}, traits), person)
+
+    async def _read(self, visitor_id: str) -> _Reply:
+        """The raw profile, history and traits hashes of one id (one round trip, coalesced)."""
         if not self._coalesce:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hgetall(profile_key(visitor_id))
             pipe.hgetall(history_key(visitor_id))
-            profile, history = await pipe.execute()
-            return parse_profile(profile, history)
+            pipe.hgetall(traits_key(visitor_id))
+            profile, history, traits = await pipe.execute()
+            return profile, history, traits
         if self._breaker_open():
             self.stalled_reads += 1
             if not self._inflight:  # nothing on the wire to tell us when Redis is back: send a probe
@@ -183,7 +222,7 @@ class RedisProfileStore:
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._send)
         self._waiting.append((visitor_id, future))
-        return parse_profile(*await future)
+        return await future
 
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -206,15 +245,16 @@ class RedisProfileStore:
             self._inflight.pop(token, None)
 
     async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
-        """One round trip for ``batch`` (profile and history of each visitor); a ``None`` future is
+        """One round trip for ``batch`` (profile, history and traits of each visitor); a ``None`` future is
         a probe nobody waits for."""
         try:
             pipe = self._redis.pipeline(transaction=False)
             for visitor_id, _ in batch:
                 pipe.hgetall(profile_key(visitor_id))
                 pipe.hgetall(history_key(visitor_id))
+                pipe.hgetall(traits_key(visitor_id))
             flat = await pipe.execute()
-            replies = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+            replies = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
         except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
             if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
                 self._open = True
@@ -229,6 +269,26 @@ class RedisProfileStore:
             if future is not None and not future.done():  # a waiter past its deadline cancelled it
                 future.set_result(reply)
 
+    def remember_traits(self, visitor_id: str, traits: dict[str, TraitValue]) -> None:
+        """Merge traits a personalize request sent into the visitor's stored ones, in the background
+        (the decision does not wait; a failed write is logged and dropped: the front end sends them
+        again). The caller has checked the bounds against the traits it read."""
+        if not traits:
+            return
+        task = asyncio.get_running_loop().create_task(self._remember(visitor_id, traits))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _remember(self, visitor_id: str, traits: dict[str, TraitValue]) -> None:
+        if self._remember_script is None:
+            self._remember_script = self._redis.register_script(REMEMBER_LUA)
+        try:
+            await self._remember_script(
+                keys=[traits_key(visitor_id)], args=[self._ttl_s, MAX_TRAITS, MAX_TRAIT_BYTES, *encode_traits(traits)]
+            )
+        except Exception as exc:  # best effort: the decision was made with the request's traits
+            log.warning("remembering traits failed (%s)", type(exc).__name__)
+
     async def erase(self, visitor_id: str) -> int:
-        """Delete the visitor's profile and history; returns the number of keys removed."""
-        return int(await self._redis.delete(profile_key(visitor_id), history_key(visitor_id)))
+        """Delete the visitor's profile, history and traits; returns the number of keys removed."""
+        return int(await self._redis.delete(profile_key(visitor_id), history_key(visitor_id), traits_key(visitor_id)))

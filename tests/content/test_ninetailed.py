@@ -184,10 +184,13 @@ def one(rule: dict[str, Any]) -> dict[str, Any]:
         ({"type": "identify", "key": "plan", "operator": "equal", "value": "pro"}, {"traits.plan": {"$eq": "pro"}}),
         ({"type": "identify", "key": "traits.plan", "operator": "notEqual", "value": "pro"},
          {"traits.plan": {"$ne": "pro"}}),
+        # contains on a trait: substring on text, membership on a list (CDPs send list traits)
         ({"type": "identify", "key": "email", "operator": "contains", "value": "@acme.com"},
-         {"traits.email": {"$regex": "@acme\\.com"}}),
+         {"$or": [{"traits.email": {"$not": {"$type": "array"}, "$regex": "@acme\\.com"}},
+                  {"traits.email": {"$elemMatch": {"$in": ["@acme.com"]}}}]}),
         ({"type": "identify", "key": "email", "operator": "notContains", "value": "+"},
-         {"traits.email": {"$not": {"$regex": "\\+"}}}),
+         {"$not": {"$or": [{"traits.email": {"$not": {"$type": "array"}, "$regex": "\\+"}},
+                           {"traits.email": {"$elemMatch": {"$in": ["+"]}}}]}}),
         ({"type": "identify", "key": "name", "operator": "startsWith", "value": "Dr."},
          {"traits.name": {"$regex": "^Dr\\."}}),
         ({"type": "identify", "key": "email", "operator": "endsWith", "value": ".de"},
@@ -290,16 +293,21 @@ def test_page_context_attributes_for_page_rules() -> None:
 # -- what cannot be mapped is reported with the entry id ---------------------------------------------
 
 
-def test_inline_variable_components_are_reported_not_fatal(nt_export: Export) -> None:
+def test_inline_variable_components_are_served_and_a_broken_one_reported_not_fatal(nt_export: Export) -> None:
     config = entry(nt_export, "ntExpEurope")["fields"]["nt_config"]["en-US"]
     config["components"].append(
         {"type": "InlineVariable", "key": "cta-color", "valueType": "String",
          "baseline": {"value": "blue"}, "variants": [{"value": "green"}]}
     )
     snapshot = compile_export(nt_export)
+    assert problems_of(snapshot, "ntExpEurope") == []
+    (flags,) = snapshot.flags
+    assert flags.entry_id == "ntExpEurope" and [f.key for f in flags.flags] == ["cta-color"]
+    config["components"][-1]["variants"] = [{"value": 7}]  # not text
+    snapshot = compile_export(nt_export)
     (problem,) = problems_of(snapshot, "ntExpEurope")
-    assert "does not support InlineVariable components yet" in problem and "'cta-color'" in problem
-    assert "ntExpEurope" in snapshot.experiences
+    assert 'custom flag "cta-color" is of type String' in problem and "variant 1 holds 7" in problem
+    assert "ntExpEurope" in snapshot.experiences and snapshot.flags == ()
 
 
 def test_an_audience_with_an_unsupported_rule_switches_its_experiences_off(nt_export: Export) -> None:
@@ -327,7 +335,7 @@ def test_an_audience_with_an_unsupported_rule_switches_its_experiences_off(nt_ex
         (lambda e: entry(e, "ntExpEurope")["fields"]["nt_config"]["en-US"].update(traffic=2), "ntExpEurope",
          "traffic 2", True),
         (lambda e: entry(e, "ntExpEurope")["fields"]["nt_config"]["en-US"].update(distribution=[0.5]), "ntExpEurope",
-         "serves [1, 0]", False),
+         "serves [0.5, 0, 0.5]", False),
         (lambda e: entry(e, "ntExpEurope")["fields"]["nt_config"]["en-US"].update(distribution=["a"]), "ntExpEurope",
          "not a list of shares", True),
         (lambda e: entry(e, "ntExpEurope")["fields"]["nt_config"]["en-US"]["components"][0]["variants"][0]
@@ -352,9 +360,12 @@ def test_mis_modelled_experiences_are_reported(
         assert ("ntExpEurope" not in snapshot.experiences) is switched_off
 
 
-def test_a_distribution_that_does_not_fit_leaves_the_rest_on_the_baseline(nt_export: Export) -> None:
+def test_a_distribution_that_does_not_fit_is_laid_out_as_the_sdk_lays_it_out(nt_export: Export) -> None:
     entry(nt_export, "ntExpPromoTest")["fields"]["nt_config"]["en-US"]["distribution"] = [0.2, 0.3]
-    assert compile_export(nt_export).experiences["ntExpPromoTest"].weights == pytest.approx((0.7, 0.3, 0.0))
+    # the SDK's ranges [0, 0.2] → baseline, [0.2, 0.5] → variant 1, the rest → the baseline: an extra arm
+    experience = compile_export(nt_export).experiences["ntExpPromoTest"]
+    assert experience.weights == pytest.approx((0.2, 0.3, 0.0, 0.5))
+    assert experience.variants == ("bannerPromoShort", HIDDEN_VARIANT, "bannerPromo")  # the extra arm: baseline
     entry(nt_export, "ntExpPromoTest")["fields"]["nt_config"]["en-US"]["distribution"] = [0.5, 0.4, 0.4, 0.1]
     # shares past 1 are never reached
     assert compile_export(nt_export).experiences["ntExpPromoTest"].weights == pytest.approx((0.5, 0.4, 0.1))
@@ -409,3 +420,15 @@ def test_a_ninetailed_key_taken_by_a_native_experience(demo_export: Export, nt_e
     assert 'has the key "hero-sale", which another experience already uses' in problem
     assert snapshot.experiences["hero-sale"].id == "expHeroSale"
     assert [e.key for e in snapshot.experiences_for("heroHome")] == ["hero-sale", "hero-north-america"]
+
+
+def test_a_component_or_its_variants_stored_as_one_object_are_read(nt_export: Export) -> None:
+    """Real spaces hold ``components`` (and ``variants``) as a bare object where the app wrote one."""
+    config = entry(nt_export, "ntExpPromoTest")["fields"]["nt_config"]["en-US"]
+    (component,) = config["components"]
+    config["distribution"] = [0.5, 0.5]
+    component["variants"] = component["variants"][0]
+    config["components"] = component
+    snapshot = compile_export(nt_export)
+    assert problems_of(snapshot, "ntExpPromoTest") == []
+    assert snapshot.experiences["ntExpPromoTest"].variants == ("bannerPromoShort",)

@@ -13,6 +13,10 @@
 -- KEYS[3]: the history hash (vary:vh:{<visitor tag>}:h); ARGV[9] its field ('' none: the event is not
 --   kept there), [10] timestamps kept, [11] fields of that kind kept. vary_history is defined by
 --   personalization/store/scripts/history_record.lua, which the recorder prepends to this script.
+-- KEYS[4]: the traits hash (vary:vh:{<visitor tag>}:tr); ARGV[12] most traits,
+--   [13] most bytes, [14..] pairs of trait name, JSON value (an identify event's traits; none for
+--   other events). vary_traits is defined by personalization/store/scripts/traits_merge.lua, which the
+--   recorder prepends too; a merge over a bound is skipped (the API refused it before, naming the trait).
 -- Returns 1 when counted now, 0 when the marker existed (already counted).
 if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
 local key = KEYS[1]
@@ -39,6 +43,9 @@ if ARGV[5] ~= '' then
 end
 if ARGV[9] ~= '' then
   vary_history(KEYS[3], ARGV[9], ts, tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[7]))
+end
+if #ARGV >= 14 then
+  vary_traits(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV, 14)
 end
 redis.call('EXPIRE', key, tonumber(ARGV[7]))
 return 1

@@ -6,9 +6,11 @@
 -- assignments are sent outside the script).
 --
 -- KEYS[1]: the stream, KEYS[2]: the batch marker ({<stream tag>}:batch:<id>),
---   KEYS[3..]: one profile hash per sticky assignment
+--   KEYS[3..]: one profile hash per sticky assignment or counter
 -- ARGV[1]: marker ttl (s), ARGV[2]: MAXLEN ('' = unbounded), ARGV[3]: exposure count n,
---   ARGV[4..3+n]: the exposures (msgspec JSON), then per assignment its field and variant
+--   ARGV[4..3+n]: the exposures (msgspec JSON), then per assignment its field and variant;
+-- A pair whose field starts 'f:' is a frequency-cap counter instead ('<day> <week>' of the
+--   exposure): vary_count (exposure_count.lua, prepended by the writer) adds one to it.
 -- Returns the exposures written, or -1 when the marker existed (nothing is written twice).
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return -1 end
 local n = tonumber(ARGV[3])
@@ -20,7 +22,11 @@ else
 end
 local a = 4 + n
 for k = 3, #KEYS do
-  redis.call('HSETNX', KEYS[k], ARGV[a], ARGV[a + 1])
+  if string.sub(ARGV[a], 1, 2) == 'f:' then
+    vary_count(KEYS[k], ARGV[a], ARGV[a + 1])
+  else
+    redis.call('HSETNX', KEYS[k], ARGV[a], ARGV[a + 1])
+  end
   a = a + 2
 end
 return n

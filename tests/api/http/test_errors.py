@@ -28,7 +28,7 @@ GOOD = {"visitor": {"id": "v1"}, "entries": ["heroHome"]}
         (b'{"visitor": {"id": "' + b"x" * 300 + b'"}, "entries": ["heroHome"]}', 400, "visitor.id"),
         (b'{"visitor": {"id": "v", "channel": "fax"}, "entries": ["heroHome"]}', 400, "channel"),
         (b'{"visitor": {"id": "v", "country": "Germany"}, "entries": ["heroHome"]}', 400, "country"),
-        (b'{"visitor": {"id": "v", "traits": {"a": {"b": 1}}}, "entries": ["heroHome"]}', 400, "traits"),
+        (b'{"visitor": {"id": "v", "traits": {"a": {"b": {"c": 1}}}}, "entries": ["heroHome"]}', 400, "traits"),  # one level of nesting is a trait (#20); two are not
         (b'{"visitor": {"id": "v"}, "entries": ["heroHome", "nope"]}', 404, "entries[1]"),
         (b"[" * 5000 + b"]" * 5000, 400, "nested deeper"),
         (b'{"visitor": {"id": "v", "traits": {"a": ' + b"[" * 100000 + b"}}", 400, "nested deeper"),

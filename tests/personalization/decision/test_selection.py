@@ -121,7 +121,12 @@ def test_bandit_with_a_learned_policy_favours_the_better_variant() -> None:
     ios = [assign_bandit(exp, f"v{i}", {"channel": "ios"}, policy) for i in range(2000)]
     share_best = sum(o.variant == 2 for o in ios) / len(ios)
     assert share_best > 0.7
-    assert all(0.05 - 1e-9 <= o.propensity <= 1 for o in ios)
+    # #21: the floor is min(min_probability, ε_n/2k), ε_n the budget decayed by the training rows
+    from personalization.decision.policy import exploration_budget, exploration_floor
+
+    floor = exploration_floor(0.05, exploration_budget(exp.epsilon, sum(card.actions)), 3)
+    assert 0.0 < floor < 0.05
+    assert all(floor - 1e-9 <= o.propensity <= 1 for o in ios)
     assert policy.version in ios[0].reason
     # the logged propensity is the policy's probability of the chosen variant
     chosen = ios[0]

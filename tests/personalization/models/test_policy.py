@@ -223,9 +223,9 @@ def test_epsilon_greedy_exact_values() -> None:
 
 
 def test_floor_raises_the_low_and_rescales_the_rest_proportionally() -> None:
-    # ε-greedy gives [1/30, 0.9 + 1/30, 1/30]; both small ones go to 0.05, the winner keeps 0.9.
+    # #21: the floor is min(min_probability, ε/2k) = 1/60, below ε-greedy's 1/30: nothing to lift.
     got = action_probabilities([0.2, 0.5, 0.3], "epsilon_greedy", epsilon=0.1, min_probability=0.05)
-    assert got == pytest.approx([0.05, 0.9, 0.05], abs=1e-15)
+    assert got == pytest.approx([0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3], abs=1e-15)
     # Water-filling: after lifting the smallest, the next one falls below the floor: lifted too.
     got = serving._apply_floor([0.01, 0.1, 0.89], 0.1)
     assert got == pytest.approx([0.1, 0.1, 0.8], abs=1e-15)
@@ -240,20 +240,30 @@ def test_probabilities_sum_to_one_and_respect_the_floor(method: str) -> None:
         k = rng.randint(2, 8)
         predictions = [rng.choice([0.0, 1.0, rng.random(), rng.random() ** 6]) for _ in range(k)]
         floor = rng.choice([0.0, 0.01, 0.05, 0.1, 1.0 / k])
-        got = action_probabilities(predictions, method, epsilon=rng.random(), min_probability=floor)
+        epsilon = rng.random()
+        got = action_probabilities(predictions, method, epsilon=epsilon, min_probability=floor)
         assert len(got) == k
         assert math.fsum(got) == pytest.approx(1.0, abs=1e-12)
-        assert min(got) >= floor - 1e-15
+        # #21: the floor is min(min_probability, ε/2k) (was min_probability, capped at 1/k)
+        assert min(got) >= min(floor, epsilon / (2 * k)) - 1e-15
 
 
-def test_floor_above_one_over_k_means_uniform() -> None:
-    assert action_probabilities([0.9, 0.1, 0.1], min_probability=0.5) == pytest.approx([1 / 3] * 3)
+def test_floor_never_makes_the_policy_uniform() -> None:
+    # #21 replaces "a floor above 1/k means uniform": the floor is at most ε/2k = 1/60 here, and
+    # Thompson sampling is sure the first is best, so the others get just the floor.
+    got = action_probabilities([0.9, 0.1, 0.1], min_probability=0.5)
+    assert got == pytest.approx([1 - 2 / 60, 1 / 60, 1 / 60], abs=1e-9)
+    for k in (20, 50, 100):  # was uniform for every k ≥ 20 with the default floor 0.05
+        many = action_probabilities([0.3] + [0.1] * (k - 1), min_probability=0.05)
+        assert many[0] > 0.9 and min(many) == pytest.approx(0.1 / (2 * k))
 
 
 def test_thompson_favours_the_clearly_better_action() -> None:
+    # #21: floor min(0.05, ε/2k) = 1/60 (was 0.05 each)
     got = action_probabilities([0.05, 0.40, 0.06], "thompson", min_probability=0.05)
-    assert got == pytest.approx([0.05, 0.90, 0.05], abs=1e-9)
-    close = action_probabilities([0.30, 0.31], "thompson", min_probability=0.0, evidence_rows=100.0)
+    assert got == pytest.approx([1 / 60, 1 - 2 / 60, 1 / 60], abs=1e-9)
+    # ε = 1: no budget binds, so this is Thompson sampling's own P(best) (#21: ε now caps Thompson too)
+    close = action_probabilities([0.30, 0.31], "thompson", epsilon=1.0, min_probability=0.0, evidence_rows=100.0)
     assert 0.5 < close[1] < 0.65
     sure = action_probabilities([0.30, 0.31], "thompson", min_probability=0.0, evidence_rows=1e6)
     assert sure[1] > 0.99
@@ -263,6 +273,7 @@ def test_thompson_is_deterministic_and_symmetric() -> None:
     predictions = [0.12, 0.15, 0.11, 0.14]
     first = action_probabilities(predictions, "thompson", min_probability=0.0)
     assert action_probabilities(predictions, "thompson", min_probability=0.0) == first
+    assert first[1] == pytest.approx(0.9)  # #21: the predicted best keeps 1 − ε
     reversed_ = action_probabilities(predictions[::-1], "thompson", min_probability=0.0)
     assert reversed_[::-1] == pytest.approx(first, abs=1e-12)
     equal = action_probabilities([0.2] * 4, "thompson", min_probability=0.0)
@@ -271,7 +282,8 @@ def test_thompson_is_deterministic_and_symmetric() -> None:
 
 def test_thompson_matches_monte_carlo() -> None:
     predictions, m = [0.10, 0.13, 0.12], 100.0
-    got = action_probabilities(predictions, "thompson", min_probability=0.0, evidence_rows=m)
+    # ε = 1 (no budget binds: #21 caps Thompson's exploration at ε) to check the quadrature itself
+    got = action_probabilities(predictions, "thompson", epsilon=1.0, min_probability=0.0, evidence_rows=m)
     mu = (np.array(predictions) * m + 1) / (m + 2)
     draws = np.random.default_rng(0).normal(mu, np.sqrt(mu * (1 - mu) / (m + 3)), size=(400_000, 3))
     frequencies = np.bincount(draws.argmax(axis=1), minlength=3) / len(draws)

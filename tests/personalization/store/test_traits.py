@@ -1,0 +1,195 @@
+"""Traits that persist: ``identify`` events and personalize requests remembered in the visitor's
+traits hash, bounded, consented, erased, and matched by later decisions without being resent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import pytest
+from redis.asyncio import Redis
+
+from personalization.decision.scoring import ActiveModel
+from personalization.errors import RejectedBatch
+from personalization.measurement.events import Identify
+from personalization.measurement.recorder import EventRecorder
+from personalization.service import Personalizer
+from personalization.store.erasure import erase_visitor
+from personalization.store.keys import traits_key, visitor_key_prefix
+from personalization.store.profiles import RedisProfileStore
+from personalization.store.traits import (
+    MAX_TRAIT_BYTES,
+    MAX_TRAITS,
+    TraitsOverBound,
+    check_merge,
+    merged_changes,
+)
+from personalization.types import Audience, Consent, Experience, Exposure, Visitor
+
+PRO = Audience(id="a1", key="pro", name="Pro plan", condition={"traits.plan": "pro"})
+HERO = Experience(
+    id="e1", key="hero", name="Hero", type="personalization", variants=("heroPro",), weights=(0.0, 1.0),
+    audience=PRO,
+)
+
+
+class Catalog:
+    def experiences_for(self, entry_id: str) -> tuple[Experience, ...]:
+        return (HERO,) if entry_id == "hero" else ()
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.exposures: list[Exposure] = []
+
+    def submit(self, exposures: Iterable[Exposure], assignments: Iterable[tuple[str, str, int]] = ()) -> None:
+        self.exposures.extend(exposures)
+
+
+def identify(visitor: str, traits: dict[str, object], event_id: str, analytics: bool = True) -> dict[str, object]:
+    return {"type": "identify", "visitor_id": visitor, "traits": traits, "event_id": event_id, "analytics": analytics}
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def served(personalizer: Personalizer, visitor: Visitor) -> str:
+    return (await personalizer.personalize(visitor, ["hero"], Catalog())).outcome.decisions[0].variant_entry_id
+
+
+def test_identify_then_personalize_without_traits_matches_the_trait_audience(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            personalizer = Personalizer(RedisProfileStore(redis), ActiveModel(), Collected())
+            assert await served(personalizer, Visitor(id="v1")) == "hero"  # not identified yet
+            taken = await EventRecorder(redis).accept([identify("v1", {"plan": "pro", "seats": 5}, "i1")])
+            assert taken.recorded.accepted == 1
+            profile = await RedisProfileStore(redis).load("v1")
+            assert profile.traits == {"plan": "pro", "seats": 5.0}
+            assert await served(personalizer, Visitor(id="v1")) == "heroPro"
+            # the request's traits override the stored ones for that call only
+            assert await served(personalizer, Visitor(id="v1", traits={"plan": "free"}, consent=Consent(analytics=False))) == "hero"
+            assert await served(personalizer, Visitor(id="v1")) == "heroPro"
+            # latest wins; null clears
+            await EventRecorder(redis).accept([identify("v1", {"plan": "team"}, "i2"), identify("v1", {"seats": None}, "i3")])
+            assert (await RedisProfileStore(redis).load("v1")).traits == {"plan": "team"}
+            # a retried event id is not merged again (the marker stops the whole profile half)
+            await EventRecorder(redis).accept([identify("v1", {"plan": "pro"}, "i1")])
+            assert (await RedisProfileStore(redis).load("v1")).traits == {"plan": "team"}
+        finally:
+            await redis.aclose()
+
+    run(body())
+
+
+def test_traits_sent_on_personalize_are_remembered_with_consent_only(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            store = RedisProfileStore(redis)
+            personalizer = Personalizer(store, ActiveModel(), Collected())
+            assert await served(personalizer, Visitor(id="v2", traits={"plan": "pro"})) == "heroPro"
+            await asyncio.sleep(0.05)  # the write is not awaited by the decision
+            assert (await store.load("v2")).traits == {"plan": "pro"}
+            assert await served(personalizer, Visitor(id="v2")) == "heroPro"
+
+            no_analytics = Visitor(id="v3", traits={"plan": "pro"}, consent=Consent(analytics=False))
+            assert await served(personalizer, no_analytics) == "heroPro"
+            previewed = await personalizer.personalize(Visitor(id="v4", traits={"plan": "pro"}), ["hero"], Catalog(), record=False)
+            assert previewed.outcome.decisions[0].variant_entry_id == "heroPro"
+            taken = await EventRecorder(redis).accept([identify("v5", {"plan": "pro"}, "i5", analytics=False)])
+            assert taken.dropped == 1
+            await asyncio.sleep(0.05)
+            for visitor in ("v3", "v4", "v5"):
+                assert await redis.exists(traits_key(visitor)) == 0
+        finally:
+            await redis.aclose()
+
+    run(body())
+
+
+def test_bounds_refuse_with_the_trait_named(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            recorder = EventRecorder(redis)
+            many = {f"t{i:03d}": i for i in range(MAX_TRAITS)}
+            assert (await recorder.accept([identify("v1", dict(list(many.items())[:60]), "a")])).recorded.accepted == 1
+            assert (await recorder.accept([identify("v1", dict(list(many.items())[60:]), "b")])).recorded.accepted == 1
+            with pytest.raises(RejectedBatch) as refused:
+                await recorder.accept([identify("v1", {"t000": 1, "extra": "x", "more": "y"}, "c")])
+            assert [p.key for p in refused.value.problems] == ["events[0].traits.extra"]
+            assert "at most 100 traits" in refused.value.problems[0].message
+            # one good event and one over the bound: the good one is taken, the other named
+            taken = await recorder.accept([identify("v2", {"plan": "pro"}, "d"),
+                                           identify("v2", {f"long{i}": "y" * 1000 for i in range(9)}, "e")])
+            assert taken.recorded.accepted == 1
+            assert [(r.index, r.field) for r in taken.rejected] == [(1, "traits.long8")]  # 9 + 8·1007 ≤ 8192 < 9 + 9·1007
+            assert "8192 bytes" in taken.rejected[0].message
+            stored = await RedisProfileStore(redis).load("v1")
+            assert len(stored.traits) == MAX_TRAITS and "extra" not in stored.traits
+
+            personalizer = Personalizer(RedisProfileStore(redis), ActiveModel(), Collected())
+            with pytest.raises(TraitsOverBound) as over:
+                await served(personalizer, Visitor(id="v1", traits={"new_one": True}))
+            assert over.value.problems[0].key == "visitor.traits.new_one"
+            # within the bound a request may replace stored values
+            assert await served(personalizer, Visitor(id="v1", traits={"t001": 2})) == "hero"
+            await asyncio.sleep(0.05)
+            assert (await RedisProfileStore(redis).load("v1")).traits["t001"] == 2
+        finally:
+            await redis.aclose()
+
+    run(body())
+
+
+def test_the_lua_merge_keeps_the_bound_when_the_api_check_is_bypassed(redis_url: str) -> None:
+    """A replayed or racing event the API did not check cannot pass the bound: the merge is skipped."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            store = RedisProfileStore(redis)
+            store.remember_traits("v1", {f"t{i}": i for i in range(MAX_TRAITS)})
+            await asyncio.sleep(0.05)
+            store.remember_traits("v1", {"one_more": 1})
+            store.remember_traits("v2", {"huge": "z" * (MAX_TRAIT_BYTES + 1)})
+            await asyncio.sleep(0.05)
+            assert len((await store.load("v1")).traits) == MAX_TRAITS
+            assert "one_more" not in (await store.load("v1")).traits
+            assert await redis.exists(traits_key("v2")) == 0
+            # the event path: recorded (counted) but the traits not merged
+            await EventRecorder(redis).record([Identify(visitor_id="v1", event_id="z", traits={"sneaky": 1.0})])
+            profile = await store.load("v1")
+            assert "sneaky" not in profile.traits and profile.visits == 1
+        finally:
+            await redis.aclose()
+
+    run(body())
+
+
+def test_erasure_removes_the_traits(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await EventRecorder(redis).accept([identify("v1", {"plan": "pro"}, "i1"), identify("v2", {"plan": "pro"}, "i2")])
+            assert traits_key("v1").startswith(visitor_key_prefix("v1"))
+            assert await redis.exists(traits_key("v1")) == 1
+            await erase_visitor(redis, "v1")
+            assert await redis.exists(traits_key("v1")) == 0
+            assert (await RedisProfileStore(redis).load("v1")).traits == {}
+            assert (await RedisProfileStore(redis).load("v2")).traits == {"plan": "pro"}
+        finally:
+            await redis.aclose()
+
+    run(body())
+
+
+def test_merge_rules() -> None:
+    assert check_merge({"a": 1.0}, {"a": 2.0, "b": None}) == {"a": 2.0}
+    assert merged_changes({"a": 1.0, "b": "x"}, {"a": 1.0, "b": None, "c": None, "d": True}) == {"b": None, "d": True}
+    with pytest.raises(TraitsOverBound) as over:
+        check_merge({f"s{i}": 1.0 for i in range(99)}, {"s0": 2.0, "n1": 1.0, "n2": 1.0, "n3": 1.0})
+    assert over.value.trait == "n2"
