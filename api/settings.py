@@ -81,6 +81,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_keys: tuple[str, ...] = ()
     admin_keys: tuple[str, ...] = ()
     log_level: str = "info"
+    #: ``json`` (one JSON object per line), ``text`` (key=value for a terminal) or ``auto``: text on a
+    #: terminal, JSON otherwise (``api/logging_config.py``).
+    log_format: str = "auto"
+    #: One ``vary.access`` line per request: method, route template, status, duration (no query string).
+    access_log: bool = True
     #: Longest a decision waits for the visitor's profile before deciding without it.
     profile_timeout_s: float = 0.05
     #: Seconds between refreshes of the shared serving state (guardrail pauses, phases): how soon a

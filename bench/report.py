@@ -102,8 +102,9 @@ def render(results: dict[str, Any]) -> str:
         if http.get("curve"):
             lines += ["", "Scale curve (Vary, same server):", ""]
             lines += _table(
-                ["Connections", "req/s", "p50 ms", "p99 ms", "CPU ms/request", "degraded"],
+                ["Connections", "req/s", "p50 ms", "p99 ms", "p99 ÷ p50", "CPU ms/request", "degraded"],
                 [[str(r["connections"]), _num(r["rps"]), _num(r["p50_ms"]), _num(r["p99_ms"]),
+                  f"{r['p99_ms'] / r['p50_ms']:.1f}×" if r.get("p50_ms") else "–",
                   _num(r["server_cpu_ms_per_request"]), str(r["degraded"])] for r in http["curve"]],
             )
     if results.get("servers"):

@@ -74,6 +74,9 @@ class Personalizer:
         #: Decisions made without the profile; the warning is logged at most every 10 s, because
         #: an overloaded Redis makes it happen on every request, and a log line each costs more.
         self.profile_failures = 0
+        #: Entries decided, by (experience or "", variant or "holdout", degraded "true"/"false"):
+        #: exported by api/metrics.py. Keys come from content, so the map stays small.
+        self.decisions: dict[tuple[str, str, str], int] = {}
         self._warned_at = -math.inf
         #: Pauses, phases and the environment's global holdout share; replaced (never mutated) by
         #: the runtime's refresh, so a request sees one state whole.
@@ -173,4 +176,8 @@ class Personalizer:
         )
         if record:
             self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)
+        tally, flag = self.decisions, "true" if degraded else "false"
+        for decision in outcome.decisions:
+            key = (decision.experience or "", "holdout" if decision.holdout else str(decision.variant), flag)
+            tally[key] = tally.get(key, 0) + 1
         return Personalized(outcome=outcome, degraded=degraded)

@@ -64,3 +64,31 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data_dir / "models").mkdir()
     train_demo_model(data_dir / "models")
     return data_dir
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """``vary`` commands set up the one log format (``api/logging_config.py``) on the root logger; a test
+    that runs one leaves the root and the framework loggers as it found them for the next test. (Only
+    what that setup touches is put back: pytest's own capture handlers change between test phases.)"""
+    import logging
+
+    from api.logging_config import FRAMEWORK_LOGGERS
+
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, list(root.handlers)
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level, logging.getLogger(n).propagate)
+             for n in [*FRAMEWORK_LOGGERS, "uvicorn.access"]}
+    yield
+    for handler in list(root.handlers):
+        if getattr(handler, "_vary", False):
+            root.removeHandler(handler)
+    for handler in root_handlers:
+        if type(handler) is logging.StreamHandler and handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(root_level)
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

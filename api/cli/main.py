@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"vary: {exc}", file=sys.stderr)
         return 2
+    if args.command != "serve":  # serve sets up its own (stdout, uvicorn, workers): api/cli/serve.py
+        from api.logging_config import configure_logging
+
+        try:  # the one log format (api/logging_config.py), on stderr: stdout is the command's output
+            configure_logging(settings.log_level, settings.log_format, sys.stderr)
+        except ValueError as exc:
+            print(f"vary: {exc}", file=sys.stderr)
+            return 2
     if args.command in _NEED_PLUGINS:
         from api.plugins import load_plugins
 

@@ -12,11 +12,17 @@ the one internal variable :data:`~api.settings.WORKER_SETTINGS_VARIABLE`
 :func:`~api.settings.worker_settings`). Spawned workers inherit it; it is removed again when
 ``vary serve`` returns. No user-facing ``VARY_*`` variable is written, so what a worker runs with is
 exactly what ``vary serve`` resolved, and nothing leaks into the caller's environment.
+
+Logs: one format for Vary, uvicorn and Litestar on stdout (``api/logging_config.py``: JSON lines
+unless stdout is a terminal, or ``VARY_LOG_FORMAT``). Lines about the whole service (the embedded
+Valkey, keys, the address) are logged once, by ``vary serve``; each worker's lines carry its ``pid``.
+uvicorn's own access log stays off: ``vary.access`` (``api/logging_access.py``) replaces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -25,6 +31,8 @@ import msgspec
 from api.settings import Settings, handed_to_workers, worker_settings
 
 __all__ = ["add_serve_parser", "serve_command"]
+
+log = logging.getLogger("vary")
 
 #: The worker factory, as uvicorn imports it in every worker process.
 WORKER_APP = "api.cli.serve:_worker_app"
@@ -36,7 +44,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--access-log", action="store_true", default=None,
+                       help="log every request (the default; VARY_ACCESS_LOG=false turns it off)")
+    serve.add_argument("--no-access-log", action="store_false", dest="access_log",
+                       help="no access log")
     serve.add_argument("--no-aggregate", action="store_true",
                        help="do not run the measurement consumer in-process (run `vary aggregate` instead)")
     serve.add_argument("--no-sinks", action="store_true",
@@ -65,9 +76,18 @@ def _worker_app() -> object:
         libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
         if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
             os._exit(1)
-    from api.app import create_app
+    from litestar import Litestar
 
-    return create_app(worker_settings(), print_keys=False)
+    from api.app import create_app
+    from api.logging_access import install_access_log
+    from api.logging_config import configure_logging
+
+    settings = worker_settings()
+    app = create_app(settings, print_keys=False)
+    configure_logging(settings.log_level, settings.log_format)  # again: Litestar set up its own handlers
+    if settings.access_log and isinstance(app, Litestar):
+        install_access_log(app)
+    return app
 
 
 def serve_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +97,8 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.embedded.valkey import EmbeddedRedis
     from api.http.auth import ensure_keys, keys_file
+    from api.logging_config import configure_logging, uvicorn_log_config
+    from api.metrics import multiprocess_dir
     from api.runtime import ensure_model
     from api.server import uvicorn_options
 
@@ -84,6 +106,13 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         settings = msgspec.structs.replace(settings, sinks_in_process=False)
     if args.no_aggregate:
         settings = msgspec.structs.replace(settings, aggregate=False)
+    if args.access_log is not None:
+        settings = msgspec.structs.replace(settings, access_log=args.access_log)
+    try:
+        log_format = configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        print(f"vary: {exc}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
@@ -93,17 +122,18 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir)
         settings = msgspec.structs.replace(settings, redis_url=embedded.start())
-        print(f"vary: embedded Valkey at {embedded.url} (data in {settings.data_dir / 'redis'})", flush=True)
+        log.info("embedded Valkey at %s (data in %s)", embedded.url, settings.data_dir / "redis")
     try:
         # Keys and the demo model are made once here, not racing in every worker.
         _, _, generated = ensure_keys(settings.delivery_keys, settings.admin_keys, settings.data_dir)
         for scope, key in generated.items():  # printed once, when made; never again
-            print(f"vary: {scope} key: {key}", flush=True)
+            log.warning("%s key: %s", scope, key)  # warning: shown at VARY_LOG_LEVEL=warning too
         if not generated and not (settings.delivery_keys and settings.admin_keys):
-            print(f"vary: API keys are kept in {keys_file(settings.data_dir)}", flush=True)
+            log.info("API keys are kept in %s", keys_file(settings.data_dir))
         ensure_model(settings)
-        print(f"vary: serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)", flush=True)
-        with handed_to_workers(settings):
+        log.info("serving on http://%s:%s  (OpenAPI: http://%s:%s/schema)", host, port, host, port)
+        # Every worker's metrics in <data dir>/metrics, emptied now (api/metrics.py).
+        with handed_to_workers(settings), multiprocess_dir(settings.data_dir):
             uvicorn.run(
                 WORKER_APP,
                 factory=True,
@@ -111,7 +141,8 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
                 port=port,
                 workers=workers,
                 log_level=settings.log_level,
-                access_log=args.access_log,
+                access_log=False,  # vary.access instead (api/logging_access.py)
+                log_config=uvicorn_log_config(settings.log_level, log_format),
                 timeout_graceful_shutdown=10,
                 # Longer than a load balancer's idle timeout (AWS ALB 60 s), so the proxy, not Vary,
                 # closes idle connections: a server closing one just as a request arrives on it is a

@@ -116,6 +116,16 @@ def layer_label(experience: Experience) -> str | None:
     return f"{experience.layer}: {percent(start, 0)}–{percent(end, 0)}"
 
 
+def frequency_cap_label(experience: Experience) -> str | None:
+    """``at most 3 exposures per person per day`` — the experience's frequency cap, if it has one."""
+    cap = experience.frequency_cap
+    if cap is None:
+        return None
+    noun = "exposure" if cap.max_exposures == 1 else "exposures"
+    per = "over the campaign" if cap.period == "campaign" else f"per {cap.period}"
+    return f"at most {cap.max_exposures} {noun} per person {per}"
+
+
 def experience_row(
     experience: Experience, results: ExperimentResults, now: float, paused: Mapping[int, str] | None = None
 ) -> dict[str, Any]:
@@ -280,6 +290,8 @@ def experience_detail(
         "breakdowns_warning": results.breakdowns_warning,
         "weights": ", ".join(f"{variant_label(i)} {percent(w, 0)}" for i, w in enumerate(experience.weights)),
         "holdout": percent(experience.holdout, 0),
+        "frequency_cap": frequency_cap_label(experience),
+        "ninetailed": experience.bucketing == "ninetailed",
         "goals_configured": ", ".join(experience.goals) or "none",
         "visitors": [
             {"label": variant_label(v), "visitors": f"{n:,}", "exposures": f"{results.exposures[v]:,}"}

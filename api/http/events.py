@@ -24,6 +24,7 @@ from api.http.auth import key_scope, requires_delivery
 from api.http.common import runtime_of
 from api.http.handlers import post
 from api.http.schemas import EventBatch, EventsAccepted, RejectedEvent
+from api.metrics import EVENTS
 from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.measurement.events import EventError
 from personalization.measurement.recorder import REDIS_UNREACHABLE
@@ -142,6 +143,7 @@ class EventController(Controller):
         people = await _people_of(request, data.events, state)
         rejected = list(people.rejected)
         if not people.kept:
+            EVENTS.labels("rejected").inc(len(rejected))
             raise RejectedBatch(
                 "every event in the batch was rejected; nothing was recorded",
                 problems=[Problem(f"events[{r.index}].{r.field}", r.message) for r in sorted(rejected, key=_at)],
@@ -151,6 +153,7 @@ class EventController(Controller):
         except RejectedBatch as exc:
             problems = [_renumbered(p, people.index) for p in exc.problems]
             problems += [Problem(f"events[{r.index}].{r.field}", r.message) for r in rejected]
+            EVENTS.labels("rejected").inc(len(problems))
             raise RejectedBatch(str(exc), problems=sorted(problems, key=lambda p: _number(p.key))) from exc
         rejected += [
             EventError(index=people.index[r.index], field=r.field, message=r.message) for r in taken.rejected
@@ -162,6 +165,10 @@ class EventController(Controller):
             dropped=taken.dropped,
             rejected=[RejectedEvent(index=r.index, field=r.field, message=r.message) for r in sorted(rejected, key=_at)],
         )
+        for outcome, count in (("accepted", body.accepted), ("duplicate", body.duplicates),
+                               ("dropped", body.dropped), ("rejected", len(rejected))):
+            if count:
+                EVENTS.labels(outcome).inc(count)
         return Response(body, status_code=202)
 
 

@@ -50,7 +50,9 @@ class ExperienceController(Controller):
     async def experiences(self, state: State) -> ExperienceList:
         """Each experience's set-up, its ``status`` (``running``, ``scheduled``, ``ended``, or
         ``paused_by_guardrail`` when a guardrail paused any variant), ``paused`` (variant → reason) and, for
-        mutually exclusive experiences, ``layer`` and ``layer_range`` (its [start, end) share of the layer)."""
+        mutually exclusive experiences, ``layer`` and ``layer_range`` (its [start, end) share of the layer);
+        ``frequency_cap`` (``null``: none) and ``bucketing`` (``ninetailed`` for Contentful Personalization
+        experiences)."""
         runtime = runtime_of(state)
         snapshot = loaded_snapshot(runtime)
         baselines = snapshot.baselines()
@@ -74,6 +76,8 @@ class ExperienceController(Controller):
                     paused=paused.get(e.key, {}),
                     layer=e.layer,
                     layer_range=e.layer_range,
+                    frequency_cap=e.frequency_cap,
+                    bucketing=e.bucketing,
                 )
                 for e in snapshot.experiences.values()
             ]

@@ -2,7 +2,8 @@
 
 ``/ready`` answers anyone, so it shows the content source only by kind (``ExportFileSource``); the
 full description, which for a file source is an absolute path on the server, only to a request
-carrying an admin key (``Authorization: Bearer``).
+carrying an admin key (``Authorization: Bearer``). ``loop_lag`` (this worker's event-loop lag over
+the last minute, api/loop_lag.py) is public: it says how busy the worker is, nothing about the data.
 """
 
 from __future__ import annotations
@@ -66,5 +67,6 @@ async def ready(request: Request, state: State) -> Response[Readiness]:
         journal_bytes=writer.journal_bytes if writer else 0,
         decisions_degraded=runtime.personalizer.profile_failures if runtime.personalizer else 0,
         profile_breaker_open=runtime.profiles.breaker_open if runtime.profiles else False,
+        loop_lag=monitor.snapshot() if (monitor := getattr(state, "loop_lag", None)) is not None else None,
     )
     return Response(body, status_code=200 if body.ready else 503)

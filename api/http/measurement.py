@@ -27,8 +27,8 @@ from personalization.measurement.cx import (
     journey_metrics,
     parse_period,
 )
-from personalization.measurement.journey_report import JourneyMap
-from personalization.measurement.journeys import journey_map, journey_window
+from personalization.measurement.journey_report import JourneyMap, journey_window
+from personalization.measurement.journeys import journey_map
 from personalization.measurement.program_lift import ProgramLift, program_lift
 from personalization.types import Experience, Journey
 

@@ -24,7 +24,9 @@ skips Redis entirely.
 **Fail-open.** If Redis is unreachable or slower than :data:`REDIS_DEADLINE_S`, the request is let
 through (availability first: decisions already work without Redis) and a warning is logged at most
 once a minute. A claim slower than the deadline is not abandoned (Redis has counted it): when it
-answers, the requests let through meanwhile are paid from its slice.
+answers, the requests let through meanwhile are paid from its slice. When Redis is back, counting
+resumes in the current window: nothing sticks from the outage (tests/api/http/test_rate_limit_outage.py),
+but a load above the limit — easily reached while profile reads are skipped — is refused from then on.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Literal, NoReturn
 from litestar.exceptions import TooManyRequestsException
 from redis.asyncio import Redis
 
+from api.metrics import RATE_LIMITED
 from personalization.store.keys import rate_limit_key
 
 __all__ = ["RateLimiter", "RouteClass", "REDIS_DEADLINE_S"]
@@ -191,6 +194,7 @@ class RateLimiter:
 
     def _refuse(self, limit: int, route: str, window: int, now: float) -> NoReturn:
         retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        RATE_LIMITED.labels(route).inc()  # route is the key scope: "delivery" or "admin"
         raise TooManyRequestsException(
             detail=f"rate limit exceeded: {limit} requests per {self.window_s} s per API key on {route} routes",
             headers={"Retry-After": str(retry_after)},

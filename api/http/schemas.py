@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from personalization.types import Decision, Id, Visitor
+from personalization.types import Decision, FrequencyCap, Id, Visitor
+from api.loop_lag import LoopLag
 
 __all__ = [
     "PersonalizeRequest",
@@ -184,6 +185,12 @@ class ExperienceInfo(Struct, frozen=True, kw_only=True):
     #: Its share of the layer, ``[start, end)`` within [0, 1): a visitor whose layer hash falls outside
     #: gets the baseline. Equal shares in key order when the content gives none.
     layer_range: tuple[float, float] | None = None
+    #: At most ``max_exposures`` exposures per person per ``period`` (every channel counts); past it
+    #: the baseline is served. ``null``: no cap.
+    frequency_cap: FrequencyCap | None = None
+    #: How visitors are bucketed: ``growthbook`` (Vary's own hashing) or ``ninetailed`` (an experience
+    #: of a Contentful Personalization space: the variant its SDK would pick).
+    bucketing: Literal["growthbook", "ninetailed"] = "growthbook"
 
 
 class ExperienceList(Struct, frozen=True, kw_only=True):
@@ -238,6 +245,9 @@ class Readiness(Struct, frozen=True, kw_only=True):
     decisions_degraded: int = 0
     #: True while profile reads are refused at once (Redis stalled or unreachable; a probe is out).
     profile_breaker_open: bool = False
+    #: How late this worker's event loop woke up over the last minute (api/loop_lag.py); null before
+    #: the app started.
+    loop_lag: LoopLag | None = None
 
 
 class ContentIssueInfo(Struct, frozen=True, kw_only=True):

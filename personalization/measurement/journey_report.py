@@ -1,22 +1,26 @@
 """What a journey map says: the answer of ``GET /v1/journeys/{key}``, and the pure parts of building it.
 
 :mod:`personalization.measurement.journeys` reads the streams and counts; the Structs here are the
-shape of its answer (every definition is in that module's docstring), and :func:`share` and
-:func:`top_paths` the statistics that need nothing but counts.
+shape of its answer (every definition is in that module's docstring), :func:`share` and
+:func:`top_paths` the statistics that need nothing but counts, and :func:`journey_window` the period a
+request asks for.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from msgspec import Struct
 from msgspec.structs import force_setattr
 
+from personalization.errors import InvalidPeriod
 from personalization.measurement.ranges import iso_utc
 from personalization.measurement.stats import wilson_interval
 from personalization.measurement.ux_cx import MetricEstimate
 
 __all__ = [
+    "DEFAULT_PERIOD_S",
     "PATH_LENGTH",
     "TOP_PATHS",
     "JourneyMap",
@@ -29,10 +33,13 @@ __all__ = [
     "Timeline",
     "TransitionCount",
     "VariantJourney",
+    "journey_window",
     "share",
     "top_paths",
 ]
 
+#: The period read when none is given: the last 30 days.
+DEFAULT_PERIOD_S = 30 * 86_400.0
 #: How many paths and transitions are reported.
 TOP_PATHS = 10
 #: Steps in one reported path.
@@ -181,3 +188,41 @@ def top_paths(timelines: dict[str, Timeline]) -> tuple[list[PathCount], list[Tra
         [PathCount(steps=steps, visitors=n) for steps, n in ranked_paths],
         [TransitionCount(from_step=a, to_step=b, visitors=n) for (a, b), n in ranked_moves],
     )
+
+
+# ------------------------------------------------------------------------------------ the period
+
+
+def journey_window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
+    """The period of a journey map, as Unix seconds, from ISO 8601 dates or times.
+
+    No offset means UTC; a bare ``until`` date includes that day. ``until`` defaults to ``now`` and
+    ``since`` to :data:`DEFAULT_PERIOD_S` before it. :class:`~personalization.errors.InvalidPeriod`
+    when a value cannot be read or the period is empty.
+    """
+    until_ts = _iso_ts(until, "until", end_of_day=True)
+    until_ts = now if until_ts is None else until_ts
+    since_ts = _iso_ts(since, "since", end_of_day=False)
+    since_ts = until_ts - DEFAULT_PERIOD_S if since_ts is None else since_ts
+    if since_ts >= until_ts:
+        raise InvalidPeriod("since must be before until (which defaults to now)")
+    return since_ts, until_ts
+
+
+def _iso_ts(value: str | None, name: str, *, end_of_day: bool) -> float | None:
+    """An ISO 8601 date or date-time as Unix seconds; a bare date is its midnight (UTC), or with
+    ``end_of_day`` the next midnight, so ``until=2025-06-30`` includes the 30th."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidPeriod(
+            f"{name} must be an ISO 8601 date or time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z; got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if end_of_day and len(text) <= 10:  # a date alone: YYYY-MM-DD or YYYYMMDD
+        parsed += timedelta(days=1)
+    return parsed.timestamp()

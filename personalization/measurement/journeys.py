@@ -10,6 +10,11 @@ conversion rate cannot.
 variant), read with :func:`~personalization.models.streams.read_stream` for a bounded period, so it needs no
 aggregate of its own and works for any journey defined after the fact. Definitions:
 
+* **Visitor = person.** Every id in the logs is read as its person (:func:`_by_person`): an id
+  linked to a person (:mod:`personalization.store.identity`) counts as that person, so a journey that
+  starts anonymous on the web, continues identified in the app and converts in a store is one visitor
+  here, including what the anonymous id did before the link (the logs keep ids, so the map, unlike the
+  aggregates, re-attributes them). Unlinked ids are their own person.
 * **Visitor, variant.** With an experience, a visitor's variant is decided by their *first*
   exposure to it in the period (``"0"`` control, ``"1"``…, ``"holdout"`` for holdout visitors);
   visitors with events but no such exposure are left out (counted in ``unexposed_visitors``), as are
@@ -50,14 +55,13 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
 
-from personalization.errors import InvalidPeriod
 from personalization.measurement.events import (
     EVENT_DECODER,
     EVENT_STREAM,
@@ -69,7 +73,9 @@ from personalization.measurement.events import (
     Task,
 )
 from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.store.identity import resolve
 from personalization.measurement.journey_report import (
+    DEFAULT_PERIOD_S,
     JourneyMap,
     StageChannel,
     StageCx,
@@ -94,16 +100,12 @@ from personalization.measurement.ux_cx import (
 )
 
 __all__ = [
-    "DEFAULT_PERIOD_S",
     "DEFAULT_MAX_EVENTS",
     "ALL_VISITORS",
     "HOLDOUT",
     "journey_map",
-    "journey_window",
 ]
 
-#: The period read when none is given: the last 30 days.
-DEFAULT_PERIOD_S = 30 * 86_400.0
 #: Events (and, separately, exposures) read at most; beyond it the map says ``truncated``.
 DEFAULT_MAX_EVENTS = 500_000
 #: The one group when no experience is chosen.
@@ -113,6 +115,8 @@ HOLDOUT = "holdout"
 _UNKNOWN_CHANNEL = "unknown"
 _DETAIL = {"conversion": "goal", "task": "name", "survey": "metric"}
 _SURVEY_METRICS = ("nps", "csat", "ces")
+#: Records read before the new ids among them are mapped to their people (one pipelined round trip).
+_RESOLVE_BATCH = 2_000
 
 
 # ------------------------------------------------------------------------------------ accumulation
@@ -132,13 +136,13 @@ class _Touchpoint:
     abandonments: int = 0
     surveys: dict[str, Counter[int]] = field(default_factory=lambda: {m: Counter() for m in _SURVEY_METRICS})
 
-    def add(self, event: Event) -> None:
-        self.visitors.add(event.visitor_id)
+    def add(self, event: Event, visitor: str) -> None:
+        self.visitors.add(visitor)
         if isinstance(event, PageView):
             self.page_views += 1
         elif isinstance(event, Click):
             self.clicks += 1
-            self.clickers.add(event.visitor_id)
+            self.clickers.add(visitor)
         elif isinstance(event, Task):
             self.tasks += 1
             self.task_ok += int(event.success)
@@ -276,61 +280,59 @@ def _variant_journey(
     )
 
 
-# ------------------------------------------------------------------------------------ entry point
+# ------------------------------------------------------------------------------------ reading by person
 
 
-def journey_window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
-    """The period of a journey map, as Unix seconds, from ISO 8601 dates or times.
+class _Logged(Protocol):
+    """A record of a log stream: an event or an exposure."""
 
-    No offset means UTC; a bare ``until`` date includes that day. ``until`` defaults to ``now`` and
-    ``since`` to :data:`DEFAULT_PERIOD_S` before it. :class:`~personalization.errors.InvalidPeriod`
-    when a value cannot be read or the period is empty.
-    """
-    until_ts = _iso_ts(until, "until", end_of_day=True)
-    until_ts = now if until_ts is None else until_ts
-    since_ts = _iso_ts(since, "since", end_of_day=False)
-    since_ts = until_ts - DEFAULT_PERIOD_S if since_ts is None else since_ts
-    if since_ts >= until_ts:
-        raise InvalidPeriod("since must be before until (which defaults to now)")
-    return since_ts, until_ts
+    @property
+    def visitor_id(self) -> str | None: ...
 
 
-def _iso_ts(value: str | None, name: str, *, end_of_day: bool) -> float | None:
-    """An ISO 8601 date or date-time as Unix seconds; a bare date is its midnight (UTC), or with
-    ``end_of_day`` the next midnight, so ``until=2025-06-30`` includes the 30th."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidPeriod(
-            f"{name} must be an ISO 8601 date or time, e.g. 2025-06-01 or 2025-06-01T12:00:00Z; got {value!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    if end_of_day and len(text) <= 10:  # a date alone: YYYY-MM-DD or YYYYMMDD
-        parsed += timedelta(days=1)
-    return parsed.timestamp()
+_R = TypeVar("_R", bound=_Logged)
 
+
+async def _by_person(
+    redis: Redis, records: AsyncGenerator[_R, None], people: dict[str, str]
+) -> AsyncIterator[tuple[str | None, _R]]:
+    """Each record with the person of its ``visitor_id`` (the id itself when unlinked, ``None`` when it
+    has none). Read in batches of :data:`_RESOLVE_BATCH`; the ids of a batch not in ``people`` yet are
+    resolved in one pipelined round trip and remembered there."""
+    async with aclosing(records) as stream:
+        batch: list[_R] = []
+        done = False
+        while not done:
+            try:
+                batch.append(await anext(stream))
+            except StopAsyncIteration:
+                done = True
+            if batch and (done or len(batch) >= _RESOLVE_BATCH):
+                new = {r.visitor_id for r in batch if r.visitor_id is not None and r.visitor_id not in people}
+                linked = await resolve(redis, new)
+                people.update({visitor: linked.get(visitor, visitor) for visitor in new})
+                for record in batch:
+                    yield (None if record.visitor_id is None else people[record.visitor_id]), record
+                batch = []
 
 
 async def _assignments(
-    redis: Redis, experience: Experience, since_ts: float, until_ts: float, cap: int, partitions: int
+    redis: Redis, experience: Experience, since_ts: float, until_ts: float, cap: int, partitions: int,
+    people: dict[str, str],
 ) -> tuple[dict[str, str], int, bool]:
-    """Visitor → variant key from each visitor's first exposure to the experience in the period."""
+    """Person → variant key from each person's first exposure to the experience in the period."""
     arms = len(experience.variants) + 1
     first: dict[str, tuple[float, str]] = {}
     read = 0
     truncated = False
     streams = all_streams(EXPOSURE_STREAM, partitions)
-    async with aclosing(read_streams(redis, streams, EXPOSURE_DECODER, since_ts, until_ts)) as stream:
-        async for exposure in stream:
+    exposures = read_streams(redis, streams, EXPOSURE_DECODER, since_ts, until_ts)
+    async with aclosing(_by_person(redis, exposures, people)) as stream:
+        async for visitor, exposure in stream:
             if read >= cap:
                 truncated = True
                 break
             read += 1
-            visitor = exposure.visitor_id
             if visitor is None or exposure.experience != experience.key:
                 continue
             if not 0 <= exposure.variant < arms:  # a variant the experience no longer has
@@ -371,6 +373,7 @@ async def journey_map(
     groups: dict[str, _Group] = {}
     labels: dict[str, str] = {}
     assignment: dict[str, str] = {}
+    people: dict[str, str] = {}  # id → its person, shared by both streams
     exposures_read = 0
     truncated = False
     if experience is None:
@@ -378,7 +381,7 @@ async def journey_map(
         labels[ALL_VISITORS] = "all visitors"
     else:
         assignment, exposures_read, truncated = await _assignments(
-            redis, experience, since, until, max_events, partitions
+            redis, experience, since, until, max_events, partitions, people
         )
         labels["0"] = "control"
         labels.update({str(i): entry_id for i, entry_id in enumerate(experience.variants, start=1)})
@@ -391,15 +394,14 @@ async def journey_map(
     unexposed: set[str] = set()
     events_read = 0
     events = read_streams(redis, all_streams(EVENT_STREAM, partitions), EVENT_DECODER, since, until)
-    async with aclosing(events) as stream:
-        async for event in stream:
+    async with aclosing(_by_person(redis, events, people)) as stream:
+        async for visitor, event in stream:
             if events_read >= max_events:
                 truncated = True
                 break
             events_read += 1
-            if event.ts is None:
+            if event.ts is None or visitor is None:
                 continue
-            visitor = event.visitor_id
             if experience is None:
                 group = groups[ALL_VISITORS]
             else:
@@ -424,7 +426,7 @@ async def journey_map(
             part = group.touchpoints.get(touchpoint)
             if part is None:
                 part = group.touchpoints[touchpoint] = _Touchpoint()
-            part.add(event)
+            part.add(event, visitor)
 
     return JourneyMap(
         journey=journey.key,

@@ -113,3 +113,17 @@ def test_personalize_exposures_and_events_through_the_generated_client(
     with client_mod.AuthenticatedClient(base_url=server.base, token="wrong") as stranger:
         refused = record_events.sync_detailed(client=stranger, body=models.EventBatch(events=[event]))
         assert refused.status_code == 401 and isinstance(refused.parsed, models.ErrorBody)
+
+
+def test_generated_methods_are_named_after_the_hand_chosen_operation_ids(
+    server: VaryProcess, client_package: object
+) -> None:
+    """``getExperienceResults`` → ``api.admin.get_experience_results``, not ``v1_experiences_key_results_results``."""
+    client_mod = importlib.import_module(f"{PACKAGE}.client")
+    for name in ("admin.get_experience_results", "admin.list_experiences", "models.register_model", "delivery.get_entry"):
+        importlib.import_module(f"{PACKAGE}.api.{name}")
+    list_experiences = importlib.import_module(f"{PACKAGE}.api.admin.list_experiences")
+    with client_mod.AuthenticatedClient(base_url=server.base, token=ADMIN) as admin:
+        response = list_experiences.sync_detailed(client=admin)
+    assert response.status_code == 200, response.content
+    assert "hero-north-america" in response.content.decode()

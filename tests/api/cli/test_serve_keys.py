@@ -20,6 +20,7 @@ def test_keys_are_printed_once_when_generated_then_only_where_they_are_kept(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    monkeypatch.setenv("VARY_LOG_FORMAT", "text")  # the lines as a terminal shows them (logger "vary")
     assert main(["serve"]) == 0
     first = capsys.readouterr().out
     keys = (tmp_path / "data" / "keys.json").read_text()

@@ -79,9 +79,11 @@ def test_workers_get_the_resolved_settings_and_no_vary_variable_is_written(
         assert settings.redis_url == EMBEDDED_URL
         assert settings.aggregate is False and settings.sinks_in_process is False
         assert settings.data_dir == Path(before["VARY_DATA_DIR"])
-    # While serving, the one new variable is the internal one; no VARY_REDIS_URL, VARY_AGGREGATE, ...
+    # While serving, the new variables are the internal one and prometheus-client's multiprocess
+    # directory (inside the data dir, so every worker reports into one scrape); no VARY_REDIS_URL, ...
     [environ] = during
-    assert set(environ) - set(before) == {WORKER_SETTINGS_VARIABLE}
+    assert set(environ) - set(before) == {WORKER_SETTINGS_VARIABLE, "PROMETHEUS_MULTIPROC_DIR"}
+    assert Path(environ["PROMETHEUS_MULTIPROC_DIR"]).parent == Path(before["VARY_DATA_DIR"])
     assert "VARY_REDIS_URL" not in environ
     # After vary serve returns, the environment is as it was.
     assert dict(os.environ) == before

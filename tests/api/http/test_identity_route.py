@@ -155,10 +155,24 @@ def test_web_then_app_then_store_is_one_person(
     assert by_channel.get("ios", {}).get("purchase", {"variants": [{"conversions": 0}] * 3})["variants"][variant][
         "conversions"] == 0
 
-    # journeys: the identified part (app → store) is one visitor's path; the channel switches count
+    # journeys: the whole journey, the anonymous web part included, is one person's, in the variant the
+    # web exposure assigned, converting in the store; the channel switches count
     journey = client.get("/v1/journeys/shopping", params={"experience": EXPERIENCE}, headers=admin).json()
-    paths = journey["variants"][str(variant)]["paths"]
-    assert {"steps": ["ios:product", "store:checkout"], "visitors": 1} in paths
+    assert journey["unexposed_visitors"] == 0
+    assert {k: v["visitors"] for k, v in journey["variants"].items() if v["visitors"]} == {str(variant): 1}
+    one = journey["variants"][str(variant)]
+    assert one["paths"] == [{"steps": ["web:home", "ios:product", "store:checkout"], "visitors": 1}]
+    assert [(t["from_step"], t["to_step"], t["visitors"]) for t in one["transitions"]] == [
+        ("ios:product", "store:checkout", 1), ("web:home", "ios:product", 1)]
+    stages = {stage["key"]: stage for stage in one["stages"]}
+    assert [(k, stages[k]["reached"], stages[k]["channels"]) for k in ("find", "evaluate", "buy")] == [
+        ("find", 1, {"web": {"visitors": 1, "events": 1}}),
+        ("evaluate", 1, {"ios": {"visitors": 1, "events": 1}}),
+        ("buy", 1, {"store": {"visitors": 1, "events": 1}}),
+    ]
+    assert (stages["evaluate"]["reached_after_previous"], stages["find"]["continued"]) == (1, 1)
+    everyone = client.get("/v1/journeys/shopping", headers=admin).json()["variants"]["all"]
+    assert everyone["visitors"] == 1 and everyone["paths"] == one["paths"]
     switches: dict[str, int] = {}
     for key in sync_redis.scan_iter(match="vary:cx:{w:*}:all"):
         for field, n in sync_redis.hgetall(key).items():

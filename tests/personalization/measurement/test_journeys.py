@@ -26,16 +26,17 @@ from personalization.measurement.events import (
     Survey,
     Task,
 )
-from personalization.measurement.journey_report import JourneyMap
+from personalization.measurement.journey_report import DEFAULT_PERIOD_S, JourneyMap, journey_window
 from personalization.measurement.journeys import (
     ALL_VISITORS,
-    DEFAULT_PERIOD_S,
     HOLDOUT,
     journey_map,
-    journey_window,
 )
+from personalization.measurement import journeys
 from personalization.measurement.recorder import EventRecorder
 from personalization.store.exposures import EXPOSURE_STREAM
+from personalization.store.identity import PERSON_FIELD
+from personalization.store.keys import profile_key
 from personalization.types import (
     EXPOSURE_ENCODER,
     Experience,
@@ -300,6 +301,36 @@ def test_the_period_bounds_what_is_read(redis_url: str) -> None:
     assert stages["buy"].reached == 1  # v5's purchase conversion at 100 s
     with pytest.raises(ValueError, match="period is empty"):
         _map(redis_url, since_ts=UNTIL, until_ts=SINCE)
+
+
+def test_ids_linked_to_one_person_are_one_visitor_from_their_first_event(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v8 (exposed to variant 2, no events), u1 (a web home view, never exposed) and v9 (a kiosk search,
+    # exposed to another experience) are one person: the person is on variant 2 and found the shop twice
+    async def body() -> tuple[JourneyMap, JourneyMap, JourneyMap]:
+        redis = Redis.from_url(redis_url)
+        try:
+            await _seed(redis)
+            for visitor in ("v8", "u1", "v9"):
+                await redis.hset(profile_key(visitor), PERSON_FIELD, "vp-one")
+            split = await journey_map(redis, SHOPPING, experience=EXPERIENCE, since_ts=SINCE, until_ts=UNTIL)
+            monkeypatch.setattr(journeys, "_RESOLVE_BATCH", 3)  # many batches: the same map
+            small = await journey_map(redis, SHOPPING, experience=EXPERIENCE, since_ts=SINCE, until_ts=UNTIL)
+            everyone = await journey_map(redis, SHOPPING, since_ts=SINCE, until_ts=UNTIL)
+            return split, small, everyone
+        finally:
+            await redis.aclose()
+
+    split, small, everyone = asyncio.run(body())
+    assert [v.visitors for v in split.variants.values()] == [4, 3, 1, 1]
+    assert split.unexposed_visitors == 1  # v11 only
+    find = _stages(split, "2")["find"]
+    assert find.reached == 1 and find.share.score == 1.0
+    assert {c: (n.visitors, n.events) for c, n in find.channels.items()} == {"kiosk": (1, 1), "web": (1, 1)}
+    assert [(p.steps, p.visitors) for p in split.variants["2"].paths] == [(("web:home", "kiosk:search"), 1)]
+    assert msgspec.json.encode(small) == msgspec.json.encode(split)
+    assert everyone.variants[ALL_VISITORS].visitors == 10  # 11 ids with events, two of them one person
 
 
 def test_the_map_encodes_to_json(redis_url: str) -> None:

@@ -1,0 +1,123 @@
+"""``GET /metrics`` (admin key): Prometheus text format, and the request-latency histogram behind it.
+
+The route needs an admin key (``Authorization: Bearer``; a Prometheus ``scrape_config`` sets it with
+``authorization: {credentials: ...}``): the series name the experiences and variants content
+defines, which a delivery key (public, in web pages) should not list. The series and how every
+worker's values are summed are in :mod:`api.metrics`; docs/operations.md lists them.
+
+:class:`RequestTimer` wraps the whole ASGI app, so a request's time includes the guards, rate
+limiting and error handlers; its ``route`` label is the matched route *template*
+(``/v1/entries/{entry_id:str}``), or ``unmatched`` — never the raw path, which a client chooses.
+Its cost per request is one clock read at each end and one histogram observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.response import Response
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.http.auth import requires_admin
+from api.http.common import runtime_of
+from api.http.handlers import get
+from api.metrics import (
+    REQUEST_SECONDS,
+    SYNC_INTERVAL_S,
+    RuntimeExporter,
+    StateCollector,
+    aggregator_backlog,
+    exposition,
+    worker_exited,
+)
+
+__all__ = ["RequestTimer", "install_metrics", "metrics"]
+
+#: Prometheus's text exposition format, version 0.0.4.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@get(
+    "/metrics",
+    guards=[requires_admin],
+    tags=["operations"],
+    summary="Prometheus metrics (admin key)",
+    operation_id="metrics",
+    media_type=CONTENT_TYPE,
+)
+async def metrics(state: State) -> Response[bytes]:
+    """Every worker's series in the Prometheus text format (docs/operations.md lists them)."""
+    runtime = runtime_of(state)
+    exporter: RuntimeExporter | None = getattr(state, "metrics_exporter", None)
+    if exporter is not None:
+        exporter.sync()  # this worker's counts are current; the others' at most SYNC_INTERVAL_S old
+    try:  # with Redis down the scrape still answers, without the backlog
+        backlog = await asyncio.wait_for(aggregator_backlog(runtime.redis, runtime.settings.stream_partitions), 1.0)
+    except TimeoutError:
+        backlog = {}
+    return Response(exposition(StateCollector(runtime, backlog)), media_type=CONTENT_TYPE)
+
+
+class RequestTimer:
+    """ASGI middleware observing each HTTP request's duration by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # the server answers 500 when the app raised before starting a response
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            key = (method, scope.get("path_template") or "unmatched", str(status))
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = REQUEST_SECONDS.labels(*key)
+            child.observe(time.perf_counter() - started)
+
+
+def install_metrics(app: Litestar) -> None:
+    """Add ``GET /metrics``, the request timer and the per-worker counter copy to ``app``."""
+    app.register(metrics)
+    app.asgi_handler = RequestTimer(app.asgi_handler)
+
+    async def start(app: Litestar) -> None:
+        exporter = app.state.metrics_exporter = RuntimeExporter(runtime_of(app.state))
+
+        async def copy_counts() -> None:
+            while True:
+                await asyncio.sleep(SYNC_INTERVAL_S)
+                exporter.sync()
+
+        app.state.metrics_task = asyncio.create_task(copy_counts(), name="vary-metrics")
+
+    async def stop(app: Litestar) -> None:
+        task: asyncio.Task[None] | None = getattr(app.state, "metrics_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            app.state.metrics_exporter.sync(gauges=False)  # this worker's last counts (its spools are closed)
+        worker_exited()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)

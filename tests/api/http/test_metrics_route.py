@@ -1,0 +1,142 @@
+"""``GET /metrics``: admin key only, and the series move under real traffic through the app."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from api.app import create_app
+from api.metrics import aggregator_backlog
+from api.settings import Settings
+from personalization.decision.global_holdout import in_global_holdout
+from personalization.measurement.aggregation import DEFAULT_GROUP
+
+GLOBAL_SHARE = 0.05  # the demo space's global holdout
+VISITORS = [v for v in (f"metrics-visitor-{i}" for i in range(40)) if not in_global_holdout(v, GLOBAL_SHARE)][:8]
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: TestClient, admin: dict[str, str]) -> Samples:
+    response = client.get("/metrics", headers=admin)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+def test_metrics_need_an_admin_key(client: TestClient, delivery: dict[str, str]) -> None:
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=delivery).status_code == 403
+    assert client.get("/metrics", params={"key": "test-delivery-key"}).status_code == 401
+
+
+def test_series_move_under_traffic(client: TestClient, delivery: dict[str, str], admin: dict[str, str]) -> None:
+    before = scrape(client, admin)
+    for visitor in VISITORS:
+        body = {"visitor": {"id": visitor, "country": "US"}, "entries": ["heroHome", "bannerShipping"]}
+        assert client.post("/v1/personalize", json=body, headers=delivery).status_code == 200
+    events = [
+        {"type": "page_view", "visitor_id": VISITORS[0], "session_id": "metrics-s", "channel": "web"},
+        {"type": "page_view", "visitor_id": VISITORS[0], "channel": "carrier-pigeon"},  # rejected: channel
+    ]
+    answer = client.post("/v1/events", json={"events": events}, headers=delivery)
+    assert answer.status_code == 202 and len(answer.json()["rejected"]) == 1
+    assert client.get("/no-such-route", headers=admin).status_code == 404
+
+    deadline = time.monotonic() + 5
+    after = scrape(client, admin)
+    while time.monotonic() < deadline and (
+        value(after, "vary_exposures_total", outcome="written") - value(before, "vary_exposures_total", outcome="written")
+        < 2 * len(VISITORS)
+    ):
+        time.sleep(0.1)  # the writer flushes in the background
+        after = scrape(client, admin)
+
+    def moved(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    route = {"method": "POST", "route": "/v1/personalize", "status": "200"}
+    assert moved("vary_http_request_duration_seconds_count", **route) == len(VISITORS)
+    assert moved("vary_http_request_duration_seconds_bucket", le="+Inf", **route) == len(VISITORS)
+    assert moved("vary_http_request_duration_seconds_sum", **route) > 0
+    assert moved("vary_http_request_duration_seconds_count", route="unmatched", status="404") == 1
+    # two entries per request; the experiences' keys come from content, never a visitor id
+    assert moved("vary_decisions_total", degraded="false") == 2 * len(VISITORS)
+    decided = {dict(labels)["experience"] for (name, labels) in after if name == "vary_decisions_total"}
+    assert decided - {""} and not any(v in x for x in decided for v in VISITORS)
+    # each request logs two entry exposures and one `_global` exposure
+    assert moved("vary_exposures_total", outcome="written") >= 2 * len(VISITORS)
+    assert moved("vary_events_total", outcome="accepted") == 1
+    assert moved("vary_events_total", outcome="rejected") == 1
+    ready = client.get("/ready").json()
+    assert value(after, "vary_model_info", version=str(ready["model"])) == 1
+    assert value(after, "vary_content_info", version=ready["content_version"], state=ready["content"]) == 1
+    age = value(after, "vary_content_age_seconds")
+    assert math.isfinite(age) and age >= 0
+    assert value(after, "vary_profile_breaker_open") == 0
+    assert ("vary_exposures_pending", frozenset()) in after
+    for stream in ("exposures", "events"):  # the in-process aggregator's consumer group exists and reads
+        assert ("vary_aggregator_lag_entries", frozenset({("stream", stream)})) in after
+        assert ("vary_aggregator_pending_entries", frozenset({("stream", stream)})) in after
+
+
+def test_aggregator_backlog_counts_unread_and_unacknowledged_entries(redis_url: str) -> None:
+    async def run() -> dict[str, tuple[int, int]]:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.delete("vary:exposures", "vary:events")
+            await redis.xgroup_create("vary:events", DEFAULT_GROUP, id="0", mkstream=True)
+            for n in range(5):
+                await redis.xadd("vary:events", {"n": n})
+            await redis.xreadgroup(DEFAULT_GROUP, "metrics-test", {"vary:events": ">"}, count=2)
+            return await aggregator_backlog(redis, partitions=1)
+        finally:
+            await redis.delete("vary:events")
+            await redis.aclose()
+
+    backlog = asyncio.run(run())
+    assert backlog == {"events": (3, 2)}  # no exposure stream: left out, not reported as 0
+
+
+@pytest.fixture
+def limited(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(msgspec.structs.replace(settings, rate_limit_delivery_per_s=2))) as client:
+        yield client
+
+
+def test_rate_limited_requests_are_counted(
+    limited: TestClient, delivery: dict[str, str], admin: dict[str, str]
+) -> None:
+    before = scrape(limited, admin)
+    body = {"visitor": {"id": VISITORS[0]}, "entries": ["heroHome"]}
+    codes = [limited.post("/v1/personalize", json=body, headers=delivery).status_code for _ in range(10)]
+    after = scrape(limited, admin)
+    refused = codes.count(429)
+    assert refused > 0
+    assert value(after, "vary_rate_limited_requests_total", scope="delivery") - value(
+        before, "vary_rate_limited_requests_total", scope="delivery"
+    ) == refused
+    assert total(after, "vary_http_request_duration_seconds_count", status="429") - total(
+        before, "vary_http_request_duration_seconds_count", status="429"
+    ) == refused
