@@ -27,16 +27,23 @@ from api.plugins import load_plugins
 from api.http.visitors import VisitorController
 from api.http.content import ContentController
 from api.http.delivery import DeliveryController
+from api.http.bundle import BUNDLE_HANDLERS
+from api.bundles import BundleService
+from api.bundle_announcer import BundleAnnouncer
+from api.bundle_signing import signer_for
 from api.http.errors import exception_handlers, internal_error
 from api.http.events import EventController
 from api.http.experiences import ExperienceController
 from api.http.health import health, ready
 from api.http.measurement import MeasurementController
+from api.http.surveys import SurveyController, SurveyLinkController, SurveyResultsController
 from api.http.metrics import install_metrics
+from api.tracing import install_tracing
 from api.http.webhooks import contentful_webhook
 from api.http.ratelimit import RateLimiter
 from api.gc_tuning import FreezeWatcher
 from api.loop_lag import LoopLagMonitor
+from api.http.hot_path import HotPath
 from api.redis_client import SERVER_OPTIONS, async_redis
 from api.runtime import Runtime
 from api.settings import Settings, load_settings
@@ -91,12 +98,18 @@ def create_app(
         gc_freezer = FreezeWatcher(
             lambda: (runtime.snapshot, runtime.model.current, runtime.policies.current, runtime.policies.shadows)
         )
+        # New bundle versions POSTed to VARY_BUNDLE_WEBHOOK_URL, once cluster-wide (api/bundle_announcer.py).
+        announcer = BundleAnnouncer(settings, runtime, app.state.bundles) if settings.bundle_webhook_url else None
         try:
             await runtime.start()
             loop_lag.start()
             gc_freezer.start()
+            if announcer is not None:
+                await announcer.start()
             yield
         finally:
+            if announcer is not None:
+                await announcer.close()
             await gc_freezer.stop()
             await loop_lag.stop()
             await runtime.close()
@@ -108,6 +121,9 @@ def create_app(
             EventController,
             ContentController,
             MeasurementController,
+            SurveyController,
+            SurveyResultsController,
+            SurveyLinkController,
             ExperienceController,
             ModelController,
             VisitorController,
@@ -118,6 +134,7 @@ def create_app(
             ready,
             *DASHBOARD_HANDLERS,
             *FRONTEND_HANDLERS,
+            *BUNDLE_HANDLERS,  # GET /v1/bundle, /key, /events (api/http/bundle.py)
             API_DOCS_ASSETS,
         ],
         template_config=template_config(),
@@ -128,13 +145,19 @@ def create_app(
         openapi_config=openapi_config(),  # api/http/openapi_docs.py: Swagger UI from local files
         debug=False,
     )
+    if settings.hot_path:  # POST /v1/personalize without the framework's layers (api/http/hot_path.py)
+        app.asgi_handler = app.state.hot_path = HotPath(app.asgi_handler, app)
     if settings.cors_origins:  # outermost, like Litestar's own CORS middleware, but delivery routes only
         app.asgi_handler = DeliveryCORSMiddleware(app.asgi_handler, settings.cors_origins)
     app.state.key_ring = KeyRing(delivery, admin)
     app.state.settings = settings
     app.state.exposure_tokens = exposure_tokens_for(settings, app.state.key_ring)
+    app.state.bundles = BundleService(  # local evaluation (api/bundles.py)
+        signer_for(settings.bundle_signing_key, settings.bundle_encryption_key, settings.data_dir)
+    )
     app.state.demo_key = demo_key(delivery) if settings.demo_page else None
     install_metrics(app)  # GET /metrics, request latency, counters copied per worker (api/http/metrics.py)
+    install_tracing(app)  # OTEL_* variables: a span per request and per decision step (api/tracing.py)
     complete_openapi(app)  # security schemes and typed error bodies for every route
     document_operations(app)  # operation ids, descriptions, 409/413/422/503
     app.state.plugins = loaded_plugins

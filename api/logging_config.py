@@ -27,6 +27,7 @@ import logging
 import logging.handlers
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = [
@@ -64,8 +65,16 @@ def resolve_format(value: str, stream: TextIO | None = None) -> str:
     return "text" if callable(isatty) and isatty() else "json"
 
 
+#: Set by api/tracing.py while tracing is on: the current span's (trace id, span id) in hex, or None.
+current_trace: Callable[[], tuple[str, str] | None] | None = None
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES and not k.startswith("_")}
+    fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES and not k.startswith("_")}
+    ids = current_trace() if current_trace is not None else None  # a line written inside a span
+    if ids is not None:
+        fields["trace_id"], fields["span_id"] = ids
+    return fields
 
 
 class JsonFormatter(logging.Formatter):

@@ -17,8 +17,9 @@ import contextlib
 import math
 import time
 from collections import deque
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 __all__ = ["INTERVAL_S", "WINDOW_S", "LoopLag", "LoopLagMonitor"]
 
@@ -31,12 +32,13 @@ WINDOW_S = 60.0
 class LoopLag(Struct, frozen=True, kw_only=True):
     """Event-loop lag of this worker over the last minute (milliseconds a wake-up came late)."""
 
-    #: Samples in the window (one per 100 ms while the loop runs freely; fewer when it stalls).
-    samples: int
-    max_ms: float
-    p99_ms: float
-    #: The most recent sample.
-    last_ms: float
+    samples: Annotated[
+        int,
+        Meta(description="Samples in the window (one per 100 ms while the loop runs freely; fewer when it stalls)."),
+    ]
+    max_ms: Annotated[float, Meta(description="The largest lag in the window, in ms.")]
+    p99_ms: Annotated[float, Meta(description="The 99th percentile lag in the window, in ms.")]
+    last_ms: Annotated[float, Meta(description="The most recent sample.")]
 
 
 class LoopLagMonitor:

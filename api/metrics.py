@@ -16,6 +16,10 @@ Why this shape:
   what nothing counted yet is incremented where it happens: the request-latency histogram
   (``api/http/metrics.py``), accepted/rejected events (``api/http/events.py``) and rate-limited
   requests (``api/http/ratelimit.py``).
+* **Per worker where a sum would hide it.** Event-loop lag (:data:`EVENT_LOOP_LAG`, the p99 and
+  max of the last minute that ``/ready``'s ``loop_lag`` shows) is one worker's stall: summing it
+  over workers means nothing and a max would hide which worker stalls. It is ``liveall``: one
+  series per live worker (a ``pid`` label in multiprocess mode), dropped when the worker exits.
 * **State, not totals,** (content age, model version) is read from the scraped worker's runtime at
   scrape time (:class:`StateCollector`): every worker serves the same content and model. The
   aggregator's backlog is read from Redis at scrape time (:func:`aggregator_backlog`).
@@ -42,11 +46,13 @@ from personalization.store import keys
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from api.loop_lag import LoopLagMonitor
     from api.runtime import Runtime
 
 __all__ = [
     "DECISIONS",
     "EVENTS",
+    "EVENT_LOOP_LAG",
     "EXPOSURES",
     "MULTIPROC_VARIABLE",
     "RATE_LIMITED",
@@ -96,6 +102,13 @@ EVENTS = Counter(
     "Events by outcome: accepted (recorded or spooled), rejected (per event, inside a 202 or a 400), "
     "spooled to local disk while Redis was unreachable, replayed from the spool.",
     ["outcome"],
+)
+EVENT_LOOP_LAG = Gauge(
+    "vary_event_loop_lag_seconds",
+    "How late the worker's event loop woke up over the last minute (api/loop_lag.py, /ready's loop_lag), "
+    "by stat: p99 or max. One series per worker.",
+    ["stat"],
+    multiprocess_mode="liveall",
 )
 RATE_LIMITED = Counter("vary_rate_limited_requests", "Requests refused with 429, by key scope.", ["scope"])
 CONTENT_SYNCS = Counter("vary_content_syncs", "Content syncs by result (ok, failed).", ["result"])
@@ -147,10 +160,12 @@ def exposition(*collectors: Any) -> bytes:
 
 
 class RuntimeExporter:
-    """Copies one runtime's own counters into the Prometheus counters, as deltas since the last copy."""
+    """Copies one runtime's own counters into the Prometheus counters, as deltas since the last copy,
+    and this worker's event-loop lag (``loop_lag``, the app's monitor) into its gauge."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, loop_lag: LoopLagMonitor | None = None) -> None:
         self._runtime = runtime
+        self._loop_lag = loop_lag
         self._seen: dict[tuple[str, ...], int] = {}
 
     def _advance(self, counter: Counter, labels: tuple[str, ...], value: int) -> None:
@@ -187,6 +202,10 @@ class RuntimeExporter:
         if personalizer is not None:
             for labels, count in list(personalizer.decisions.items()):
                 self._advance(DECISIONS, labels, count)
+        if gauges and self._loop_lag is not None:
+            lag = self._loop_lag.snapshot()
+            EVENT_LOOP_LAG.labels("p99").set(lag.p99_ms / 1000)
+            EVENT_LOOP_LAG.labels("max").set(lag.max_ms / 1000)
         content = runtime.content.state
         self._advance(CONTENT_SYNCS, ("failed",), content.failed_syncs)
         self._advance(CONTENT_SYNCS, ("ok",), content.syncs - content.failed_syncs)

@@ -32,6 +32,7 @@ from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
 from personalization.store.journal import Journal
 from personalization.store.live_state import LiveStateFollower
 from personalization.store.keys import SCHEMA_VERSION
+from personalization.store.memory import warn_if_evicting
 from personalization.store.migrate import migrate, schema_version
 from personalization.store.partitions import all_streams
 from personalization.store.retention import StreamRetention
@@ -209,6 +210,7 @@ class Runtime:
         """Migrate stored data, load content and models (blocking work off the event loop), start the
         exposure writer."""
         await self._migrate()
+        await warn_if_evicting(self.redis)  # an evicting maxmemory-policy corrupts results: say so at start
         await self.content.start()
         await self._start_live_state()
         await self._start_models()

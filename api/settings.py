@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "auto"
     #: One ``vary.access`` line per request: method, route template, status, duration (no query string).
     access_log: bool = True
+    #: ``POST /v1/personalize`` on the lean path (``api/http/hot_path.py``); ``false``: through
+    #: Litestar's layers like every other route (same answers, more CPU per request).
+    hot_path: bool = True
     #: Longest a decision waits for the visitor's profile before deciding without it.
     profile_timeout_s: float = 0.05
     #: Seconds between refreshes of the shared serving state (guardrail pauses, phases): how soon a
@@ -165,6 +168,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Signs dashboard session cookies; the same on every worker. Unset: derived from the admin key
     #: digests, so rotating the admin keys signs everyone out of the dashboard.
     session_secret: str | None = None
+    #: Ed25519 private key (base64 of the 32-byte seed) that signs ``GET /v1/bundle``; the same on every
+    #: worker. Unset: generated once and kept in ``<data_dir>/bundle_signing.key`` (api/bundle_signing.py).
+    bundle_signing_key: str | None = None
+    #: Optional AES-GCM key (base64 of 16, 24 or 32 bytes) that encrypts the bundle's body, as
+    #: GrowthBook's encrypted payloads: hides rules from casual readers only (docs/security.md).
+    bundle_encryption_key: str | None = None
+    #: Each new bundle version POSTed once, signed with the secret, to this URL (an edge KV updater):
+    #: personalization/sinks/bundle_versions.py.
+    bundle_webhook_url: str | None = None
+    bundle_webhook_secret: str | None = None
 
 
 _FIELDS: dict[str, str] = {f"VARY_{name.upper()}": name for name in Settings.__struct_fields__}
@@ -256,6 +269,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.sink_webhook_url and not settings.sink_webhook_secret:
         raise SettingsError("VARY_SINK_WEBHOOK_URL needs VARY_SINK_WEBHOOK_SECRET (requests are signed with it)")
+    if settings.bundle_webhook_url and not settings.bundle_webhook_secret:
+        raise SettingsError("VARY_BUNDLE_WEBHOOK_URL needs VARY_BUNDLE_WEBHOOK_SECRET (requests are signed with it)")
     if settings.sink_max_attempts < 1 or settings.sink_batch_size < 1:
         raise SettingsError("VARY_SINK_MAX_ATTEMPTS and VARY_SINK_BATCH_SIZE must be at least 1")
     if settings.stream_retention_days < 0 or settings.stream_trim_every_s <= 0:

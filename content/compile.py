@@ -26,6 +26,7 @@ from content.mergetags import merge_templates
 from content.resolve import FieldResolver
 from content.settings import compile_global_holdout, compile_settings
 from content.snapshot import ContentEntry, ContentSnapshot
+from content.surveys import compile_surveys
 
 __all__ = ["compile_snapshot", "DEFAULT_LINK_DEPTH"]
 
@@ -69,6 +70,9 @@ def compile_snapshot(
     journeys, journey_issues = compile_journeys(items, default_locale)
     goals, settings_issues = compile_settings(items, default_locale)
     global_holdout, holdout_issues = compile_global_holdout(items, default_locale)
+    surveys, survey_issues = compile_surveys(
+        items, default_locale, {locale.code: locale.fallback_code for locale in locales}, compiled.experiences
+    )
     resolver = FieldResolver(items, default_locale=default_locale, link_depth=link_depth)
     fields = {
         entry_id: {
@@ -88,7 +92,7 @@ def compile_snapshot(
         audiences=compiled.audiences,
         issues=(
             *compiled.issues, *journey_issues, *settings_issues, *holdout_issues, *draft_issues(items),
-            *locale_issues,
+            *locale_issues, *survey_issues,
         ),
         experiences_by_entry=compiled.by_entry,
         fields=fields,
@@ -99,6 +103,7 @@ def compile_snapshot(
         global_holdout=global_holdout,
         link_depth=link_depth,
         flags=compiled.flags,
+        surveys=surveys,
     )
 
 

@@ -4,8 +4,9 @@ What it does (DESIGN §3), in this order, so the space is never left with a dang
 
 1. List the environment's content types once (one paged ``GET …/content_types``) and check every
    ``add_to`` name against it *before* writing anything.
-2. ``varyAudience``, ``varyExperience``, ``varyJourney`` then ``varySettings`` (the space's goals and
-   global holdout; ``content/model/*.json``): missing → create
+2. ``varyAudience``, ``varyExperience``, ``varyJourney``, ``varySettings`` (the space's goals and
+   global holdout) then ``varySurvey`` (NPS/CSAT/CES/SUS/feedback prompts, :mod:`content.surveys`;
+   ``content/model/*.json``): missing → create
    (``PUT …/content_types/<id>``) and publish; different from the model → update (``PUT`` with
    ``X-Contentful-Version``) and publish; equal but with unpublished changes → publish; equal and
    published → nothing.
@@ -61,7 +62,9 @@ __all__ = [
 ]
 
 MODEL_DIR = Path(__file__).parent / "model"
-VARY_CONTENT_TYPES: tuple[str, ...] = ("varyAudience", "varyExperience", "varyJourney", "varySettings")
+VARY_CONTENT_TYPES: tuple[str, ...] = (
+    "varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey",  # a survey links an experience
+)
 EXPERIENCES_FIELD_ID = "varyExperiences"
 MAX_FIELDS = 50  # Contentful's limit per content type
 _PAGE = 1000  # the CMA's largest page

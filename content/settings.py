@@ -19,6 +19,7 @@ from __future__ import annotations
 from content.experiences.base import is_number, issue
 from content.items import ContentItems
 from content.snapshot import ContentEntry, ContentIssue
+from personalization.types import goal_name_problem
 
 __all__ = ["SETTINGS_TYPE", "MAX_SPACE_GOALS", "MAX_GLOBAL_HOLDOUT", "compile_settings", "compile_global_holdout"]
 
@@ -53,7 +54,10 @@ def compile_settings(items: ContentItems, default_locale: str) -> tuple[tuple[st
     if bad:
         issues.append(issue(entry, f"Goal names longer than {MAX_GOAL_LENGTH} characters are left out: "
                                    f"{', '.join(b[:40] for b in bad)}.", _FIX))
-    goals = list(dict.fromkeys(g for g in goals if len(g) <= MAX_GOAL_LENGTH))
+    reserved = [problem for g in goals if (problem := goal_name_problem(g)) is not None]
+    for problem in reserved:
+        issues.append(issue(entry, f"A goal is left out: {problem}.", _FIX))
+    goals = list(dict.fromkeys(g for g in goals if len(g) <= MAX_GOAL_LENGTH and goal_name_problem(g) is None))
     if len(goals) > MAX_SPACE_GOALS:
         issues.append(issue(entry, f"More than {MAX_SPACE_GOALS} goals are declared; the first "
                                    f"{MAX_SPACE_GOALS} are counted.", "Declare fewer goals."))

@@ -20,7 +20,7 @@ import msgspec
 from msgspec import Struct
 
 from content.locales import LocaleMatcher
-from personalization.types import Audience, Experience, Journey
+from personalization.types import Audience, Experience, Journey, SurveyDefinition
 
 if TYPE_CHECKING:
     from content.items import ContentItems
@@ -88,6 +88,7 @@ class ContentSnapshot:
         "global_holdout",
         "links",
         "flags",
+        "surveys",
         "_experiences_by_entry",
         "_fields",
         "_merge_templates",
@@ -113,6 +114,8 @@ class ContentSnapshot:
     #: Contentful Personalization experiences with custom flags, by entry id
     #: (``content.experiences.ninetailed_flags.FlagExperience``); each is decided under its entry id.
     flags: tuple[Any, ...]
+    #: The space's ``varySurvey`` prompts that compiled, by key (:mod:`content.surveys`).
+    surveys: Mapping[str, SurveyDefinition]
 
     def __init__(
         self,
@@ -134,6 +137,7 @@ class ContentSnapshot:
         global_holdout: float | None = None,
         link_depth: int = 2,
         flags: tuple[Any, ...] = (),
+        surveys: dict[str, SurveyDefinition] | None = None,
     ) -> None:
         if default_locale not in locales:
             raise ValueError(f"default locale {default_locale!r} is not one of {sorted(locales)}")
@@ -151,6 +155,7 @@ class ContentSnapshot:
         setter(self, "goals", goals)
         setter(self, "global_holdout", global_holdout)
         setter(self, "flags", tuple(flags))
+        setter(self, "surveys", MappingProxyType(dict(surveys or {})))
         # Imported here: content.links reads ContentEntry from this module.
         from content.links import LinkIndex
 

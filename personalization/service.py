@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import msgspec
 from msgspec import Struct
@@ -34,6 +35,19 @@ __all__ = ["Personalized", "Personalizer"]
 
 log = logging.getLogger("vary.personalize")
 
+_NO_SPAN = nullcontext()
+
+
+def no_span(name: str) -> AbstractContextManager[object]:
+    """A decision step's span while tracing is off: one shared no-op (about 0.14 µs a step)."""
+    return _NO_SPAN
+
+
+#: The span of one step (profile read, decide, exposure submit): api/tracing.py sets a real one
+#: when the OTEL_* variables turn tracing on.
+span: Callable[[str], AbstractContextManager[object]] = no_span
+
+
 def _as_person(visitor: Visitor, profile: Profile) -> Visitor:
     """A linked id decides as its person (:mod:`personalization.store.identity`): it buckets by the
     person id, and its exposures, sticky assignments and remembered traits go to the person."""
@@ -44,6 +58,9 @@ def _as_person(visitor: Visitor, profile: Profile) -> Visitor:
 class Personalized(Struct, frozen=True, kw_only=True):
     outcome: Outcome
     degraded: bool
+    #: The profile the decision read (the person's, for a linked id): a survey asked for beside the
+    #: entries (:mod:`personalization.surveys`) reads its visits and assignments without a second read.
+    profile: Profile = Profile()
 
 
 class Personalizer:
@@ -97,7 +114,8 @@ class Personalizer:
             return Profile(), False
         try:
             async with asyncio.timeout(self._timeout):  # no extra task per request, unlike wait_for
-                return await self._profiles.load(visitor.id), False
+                with span("vary.profile.read"):
+                    return await self._profiles.load(visitor.id), False
         except Exception as exc:  # timeout or Redis down: decide without the profile
             self.profile_failures += 1
             now = time.monotonic()
@@ -163,21 +181,23 @@ class Personalizer:
             profile, degraded = await self._profile(visitor)
             visitor = self._with_stored_traits(_as_person(visitor, profile), profile, degraded, record)
         live = self.catalog(catalog)
-        outcome = decide(
-            visitor,
-            profile,
-            [EntryRequest(entry_id, live.experiences_for(entry_id)) for entry_id in entry_ids],
-            self._model.current,
-            self._clock(),
-            policies=self._policies.current,
-            plugins=self.plugins,
-            global_holdout=live.global_holdout,
-            shadows=self._policies.shadows,
-        )
+        with span("vary.decide"):
+            outcome = decide(
+                visitor,
+                profile,
+                [EntryRequest(entry_id, live.experiences_for(entry_id)) for entry_id in entry_ids],
+                self._model.current,
+                self._clock(),
+                policies=self._policies.current,
+                plugins=self.plugins,
+                global_holdout=live.global_holdout,
+                shadows=self._policies.shadows,
+            )
         if record:
-            self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)
+            with span("vary.exposures.submit"):
+                self._exposures.submit(() if defer_exposures else outcome.exposures, outcome.assignments)
         tally, flag = self.decisions, "true" if degraded else "false"
         for decision in outcome.decisions:
             key = (decision.experience or "", "holdout" if decision.holdout else str(decision.variant), flag)
             tally[key] = tally.get(key, 0) + 1
-        return Personalized(outcome=outcome, degraded=degraded)
+        return Personalized(outcome=outcome, degraded=degraded, profile=profile)

@@ -19,6 +19,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 __all__ = [
+    "RESERVED_GOAL_PREFIX",
+    "goal_name_problem",
     "CHANNELS",
     "Channel",
     "Consent",
@@ -40,6 +42,11 @@ __all__ = [
     "EVENT_TYPES",
     "Journey",
     "JourneyStage",
+    "SURVEY_METRICS",
+    "SURVEY_TRIGGERS",
+    "SurveyDefinition",
+    "SurveyText",
+    "SurveyTrigger",
 ]
 
 Channel = Literal["web", "ios", "android", "email", "kiosk", "call_center", "store"]
@@ -69,26 +76,59 @@ TraitValue = (
 class Consent(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What the visitor agreed to. Defaults follow the peers: both on unless the front end says no."""
 
-    personalization: bool = True
-    analytics: bool = True
+    personalization: Annotated[
+        bool, Meta(description="May Vary personalize for this visitor? `false`: the baseline is served.")
+    ] = True
+    analytics: Annotated[
+        bool,
+        Meta(
+            description="May Vary store this visitor's exposures and events? `false`: counted anonymously, never tied to them."
+        ),
+    ] = True
 
 
 class Visitor(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The request-time context of one visitor: who, where, on which channel. Only ``id`` is required."""
 
-    id: Id
-    session_id: Id | None = None
-    channel: Channel = "web"
-    locale: Annotated[str, Meta(max_length=35)] | None = None
-    device: Annotated[str, Meta(max_length=64)] | None = None
-    country: Annotated[str, Meta(max_length=2, pattern="^[A-Za-z]{2}$")] | None = None
-    referrer: Url | None = None
-    page: Url | None = None
-    utm: Annotated[dict[Annotated[str, Meta(max_length=64)], ShortText], Meta(max_length=16)] = {}
-    traits: Annotated[
-        dict[Annotated[str, Meta(max_length=128)], TraitValue], Meta(max_length=64)
+    id: Annotated[Id, Meta(description="A stable, opaque visitor id chosen by the front end (a cookie, a device id).")]
+    session_id: Annotated[Id, Meta(description="The current session's id, if the front end keeps one.")] | None = None
+    channel: Annotated[
+        Channel,
+        Meta(description="Where the visitor is: `web`, `ios`, `android`, `email`, `kiosk`, `call_center` or `store`."),
+    ] = "web"
+    locale: (
+        Annotated[
+            str,
+            Meta(
+                max_length=35,
+                description="The visitor's preferred locale (BCP 47), for audiences; the answer's locale is the request's `locale`.",
+            ),
+        ]
+        | None
+    ) = None
+    device: (
+        Annotated[str, Meta(max_length=64, description="Device class, e.g. `mobile`, `desktop`, `tablet`.")] | None
+    ) = None
+    country: (
+        Annotated[
+            str, Meta(max_length=2, pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 country code, e.g. `CA`.")
+        ]
+        | None
+    ) = None
+    referrer: Annotated[Url, Meta(description="The referring URL.")] | None = None
+    page: Annotated[Url, Meta(description="The current page URL.")] | None = None
+    utm: Annotated[
+        dict[Annotated[str, Meta(max_length=64)], ShortText],
+        Meta(max_length=16, description="UTM parameters of the visit (`source`, `medium`, `campaign`, …)."),
     ] = {}
-    consent: Consent = Consent()
+    traits: Annotated[
+        dict[Annotated[str, Meta(max_length=128)], TraitValue],
+        Meta(
+            max_length=64,
+            description="Attributes the front end knows (plan, loyalty tier…) for audiences; remembered with the profile.",
+        ),
+    ] = {}
+    consent: Annotated[Consent, Meta(description="What the visitor agreed to.")] = Consent()
 
 
 class Profile(Struct, frozen=True, kw_only=True):
@@ -98,23 +138,41 @@ class Profile(Struct, frozen=True, kw_only=True):
     variant, a later change of weights does not move them (GrowthBook's sticky bucketing).
     """
 
-    visits: int = 0
-    page_views: int = 0
-    conversions: int = 0
-    first_seen: float | None = None
-    last_seen: float | None = None
-    channels: tuple[str, ...] = ()
-    goals: dict[str, int] = {}
-    assignments: dict[str, int] = {}
-    #: The bounded page and event history (raw hash fields, parsed lazily by
-    #: :mod:`personalization.decision.history`; layout in :mod:`personalization.store.visitor_history`).
-    history: dict[str, str] = {}
-    #: Traits remembered from ``identify`` events and personalize requests
-    #: (:mod:`personalization.store.traits`); a request's own traits override them for that call.
-    traits: dict[str, TraitValue] = {}
-    #: Exposure counters by experience key, raw (``"<day> <n> <week> <n> <n all>"``), for frequency
-    #: caps (:mod:`personalization.decision.frequency`); written by the exposure writer.
-    frequency: dict[str, str] = {}
+    visits: Annotated[int, Meta(description="Visits (sessions) recorded for the visitor.")] = 0
+    page_views: Annotated[int, Meta(description="`page_view` events recorded.")] = 0
+    conversions: Annotated[int, Meta(description="Conversions recorded, over every goal.")] = 0
+    first_seen: (
+        Annotated[float, Meta(description="When the visitor was first seen, Unix seconds; null for a new visitor.")]
+        | None
+    ) = None
+    last_seen: (
+        Annotated[float, Meta(description="When the visitor was last seen, Unix seconds; null for a new visitor.")]
+        | None
+    ) = None
+    channels: Annotated[tuple[str, ...], Meta(description="The channels the visitor has been seen on.")] = ()
+    goals: Annotated[dict[str, int], Meta(description="Goal → conversions recorded on it.")] = {}
+    assignments: Annotated[
+        dict[str, int],
+        Meta(description="Experience key → the sticky variant assigned (a later change of weights does not move it)."),
+    ] = {}
+    history: Annotated[
+        dict[str, str],
+        Meta(
+            description="The bounded page and event history (raw hash fields, parsed lazily by `history`; layout in `visitor_history`)."
+        ),
+    ] = {}
+    traits: Annotated[
+        dict[str, TraitValue],
+        Meta(
+            description="Traits remembered from `identify` events and personalize requests (`traits`); a request's own traits override them for that call."
+        ),
+    ] = {}
+    frequency: Annotated[
+        dict[str, str],
+        Meta(
+            description='Exposure counters by experience key, raw (`"<day> <n> <week> <n> <n all>"`), for frequency caps (`frequency`); written by the exposure writer.'
+        ),
+    ] = {}
 
     @property
     def is_new(self) -> bool:
@@ -156,8 +214,11 @@ class FrequencyCap(Struct, frozen=True, kw_only=True):
     instead: at most ``max_exposures`` per UTC ``day``, ISO ``week``, or over the whole ``campaign``,
     counted over every channel."""
 
-    max_exposures: Annotated[int, Meta(ge=1)]
-    period: Literal["day", "week", "campaign"]
+    max_exposures: Annotated[int, Meta(ge=1, description="Most exposures per person per `period`.")]
+    period: Annotated[
+        Literal["day", "week", "campaign"],
+        Meta(description="`day` (UTC), `week` (ISO) or `campaign` (the whole experience)."),
+    ]
 
 
 def phase_key(experience: str, phase: int) -> str:
@@ -245,29 +306,55 @@ class ServedVariant(Struct, frozen=True, kw_only=True):
     ``variant_entry_id`` is the entry served (the baseline itself for variant 0).
     """
 
-    entry_id: str
-    experience: str | None
-    variant: int
-    variant_entry_id: str
-    is_control: bool
-    holdout: bool
-    propensity: float
+    entry_id: Annotated[str, Meta(description="The requested (baseline) entry.")]
+    experience: (
+        Annotated[
+            str,
+            Meta(
+                description="The experience that decided this entry; null when none applies (the baseline is served)."
+            ),
+        ]
+        | None
+    )
+    variant: Annotated[int, Meta(description="The variant served: 0 is control (the baseline).")]
+    variant_entry_id: Annotated[str, Meta(description="The entry actually served (the baseline itself for variant 0).")]
+    is_control: Annotated[bool, Meta(description="True when the baseline was served as the experience's control.")]
+    holdout: Annotated[
+        bool,
+        Meta(
+            description="True when the visitor is in the experience's holdout (served the baseline, never personalized)."
+        ),
+    ]
+    propensity: Annotated[
+        float,
+        Meta(
+            description="Probability the policy had of serving this variant (for off-policy evaluation); 1.0 without an experience."
+        ),
+    ]
 
 
 class Decision(ServedVariant, frozen=True, kw_only=True):
     """What Vary chose for one requested entry, and why (``reason``, readable by a marketer)."""
 
-    reason: str
-    exposure_id: str
+    reason: Annotated[str, Meta(description="Why this variant, in words a marketer can read.")]
+    exposure_id: Annotated[
+        str, Meta(description="Id of the exposure logged for this decision (or to be logged, with `on_view`).")
+    ]
 
 
-class Exposure(ServedVariant, frozen=True, kw_only=True):
+class Exposure(ServedVariant, frozen=True, kw_only=True, omit_defaults=True):
     """One entry served to one visitor: the record every measurement is built from.
 
     Written to the ``vary:exposures`` stream. ``visitor_id`` is ``None`` when the visitor did not consent
     to analytics: the exposure still counts in aggregates, but is not tied to a person. Decoding is by
     field name, so entries written before the shared fields moved to :class:`ServedVariant` (whose
     keys came in another order) decode as they did.
+
+    Record format 2 (:mod:`personalization.store.formats`): fields equal to their default (``null``,
+    ``phase`` 1, no segments) are left out of the JSON (``omit_defaults``; ~130 bytes less per stored
+    exposure), which every reader — this one and format 1's, which had the same defaults — decodes
+    to the same value. Format 1 wrote every field. Unknown fields are ignored, so a newer writer's
+    additions never stop an older reader. Never add ``forbid_unknown_fields`` here.
     """
 
     id: str
@@ -329,7 +416,24 @@ CONTINENTS: dict[str, str] = {
 #: holds the two together). Journey stages name them.
 EVENT_TYPES: tuple[str, ...] = (
     "page_view", "click", "conversion", "task", "abandonment", "survey", "feedback", "purchase", "identify",
+    "survey_shown", "survey_dismissed",
 )  # fmt: skip
+
+#: Goal names may not start with this. The aggregator keeps, per visitor, each goal's lifetime value
+#: as the hash field ``<goal>`` and its lifetime count as ``n:<goal>`` (measurement's
+#: ``scripts/outcome.lua``, the CUPED covariates), so a goal named ``n:signup`` would be counted into
+#: ``signup``'s count. Here, not in measurement, because content checks goal names too.
+RESERVED_GOAL_PREFIX = "n:"
+
+
+def goal_name_problem(goal: str) -> str | None:
+    """Why ``goal`` cannot be a conversion goal's name (``None``: it can)."""
+    if goal.startswith(RESERVED_GOAL_PREFIX):
+        return (
+            f"goal names starting with {RESERVED_GOAL_PREFIX!r} are reserved (Vary stores a visitor's count "
+            f"of goal X as {RESERVED_GOAL_PREFIX}X); got {goal[:64]!r}, rename the goal"
+        )
+    return None
 
 
 class JourneyStage(Struct, frozen=True, kw_only=True):
@@ -372,3 +476,53 @@ class Journey(Struct, frozen=True, kw_only=True):
     key: str
     name: str
     stages: tuple[JourneyStage, ...]
+
+
+# -- surveys (issue 24): ``content.surveys`` compiles ``varySurvey`` entries into these -----------------
+
+SurveyMetric = Literal["nps", "csat", "ces", "sus", "feedback"]
+SURVEY_METRICS: tuple[str, ...] = ("nps", "csat", "ces", "sus", "feedback")
+SurveyTriggerKind = Literal["task_success", "task_failure", "page", "visits", "purchase", "exit_intent"]
+#: Trigger kinds, in the order a due survey is preferred when several are due at once: the moment a
+#: task ended or an order was placed first (it passes), then where the person is, then the rest.
+SURVEY_TRIGGERS: tuple[str, ...] = ("task_success", "task_failure", "purchase", "page", "visits", "exit_intent")
+
+
+class SurveyTrigger(Struct, frozen=True, kw_only=True):
+    """When a survey becomes due: ``kind`` and its ``detail`` (the task name, the page, the number of
+    visits). :attr:`label` is how content writes it and a prompt reports it, e.g. ``task_success:checkout``."""
+
+    kind: SurveyTriggerKind
+    detail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.detail is None else f"{self.kind}:{self.detail}"
+
+
+class SurveyText(Struct, frozen=True, kw_only=True):
+    """A survey's words in one locale: the question, the scale's end labels and SUS's ten statements."""
+
+    question: str
+    low_label: str | None = None
+    high_label: str | None = None
+    items: tuple[str, ...] = ()
+
+
+class SurveyDefinition(Struct, frozen=True, kw_only=True):
+    """One compiled ``varySurvey`` entry. ``texts`` has every space locale (fallbacks applied at
+    compile time); ``experience`` is the key of the experience it is attached to; ``cap_days``: not
+    due to a person shown any survey, on any channel, in that many days; ``max_per_person``: how often
+    one person may be shown this one (``None``: no limit besides the cap)."""
+
+    id: str
+    key: str
+    name: str
+    metric: SurveyMetric
+    trigger: SurveyTrigger
+    texts: dict[str, SurveyText]
+    problem_tags: tuple[str, ...] = ()
+    sampling_rate: float = 1.0
+    cap_days: float = 30.0
+    max_per_person: int | None = None
+    experience: str | None = None

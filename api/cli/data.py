@@ -113,7 +113,7 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def export_command(settings: Settings, args: argparse.Namespace) -> int:
     """``vary export``: Parquet files of the streams for a date range; prints what it wrote."""
-    from personalization.measurement.export import describe, export_streams
+    from personalization.measurement.export import ParquetUnavailable, describe, export_streams
 
     until: date = args.until or datetime.now(UTC).date()
     since: date = args.since
@@ -137,7 +137,7 @@ def export_command(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(run())
-    except RuntimeError as exc:  # pyarrow missing
+    except ParquetUnavailable as exc:  # the lean install (`make run`) has no pyarrow
         err(str(exc))
         return 2
     except (OSError, RedisError) as exc:

@@ -40,19 +40,24 @@ from api.dashboard.preview import (
     preview_visitor,
 )
 from api.dashboard.sign_in import SignInController, page
+from api.dashboard.survey_page import survey_row, survey_view
 from api.http.common import experience_in, loaded_snapshot, runtime_of
 from api.http.errors import exception_handlers
 from api.http.handlers import get, post
 from api.http.measurement import journey_report
+from personalization.errors import NotFound
 from personalization.measurement.cx import journey_metrics, weekly_metrics
+from personalization.measurement.events import EVENT_STREAM
 from personalization.measurement.guardrail_monitor import live_pauses
 from personalization.measurement.results import experiment_results
+from personalization.measurement.surveys import survey_report
 from personalization.models.evaluation import (
     EvaluationError,
     NotAPolicyError,
     evaluate_served,
 )
 from personalization.models.files import ModelLoadError
+from personalization.store.partitions import all_streams
 from personalization.store.phases import list_phases
 from personalization.types import CHANNELS
 
@@ -174,6 +179,25 @@ class DashboardController(Controller):
             view=journey_view(result),
         )
 
+    @get("/surveys", summary="Surveys")
+    async def surveys(self, request: Request, state: State) -> Template:
+        snapshot = loaded_snapshot(runtime_of(state))
+        rows = [survey_row(s) for s in snapshot.surveys.values()]
+        return page(request, "surveys.html", "surveys", "Surveys", surveys=rows)
+
+    @get("/surveys/{key:str}", summary="One survey")
+    async def survey(self, request: Request, state: State, key: FromPath[str]) -> Template:
+        """The ``GET /v1/surveys/{key}/results`` report (:func:`survey_report`) as a page."""
+        runtime = runtime_of(state)
+        snapshot = loaded_snapshot(runtime)
+        survey = snapshot.surveys.get(key)
+        if survey is None:
+            raise NotFound(f"no survey with key {key!r} in the served content")
+        streams = all_streams(EVENT_STREAM, runtime.settings.stream_partitions)
+        results = await survey_report(runtime.redis, streams, survey)
+        view = await anyio.to_thread.run_sync(survey_view, survey, results, snapshot.default_locale)
+        return page(request, "survey.html", "surveys", survey.name, v=view)
+
     @get("/models", summary="Models")
     async def models(self, request: Request, state: State) -> Template:
         return await _models_page(request, state)
@@ -263,6 +287,7 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
         decision=decision,
         preview_error=error,
         label=pages.variant_label,
+        surveys=[survey_row(s) for s in snapshot.surveys.values() if s.experience == experience.key],
     )
 
 

@@ -21,12 +21,13 @@ from litestar.params import JSONBody
 from litestar.response import Response
 from msgspec.structs import replace
 
+from api.bundles import check_local_decisions
 from api.frontend.schemas import ExposureBatch, ExposuresAccepted, RejectedExposure
 from api.http.auth import KeyRing, requires_delivery
 from api.http.handlers import post
 from api.http.schemas import PersonalizedEntry
 from api.settings import Settings
-from personalization.errors import Problem, RejectedBatch, StorageUnavailable
+from personalization.errors import InvalidInput, Problem, RejectedBatch, StorageUnavailable
 from personalization.store.deferred_exposures import DeferredExposures
 from personalization.store.exposure_tokens import (
     ExposureTokens,
@@ -69,26 +70,38 @@ def with_exposure_tokens(
 )
 async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Response[ExposuresAccepted]:
     """Verify each ``exposure_token`` and record its exposure once. Bad, forged or expired tokens are
-    listed in ``rejected`` with their index and reason; 400 when no token was valid."""
+    listed in ``rejected`` with their index, ``key`` (``tokens[i]``) and ``message`` — the vocabulary of a
+    4xx body's ``extra`` — and ``reason`` (``message``'s older name, kept for one release); 400 when no
+    token was valid."""
     runtime = state.runtime
     assert runtime.exposures is not None
     deferred = DeferredExposures(runtime.redis, runtime.exposures, state.exposure_tokens)
     now = time.time()
+    if not data.tokens and not data.decisions:
+        raise InvalidInput("nothing to record", problems=[Problem("tokens", "send `tokens` or `decisions` (at least one)")])
     good, rejected = deferred.verify(data.tokens, now)
-    if not good:
+    # Decisions made locally (api/bundles.py): recomputed from the bundle each names.
+    local = check_local_decisions(state.bundles, runtime, data.decisions, now)
+    if not good and not local.accepted:
         raise RejectedBatch(
-            "no valid exposure token in the batch; nothing was recorded",
-            problems=[Problem(f"tokens[{r.index}]", r.reason) for r in rejected],
+            "no valid exposure token or local decision in the batch; nothing was recorded",
+            problems=[Problem(f"tokens[{r.index}]", r.reason) for r in rejected]
+            + [Problem(f"decisions[{index}]", why) for index, why in local.rejected],
         )
     try:
-        accepted = await deferred.record([exposure for _, exposure in good], now)
+        if local.assignments:  # the SDK's sticky assignments, reconciled into the visitor's profile
+            runtime.exposures.submit((), local.assignments)
+        accepted = await deferred.record([exposure for _, exposure in good + local.accepted], now)
     except Exception as exc:
         raise StorageUnavailable(
             f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"
         ) from exc
     body = ExposuresAccepted(
         accepted=accepted,
-        duplicates=len(good) - accepted,
-        rejected=[RejectedExposure(index=r.index, reason=r.reason) for r in rejected],
+        duplicates=len(good) + len(local.accepted) - accepted,
+        rejected=[
+            RejectedExposure(index=r.index, key=f"tokens[{r.index}]", message=r.reason, reason=r.reason) for r in rejected
+        ]
+        + [RejectedExposure(index=index, key=f"decisions[{index}]", message=why, reason=why) for index, why in local.rejected],
     )
     return Response(body, status_code=202)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from msgspec import Meta, Struct
 
+from personalization.decision.bundle import LocalDecision
+
 __all__ = ["MAX_TOKENS", "ExposureBatch", "ExposuresAccepted", "RejectedExposure"]
 
 #: Tokens per call: ten full personalize answers' worth.
@@ -16,19 +18,44 @@ class ExposureBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """``POST /v1/exposures``: the ``exposure_token`` of each component the visitor has now seen (from a
     ``POST /v1/personalize`` with ``"exposures": "on_view"``). A token sent twice is counted once."""
 
-    tokens: Annotated[list[str], Meta(min_length=1, max_length=MAX_TOKENS)]
+    tokens: Annotated[
+        list[str],
+        Meta(
+            max_length=MAX_TOKENS,
+            description="The `exposure_token` of each component seen, as `POST /v1/personalize` gave it (up to 500).",
+        ),
+    ] = []
+    #: Decisions an SDK made locally from the bundle (docs/decisions.md, "Local evaluation"): each is
+    #: recomputed from the bundle it names and recorded only if variant and propensity agree.
+    decisions: Annotated[
+        list[LocalDecision],
+        Meta(
+            max_length=MAX_TOKENS,
+            description="Decisions made locally from `GET /v1/bundle` (up to 500), each with its bundle version and inputs.",
+        ),
+    ] = []
 
 
 class RejectedExposure(Struct, frozen=True, kw_only=True):
-    #: Position of the token in ``tokens``.
-    index: int
-    #: ``malformed``, ``bad signature``, ``expired`` or ``unsupported version``.
-    reason: str
+    """One token (or local decision) that was not recorded, in the vocabulary of a 4xx body's ``extra``
+    (``key``, ``message``); ``reason`` is the older name of ``message``, kept for one release."""
+
+    index: Annotated[int, Meta(description="Position of the item in `tokens` (or in `decisions`), from 0.")]
+    key: Annotated[
+        str, Meta(description="Where, as a 4xx body's `extra[].key` says it: `tokens[<index>]` or `decisions[<index>]`.")
+    ]
+    message: Annotated[
+        str,
+        Meta(description="Why: for a token `malformed`, `bad signature`, `expired` or `unsupported version`."),
+    ]
+    reason: Annotated[str, Meta(description="Deprecated alias of `message` (one release).")]
 
 
 class ExposuresAccepted(Struct, frozen=True, kw_only=True):
-    #: Exposures recorded now.
-    accepted: int
-    #: Valid tokens whose exposure was recorded before (a re-sent token): not counted twice.
-    duplicates: int
-    rejected: list[RejectedExposure] = []
+    accepted: Annotated[int, Meta(description="Exposures recorded now.")]
+    duplicates: Annotated[
+        int, Meta(description="Valid tokens whose exposure was recorded before (a re-sent token): not counted twice.")
+    ]
+    rejected: Annotated[
+        list[RejectedExposure], Meta(description="Tokens not recorded, with where (`key`) and why (`message`).")
+    ] = []

@@ -37,6 +37,7 @@ __all__ = [
     "KeyRing",
     "Scope",
     "bearer_scope",
+    "bearer_token",
     "digest",
     "key_scope",
     "ensure_keys",
@@ -68,9 +69,16 @@ def _parse(keys: Iterable[str]) -> tuple[bytes, ...]:
 class KeyRing:
     """The active key digests of both scopes."""
 
+    #: Most keys whose scope is remembered (only valid keys are; a deployment has a handful).
+    _KNOWN_MAX = 1024
+
     def __init__(self, delivery: Iterable[str], admin: Iterable[str]) -> None:
         self._delivery = _parse(delivery)
         self._admin = _parse(admin)
+        #: Valid keys already checked → their scope: one dictionary lookup per request instead of a
+        #: SHA-256 and a constant-time pass over every digest (issue 22). Unknown keys are never
+        #: remembered, so a client sending random keys cannot grow it.
+        self._known: dict[str, Scope] = {}
 
     @staticmethod
     def _match(presented: bytes, digests: tuple[bytes, ...]) -> bool:
@@ -84,12 +92,18 @@ class KeyRing:
         return self._delivery, self._admin
 
     def scope_of(self, key: str) -> Scope | None:
+        known = self._known.get(key)
+        if known is not None:
+            return known
         presented = digest(key)
+        scope: Scope | None = None
         if self._match(presented, self._admin):
-            return "admin"
-        if self._match(presented, self._delivery):
-            return "delivery"
-        return None
+            scope = "admin"
+        elif self._match(presented, self._delivery):
+            scope = "delivery"
+        if scope is not None and len(self._known) < self._KNOWN_MAX:
+            self._known[key] = scope
+        return scope
 
     def session_secret(self, configured: str | None = None) -> bytes:
         """The key that signs dashboard session tokens (``api/dashboard/session.py``).
@@ -146,14 +160,18 @@ def ensure_keys(
     return delivery, admin, shown if fresh else {}
 
 
-def _bearer(connection: ASGIConnection) -> str | None:
-    header = connection.headers.get("authorization")
+def bearer_token(header: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer <key>`` header value, or ``None``."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _bearer(connection: ASGIConnection) -> str | None:
+    return bearer_token(connection.headers.get("authorization"))
 
 
 def _query_key(connection: ASGIConnection) -> str | None:

@@ -22,11 +22,15 @@ __all__ = ["DeliveryCORSMiddleware", "DELIVERY_PATHS", "is_delivery_path"]
 #: Exact paths and path prefixes of the delivery routes.
 #: ``/v1/exposures`` and the SDK files belong to the front-end kit (``api/frontend``): a page on another
 #: origin imports ``/v1/sdk.mjs`` (module scripts are fetched with CORS) and posts exposures.
-DELIVERY_PATHS = ("/v1/personalize", "/v1/events", "/v1/exposures", "/v1/sdk.js", "/v1/sdk.mjs")
+DELIVERY_PATHS = ("/v1/personalize", "/v1/events", "/v1/exposures", "/v1/sdk.js", "/v1/sdk.mjs",
+                  "/v1/sdk-local.mjs",  # the kit's local mode imports it (api/frontend/assets.py)
+                  # local evaluation (api/http/bundle.py): a page decides from the bundle itself
+                  "/v1/bundle", "/v1/bundle/key", "/v1/bundle/events")
 DELIVERY_PREFIXES = ("/v1/entries/",)
 ALLOW_METHODS = "GET, POST, OPTIONS"
-ALLOW_HEADERS = "authorization, content-type"
-EXPOSE_HEADERS = "retry-after"
+ALLOW_HEADERS = "authorization, content-type, if-none-match"
+#: The bundle's signature, version and ETag must be readable by a page on another origin.
+EXPOSE_HEADERS = "retry-after, etag, x-vary-signature, x-vary-bundle-version"
 MAX_AGE_S = 600
 
 

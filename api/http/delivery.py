@@ -36,6 +36,7 @@ from api.http.common import (
     shape_entries,
 )
 from api.http.handlers import get, post
+from api.http.surveys import due_prompt
 from api.http.schemas import (
     ChangeMeta,
     DeliveredAsset,
@@ -107,6 +108,10 @@ class DeliveryController(Controller):
         if len(unique) < len(data.entries):
             by_id = {entry.entry_id: entry for entry in entries}
             entries = [by_id[entry_id] for entry_id in data.entries]
+        survey = None
+        if data.surveys and not data.preview and not bot:  # one state read, only when asked
+            survey = await due_prompt(runtime, snapshot, data.visitor, result.profile, locale,
+                                      degraded=result.degraded, decisions=result.outcome.decisions)
         return PersonalizeResponse(
             visitor_id=data.visitor.id,
             locale=locale,
@@ -117,6 +122,7 @@ class DeliveryController(Controller):
             entries=entries,
             includes=includes,
             changes=changes,
+            survey=survey,
         )
 
     @get("/entries/{entry_id:str}", summary="One personalized entry")

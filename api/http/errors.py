@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis import exceptions as redis_errors
@@ -55,6 +55,7 @@ __all__ = [
     "MAPPED",
     "REDIS_DOWN",
     "STORAGE_RETRY_AFTER_S",
+    "error_response",
     "exception_handlers",
     "http_error",
     "internal_error",
@@ -179,3 +180,14 @@ def exception_handlers(render: Render = http_error) -> dict[type[Exception], Cal
         return render(request, to_http(exc))
 
     return {**{kind: domain for kind in MAPPED}, HTTPException: render}
+
+
+def error_response(app: Litestar, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The answer the app's exception handlers give ``exc`` (the most specific class registered,
+    as Litestar picks it), for code that runs outside Litestar's handler middleware: the lean
+    personalize path (:mod:`api.http.hot_path`). One mapping, whichever path raised."""
+    for kind in type(exc).__mro__:
+        handler = app.exception_handlers.get(kind)
+        if handler is not None:
+            return handler(request, exc)
+    return internal_error(request, exc)

@@ -24,6 +24,7 @@ from api.http.auth import key_scope, requires_delivery
 from api.http.common import runtime_of
 from api.http.handlers import post
 from api.http.schemas import EventBatch, EventsAccepted, RejectedEvent
+from api.http.surveys import note_surveys
 from api.metrics import EVENTS
 from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.measurement.events import EventError
@@ -127,7 +128,8 @@ class EventController(Controller):
     ) -> Response[EventsAccepted]:
         """Record events (profile counters + ``vary:events``). A bad event rejects only itself; a
         retried ``event_id`` is not counted twice; ``analytics: false`` events are not stored.
-        202 when any event was taken (bad ones listed in ``rejected``); 400 with the standard error
+        202 when any event was taken (bad ones listed in ``rejected``, each with ``key`` and ``message``
+        as in a 4xx body's ``extra``, and ``field``, its older name); 400 with the standard error
         body (``extra`` naming each event and field) when every one was rejected. With Redis
         unreachable the events are spooled locally (``spooled``) and written once it returns; 503
         with ``Retry-After`` only when the spool is full too.
@@ -146,24 +148,29 @@ class EventController(Controller):
             EVENTS.labels("rejected").inc(len(rejected))
             raise RejectedBatch(
                 "every event in the batch was rejected; nothing was recorded",
-                problems=[Problem(f"events[{r.index}].{r.field}", r.message) for r in sorted(rejected, key=_at)],
+                problems=[Problem(_key(r), r.message) for r in sorted(rejected, key=_at)],
             )
         try:
             taken = await recorder.accept(list(people.kept))
         except RejectedBatch as exc:
             problems = [_renumbered(p, people.index) for p in exc.problems]
-            problems += [Problem(f"events[{r.index}].{r.field}", r.message) for r in rejected]
+            problems += [Problem(_key(r), r.message) for r in rejected]
             EVENTS.labels("rejected").inc(len(problems))
             raise RejectedBatch(str(exc), problems=sorted(problems, key=lambda p: _number(p.key))) from exc
         rejected += [
             EventError(index=people.index[r.index], field=r.field, message=r.message) for r in taken.rejected
         ]
+        if not taken.recorded.spooled:  # Redis answers: the survey cap and triggers (issue 24)
+            await note_surveys(runtime, people.kept)
         body = EventsAccepted(
             accepted=taken.recorded.accepted,
             duplicates=taken.recorded.duplicates,
             spooled=taken.recorded.spooled,
             dropped=taken.dropped,
-            rejected=[RejectedEvent(index=r.index, field=r.field, message=r.message) for r in sorted(rejected, key=_at)],
+            rejected=[
+                RejectedEvent(index=r.index, key=_key(r), message=r.message, field=r.field)
+                for r in sorted(rejected, key=_at)
+            ],
         )
         for outcome, count in (("accepted", body.accepted), ("duplicate", body.duplicates),
                                ("dropped", body.dropped), ("rejected", len(rejected))):
@@ -174,6 +181,12 @@ class EventController(Controller):
 
 def _at(error: EventError) -> int:
     return error.index
+
+
+def _key(error: EventError) -> str:
+    """Where in the request a rejected event is wrong, as a 4xx body's ``extra[].key`` says it
+    (``events[3].goal``): one vocabulary for a 202's ``rejected`` and a 400's ``extra``."""
+    return f"events[{error.index}].{error.field}"
 
 
 def _number(key: str) -> int:

@@ -11,13 +11,14 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Response
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from api.http.auth import requires_admin
 from api.http.common import experience_in, loaded_snapshot, runtime_of
 from api.http.handlers import get, post
 from api.http.schemas import ExperienceInfo, ExperienceList
 from personalization.errors import Conflict
+from personalization.measurement.events import EVENT_STREAM
 from personalization.measurement.guardrail_monitor import live_pauses
 from personalization.measurement.guardrails import experience_status
 from personalization.measurement.results import (
@@ -25,6 +26,7 @@ from personalization.measurement.results import (
     encode_results,
     experiment_results,
 )
+from personalization.store.partitions import all_streams
 from personalization.store.pauses import resume
 from personalization.store.phases import current_phases
 
@@ -34,9 +36,9 @@ __all__ = ["ExperienceController", "Resumed"]
 class Resumed(Struct, frozen=True, kw_only=True):
     """What ``POST /v1/experiences/{key}/resume`` lifted: the variants, in the experience's current phase."""
 
-    experience: str
-    phase: int
-    resumed: list[int]
+    experience: Annotated[str, Meta(description="The experience resumed.")]
+    phase: Annotated[int, Meta(description="The experience's current phase.")]
+    resumed: Annotated[list[int], Meta(description="The variants lifted from a guardrail pause.")]
 
 
 class ExperienceController(Controller):
@@ -106,8 +108,13 @@ class ExperienceController(Controller):
         and is not ranged); everything else stays all-time. ``phase`` (default the current one) picks
         the phase the counts are of; ``phases`` lists them all (a phase that does not exist: 400)."""
         runtime = runtime_of(state)
-        experience = experience_in(loaded_snapshot(runtime), key)
-        results = await experiment_results(runtime.redis, experience, since=since, until=until, phase=phase)
+        snapshot = loaded_snapshot(runtime)
+        experience = experience_in(snapshot, key)
+        results = await experiment_results(
+            runtime.redis, experience, since=since, until=until, phase=phase,
+            surveys=list(snapshot.surveys.values()),  # the attached ones are reported (``surveys``)
+            event_streams=all_streams(EVENT_STREAM, runtime.settings.stream_partitions),
+        )
         return Response(encode_results(results), media_type="application/json")
 
     @post("/experiences/{key:str}/resume", status_code=200,

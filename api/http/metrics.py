@@ -101,7 +101,9 @@ def install_metrics(app: Litestar) -> None:
     app.asgi_handler = RequestTimer(app.asgi_handler)
 
     async def start(app: Litestar) -> None:
-        exporter = app.state.metrics_exporter = RuntimeExporter(runtime_of(app.state))
+        # the app's lifespan (api/app.py) made the loop-lag monitor before these hooks run
+        loop_lag = getattr(app.state, "loop_lag", None)
+        exporter = app.state.metrics_exporter = RuntimeExporter(runtime_of(app.state), loop_lag)
 
         async def copy_counts() -> None:
             while True:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request
 from litestar.datastructures import State, UploadFile
-from litestar.params import FromPath, JSONBody, MultipartBody
+from litestar.params import FromPath, JSONBody, KwargDefinition, MultipartBody
 from msgspec import Meta, Struct
 
 from api.http.auth import requires_admin
@@ -74,39 +74,46 @@ MAX_BOOTSTRAP = 2000
 class EvaluateRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Optional settings of ``POST /v1/models/{version}/evaluate``; the body may be omitted."""
 
-    n_bootstrap: Annotated[int, Meta(ge=1, le=MAX_BOOTSTRAP)] = 500
-    #: Clip importance weights at this value (``null``: no clipping).
-    clip: Annotated[float, Meta(gt=0)] | None = None
+    n_bootstrap: Annotated[
+        int, Meta(ge=1, le=MAX_BOOTSTRAP, description="Bootstrap resamples for the intervals (more: tighter, slower).")
+    ] = 500
+    clip: (
+        Annotated[float, Meta(gt=0, description="Clip importance weights at this value (`null`: no clipping).")] | None
+    ) = None
 
 
 class ModelEvaluation(OffPolicyEstimate, frozen=True, kw_only=True):
     """The :class:`~personalization.models.ope.OffPolicyEstimate` of a policy, and what it was evaluated on."""
 
-    version: str
-    experience: str | None
-    n_bootstrap: int
-    clip: float | None
+    version: Annotated[str, Meta(description="The policy version evaluated.")]
+    experience: (
+        Annotated[str, Meta(description="The bandit experience whose logged traffic it was evaluated on.")] | None
+    )
+    n_bootstrap: Annotated[int, Meta(description="Bootstrap resamples used.")]
+    clip: Annotated[float, Meta(description="The importance-weight clip used; null: none.")] | None
 
 
 class ShadowRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Body of ``PUT /v1/models/shadow``: the policy to run in shadow beside its experience's live one."""
 
-    version: Annotated[str, Meta(min_length=1, max_length=128)]
+    version: Annotated[
+        str, Meta(min_length=1, max_length=128, description="The registered policy version to run in shadow.")
+    ]
 
 
 class Shadows(Struct, frozen=True, kw_only=True):
     """The policy version in shadow per ``bandit`` experience, and the live one it runs beside."""
 
-    shadows: dict[str, str]
-    live: dict[str, str]
+    shadows: Annotated[dict[str, str], Meta(description="Experience → the policy version in shadow.")]
+    live: Annotated[dict[str, str], Meta(description="Experience → the live policy version it runs beside.")]
 
 
 @dataclass
 class ModelUpload:
     """``multipart/form-data`` with the skops file as ``model`` and its card (JSON) as ``card``."""
 
-    model: UploadFile
-    card: UploadFile
+    model: Annotated[UploadFile, KwargDefinition(description="The skops model file.")]
+    card: Annotated[UploadFile, KwargDefinition(description="The model card, a JSON file (version, kind, metrics, …).")]
 
 
 def _info(model: RegisteredModel, active: dict[str, str]) -> ModelInfo:

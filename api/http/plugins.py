@@ -7,9 +7,11 @@ is the same whichever worker answers and also covers sinks run by ``vary sinks``
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller
 from litestar.datastructures import State
-from msgspec import Struct
+from msgspec import Meta, Struct
 from redis.exceptions import ResponseError
 
 from api.http.auth import requires_admin
@@ -29,42 +31,67 @@ __all__ = ["PluginController", "PluginInfo", "PluginHealthInfo", "SinkInfo", "Pl
 
 
 class PluginHealthInfo(Struct, frozen=True, kw_only=True):
-    calls: int
-    failures: int
-    timeouts: int
-    last_error: str | None
-    last_error_at: float | None
+    calls: Annotated[int, Meta(description="Calls into the plugin since this worker started.")]
+    failures: Annotated[int, Meta(description="Calls that raised.")]
+    timeouts: Annotated[int, Meta(description="Calls that took longer than the plugin's time budget.")]
+    last_error: Annotated[str, Meta(description="The last failure, in words; null without one.")] | None
+    last_error_at: (
+        Annotated[float, Meta(description="When the last failure happened, Unix seconds; null without one.")] | None
+    )
 
 
 class PluginInfo(Struct, frozen=True, kw_only=True):
-    name: str
-    #: ``code`` (passed to ``create_app``) or the entry point it was loaded from.
-    origin: str
-    loaded: bool
-    #: Why it is not loaded (import error, duplicate name); ``null`` when it is.
-    error: str | None
-    seams: list[str]
-    health: PluginHealthInfo
+    name: Annotated[str, Meta(description="The plugin's name.")]
+    origin: Annotated[str, Meta(description="`code` (passed to `create_app`) or the entry point it was loaded from.")]
+    loaded: Annotated[bool, Meta(description="Whether the plugin is loaded and in use.")]
+    error: (
+        Annotated[str, Meta(description="Why it is not loaded (import error, duplicate name); `null` when it is.")]
+        | None
+    )
+    seams: Annotated[list[str], Meta(description="The seams (extension points) the plugin fills.")]
+    health: Annotated[PluginHealthInfo, Meta(description="Calls, failures and timeouts of the plugin in this worker.")]
 
 
 class SinkInfo(Struct, frozen=True, kw_only=True):
-    name: str
-    #: ``builtin`` or the plugin that provides the sink.
-    provider: str
-    #: Whether this worker runs the sink (else ``vary sinks`` or another worker does).
-    in_process: bool
-    #: Entries read by some runner and not yet acknowledged (delivering or retrying).
-    pending: int
-    dead_letters: int
-    delivered: int | None = None
-    failed_attempts: int | None = None
-    dead_lettered: int | None = None
-    last_error: str | None = None
+    name: Annotated[str, Meta(description="The sink's name.")]
+    provider: Annotated[str, Meta(description="`builtin` or the plugin that provides the sink.")]
+    in_process: Annotated[
+        bool, Meta(description="Whether this worker runs the sink (else `vary sinks` or another worker does).")
+    ]
+    pending: Annotated[
+        int, Meta(description="Entries read by some runner and not yet acknowledged (delivering or retrying).")
+    ]
+    dead_letters: Annotated[
+        int, Meta(description="Entries given up on after every retry, kept in the sink's dead letters.")
+    ]
+    delivered: (
+        Annotated[
+            int,
+            Meta(description="Entries delivered by this worker's runner; null when this worker does not run the sink."),
+        ]
+        | None
+    ) = None
+    failed_attempts: (
+        Annotated[
+            int,
+            Meta(
+                description="Delivery attempts that failed (retried later); null when this worker does not run the sink."
+            ),
+        ]
+        | None
+    ) = None
+    dead_lettered: (
+        Annotated[
+            int, Meta(description="Entries this worker moved to the dead letters; null when it does not run the sink.")
+        ]
+        | None
+    ) = None
+    last_error: Annotated[str, Meta(description="The last delivery error, in words; null without one.")] | None = None
 
 
 class PluginList(Struct, frozen=True, kw_only=True):
-    plugins: list[PluginInfo]
-    sinks: list[SinkInfo]
+    plugins: Annotated[list[PluginInfo], Meta(description="Every plugin found, loaded or not.")]
+    sinks: Annotated[list[SinkInfo], Meta(description="Every sink and its backlog.")]
 
 
 def _configured_sinks(settings: Settings, plugins: Plugins) -> list[tuple[str, str]]:

@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from personalization.types import Decision, FrequencyCap, Id, Visitor
 from api.loop_lag import LoopLag
+from personalization.types import Decision, FrequencyCap, Id, Visitor
 
 __all__ = [
     "PersonalizeRequest",
     "PersonalizedEntry",
     "PersonalizeResponse",
+    "SurveyPrompt",
     "Includes",
     "ChangeMeta",
     "VariableChange",
@@ -52,37 +53,73 @@ Locale = Annotated[str, Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,
 class PersonalizeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/personalize``: which baseline entries to personalize, for whom, in which locale."""
 
-    visitor: Visitor
-    entries: Annotated[list[Id], Meta(min_length=1, max_length=MAX_ENTRIES)]
-    locale: Locale | None = None
-    preview: bool = False
-    #: ``auto``: one exposure per entry is logged now. ``on_view``: none is logged; each entry carries an
-    #: ``exposure_token`` to send to ``POST /v1/exposures`` when the component is actually seen.
-    exposures: Literal["auto", "on_view"] = "auto"
-    #: ``compact``: Vary's shape (links resolved in place). ``cda``: the Content Delivery API's own
-    #: shape — each entry's ``sys``/``fields``/``metadata`` with links as links, targets in ``includes``.
-    format: Literal["compact", "cda"] = "compact"
-    #: Also decide every Contentful Personalization custom flag (``InlineVariable``) of the space and
-    #: answer them in ``changes``, as Ninetailed's Experience API does (docs/contentful.md).
-    flags: bool = False
+    visitor: Annotated[Visitor, Meta(description="Who is asking: the visitor's id and request-time context.")]
+    entries: Annotated[
+        list[Id],
+        Meta(
+            min_length=1,
+            max_length=MAX_ENTRIES,
+            description="Ids of the baseline entries to personalize (1–50), as in Contentful.",
+        ),
+    ]
+    locale: (
+        Annotated[
+            Locale,
+            Meta(
+                description="The locale to answer in (BCP 47, `en-US`; `_` accepted for `-`); null: the space's default."
+            ),
+        ]
+        | None
+    ) = None
+    preview: Annotated[
+        bool, Meta(description="Serve draft content (Contentful's Preview API) and log no exposures: for editors.")
+    ] = False
+    exposures: Annotated[
+        Literal["auto", "on_view"],
+        Meta(
+            description="`auto`: one exposure per entry is logged now. `on_view`: none is logged; each entry carries an `exposure_token` to send to `POST /v1/exposures` when the component is actually seen."
+        ),
+    ] = "auto"
+    format: Annotated[
+        Literal["compact", "cda"],
+        Meta(
+            description="`compact`: Vary's shape (links resolved in place). `cda`: the Content Delivery API's own shape — each entry's `sys`/`fields`/`metadata` with links as links, targets in `includes`."
+        ),
+    ] = "compact"
+    flags: Annotated[
+        bool,
+        Meta(
+            description="Also decide every Contentful Personalization custom flag (`InlineVariable`) of the space and answer them in `changes`, as Ninetailed's Experience API does (docs/contentful.md)."
+        ),
+    ] = False
+    surveys: Annotated[
+        bool, Meta(description='With `"surveys": true`: answer the survey due for this person now, if any (issue 24).')
+    ] = False
 
 
 class ChangeMeta(Struct, frozen=True, kw_only=True, rename="camel"):
     """Which experience set a flag, and on which arm (Ninetailed's ``meta``)."""
 
-    experience_id: str
-    variant_index: int
+    experience_id: Annotated[str, Meta(description="The experience entry's id that set the flag.")]
+    variant_index: Annotated[int, Meta(description="The arm served: 0 is the baseline.")]
 
 
 class VariableChange(Struct, frozen=True, kw_only=True):
     """One custom flag's value for this visitor, in Ninetailed's ``Change`` shape (``useFlag`` reads it)."""
 
-    key: str
-    type: Literal["Variable"] = "Variable"
-    value: Any
-    meta: ChangeMeta
-    #: With ``"exposures": "on_view"``: the flag's signed exposure, for ``POST /v1/exposures`` once used.
-    exposure_token: str | None = None
+    key: Annotated[str, Meta(description="The custom flag's key.")]
+    type: Annotated[Literal["Variable"], Meta(description="Always `Variable` (Ninetailed's change type).")] = "Variable"
+    value: Annotated[Any, Meta(description="The flag's value for this visitor (any JSON).")]
+    meta: Annotated[ChangeMeta, Meta(description="Which experience set the flag, and on which arm.")]
+    exposure_token: (
+        Annotated[
+            str,
+            Meta(
+                description='With `"exposures": "on_view"`: the flag\'s signed exposure, for `POST /v1/exposures` once used.'
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Includes(Struct, frozen=True, kw_only=True, rename={"entries": "Entry", "assets": "Asset"}):
@@ -90,222 +127,464 @@ class Includes(Struct, frozen=True, kw_only=True, rename={"entries": "Entry", "a
     the targets of rich-text and Object-field links (Link fields are resolved in place), in the
     ``cda`` format every link target, within the space's link depth."""
 
-    entries: list[Any] = []  # msgspec.Raw each: an entry in the answer's format
-    assets: list[Any] = []  # msgspec.Raw each: an asset in the answer's format
+    entries: Annotated[
+        list[Any], Meta(description="Linked entries, each once, in the answer's format (sent as `Entry`).")
+    ] = []  # msgspec.Raw each: an entry in the answer's format
+    assets: Annotated[
+        list[Any], Meta(description="Linked assets, each once, in the answer's format (sent as `Asset`).")
+    ] = []  # msgspec.Raw each: an asset in the answer's format
 
 
 class DeliveredAsset(Struct, frozen=True, kw_only=True):
     """``GET /v1/assets/{id}``: one published asset in the served locale."""
 
-    locale: str
-    format: Literal["compact", "cda"]
-    asset: Any  # msgspec.Raw: compact {"id", "title", "url", ...} or CDA {"sys", "fields", "metadata"}
+    locale: Annotated[str, Meta(description="The space locale the asset is in.")]
+    format: Annotated[
+        Literal["compact", "cda"], Meta(description="`compact` (Vary's shape) or `cda` (the Content Delivery API's).")
+    ]
+    asset: Annotated[
+        Any, Meta(description="The asset: compact `{id, title, url, …}` or CDA `{sys, fields, metadata}`.")
+    ]  # msgspec.Raw: compact {"id", "title", "url", ...} or CDA {"sys", "fields", "metadata"}
 
 
 class PersonalizedEntry(Decision, frozen=True, kw_only=True):
     """One entry as served: the decision (its fields are :class:`~personalization.types.Decision`'s),
     why, and the chosen variant's content type and fields in the locale."""
 
-    content_type: str | None
-    fields: Any  # msgspec.Raw: pre-encoded JSON object of the entry's fields; null when hidden
-    #: A hidden variant (Contentful Personalization's "hidden: true"): render nothing for this entry.
-    hidden: bool = False
-    #: With ``"exposures": "on_view"``: the signed exposure, for ``POST /v1/exposures`` once seen.
-    exposure_token: str | None = None
-    #: The space locale the fields are in (the requested one, matched by BCP 47 rules).
-    locale: str | None = None
-    #: ``format=cda`` only: the CDA ``sys`` (with ``locale``) and ``metadata`` of the served variant.
-    sys: Any = None
-    metadata: Any = None
-    #: ``GET /v1/entries/{id}`` only: what this entry links to (POST answers carry one ``includes``).
-    includes: Includes | None = None
+    content_type: Annotated[str, Meta(description="The served variant's content type id; null when hidden.")] | None
+    fields: Annotated[
+        Any, Meta(description="The served variant's fields in the locale (a JSON object); null when hidden.")
+    ]  # msgspec.Raw: pre-encoded JSON object of the entry's fields; null when hidden
+    hidden: Annotated[
+        bool,
+        Meta(
+            description='A hidden variant (Contentful Personalization\'s "hidden: true"): render nothing for this entry.'
+        ),
+    ] = False
+    exposure_token: (
+        Annotated[
+            str,
+            Meta(description='With `"exposures": "on_view"`: the signed exposure, for `POST /v1/exposures` once seen.'),
+        ]
+        | None
+    ) = None
+    locale: (
+        Annotated[
+            str, Meta(description="The space locale the fields are in (the requested one, matched by BCP 47 rules).")
+        ]
+        | None
+    ) = None
+    sys: Annotated[
+        Any, Meta(description="`format=cda` only: the CDA `sys` (with `locale`) and `metadata` of the served variant.")
+    ] = None
+    metadata: Annotated[
+        Any, Meta(description="`format=cda` only: the CDA `metadata` (tags, concepts) of the served variant.")
+    ] = None
+    includes: (
+        Annotated[
+            Includes,
+            Meta(
+                description="`GET /v1/entries/{id}` only: what this entry links to (POST answers carry one `includes`)."
+            ),
+        ]
+        | None
+    ) = None
+
+
+class SurveyPrompt(Struct, frozen=True, kw_only=True):
+    """A survey due for this person now (issue 24): a ``varySurvey`` entry in the answer's locale.
+
+    The front end shows it, then posts ``survey_shown``, and ``survey`` (or ``feedback``) or
+    ``survey_dismissed`` events carrying ``key`` as ``survey``."""
+
+    key: Annotated[str, Meta(description="The survey's key: send it as `survey` on the events it leads to.")]
+    entry_id: Annotated[str, Meta(description="The `varySurvey` entry's id.")]
+    metric: Annotated[
+        Literal["nps", "csat", "ces", "sus", "feedback"],
+        Meta(description="What it measures: `nps`, `csat`, `ces`, `sus` or free-text `feedback`."),
+    ]
+    question: Annotated[str, Meta(description="The question, in the answer's locale.")]
+    locale: Annotated[str, Meta(description="The locale of the texts.")]
+    scale_min: (
+        Annotated[
+            int,
+            Meta(
+                description="The answer scale (NPS 0–10, CSAT 1–5, CES 1–7, SUS 1–5 per statement); null for feedback."
+            ),
+        ]
+        | None
+    ) = None
+    scale_max: Annotated[int, Meta(description="The highest answer of the scale; null for feedback.")] | None = None
+    low_label: Annotated[str, Meta(description="Label of the scale's low end (`Not at all likely`).")] | None = None
+    high_label: Annotated[str, Meta(description="Label of the scale's high end (`Extremely likely`).")] | None = None
+    items: Annotated[list[str], Meta(description="SUS: the ten statements, in order.")] = []
+    problem_tags: Annotated[list[str], Meta(description="Free-text feedback: the problem tags a person may pick.")] = []
+    experience_key: (
+        Annotated[
+            str,
+            Meta(
+                description="The experience the survey is attached to and the variant this person was served, if any."
+            ),
+        ]
+        | None
+    ) = None
+    variant: (
+        Annotated[int, Meta(description="The variant this person was served in `experience_key`; null without one.")]
+        | None
+    ) = None
+    touchpoint: Annotated[str, Meta(description="The touchpoint the survey is shown at, if it names one.")] | None = (
+        None
+    )
+    trigger: Annotated[
+        str,
+        Meta(
+            description="What made it due (`task_success:<name>`, `page:<touchpoint>`, `visits:<n>`, `purchase`, `exit_intent`)."
+        ),
+    ]
 
 
 class PersonalizeResponse(Struct, frozen=True, kw_only=True):
-    visitor_id: str
-    locale: str
-    segments: dict[str, float]
-    model_version: str | None
-    content_version: str
-    #: True when the decision was made without the visitor's profile (Redis slow or down).
-    degraded: bool
-    entries: list[PersonalizedEntry]
-    #: What the entries link to (rich text, Object fields; all links with ``format=cda``), each once.
-    includes: Includes = msgspec.field(default_factory=Includes)
-    #: With ``"flags": true``: the custom flags of every experience the visitor is in, by experience
-    #: entry id (a front end reads the first change with a key).
-    changes: list[VariableChange] = []
+    visitor_id: Annotated[
+        str, Meta(description="The visitor the answer is for (the person's id once linked to a `user_id`).")
+    ]
+    locale: Annotated[str, Meta(description="The space locale the fields are in.")]
+    segments: Annotated[
+        dict[str, float], Meta(description="Segment → this visitor's score (0–1) from the active segment model.")
+    ]
+    model_version: (
+        Annotated[str, Meta(description="The segment model version that scored the visitor; null without a model.")]
+        | None
+    )
+    content_version: Annotated[str, Meta(description="The content snapshot the answer was made from.")]
+    degraded: Annotated[
+        bool, Meta(description="True when the decision was made without the visitor's profile (Redis slow or down).")
+    ]
+    entries: Annotated[
+        list[PersonalizedEntry], Meta(description="One answer per requested entry, in the request's order.")
+    ]
+    includes: Annotated[
+        Includes,
+        Meta(
+            description="What the entries link to (rich text, Object fields; all links with `format=cda`), each once."
+        ),
+    ] = msgspec.field(default_factory=Includes)
+    changes: Annotated[
+        list[VariableChange],
+        Meta(
+            description='With `"flags": true`: the custom flags of every experience the visitor is in, by experience entry id (a front end reads the first change with a key).'
+        ),
+    ] = []
+    survey: Annotated[SurveyPrompt, Meta(description='With `"surveys": true`: the survey due now, or null.')] | None = (
+        None
+    )
 
 
 class EventBatch(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``POST /v1/events``: up to 500 events, each an object with a ``type`` (page_view, click,
-    conversion, task, abandonment, survey, feedback, purchase, identify) and its fields. Each event is
-    validated on its own: a bad one is rejected with its index and field, the others are recorded."""
+    """``POST /v1/events``: up to 500 events, each an object with a ``type`` (one of the kinds of
+    :data:`personalization.measurement.events.Event`) and its fields. Each event is validated on its
+    own, so the field stays ``list[dict]`` here: a bad one is rejected with its index and ``key``, the
+    others are recorded. The API reference types the items as the union (api/http/openapi_docs.py)."""
 
-    events: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=MAX_EVENTS)]
+    events: Annotated[
+        list[dict[str, Any]],
+        Meta(
+            min_length=1,
+            max_length=MAX_EVENTS,
+            description="1–500 events, each one kind (`type`) with its fields; each is validated on its own.",
+        ),
+    ]
 
 
 class RejectedEvent(Struct, frozen=True, kw_only=True):
-    index: int
-    field: str
-    message: str
+    """One event of the batch that was not recorded, in the vocabulary of a 4xx body's ``extra``
+    (``key``, ``message``); ``field`` is the older name of the place, kept for one release."""
+
+    index: Annotated[int, Meta(description="Position of the event in the request's `events` (from 0).")]
+    key: Annotated[str, Meta(description="Where the event is wrong, as a 4xx body's `extra[].key` says it: "
+                             "`events[<index>].<field>` (`events[3].goal`; `$` for the event as a whole).")]
+    message: Annotated[str, Meta(description="What is wrong there, as a 4xx body's `extra[].message`.")]
+    field: Annotated[str, Meta(description="Deprecated alias (one release): the field inside the event, "
+                               "`key` without `events[<index>].` (`goal`, `answers[3]`, `$`).")]
 
 
 class EventsAccepted(Struct, frozen=True, kw_only=True):
-    #: Events recorded now.
-    accepted: int
-    #: Events already recorded under the same ``event_id`` (a retried batch): not counted twice.
-    duplicates: int
-    #: Events with ``analytics: false``: acknowledged, nothing stored.
-    dropped: int = 0
-    rejected: list[RejectedEvent] = []
-    #: Events kept in the local spool because Redis was unreachable: written (once) when it returns.
-    spooled: int = 0
+    accepted: Annotated[int, Meta(description="Events recorded now.")]
+    duplicates: Annotated[
+        int, Meta(description="Events already recorded under the same `event_id` (a retried batch): not counted twice.")
+    ]
+    dropped: Annotated[int, Meta(description="Events with `analytics: false`: acknowledged, nothing stored.")] = 0
+    rejected: Annotated[
+        list[RejectedEvent], Meta(description="Events not recorded, with where (`key`) and why (`message`), by index.")
+    ] = []
+    spooled: Annotated[
+        int,
+        Meta(
+            description="Events kept in the local spool because Redis was unreachable: written (once) when it returns."
+        ),
+    ] = 0
 
 
 class ExperienceInfo(Struct, frozen=True, kw_only=True):
-    key: str
-    name: str
-    type: str
-    entries: list[str]
-    variants: list[str]
-    audience: str | None
-    weights: list[float]
-    traffic_allocation: float
-    holdout: float
-    goals: list[str]
-    content_type: str | None
-    #: ``ended`` / ``scheduled`` by its schedule; else ``paused_by_guardrail`` when a guardrail paused
-    #: any variant in the current phase, else ``running``.
-    status: Literal["running", "scheduled", "ended", "paused_by_guardrail"] = "running"
-    #: Variant → why a guardrail paused it (its visitors get the baseline until resumed).
-    paused: dict[int, str] = {}
-    #: Mutually exclusive layer (GrowthBook namespace) the experience shares with others, if any.
-    layer: str | None = None
-    #: Its share of the layer, ``[start, end)`` within [0, 1): a visitor whose layer hash falls outside
-    #: gets the baseline. Equal shares in key order when the content gives none.
-    layer_range: tuple[float, float] | None = None
-    #: At most ``max_exposures`` exposures per person per ``period`` (every channel counts); past it
-    #: the baseline is served. ``null``: no cap.
-    frequency_cap: FrequencyCap | None = None
-    #: How visitors are bucketed: ``growthbook`` (Vary's own hashing) or ``ninetailed`` (an experience
-    #: of a Contentful Personalization space: the variant its SDK would pick).
-    bucketing: Literal["growthbook", "ninetailed"] = "growthbook"
+    key: Annotated[str, Meta(description="The experience's key.")]
+    name: Annotated[str, Meta(description="Its display name.")]
+    type: Annotated[
+        str,
+        Meta(
+            description="`personalization` (segments decide), `ab_test` (fixed weights) or `bandit` (a learned policy)."
+        ),
+    ]
+    entries: Annotated[list[str], Meta(description="The baseline entries it personalizes.")]
+    variants: Annotated[list[str], Meta(description="Entry id of each variant; the first is control.")]
+    audience: Annotated[str, Meta(description="The audience a visitor must be in to enter; null: everyone.")] | None
+    weights: Annotated[list[float], Meta(description="Share of traffic per variant (sums to 1).")]
+    traffic_allocation: Annotated[float, Meta(description="Share of the audience that enters the experience (0–1).")]
+    holdout: Annotated[float, Meta(description="Share of entrants kept on the baseline as a holdout (0–1).")]
+    goals: Annotated[list[str], Meta(description="The goals results compare the variants on; the first is primary.")]
+    content_type: Annotated[str, Meta(description="The content type of the entries it personalizes, if one.")] | None
+    status: Annotated[
+        Literal["running", "scheduled", "ended", "paused_by_guardrail"],
+        Meta(
+            description="`ended` / `scheduled` by its schedule; else `paused_by_guardrail` when a guardrail paused any variant in the current phase, else `running`."
+        ),
+    ] = "running"
+    paused: Annotated[
+        dict[int, str],
+        Meta(description="Variant → why a guardrail paused it (its visitors get the baseline until resumed)."),
+    ] = {}
+    layer: (
+        Annotated[
+            str,
+            Meta(
+                description="Mutually exclusive layer (GrowthBook namespace) the experience shares with others, if any."
+            ),
+        ]
+        | None
+    ) = None
+    layer_range: (
+        Annotated[
+            tuple[float, float],
+            Meta(
+                description="Its share of the layer, `[start, end)` within [0, 1): a visitor whose layer hash falls outside gets the baseline. Equal shares in key order when the content gives none."
+            ),
+        ]
+        | None
+    ) = None
+    frequency_cap: (
+        Annotated[
+            FrequencyCap,
+            Meta(
+                description="At most `max_exposures` exposures per person per `period` (every channel counts); past it the baseline is served. `null`: no cap."
+            ),
+        ]
+        | None
+    ) = None
+    bucketing: Annotated[
+        Literal["growthbook", "ninetailed"],
+        Meta(
+            description="How visitors are bucketed: `growthbook` (Vary's own hashing) or `ninetailed` (an experience of a Contentful Personalization space: the variant its SDK would pick)."
+        ),
+    ] = "growthbook"
 
 
 class ExperienceList(Struct, frozen=True, kw_only=True):
-    experiences: list[ExperienceInfo]
+    experiences: Annotated[list[ExperienceInfo], Meta(description="Every experience of the content snapshot.")]
 
 
 class Health(Struct, frozen=True):
-    status: str
+    status: Annotated[str, Meta(description="Always `ok`: the process answers.")]
 
 
 class ContentSyncInfo(Struct, frozen=True, kw_only=True):
     """How this worker's content got here: syncs done, the last one's time and changes, the last error."""
 
-    source: str
-    syncs: int
-    failed_syncs: int
-    last_sync_at: float | None
-    #: ``last_sync_at`` in ISO 8601 UTC (the epoch field stays for one release).
-    last_sync_at_iso: str | None = None
-    last_sync_changes: int
-    last_error: str | None
+    source: Annotated[
+        str, Meta(description="Where the content comes from (the Contentful space, a file, the demo space).")
+    ]
+    syncs: Annotated[int, Meta(description="Successful syncs since this worker started.")]
+    failed_syncs: Annotated[int, Meta(description="Failed syncs since this worker started.")]
+    last_sync_at: (
+        Annotated[
+            float,
+            Meta(
+                description="When the last sync finished, Unix seconds; null before the first (read `last_sync_at_iso`)."
+            ),
+        ]
+        | None
+    )
+    last_sync_at_iso: (
+        Annotated[str, Meta(description="`last_sync_at` in ISO 8601 UTC (the epoch field stays for one release).")]
+        | None
+    ) = None
+    last_sync_changes: Annotated[int, Meta(description="Entries and assets the last sync changed.")]
+    last_error: Annotated[str, Meta(description="The last sync error, in words; null without one.")] | None
 
 
 class Readiness(Struct, frozen=True, kw_only=True):
-    ready: bool
-    #: ``fresh`` (last sync succeeded), ``stale`` (serving stored/older content), ``loading``, ``failed``.
-    content: str
-    content_version: str | None
-    #: Seconds since this worker swapped to the served snapshot.
-    content_age_s: float | None
-    content_issues: int
-    content_sync: ContentSyncInfo
-    redis: str
-    model: str | None
-    exposures_pending: int
-    exposures_written: int
-    exposures_dropped: int
-    #: Exposures kept in the local spool while Redis was unreachable, and replayed since.
-    exposures_spooled: int = 0
-    exposures_replayed: int = 0
-    spool_bytes: int = 0
-    #: Events spooled while Redis was unreachable and replayed since (this worker), events waiting
-    #: in its spool now, and the spool file's size.
-    events_spooled: int = 0
-    events_replayed: int = 0
-    events_spool_depth: int = 0
-    events_spool_bytes: int = 0
-    #: Bytes in this worker's exposure journal (accepted exposures not yet known to be in Redis or
-    #: the spool; what a replay would recover if the worker were killed now).
-    journal_bytes: int = 0
-    #: Decisions this worker made without the visitor's profile (Redis slow, stalled or down).
-    decisions_degraded: int = 0
-    #: True while profile reads are refused at once (Redis stalled or unreachable; a probe is out).
-    profile_breaker_open: bool = False
-    #: How late this worker's event loop woke up over the last minute (api/loop_lag.py); null before
-    #: the app started.
-    loop_lag: LoopLag | None = None
+    ready: Annotated[bool, Meta(description="True when content is loaded and Redis reachable: send traffic.")]
+    content: Annotated[
+        str,
+        Meta(description="`fresh` (last sync succeeded), `stale` (serving stored/older content), `loading`, `failed`."),
+    ]
+    content_version: Annotated[str, Meta(description="The content snapshot served; null before the first load.")] | None
+    content_age_s: (
+        Annotated[float, Meta(description="Seconds since this worker swapped to the served snapshot.")] | None
+    )
+    content_issues: Annotated[
+        int, Meta(description="Experiences and audiences the sync could not use (`GET /v1/content/issues`).")
+    ]
+    content_sync: Annotated[ContentSyncInfo, Meta(description="How this worker's content got here.")]
+    redis: Annotated[str, Meta(description="`ok` or `unreachable`.")]
+    model: Annotated[str, Meta(description="The active segment model's version; null without one.")] | None
+    exposures_pending: Annotated[int, Meta(description="Exposures queued in this worker, not yet written.")]
+    exposures_written: Annotated[int, Meta(description="Exposures this worker wrote to Redis.")]
+    exposures_dropped: Annotated[
+        int, Meta(description="Exposures this worker lost (queue full and spool unavailable).")
+    ]
+    exposures_spooled: Annotated[
+        int, Meta(description="Exposures kept in the local spool while Redis was unreachable, and replayed since.")
+    ] = 0
+    exposures_replayed: Annotated[int, Meta(description="Spooled exposures written to Redis since it came back.")] = 0
+    local_exposures_accepted: Annotated[
+        int,
+        Meta(
+            description="Locally made decisions (`POST /v1/exposures` `decisions`) this worker recomputed from their bundle and recorded."
+        ),
+    ] = 0
+    local_exposures_rejected: Annotated[
+        dict[str, int],
+        Meta(
+            description="Local decisions this worker rejected, by kind: `inconsistent` (variant or propensity differ from the bundle's), `stale`, `future`, `unknown_version`, `entry` (server-only entry)."
+        ),
+    ] = {}
+    spool_bytes: Annotated[int, Meta(description="Size of this worker's exposure spool file.")] = 0
+    events_spooled: Annotated[
+        int,
+        Meta(
+            description="Events spooled while Redis was unreachable and replayed since (this worker), events waiting in its spool now, and the spool file's size."
+        ),
+    ] = 0
+    events_replayed: Annotated[
+        int, Meta(description="Spooled events written to Redis since it came back (this worker).")
+    ] = 0
+    events_spool_depth: Annotated[int, Meta(description="Events waiting in this worker's spool now.")] = 0
+    events_spool_bytes: Annotated[int, Meta(description="Size of this worker's event spool file.")] = 0
+    journal_bytes: Annotated[
+        int,
+        Meta(
+            description="Bytes in this worker's exposure journal (accepted exposures not yet known to be in Redis or the spool; what a replay would recover if the worker were killed now)."
+        ),
+    ] = 0
+    decisions_degraded: Annotated[
+        int, Meta(description="Decisions this worker made without the visitor's profile (Redis slow, stalled or down).")
+    ] = 0
+    profile_breaker_open: Annotated[
+        bool,
+        Meta(
+            description="True while profile reads are refused at once (Redis stalled or unreachable; a probe is out)."
+        ),
+    ] = False
+    loop_lag: (
+        Annotated[
+            LoopLag,
+            Meta(
+                description="How late this worker's event loop woke up over the last minute (api/loop_lag.py); null before the app started."
+            ),
+        ]
+        | None
+    ) = None
+    redis_eviction_policy: (
+        Annotated[
+            str,
+            Meta(
+                description="Redis's `maxmemory-policy` (null when Redis cannot be asked). Anything but `noeviction` lets a full Redis drop assignments and counters: results silently wrong (docs/scaling.md)."
+            ),
+        ]
+        | None
+    ) = None
+    redis_oom: Annotated[
+        bool,
+        Meta(
+            description="True when Redis refuses writes for memory (used memory past `maxmemory`): exposures and events are being spooled locally until there is room."
+        ),
+    ] = False
 
 
 class ContentIssueInfo(Struct, frozen=True, kw_only=True):
-    entry_id: str
-    content_type: str
-    problem: str
-    fix: str
+    entry_id: Annotated[str, Meta(description="The Contentful entry with the problem.")]
+    content_type: Annotated[str, Meta(description="Its content type.")]
+    problem: Annotated[str, Meta(description="What Vary could not use, in words.")]
+    fix: Annotated[str, Meta(description="What to change in Contentful.")]
 
 
 class ContentIssueList(Struct, frozen=True, kw_only=True):
-    content_version: str
-    issues: list[ContentIssueInfo]
+    content_version: Annotated[str, Meta(description="The content snapshot the issues are of.")]
+    issues: Annotated[list[ContentIssueInfo], Meta(description="Every issue found.")]
 
 
 class WebhookAccepted(Struct, frozen=True, kw_only=True):
-    topic: str
-    entity_id: str | None
-    #: Whether the topic changes served content (then a sync ran before this answer).
-    synced: bool
-    content_version: str | None
+    topic: Annotated[
+        str, Meta(description="The webhook's `X-Contentful-Topic`, e.g. `ContentManagement.Entry.publish`.")
+    ]
+    entity_id: Annotated[str, Meta(description="The entry or asset the webhook is about, if any.")] | None
+    synced: Annotated[
+        bool, Meta(description="Whether the topic changes served content (then a sync ran before this answer).")
+    ]
+    content_version: Annotated[str, Meta(description="The content snapshot served after the webhook.")] | None
 
 
 class ModelInfo(Struct, frozen=True, kw_only=True):
     """One registered model: a segment model (``kind: segments``) or a bandit policy (``policy``)."""
 
-    version: str
-    kind: str
-    experience: str | None
-    created_at: float
-    segments: list[str]
-    metrics: dict[str, Any]
-    sklearn_version: str
-    rows: dict[str, int]
-    training_window: dict[str, Any] | None
-    active: bool
+    version: Annotated[str, Meta(description="The model's version.")]
+    kind: Annotated[str, Meta(description="`segments` (a segment model) or `policy` (a bandit policy).")]
+    experience: (
+        Annotated[str, Meta(description="The bandit experience a policy is for; null for a segment model.")] | None
+    )
+    created_at: Annotated[float, Meta(description="When the model was registered, Unix seconds.")]
+    segments: Annotated[list[str], Meta(description="The segments a segment model scores.")]
+    metrics: Annotated[dict[str, Any], Meta(description="Training metrics from the model card (name → value).")]
+    sklearn_version: Annotated[
+        str, Meta(description="The scikit-learn version it was trained with (must match the server's).")
+    ]
+    rows: Annotated[dict[str, int], Meta(description="Training rows per split (`train`, `test`, …).")]
+    training_window: (
+        Annotated[
+            dict[str, Any],
+            Meta(description="The data period it was trained on, from the card; null when the card has none."),
+        ]
+        | None
+    )
+    active: Annotated[bool, Meta(description="Whether this version is active now.")]
 
 
 class ModelList(Struct, frozen=True, kw_only=True):
-    #: The active segment model's version.
-    active: str | None
-    #: The active policy per ``bandit`` experience.
-    policies: dict[str, str]
-    models: list[ModelInfo]
+    active: Annotated[str, Meta(description="The active segment model's version.")] | None
+    policies: Annotated[dict[str, str], Meta(description="The active policy per `bandit` experience.")]
+    models: Annotated[list[ModelInfo], Meta(description="Every registered model's card.")]
 
 
 class ActivateModel(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    version: Annotated[str, Meta(min_length=1, max_length=128)]
-    #: Activate a policy even though its launch gate did not pass (recorded: docs/models.md).
-    force: bool = False
+    version: Annotated[str, Meta(min_length=1, max_length=128, description="The registered version to activate.")]
+    force: Annotated[
+        bool, Meta(description="Activate a policy even though its launch gate did not pass (recorded: docs/models.md).")
+    ] = False
 
 
 class ErrorBody(Struct, frozen=True, kw_only=True):
     """Every 4xx: ``status_code``, a ``detail`` sentence, and ``extra`` saying where, when known:
     a list of ``{key, message, source}`` for bad input, an object for a 429 (limit, scope, window)."""
 
-    status_code: int
-    detail: str
-    extra: list[dict[str, Any]] | dict[str, Any] | None = None
+    status_code: Annotated[int, Meta(description="The HTTP status, repeated in the body.")]
+    detail: Annotated[str, Meta(description="What went wrong, in one sentence.")]
+    extra: (
+        Annotated[
+            list[dict[str, Any]] | dict[str, Any],
+            Meta(
+                description="Where, when known: for bad input a list of `{key, message, source}` (the same `key` and `message` as a 202's `rejected`); for a 429 `{limit, window_s, scope}`."
+            ),
+        ]
+        | None
+    ) = None
 
 
 # Raw passes through untouched; the response schema documents fields as a JSON object.

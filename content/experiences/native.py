@@ -56,7 +56,7 @@ from content.experiences.layers import apply_layers, parse_layer
 from content.items import ContentItems, link_id
 from content.resolve import EXPERIENCES_FIELD
 from content.snapshot import ContentEntry, ContentIssue
-from personalization.types import CHANNELS, Audience, Experience, Guardrail
+from personalization.types import CHANNELS, Audience, Experience, Guardrail, goal_name_problem
 
 __all__ = [
     "AUDIENCE_TYPE",
@@ -279,7 +279,7 @@ class _ExperienceCompiler(ExperienceCompiler):
             audience=audience,
             traffic_allocation=traffic,
             holdout=holdout,
-            goals=tuple(g for g in _symbols(self.get("goals")) or () if g),
+            goals=self._goals(),
             starts_at=starts_at,
             ends_at=ends_at,
             content_type=content_type,
@@ -290,6 +290,19 @@ class _ExperienceCompiler(ExperienceCompiler):
             updated_at=edited_at(self.entry, audience_entry),
         )
         return experience, {baseline_id: experience for baseline_id in self.baselines}
+
+    def _goals(self) -> tuple[str, ...]:
+        """The goals list, without names Vary reserves (``n:…``, personalization/measurement/goals.py):
+        such a goal is left out and said, the experience keeps running on the others."""
+        goals = []
+        for goal in (g for g in _symbols(self.get("goals")) or () if g):
+            problem = goal_name_problem(goal)
+            if problem is None:
+                goals.append(goal)
+            else:
+                self.problem(f"Experience {self.label}: a goal is left out: {problem}.",
+                             "Rename the goal (and the conversion events that send it).", switches_off=False)
+        return tuple(goals)
 
     def _key(self) -> str | None:
         key = self.get("key")

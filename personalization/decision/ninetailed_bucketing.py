@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from personalization.decision.thompson import plain_sum as _plain_sum
 from personalization.types import Assignment, Experience
 
 __all__ = [
@@ -159,7 +160,7 @@ def assign_ninetailed(experience: Experience, stable_id: str) -> Assignment | No
     arm = select_arm(distribution_random(experience.id, stable_id), shares)
     if arm >= len(shares):  # pragma: no cover - select_arm returns an index of ``shares``
         arm = 0
-    propensity = shares[arm] if arm else max(0.0, 1.0 - sum(shares[1:]))
+    propensity = shares[arm] if arm else max(0.0, 1.0 - _plain_sum(shares[1:]))
     share = shares[arm]
     return Assignment(
         experience=experience,

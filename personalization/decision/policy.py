@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from typing import Generic, Literal, Protocol, TypeVar
 
-from personalization.decision.thompson import probability_best
+from personalization.decision.thompson import plain_sum, probability_best
 from personalization.seams import FeatureRow
 
 __all__ = [
@@ -160,6 +160,16 @@ class CompiledRewardModel(Generic[CardT]):
     def card(self) -> CardT:
         return self._card
 
+    @property
+    def intercepts(self) -> tuple[float, ...]:
+        """Per-variant intercepts, scaler and crossing folded in (what the decision bundle ships)."""
+        return self._intercepts
+
+    @property
+    def weights(self) -> dict[str, tuple[float, ...]]:
+        """Feature key → per-variant weights, folded (what the decision bundle ships)."""
+        return self._weights
+
     def predict(self, features: FeatureRow) -> list[float]:
         """P(reward | features, a) for a = 0..k−1, equal to the pipeline's ``predict_proba``.
 
@@ -217,7 +227,7 @@ def _apply_floor(probabilities: list[float], floor: float) -> list[float]:
     lifted: set[int] = set()
     while True:
         rest = [a for a in range(k) if a not in lifted]
-        mass = sum(probabilities[a] for a in rest)
+        mass = plain_sum(probabilities[a] for a in rest)
         budget = 1.0 - floor * len(lifted)
         if not rest:  # only when floor·k = 1
             return [floor] * k

@@ -68,6 +68,16 @@ class CompiledSegmentModel(Generic[CardT]):
     def card(self) -> CardT:
         return self._card
 
+    @property
+    def intercepts(self) -> tuple[float, ...]:
+        """Per-segment intercepts, scaler folded in (what the decision bundle ships)."""
+        return self._intercepts
+
+    @property
+    def weights(self) -> dict[str, tuple[float, ...]]:
+        """Vocabulary key → per-segment weights, scaler folded in (what the decision bundle ships)."""
+        return self._weights
+
     def score(self, features: FeatureRow) -> dict[str, float]:
         """P(segment) for one feature row, equal to the pipeline's ``predict_proba`` (to ~1e-12)."""
         # Match keys first, then sum per segment: measured faster than numpy, and than updating

@@ -11,9 +11,20 @@ millisecond. :mod:`personalization.decision.policy` holds the exploration budget
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["THOMPSON_RACE", "probability_best"]
+__all__ = ["THOMPSON_RACE", "plain_sum", "probability_best"]
+
+
+def plain_sum(values: Iterable[float]) -> float:
+    """Left-to-right float addition from 0, as JavaScript's ``reduce((a, b) => a + b, 0)``.
+
+    Not ``sum()``: since Python 3.12 it compensates rounding, so the same propensities would differ
+    in the last bit between Python versions and from the JS SDK (decision bundles, issue 25)."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 def _gauss_hermite(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -123,5 +134,5 @@ def _race(mu: list[float], sd: list[float]) -> list[float]:
                 product *= erfc((x - mu_b) * scale_b)
             total += product
         best.append(max(total * 0.5 ** len(others), 0.0))
-    mass = sum(best)
+    mass = plain_sum(best)
     return [b / mass for b in best]

@@ -34,6 +34,7 @@ __all__ = [
     "HERO_SALE",
     "HERO_NORTH_AMERICA",
     "NEWSLETTER_TEST",
+    "CHECKOUT_SURVEY",
     "PRICE_SENSITIVE_CAMPAIGNS",
     "SIMULATION_TRAFFIC",
     "SIMULATION_VISITORS",
@@ -50,6 +51,8 @@ SHIPPING_TEST = "banner-shipping-test"
 HERO_SALE = "hero-sale"
 HERO_NORTH_AMERICA = "hero-north-america"
 NEWSLETTER_TEST = "newsletter-copy"
+#: The demo space's survey shown after a successful checkout (``varySurvey`` ``checkout-csat``).
+CHECKOUT_SURVEY = "checkout-csat"
 #: UTM campaigns that make a visitor (latently) price-sensitive.
 PRICE_SENSITIVE_CAMPAIGNS: frozenset[str] = frozenset({"sale", "coupon"})
 
@@ -236,7 +239,27 @@ def journey_events(
     visitor was *shown* (experience → variant; a paused variant shows the baseline, 0).
     """
     events = _journey(visitor, served, rng, effects, channel=channel, session=session, bought_before=bought_before)
-    return apply_harms(events, effects.harms, served, visitor.id, session)
+    return _checkout_survey(apply_harms(events, effects.harms, served, visitor.id, session), visitor.id)
+
+
+def _checkout_survey(events: list[dict[str, Any]], visitor_id: str) -> list[dict[str, Any]]:
+    """The demo space's checkout survey (``checkout-csat``: after a successful checkout, everyone
+    sampled) as the kit reports it: ``survey_shown`` after the first order, then the answer drawn in
+    :func:`_journey` (about 30 %) or, for most of the others, ``survey_dismissed``.
+
+    Added after the harms and drawn from a stream of its own, so the other draws — and the planted
+    effects — stay exactly as they were."""
+    at = next((i for i, e in enumerate(events) if e["type"] == "purchase" and e.get("order_id", "").endswith("-o1")),
+              None)
+    if at is None:
+        return events
+    order = events[at]
+    base = {k: order[k] for k in ("visitor_id", "session_id", "channel", "analytics") if k in order}
+    prompt = [{"type": "survey_shown", **base, "touchpoint": "checkout", "survey": CHECKOUT_SURVEY, "metric": "csat"}]
+    answered = any(e.get("survey") == CHECKOUT_SURVEY for e in events)
+    if not answered and random.Random(f"vary-sim-survey:{visitor_id}").random() < 0.6:
+        prompt.append({**prompt[0], "type": "survey_dismissed"})
+    return events[: at + 1] + prompt + events[at + 1 :]
 
 
 def _journey(
@@ -293,10 +316,10 @@ def _journey(
             add("task", "checkout", name="checkout", success=True, duration_ms=_lognormal_ms(rng, median_s, 0.5))
             add("purchase", "checkout", order_id=f"{visitor.id}-o1", value=_order_value(rng, visitor.price_sensitive),
                 currency=currency)
-            if rng.random() < 0.3:
+            if rng.random() < 0.3:  # the answer to the checkout survey (its showing: _checkout_survey)
                 good = 0.8 if shipping else 0.7
                 score = rng.choice([4, 5]) if rng.random() < good else rng.choice([1, 2, 3])
-                add("survey", "checkout", metric="csat", score=score)
+                add("survey", "checkout", metric="csat", score=score, survey=CHECKOUT_SURVEY)
             if rng.random() < 0.2:
                 add("survey", "checkout", metric="ces", score=max(1, min(7, round(rng.gauss(2.6, 1.2)))))
             if rng.random() < 0.3:

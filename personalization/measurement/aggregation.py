@@ -61,8 +61,9 @@ from personalization.measurement.attribution import (
     event_record,
     exposure_record,
 )
-from personalization.measurement.events import EVENT_DECODER, Event
+from personalization.measurement.events import Event
 from personalization.measurement.goals import GoalPolicy
+from personalization.measurement.stored_events import STORED_EVENT_DECODER, UnknownEventKind
 from personalization.store.keys import EVENTS, EXPOSURES, slot_tag
 from personalization.store.partitions import all_streams
 from personalization.types import EXPOSURE_DECODER, Exposure
@@ -163,6 +164,10 @@ class Aggregator:
             redis, group=group, cluster=self.cluster, dedupe_ttl_s=dedupe_ttl_s, state_ttl_s=state_ttl_s
         )
         self.skipped = 0
+        #: Events of a kind this version does not know (a newer version wrote them), acknowledged
+        #: and not counted; not poison: a rolling upgrade makes them (docs/operations.md).
+        self.unknown_kinds = 0
+        self._unknown_seen: set[str] = set()
         self._goal_policy = goal_policy
         self._policy: tuple[GoalPolicy | None, bytes] = (None, b"")
         self._steps.max_rate = max(0, int(max_conversions_per_minute))
@@ -330,6 +335,7 @@ class Aggregator:
         # Exposures first, oldest first.
         exposures: list[tuple[str, str, Exposure]] = []
         poison: dict[str, list[str]] = {}
+        newer: dict[str, list[str]] = {}  # events of kinds this version does not know
         for stream in self._xstreams:
             for entry_id, fields in entries[stream]:
                 try:
@@ -343,8 +349,12 @@ class Aggregator:
             for entry_id, fields in entries[stream]:
                 if (stream, entry_id) in self._held:
                     continue
-                try:
-                    event = EVENT_DECODER.decode(_field(fields))
+                try:  # tolerant: a newer version's fields are ignored, its new kinds skipped (stored_events.py)
+                    event = STORED_EVENT_DECODER.decode(_field(fields))
+                except UnknownEventKind as exc:
+                    self._unknown_kind(exc.kind)
+                    newer.setdefault(stream, []).append(entry_id)
+                    continue
                 except (msgspec.DecodeError, KeyError) as exc:
                     log.error("undecodable event %s: %s", entry_id, exc)
                     poison.setdefault(stream, []).append(entry_id)
@@ -352,14 +362,14 @@ class Aggregator:
                 t = entry_ms(entry_id) / 1000.0
                 self._max_event_s[p] = max(self._max_event_s[p], t)
                 self._held[(stream, entry_id)] = _Held(entry_id, stream, p, event, t, now)
-        if poison:  # before XPENDING below, so they do not hold events
+        if poison or newer:  # before XPENDING below, so they do not hold events
             pipe = self._redis.pipeline(transaction=False)
-            for stream, ids in poison.items():
+            for stream, ids in [*poison.items(), *newer.items()]:
                 pipe.xack(stream, self.group, *ids)
             await pipe.execute()
             bad = sum(len(ids) for ids in poison.values())
             self.skipped += bad
-            done += bad
+            done += bad + sum(len(ids) for ids in newer.values())
         exposures.sort(key=lambda item: (item[2].ts, item[1]))
         items = [self._exposure_entry(stream, eid, x) for stream, eid, x in exposures]
         pending_min = await self._steps.run(items, self._xstreams)
@@ -386,6 +396,14 @@ class Aggregator:
         await self._steps.run(items, [])
         done += len(items)
         return done
+
+    def _unknown_kind(self, kind: str) -> None:
+        """Count an event of a kind this version does not know; log each kind once (a rolling
+        upgrade writes many of them, and they are expected, hence a warning, not an error)."""
+        self.unknown_kinds += 1
+        if kind not in self._unknown_seen and len(self._unknown_seen) < 64:
+            self._unknown_seen.add(kind)
+            log.warning("skipping events of kind %.64r: unknown to this version (a newer one wrote them?)", kind)
 
     def _encoded_policy(self) -> bytes:
         """The goal policy of this round, encoded once per policy object (``b""``: count every goal)."""

@@ -31,9 +31,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
 from redis.asyncio import Redis
 
 from personalization.errors import InvalidPeriod
@@ -79,10 +79,14 @@ _SURVEYS = ("nps", "csat", "ces")
 class CxBlock(Struct, frozen=True, kw_only=True):
     """The per-population metrics: overall, per channel, per segment."""
 
-    nps: MetricEstimate
-    csat: MetricEstimate
-    ces: MetricEstimate
-    repeat_purchase_rate: MetricEstimate
+    nps: Annotated[MetricEstimate, Meta(description="Net Promoter Score (−100 to 100) with its interval.")]
+    csat: Annotated[
+        MetricEstimate, Meta(description="Customer satisfaction: percent of 4 and 5 answers on the 1–5 scale.")
+    ]
+    ces: Annotated[MetricEstimate, Meta(description="Mean Customer Effort Score (1–7).")]
+    repeat_purchase_rate: Annotated[
+        MetricEstimate, Meta(description="Share of buyers who bought more than once in the period.")
+    ]
 
 
 class CxRetention(Struct, frozen=True, kw_only=True):
@@ -90,45 +94,64 @@ class CxRetention(Struct, frozen=True, kw_only=True):
     after (index 0 is 1.0), ``sizes`` the visitors first seen that week, ``churn`` 1 − the share at
     the period's last week (``None`` for a cohort that starts in it)."""
 
-    cohorts: dict[str, list[float]]
-    sizes: dict[str, int]
-    churn: dict[str, float | None]
+    cohorts: Annotated[
+        dict[str, list[float]],
+        Meta(description="Weekly cohort (`2026-W46`) → share active 0, 1, … weeks after (index 0 is 1.0)."),
+    ]
+    sizes: Annotated[dict[str, int], Meta(description="Weekly cohort → visitors first seen that week.")]
+    churn: Annotated[
+        dict[str, float | None],
+        Meta(
+            description="Weekly cohort → 1 − the share at the period's last week; null for a cohort that starts in it."
+        ),
+    ]
 
 
 class CxTransition(Struct, frozen=True, kw_only=True):
     """Consecutive events of one visitor on channel ``from`` then ``to``, counted ``count`` times."""
 
-    from_: str = field(name="from")
-    to: str
-    count: int
+    from_: Annotated[str, Meta(description="The channel of the earlier event.")] = field(name="from")
+    to: Annotated[str, Meta(description="The channel of the next event.")]
+    count: Annotated[int, Meta(description="How many times a visitor moved from `from` to `to`.")]
 
 
 class CxChannelSwitching(Struct, frozen=True, kw_only=True):
     """``share``: visitors seen on ≥ 2 channels in the period / visitors active in it (Wilson)."""
 
-    share: MetricEstimate
-    transitions: list[CxTransition]
+    share: Annotated[
+        MetricEstimate,
+        Meta(description="Visitors seen on ≥ 2 channels / visitors active in the period (Wilson interval)."),
+    ]
+    transitions: Annotated[
+        list[CxTransition], Meta(description="Channel-to-channel moves of the same visitor, counted.")
+    ]
 
 
 class CxPeriod(Struct, frozen=True, kw_only=True):
     """The dates covered: Monday of the first week to Sunday of the last (``None`` without data)."""
 
-    since: date | None
-    until: date | None
+    since: Annotated[date, Meta(description="Monday of the first week covered; null without data.")] | None
+    until: Annotated[date, Meta(description="Sunday of the last week covered; null without data.")] | None
 
 
 class CxReport(Struct, frozen=True, kw_only=True):
     """Everything ``GET /v1/cx`` returns."""
 
-    period: CxPeriod
-    nps: MetricEstimate
-    csat: MetricEstimate
-    ces: MetricEstimate
-    repeat_purchase_rate: MetricEstimate
-    retention: CxRetention
-    channel_switching: CxChannelSwitching
-    by_channel: dict[str, CxBlock]
-    by_segment: dict[str, CxBlock]
+    period: Annotated[CxPeriod, Meta(description="The dates covered.")]
+    nps: Annotated[MetricEstimate, Meta(description="Net Promoter Score over everyone.")]
+    csat: Annotated[MetricEstimate, Meta(description="Customer satisfaction over everyone.")]
+    ces: Annotated[MetricEstimate, Meta(description="Customer Effort Score over everyone.")]
+    repeat_purchase_rate: Annotated[MetricEstimate, Meta(description="Share of buyers who bought more than once.")]
+    retention: Annotated[CxRetention, Meta(description="Weekly cohort retention and churn.")]
+    channel_switching: Annotated[
+        CxChannelSwitching, Meta(description="How many visitors use more than one channel, and how they move.")
+    ]
+    by_channel: Annotated[
+        dict[str, CxBlock], Meta(description="Channel → the same metrics for that channel's visitors.")
+    ]
+    by_segment: Annotated[
+        dict[str, CxBlock], Meta(description="Segment → the same metrics for that segment's visitors.")
+    ]
 
 
 def parse_period(since: str | None, until: str | None) -> tuple[date | None, date | None]:

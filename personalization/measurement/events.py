@@ -35,6 +35,8 @@ __all__ = [
     "Feedback",
     "Purchase",
     "Identify",
+    "SurveyShown",
+    "SurveyDismissed",
     "EVENT_STREAM",
     "EVENT_ENCODER",
     "EVENT_DECODER",
@@ -58,16 +60,33 @@ class EventBase(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, t
     """Fields every event has. ``ts`` (Unix seconds, or an ISO 8601 time with an offset, stored as
     Unix seconds) defaults to the time Vary received it."""
 
-    visitor_id: Id
-    session_id: Id | None = None
-    channel: Channel | None = None
-    touchpoint: ShortText | None = None
-    #: A float after construction: an ISO time is converted by :meth:`__post_init__`.
-    ts: EpochSeconds | IsoTime | None = None
-    #: Optional client id that makes a retried event idempotent.
-    event_id: Id | None = None
-    #: The visitor's analytics consent. ``false``: Vary acknowledges the event and stores nothing.
-    analytics: bool = True
+    visitor_id: Annotated[
+        Id, Meta(description="The visitor's id, as sent to `POST /v1/personalize` (required unless `user_id` is sent).")
+    ]
+    session_id: Annotated[Id, Meta(description="The session's id, if the front end keeps one.")] | None = None
+    channel: (
+        Annotated[
+            Channel,
+            Meta(description="Where it happened: `web`, `ios`, `android`, `email`, `kiosk`, `call_center` or `store`."),
+        ]
+        | None
+    ) = None
+    touchpoint: (
+        Annotated[ShortText, Meta(description="The page, screen or place it happened at (a path, a screen name).")]
+        | None
+    ) = None
+    ts: (
+        Annotated[
+            EpochSeconds | IsoTime,
+            Meta(description="A float after construction: an ISO time is converted by `__post_init__`."),
+        ]
+        | None
+    ) = None
+    event_id: Annotated[Id, Meta(description="Optional client id that makes a retried event idempotent.")] | None = None
+    analytics: Annotated[
+        bool,
+        Meta(description="The visitor's analytics consent. `false`: Vary acknowledges the event and stores nothing."),
+    ] = True
 
     def __post_init__(self) -> None:
         """Normalise an ISO ``ts`` to epoch seconds (the struct is frozen, hence ``force_setattr``).
@@ -81,51 +100,111 @@ class EventBase(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, t
 
 
 class PageView(EventBase, frozen=True, tag="page_view"):
-    page: Url | None = None
-    referrer: Url | None = None
+    page: Annotated[Url, Meta(description="The page's URL.")] | None = None
+    referrer: Annotated[Url, Meta(description="The referring URL.")] | None = None
 
 
 class Click(EventBase, frozen=True, tag="click"):
-    target: ShortText | None = None
+    target: Annotated[ShortText, Meta(description="What was clicked (an element id, a link).")] | None = None
 
 
 class Conversion(EventBase, frozen=True, tag="conversion"):
-    goal: Annotated[str, Meta(min_length=1, max_length=128)]
-    value: Money | None = None
-    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$")] | None = None
+    goal: Annotated[
+        str, Meta(min_length=1, max_length=128, description="The goal reached, as the experiences name it (`signup`).")
+    ]
+    value: Annotated[Money, Meta(description="The conversion's value (revenue, points), if any.")] | None = None
+    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code of `value`, if money.")] | None = (
+        None
+    )
 
 
 class Task(EventBase, frozen=True, tag="task"):
-    name: Annotated[str, Meta(min_length=1, max_length=128)]
-    success: bool
-    duration_ms: Annotated[int, Meta(ge=0, le=86_400_000)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=128, description="The task's name (`checkout`, `find-store`).")]
+    success: Annotated[bool, Meta(description="Whether the person completed it.")]
+    duration_ms: (
+        Annotated[int, Meta(ge=0, le=86_400_000, description="How long it took, in milliseconds (at most a day).")]
+        | None
+    ) = None
 
 
 class Abandonment(EventBase, frozen=True, tag="abandonment"):
-    task: ShortText | None = None
-    step: ShortText | None = None
+    task: Annotated[ShortText, Meta(description="The task given up.")] | None = None
+    step: Annotated[ShortText, Meta(description="The step it was given up at.")] | None = None
 
 
 class Survey(EventBase, frozen=True, tag="survey"):
     """``score`` is validated per metric by the measurement code (NPS 0–10, CSAT 1–5, CES 1–7)."""
 
-    metric: Literal["nps", "csat", "ces", "sus"]
-    score: Annotated[float, Meta(ge=0, le=100)] | None = None
-    answers: Annotated[list[Annotated[int, Meta(ge=1, le=5)]], Meta(min_length=10, max_length=10)] | None = None
-    comment: Annotated[str, Meta(max_length=4000)] | None = None
+    metric: Annotated[
+        Literal["nps", "csat", "ces", "sus"],
+        Meta(description="`nps` (0–10), `csat` (1–5), `ces` (1–7) or `sus` (ten 1–5 answers)."),
+    ]
+    score: (
+        Annotated[float, Meta(ge=0, le=100, description="The answer, on the metric's scale (not for `sus`).")] | None
+    ) = None
+    answers: (
+        Annotated[
+            list[Annotated[int, Meta(ge=1, le=5)]],
+            Meta(
+                min_length=10, max_length=10, description="`sus` only: the ten answers (1–5), in the statements' order."
+            ),
+        ]
+        | None
+    ) = None
+    comment: Annotated[str, Meta(max_length=4000, description="Free text the person added.")] | None = None
+    survey: (
+        Annotated[
+            Id,
+            Meta(
+                description="The key of the `varySurvey` that asked (issue 24); absent for scores collected elsewhere."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Feedback(EventBase, frozen=True, tag="feedback"):
-    text: Annotated[str, Meta(max_length=4000)]
-    problem: ShortText | None = None
+    text: Annotated[str, Meta(max_length=4000, description="What the person wrote.")]
+    problem: Annotated[ShortText, Meta(description="The problem tag they picked, if any.")] | None = None
+    survey: (
+        Annotated[Id, Meta(description="The key of the `varySurvey` (a free-text prompt) that asked, if one did.")]
+        | None
+    ) = None
+
+
+class SurveyShown(EventBase, frozen=True, tag="survey_shown"):
+    """A survey prompt was put in front of the person: the denominator of its response rate."""
+
+    survey: Annotated[Id, Meta(description="The key of the `varySurvey` shown.")]
+    metric: Annotated[
+        Literal["nps", "csat", "ces", "sus", "feedback"],
+        Meta(description="What it measures: `nps`, `csat`, `ces`, `sus` or `feedback`."),
+    ]
+
+
+class SurveyDismissed(EventBase, frozen=True, tag="survey_dismissed"):
+    """The person closed a survey prompt without answering: measured non-response, not silence."""
+
+    survey: Annotated[Id, Meta(description="The key of the `varySurvey` dismissed.")]
+    metric: Annotated[
+        Literal["nps", "csat", "ces", "sus", "feedback"],
+        Meta(description="What it measures: `nps`, `csat`, `ces`, `sus` or `feedback`."),
+    ]
 
 
 class Purchase(EventBase, frozen=True, tag="purchase"):
-    order_id: Id
-    value: Money
-    #: An ISO 4217 code (:mod:`personalization.measurement.currencies`); revenue is counted per
-    #: currency, and a purchase without one under ``XXX``, ISO's "no currency".
-    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$")] | None = None
+    order_id: Annotated[Id, Meta(description="The order's id.")]
+    value: Annotated[Money, Meta(description="The order's value.")]
+    currency: (
+        Annotated[
+            str,
+            Meta(
+                pattern="^[A-Z]{3}$",
+                description='An ISO 4217 code (`currencies`); revenue is counted per currency, and a purchase without one under `XXX`, ISO\'s "no currency".',
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         """Refuse a code ISO 4217 does not define (the message names the field, as msgspec's do)."""
@@ -136,10 +215,18 @@ class Purchase(EventBase, frozen=True, tag="purchase"):
 
 
 class Identify(EventBase, frozen=True, tag="identify"):
-    traits: Annotated[dict[Annotated[str, Meta(max_length=128)], TraitValue], Meta(max_length=64)] = {}
+    traits: Annotated[
+        dict[Annotated[str, Meta(max_length=128)], TraitValue],
+        Meta(
+            max_length=64, description="Traits of the visitor (plan, tier…) remembered with the profile, for audiences."
+        ),
+    ] = {}
 
 
-Event = PageView | Click | Conversion | Task | Abandonment | Survey | Feedback | Purchase | Identify
+Event = (
+    PageView | Click | Conversion | Task | Abandonment | Survey | Feedback | Purchase | Identify
+    | SurveyShown | SurveyDismissed
+)
 
 EVENT_ENCODER = msgspec.json.Encoder()
 EVENT_DECODER = msgspec.json.Decoder(Event)

@@ -52,7 +52,6 @@ directory builds up a history, and a failed export leaves the previous files as 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import typing
@@ -66,7 +65,9 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from personalization.measurement.events import EVENT_DECODER, EVENT_STREAM, Event, EventBase
+from personalization.errors import NotConfigured
+from personalization.measurement.events import EVENT_STREAM, Event, EventBase
+from personalization.measurement.stored_events import STORED_EVENT_DECODER
 from personalization.store.exposures import EXPOSURE_STREAM
 from personalization.models.streams import read_streams
 from personalization.store.partitions import all_streams
@@ -85,6 +86,8 @@ __all__ = [
     "event_schema",
     "export_streams",
     "describe",
+    "ParquetUnavailable",
+    "require_pyarrow",
 ]
 
 EXPOSURES_TABLE = "exposures"
@@ -94,6 +97,26 @@ _PART = re.compile(r"^part-\d+\.parquet$")
 _INPROGRESS = ".inprogress"
 _JSON = msgspec.json.Encoder()
 _DAY_S = 86_400
+
+
+#: What to run when pyarrow is missing: `make run` (``pip install -e .``) leaves it out (~150 MB).
+INSTALL_HINT = "pip install 'vary[export]'"
+
+
+class ParquetUnavailable(NotConfigured):
+    """pyarrow is not installed, so there is no Parquet to write: the lean install leaves it out."""
+
+    def __init__(self) -> None:
+        super().__init__(f"exporting Parquet needs pyarrow, which is not installed: {INSTALL_HINT}")
+
+
+def require_pyarrow() -> None:
+    """Raise :class:`ParquetUnavailable` unless pyarrow imports (checked before any work; the import
+    is paid once, by the first export, never by importing this module)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ParquetUnavailable from None
 
 
 # ------------------------------------------------------------------------------------------ schema
@@ -124,14 +147,24 @@ def _to_pairs(value: Any) -> list[tuple[str, float]] | None:
     return None if value is None else list(value.items())
 
 
+def _bare(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """``info`` without its ``Meta`` wrapper (a described or constrained field): the column follows the type."""
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    return info
+
+
 def _column(name: str, info: msgspec.inspect.Type) -> _Column:
     """The column for a msgspec field type: scalars typed, ``dict[str, float]`` a map, the rest JSON."""
     import pyarrow as pa
 
+    info = _bare(info)
     if isinstance(info, msgspec.inspect.UnionType):
-        members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        members = [_bare(t) for t in info.types if not isinstance(_bare(t), msgspec.inspect.NoneType)]
         if len(members) == 1:
             info = members[0]
+        elif name == "ts" and any(isinstance(t, msgspec.inspect.FloatType) for t in members):
+            info = next(t for t in members if isinstance(t, msgspec.inspect.FloatType))  # ISO input, float stored
     if name == "ts" and isinstance(info, msgspec.inspect.FloatType):
         return _Column(name, pa.timestamp("us", tz="UTC"), _to_micros)
     if isinstance(info, msgspec.inspect.StrType):
@@ -383,8 +416,7 @@ async def export_streams(
         raise ValueError(f"since ({since}) is after until ({until})")
     if chunk < 1 or max_open < 1:
         raise ValueError("chunk and max_open must be >= 1")
-    if importlib.util.find_spec("pyarrow") is None:
-        raise RuntimeError("exporting Parquet needs pyarrow: pip install pyarrow")
+    require_pyarrow()
     out = Path(out_dir)
     report = ExportReport(out_dir=out, since=since, until=until)
     since_ts = _start_of(since)
@@ -399,7 +431,8 @@ async def export_streams(
         (
             EVENTS_TABLE, _event_columns(), report.events, _event_value,
             lambda: read_streams(
-                redis, all_streams(event_stream, partitions), EVENT_DECODER, since_ts, until_ts, chunk, late_s=None
+                redis, all_streams(event_stream, partitions), STORED_EVENT_DECODER, since_ts, until_ts, chunk,
+                late_s=None,
             ),
         ),
     ]

@@ -26,14 +26,16 @@ from typing import Protocol
 import msgspec
 from msgspec import Struct
 
-from personalization.types import Experience
+from personalization.types import RESERVED_GOAL_PREFIX, Experience, goal_name_problem
 
 __all__ = [
     "DEFAULT_GOALS",
     "MAX_CONVERSIONS_PER_MINUTE",
     "MAX_GOALS",
+    "RESERVED_GOAL_PREFIX",
     "GoalPolicy",
     "SpaceGoals",
+    "goal_name_problem",
     "goal_policy_of",
     "policy_for",
 ]

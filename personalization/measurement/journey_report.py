@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 from msgspec.structs import force_setattr
 
 from personalization.errors import InvalidPeriod
@@ -51,83 +52,127 @@ Timeline = list[tuple[float, int, str | None]]
 class StageChannel(Struct, frozen=True, kw_only=True):
     """One channel at one stage: visitors with a stage-matching event there, and those events."""
 
-    visitors: int
-    events: int
+    visitors: Annotated[int, Meta(description="Visitors with an event matching the stage on this channel.")]
+    events: Annotated[int, Meta(description="Events matching the stage on this channel.")]
 
 
 class StageUx(Struct, frozen=True, kw_only=True):
     """UX at a stage's touchpoints (see the module doc for each definition)."""
 
-    task_success: MetricEstimate
-    abandonment_rate: MetricEstimate
-    click_through_rate: MetricEstimate
-    median_task_ms: float | None
-    visitors: int
-    page_views: int
-    clicks: int
-    tasks: int
-    abandonments: int
+    task_success: Annotated[
+        MetricEstimate,
+        Meta(description="Share of `task` events with `success: true` at the stage's touchpoints, with its interval."),
+    ]
+    abandonment_rate: Annotated[
+        MetricEstimate, Meta(description="Abandonments / (task events + abandonments) at the stage's touchpoints.")
+    ]
+    click_through_rate: Annotated[
+        MetricEstimate, Meta(description="Unique clickers / unique visitors at the stage's touchpoints.")
+    ]
+    median_task_ms: (
+        Annotated[float, Meta(description="Median task duration in milliseconds; null without timed tasks.")] | None
+    )
+    visitors: Annotated[int, Meta(description="Visitors with any event at the stage's touchpoints.")]
+    page_views: Annotated[int, Meta(description="`page_view` events at the stage's touchpoints.")]
+    clicks: Annotated[int, Meta(description="`click` events at the stage's touchpoints.")]
+    tasks: Annotated[int, Meta(description="`task` events at the stage's touchpoints.")]
+    abandonments: Annotated[int, Meta(description="`abandonment` events at the stage's touchpoints.")]
 
 
 class StageCx(Struct, frozen=True, kw_only=True):
     """CX scores of surveys answered at a stage's touchpoints."""
 
-    nps: MetricEstimate
-    csat: MetricEstimate
-    ces: MetricEstimate
+    nps: Annotated[
+        MetricEstimate, Meta(description="Net Promoter Score of NPS surveys answered at the stage (−100 to 100).")
+    ]
+    csat: Annotated[
+        MetricEstimate,
+        Meta(description="Customer satisfaction of CSAT surveys answered at the stage: percent of 4 and 5 answers."),
+    ]
+    ces: Annotated[
+        MetricEstimate, Meta(description="Mean Customer Effort Score (1–7) of CES surveys answered at the stage.")
+    ]
 
 
 class StageReport(Struct, frozen=True, kw_only=True):
     """One stage for one variant. ``share`` = reached / the variant's visitors (Wilson)."""
 
-    key: str
-    name: str
-    reached: int
-    share: MetricEstimate
-    reached_after_previous: int
-    continued: int | None
-    drop_off: MetricEstimate | None
-    median_s_to_next: float | None
-    channels: dict[str, StageChannel]
-    ux: StageUx
-    ux_by_touchpoint: dict[str, StageUx]
-    cx: StageCx
+    key: Annotated[str, Meta(description="The stage's key, as defined in Contentful.")]
+    name: Annotated[str, Meta(description="The stage's display name.")]
+    reached: Annotated[int, Meta(description="Visitors of the variant with at least one event matching the stage.")]
+    share: Annotated[MetricEstimate, Meta(description="`reached` / the variant's visitors, with its Wilson interval.")]
+    reached_after_previous: Annotated[
+        int, Meta(description="Visitors who reached this stage after reaching the previous one.")
+    ]
+    continued: (
+        Annotated[int, Meta(description="Visitors who went on from this stage to the next; null for the last stage.")]
+        | None
+    )
+    drop_off: (
+        Annotated[
+            MetricEstimate,
+            Meta(description="Share of visitors at this stage who did not reach the next; null for the last stage."),
+        ]
+        | None
+    )
+    median_s_to_next: (
+        Annotated[
+            float,
+            Meta(
+                description="Median seconds from this stage to the next, among those who continued; null without any."
+            ),
+        ]
+        | None
+    )
+    channels: Annotated[dict[str, StageChannel], Meta(description="Channel → visitors and events at this stage there.")]
+    ux: Annotated[StageUx, Meta(description="UX metrics at the stage's touchpoints.")]
+    ux_by_touchpoint: Annotated[dict[str, StageUx], Meta(description="Touchpoint → UX metrics at that touchpoint.")]
+    cx: Annotated[StageCx, Meta(description="CX scores of surveys answered at the stage's touchpoints.")]
 
 
 class PathCount(Struct, frozen=True, kw_only=True):
     """Up to three consecutive steps (``channel:touchpoint``) and how many visitors took them."""
 
-    steps: tuple[str, ...]
-    visitors: int
+    steps: Annotated[tuple[str, ...], Meta(description="Up to three consecutive steps, each `channel:touchpoint`.")]
+    visitors: Annotated[int, Meta(description="Visitors who took this path.")]
 
 
 class TransitionCount(Struct, frozen=True, kw_only=True):
     """One step followed directly by another, and how many visitors made that move."""
 
-    from_step: str
-    to_step: str
-    visitors: int
+    from_step: Annotated[str, Meta(description="The step (`channel:touchpoint`) moved from.")]
+    to_step: Annotated[str, Meta(description="The step (`channel:touchpoint`) moved to, directly after.")]
+    visitors: Annotated[int, Meta(description="Visitors who made this move.")]
 
 
 class VariantJourney(Struct, frozen=True, kw_only=True):
     """The journey map of one variant (``"all"`` without an experience). ``label`` is ``control``,
     the variant's entry id, ``holdout`` or ``all visitors``."""
 
-    variant: str
-    label: str
-    visitors: int
-    stages: list[StageReport]
-    paths: list[PathCount]
-    transitions: list[TransitionCount]
+    variant: Annotated[
+        str,
+        Meta(description="The variant index as a string (`0` is control), `holdout`, or `all` without an experience."),
+    ]
+    label: Annotated[str, Meta(description="`control`, the variant's entry id, `holdout` or `all visitors`.")]
+    visitors: Annotated[int, Meta(description="Visitors in this variant within the period.")]
+    stages: Annotated[list[StageReport], Meta(description="Each stage of the journey, in order, for this variant.")]
+    paths: Annotated[list[PathCount], Meta(description="The most common paths (up to three steps) and their visitors.")]
+    transitions: Annotated[
+        list[TransitionCount], Meta(description="The most common direct moves between steps and their visitors.")
+    ]
 
 
 class StageInfo(Struct, frozen=True, kw_only=True):
     """A stage as defined in Contentful, so a reader can label the map without the content."""
 
-    key: str
-    name: str
-    touchpoints: tuple[str, ...]
-    event_types: tuple[str, ...]
+    key: Annotated[str, Meta(description="The stage's key.")]
+    name: Annotated[str, Meta(description="The stage's display name.")]
+    touchpoints: Annotated[
+        tuple[str, ...], Meta(description="Touchpoints whose events put a visitor in this stage (empty: any).")
+    ]
+    event_types: Annotated[
+        tuple[str, ...], Meta(description="Event kinds that put a visitor in this stage (empty: any).")
+    ]
 
 
 class JourneyMap(Struct, frozen=True, kw_only=True):
@@ -135,20 +180,34 @@ class JourneyMap(Struct, frozen=True, kw_only=True):
     one release), ``since_iso`` / ``until_iso`` the same times in ISO 8601 UTC (filled in from them);
     ``variants`` are keyed ``"all"`` or ``"0"``, ``"1"``…, ``"holdout"``."""
 
-    journey: str
-    name: str
-    experience: str | None
-    since: float
-    until: float
-    stages: list[StageInfo]
-    variants: dict[str, VariantJourney]
-    unexposed_visitors: int
-    events_read: int
-    exposures_read: int
-    max_events: int
-    truncated: bool
-    since_iso: str | None = None
-    until_iso: str | None = None
+    journey: Annotated[str, Meta(description="The journey's key.")]
+    name: Annotated[str, Meta(description="The journey's display name.")]
+    experience: (
+        Annotated[str, Meta(description="The experience whose variants are compared, or null for all visitors.")] | None
+    )
+    since: Annotated[
+        float, Meta(description="Start of the period, Unix seconds (kept for one release: read `since_iso`).")
+    ]
+    until: Annotated[
+        float, Meta(description="End of the period, Unix seconds (kept for one release: read `until_iso`).")
+    ]
+    stages: Annotated[list[StageInfo], Meta(description="The journey's stages as defined in Contentful, in order.")]
+    variants: Annotated[
+        dict[str, VariantJourney],
+        Meta(description="`all`, or the variant index (`0`, `1`, …) and `holdout` → that variant's journey map."),
+    ]
+    unexposed_visitors: Annotated[
+        int,
+        Meta(description="Visitors with events in the period but no exposure to the experience (not in any variant)."),
+    ]
+    events_read: Annotated[int, Meta(description="Events read from the stream to build the map.")]
+    exposures_read: Annotated[int, Meta(description="Exposures read from the stream to assign visitors to variants.")]
+    max_events: Annotated[int, Meta(description="The most events one map reads (the server's bound).")]
+    truncated: Annotated[
+        bool, Meta(description="True when `max_events` was reached: the map covers only the events read.")
+    ]
+    since_iso: Annotated[str, Meta(description="`since` in ISO 8601 UTC.")] | None = None
+    until_iso: Annotated[str, Meta(description="`until` in ISO 8601 UTC.")] | None = None
 
     def __post_init__(self) -> None:
         """The ISO twins always match the epoch fields (set here, so no caller can forget them)."""

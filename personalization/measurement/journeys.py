@@ -63,7 +63,6 @@ from typing import Protocol, TypeVar
 from redis.asyncio import Redis
 
 from personalization.measurement.events import (
-    EVENT_DECODER,
     EVENT_STREAM,
     Abandonment,
     Click,
@@ -72,6 +71,7 @@ from personalization.measurement.events import (
     Survey,
     Task,
 )
+from personalization.measurement.stored_events import STORED_EVENT_DECODER
 from personalization.store.exposures import EXPOSURE_STREAM
 from personalization.store.identity import resolve
 from personalization.measurement.journey_report import (
@@ -393,7 +393,7 @@ async def journey_map(
 
     unexposed: set[str] = set()
     events_read = 0
-    events = read_streams(redis, all_streams(EVENT_STREAM, partitions), EVENT_DECODER, since, until)
+    events = read_streams(redis, all_streams(EVENT_STREAM, partitions), STORED_EVENT_DECODER, since, until)
     async with aclosing(_by_person(redis, events, people)) as stream:
         async for visitor, event in stream:
             if events_read >= max_events:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 from redis.asyncio import Redis
 from scipy import stats as sps
 
@@ -54,36 +55,38 @@ Interval = tuple[float, float]
 class CxDifference(Struct, frozen=True, kw_only=True):
     """A CX score of the treated and the holdout, and treated − holdout with a 95 % interval."""
 
-    treated: MetricEstimate
-    holdout: MetricEstimate
-    difference: float | None
-    difference_interval: Interval | None
-    p_value: float | None
+    treated: Annotated[MetricEstimate, Meta(description="The score of treated visitors.")]
+    holdout: Annotated[MetricEstimate, Meta(description="The score of holdout visitors.")]
+    difference: Annotated[float, Meta(description="treated − holdout; null when either arm has no answers.")] | None
+    difference_interval: Annotated[Interval, Meta(description="95 % interval of `difference`, `[low, high]`.")] | None
+    p_value: Annotated[float, Meta(description="p-value of `difference`.")] | None
 
 
 class Retention(Struct, frozen=True, kw_only=True):
     """Share of visitors who came back on a later day, per arm (Wilson), and the relative lift."""
 
-    treated: MetricEstimate
-    holdout: MetricEstimate
-    lift: float | None
-    lift_interval: Interval | None
-    p_value: float | None
+    treated: Annotated[MetricEstimate, Meta(description="Share of treated visitors who came back on a later day.")]
+    holdout: Annotated[MetricEstimate, Meta(description="Share of holdout visitors who came back on a later day.")]
+    lift: Annotated[float, Meta(description="Relative lift of treated over holdout (0.1 = +10 %).")] | None
+    lift_interval: Annotated[Interval, Meta(description="95 % interval of `lift`, `[low, high]`.")] | None
+    p_value: Annotated[float, Meta(description="p-value of the difference.")] | None
 
 
 class ProgramLift(Struct, frozen=True, kw_only=True):
     """``GET /v1/lift``: everything Vary personalizes against the visitors it leaves alone."""
 
-    experience: str
-    share: float
-    treated_visitors: int
-    holdout_visitors: int
-    goals: dict[str, PersonalizationLift]
-    nps: CxDifference
-    csat: CxDifference
-    ces: CxDifference
-    retention: Retention
-    notes: list[str] = []
+    experience: Annotated[str, Meta(description="The experience whose holdout defines the comparison.")]
+    share: Annotated[
+        float, Meta(description="Share of visitors in the global holdout (never personalized), as configured.")
+    ]
+    treated_visitors: Annotated[int, Meta(description="Visitors personalized (outside the holdout).")]
+    holdout_visitors: Annotated[int, Meta(description="Visitors left alone (the holdout).")]
+    goals: Annotated[dict[str, PersonalizationLift], Meta(description="Goal → treated vs holdout on it.")]
+    nps: Annotated[CxDifference, Meta(description="NPS of treated vs holdout.")]
+    csat: Annotated[CxDifference, Meta(description="CSAT of treated vs holdout.")]
+    ces: Annotated[CxDifference, Meta(description="CES of treated vs holdout.")]
+    retention: Annotated[Retention, Meta(description="Return visits of treated vs holdout.")]
+    notes: Annotated[list[str], Meta(description="Why a comparison is null, in words.")] = []
 
 
 def _hist(counts: Counts, arm: str, metric: str) -> dict[int, int]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from personalization.measurement.cx import parse_period
 
@@ -61,14 +61,20 @@ class RangeCounts(Struct, frozen=True, kw_only=True):
     """The day counts of ``since`` … ``until`` (ISO dates, both included; ``None``: open), summed;
     lists indexed by variant like ``daily``. ``days``: the days with data in the range."""
 
-    since: str | None
-    until: str | None
-    days: list[str]
-    visitors: list[int]
-    exposures: list[int]
-    converters: dict[str, list[int]]
-    conversions: dict[str, list[int]]
-    note: str = RANGE_NOTE
+    since: Annotated[str, Meta(description="First day of the range (ISO date, included); null: open.")] | None
+    until: Annotated[str, Meta(description="Last day of the range (ISO date, included); null: open.")] | None
+    days: Annotated[list[str], Meta(description="The days with data in the range.")]
+    visitors: Annotated[list[int], Meta(description="New visitors in the range, per variant.")]
+    exposures: Annotated[list[int], Meta(description="Exposure entries in the range, per variant.")]
+    converters: Annotated[
+        dict[str, list[int]], Meta(description="Goal → visitors whose first conversion fell in the range, per variant.")
+    ]
+    conversions: Annotated[
+        dict[str, list[int]], Meta(description="Goal → conversion events in the range, per variant.")
+    ]
+    note: Annotated[str, Meta(description="How to read range counts (daily sums, not a re-run of the analysis).")] = (
+        RANGE_NOTE
+    )
 
 
 def _add(total: list[int], more: Sequence[int]) -> list[int]:

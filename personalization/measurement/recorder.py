@@ -62,7 +62,6 @@ from redis.commands.core import AsyncScript
 
 from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.measurement.events import (
-    EVENT_DECODER,
     EVENT_ENCODER,
     EVENT_STREAM,
     Conversion,
@@ -73,6 +72,8 @@ from personalization.measurement.events import (
     Survey,
     decode_events,
 )
+from personalization.measurement.goals import goal_name_problem
+from personalization.measurement.stored_events import STORED_EVENT_DECODER
 from personalization.store.keys import (
     event_marker_key,
     event_stream_marker,
@@ -122,6 +123,7 @@ REPLAY_INTERVAL_S = 1.0
 REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # refused, reset, closed, and BusyLoadingError after a restart
     redis.exceptions.TimeoutError,  # a paused or overloaded server: the socket timeout
+    redis.exceptions.OutOfMemoryError,  # a full server (maxmemory, noeviction) refuses writes: spool until room
     TimeoutError,
     OSError,
 )
@@ -167,6 +169,8 @@ class EventProblem(ValueError):
 
 def check_event(event: Event) -> None:
     """Rules msgspec's types cannot say; raises :class:`EventProblem` naming the field."""
+    if isinstance(event, Conversion) and (problem := goal_name_problem(event.goal)) is not None:
+        raise EventProblem(f"goal: {problem}")
     if isinstance(event, Survey):
         if event.metric == "sus":
             if event.answers is None and event.score is None:
@@ -438,7 +442,7 @@ class EventRecorder:
 
 def _decode_spooled(raw: msgspec.Raw, path: str) -> Event | None:
     try:
-        return EVENT_DECODER.decode(raw)
+        return STORED_EVENT_DECODER.decode(raw)  # a newer version's fields ignored (stored_events.py)
     except msgspec.DecodeError as exc:  # e.g. written by a newer version: skip it, keep the rest
         log.error("events spool %s: skipping an event that does not decode (%s)", path, exc)
         return None

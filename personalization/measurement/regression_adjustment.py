@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 from scipy import stats
 
 from personalization.measurement.stats import Z95, CupedSums, cuped_adjust
@@ -41,14 +42,19 @@ class AdjustedRate(Struct, frozen=True, kw_only=True):
     are ``None`` for control and when undefined (no spread, a zero control rate).
     """
 
-    theta: float
-    rate: float
-    variance_reduction: float | None
-    difference: float | None = None
-    difference_interval: Interval | None = None
-    uplift: float | None = None
-    uplift_interval: Interval | None = None
-    p_value: float | None = None
+    theta: Annotated[float, Meta(description="The adjustment coefficient θ, pooled over the arms.")]
+    rate: Annotated[float, Meta(description="The adjusted conversion rate.")]
+    variance_reduction: (
+        Annotated[float, Meta(description="1 − Var(adjusted)/Var(raw): how much tighter the adjustment made it.")]
+        | None
+    )
+    difference: (
+        Annotated[float, Meta(description="Absolute difference vs control, in rate points (variants only).")] | None
+    ) = None
+    difference_interval: Annotated[Interval, Meta(description="95 % interval of `difference`.")] | None = None
+    uplift: Annotated[float, Meta(description="Relative uplift vs control.")] | None = None
+    uplift_interval: Annotated[Interval, Meta(description="95 % interval of `uplift`.")] | None = None
+    p_value: Annotated[float, Meta(description="p-value of the difference.")] | None = None
 
 
 def _reduction(adjusted: float, raw: float) -> float | None:

@@ -25,9 +25,10 @@ why, so a reader never takes a prior for a finding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 from redis.asyncio import Redis
 
 from personalization.errors import InvalidInput, Problem
@@ -48,6 +49,7 @@ from personalization.measurement.results_goals import (
 )
 from personalization.measurement.results_lift import (
     PersonalizationLift,
+    has_holdout,
     lift_notes,
     personalization_lift,
 )
@@ -57,11 +59,17 @@ from personalization.measurement.results_ux import (
     cx_variant,
     ux_variant,
 )
-from personalization.measurement.results_value import CurrencyVariant, value_by_currency
+from personalization.measurement.results_value import (
+    CurrencyVariant,
+    ValueLift,
+    value_by_currency,
+    value_lift_by_currency,
+)
 from personalization.measurement.stats import SRM_THRESHOLD, srm_p_value
+from personalization.measurement.surveys import ExperienceSurvey, experience_surveys
 from personalization.store.keys import agg_key
 from personalization.store.phases import Phase, current_phases, list_phases
-from personalization.types import Experience, phase_key
+from personalization.types import Experience, SurveyDefinition, phase_key
 
 __all__ = ["DayCounts", "ExperimentResults", "encode_results", "experiment_results"]
 
@@ -70,10 +78,12 @@ class DayCounts(Struct, frozen=True, kw_only=True):
     """One UTC day, lists indexed by variant: new visitors and exposure entries that day, and per goal
     the visitors whose *first* conversion was that day and all conversion events that day."""
 
-    visitors: list[int]
-    exposures: list[int]
-    converters: dict[str, list[int]]
-    conversions: dict[str, list[int]]
+    visitors: Annotated[list[int], Meta(description="New visitors that day, per variant.")]
+    exposures: Annotated[list[int], Meta(description="Exposure entries that day, per variant.")]
+    converters: Annotated[
+        dict[str, list[int]], Meta(description="Goal → visitors whose first conversion was that day, per variant.")
+    ]
+    conversions: Annotated[dict[str, list[int]], Meta(description="Goal → conversion events that day, per variant.")]
 
 
 class ExperimentResults(Struct, frozen=True, kw_only=True):
@@ -86,40 +96,100 @@ class ExperimentResults(Struct, frozen=True, kw_only=True):
     outside the holdout with the holdout; ``notes`` says why a comparison is missing.
     """
 
-    experience: str
-    srm_p_value: float | None
-    srm_flag: bool
-    enough_data: bool
-    visitors: list[int]
-    exposures: list[int]
-    anonymous_exposures: int
-    holdout_visitors: int
-    variant_conflicts: int
-    goals: dict[str, GoalResult]
-    #: ``channel`` / ``segment`` → cell → goal → variants, BH-adjusted per breakdown.
-    breakdowns: Breakdowns
-    daily: dict[str, DayCounts]
-    ux: dict[str, dict[int, UxVariant]]
-    cx: dict[int, CxVariant]
-    #: Events not counted, by reason (``goal``: a goal the experience does not count; ``rate``:
-    #: beyond the per-visitor conversion limit; ``survey_repeat``: a repeated survey answer).
-    discarded: dict[str, int] = {}
-    #: Per goal, treated (everyone assigned outside the holdout) vs holdout; ``{}`` without a holdout.
-    personalization_lift: dict[str, PersonalizationLift] = {}
-    #: Why a comparison is ``null`` (an arm without visitors), in words.
-    notes: list[str] = []
-    #: With ``since`` / ``until``: the day counts of those days summed (:mod:`~personalization.measurement.ranges`);
-    #: ``None`` — and left out of the JSON — without them.
-    range: RangeCounts | None = None
-    #: Per currency (never summed across currencies): revenue per visitor and average order value per
-    #: variant, vs control (:mod:`~personalization.measurement.results_value`).
-    value_by_currency: dict[str, list[CurrencyVariant]] = {}
-    #: The phase these results are of (default: the current one) — counts never mix two set-ups.
-    phase: int = 1
-    #: Every phase of the experience, oldest first (empty before its first record: all is phase 1).
-    phases: list[Phase] = []
-    #: Beside ``breakdowns`` whenever it has a cell: they are exploratory, adjusted per breakdown.
-    breakdowns_warning: str | None = None
+    experience: Annotated[str, Meta(description="The experience's key.")]
+    srm_p_value: (
+        Annotated[
+            float,
+            Meta(description="Chi-square p-value of the sample-ratio-mismatch test (observed vs configured split)."),
+        ]
+        | None
+    )
+    srm_flag: Annotated[
+        bool, Meta(description="True when `srm_p_value` < 0.001: the split is broken, results are not trustworthy.")
+    ]
+    enough_data: Annotated[
+        bool,
+        Meta(
+            description="True when every variant of the first goal has ≥ 100 visitors and ≥ 25 conversions in both arms."
+        ),
+    ]
+    visitors: Annotated[list[int], Meta(description="Unique visitors per variant.")]
+    exposures: Annotated[list[int], Meta(description="Exposure entries per variant, anonymous ones included.")]
+    anonymous_exposures: Annotated[
+        int, Meta(description="Exposures of visitors without analytics consent (counted, not tied to a person).")
+    ]
+    holdout_visitors: Annotated[int, Meta(description="Visitors in the experience's holdout (served the baseline).")]
+    variant_conflicts: Annotated[
+        int, Meta(description="Visitors seen in more than one variant (excluded from the comparisons).")
+    ]
+    goals: Annotated[dict[str, GoalResult], Meta(description="Goal → one result per variant.")]
+    breakdowns: Annotated[
+        Breakdowns, Meta(description="`channel` / `segment` → cell → goal → variants, BH-adjusted per breakdown.")
+    ]
+    daily: Annotated[dict[str, DayCounts], Meta(description="UTC day (`YYYY-MM-DD`) → that day's counts.")]
+    ux: Annotated[dict[str, dict[int, UxVariant]], Meta(description="Touchpoint → variant → UX metrics there.")]
+    cx: Annotated[dict[int, CxVariant], Meta(description="Variant → CX metrics across the journey.")]
+    discarded: Annotated[
+        dict[str, int],
+        Meta(
+            description="Events not counted, by reason (`goal`: a goal the experience does not count; `rate`: beyond the per-visitor conversion limit; `survey_repeat`: a repeated survey answer)."
+        ),
+    ] = {}
+    personalization_lift: Annotated[
+        dict[str, PersonalizationLift],
+        Meta(
+            description="Per goal, treated (everyone assigned outside the holdout) vs holdout; `{}` without a holdout."
+        ),
+    ] = {}
+    notes: Annotated[
+        list[str], Meta(description="Why a comparison is `null` (an arm without visitors), in words.")
+    ] = []
+    range: (
+        Annotated[
+            RangeCounts,
+            Meta(
+                description="With `since` / `until`: the day counts of those days summed (`ranges`); `None` — and left out of the JSON — without them."
+            ),
+        ]
+        | None
+    ) = None
+    value_by_currency: Annotated[
+        dict[str, list[CurrencyVariant]],
+        Meta(
+            description="Per currency (never summed across currencies): revenue per visitor and average order value per variant, vs control (`results_value`)."
+        ),
+    ] = {}
+    surveys: Annotated[
+        dict[str, ExperienceSurvey],
+        Meta(
+            description="Per survey attached to the experience (by key): each variant's response rate (answered / shown) beside the CX figure of its answers, and `response_rate_differs` when a variant changes who answers (its `cx` comparison is then biased); `{}` without attached surveys. All-time, every phase: read from the event stream."
+        ),
+    ] = {}
+    personalization_value_lift: Annotated[
+        dict[str, ValueLift],
+        Meta(
+            description="Per currency, treated (everyone assigned outside the holdout, variants pooled) vs holdout: revenue per visitor and average order value, as `personalization_lift` does for conversions; `{}` without a holdout."
+        ),
+    ] = {}
+    phase: Annotated[
+        int,
+        Meta(description="The phase these results are of (default: the current one) — counts never mix two set-ups."),
+    ] = 1
+    phases: Annotated[
+        list[Phase],
+        Meta(
+            description="Every phase of the experience, oldest first (empty before its first record: all is phase 1)."
+        ),
+    ] = []
+    breakdowns_warning: (
+        Annotated[
+            str,
+            Meta(
+                description="Beside `breakdowns` whenever it has a cell: they are exploratory, adjusted per breakdown."
+            ),
+        ]
+        | None
+    ) = None
 
 
 def encode_results(results: ExperimentResults) -> bytes:
@@ -138,6 +208,8 @@ async def experiment_results(
     since: str | None = None,
     until: str | None = None,
     phase: int | None = None,
+    surveys: Sequence[SurveyDefinition] = (),
+    event_streams: Sequence[str] = (),
 ) -> ExperimentResults:
     """Read an experience's aggregates and compute its results (phases, then two pipelined round trips).
 
@@ -146,7 +218,8 @@ async def experiment_results(
     :class:`~personalization.errors.InvalidPeriod` before anything is read. ``phase`` picks the phase
     (default the current one, :mod:`personalization.store.phases`); one the experience never had raises
     :class:`~personalization.errors.InvalidInput` naming ``phase``. Phase 1 is always there: data from
-    before phases existed is phase 1.
+    before phases existed is phase 1. ``surveys`` (those attached to this experience count; the
+    caller passes the content's) are reported from ``event_streams`` (:mod:`.surveys`).
     """
     range_of({}, since, until)  # validate the period first: a bad date is a 400, not a wasted read
     phases = await list_phases(redis, experience.key)
@@ -197,6 +270,8 @@ async def experiment_results(
         counts, segments, k,
     )
     lift = personalization_lift(experience, counts, goal_list)
+    held, personalizing = has_holdout(experience, counts), experience.type == "personalization"
+    attached = [survey for survey in surveys if survey.experience == experience.key]
 
     daily: dict[str, DayCounts] = {}
     for dim, c in dim_counts.items():
@@ -237,7 +312,10 @@ async def experiment_results(
         personalization_lift=lift,
         notes=[*empty_arm_notes(experience, visitors), *lift_notes(lift)],
         range=range_of(daily, since, until),
-        value_by_currency=value_by_currency(counts, visitors[: k + 1]),
+        # a personalization experience's control is empty: its value is measured against the holdout
+        value_by_currency=value_by_currency(counts, visitors[: k + 1], against_holdout=held and personalizing),
+        personalization_value_lift=value_lift_by_currency(counts, k) if held else {},
+        surveys=await experience_surveys(redis, event_streams, attached) if attached else {},
         phase=phase,
         phases=phases,
     )

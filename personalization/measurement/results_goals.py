@@ -57,20 +57,38 @@ Interval = tuple[float, float]
 class CupedValue(Struct, frozen=True, kw_only=True):
     """Value per visitor after CUPED: θ (pooled over arms), adjusted mean, its t interval, Welch p."""
 
-    theta: float
-    mean: float
-    interval: Interval | None
-    p_value: float | None
+    theta: Annotated[float, Meta(description="The CUPED coefficient θ, pooled over the arms.")]
+    mean: Annotated[float, Meta(description="Value per visitor after CUPED adjustment.")]
+    interval: Annotated[Interval, Meta(description="95 % t interval of the adjusted mean, `[low, high]`.")] | None
+    p_value: (
+        Annotated[
+            float, Meta(description="Welch t-test p-value of the adjusted difference vs control; null for control.")
+        ]
+        | None
+    )
 
 
 class ValueResult(Struct, frozen=True, kw_only=True):
     """The goal's value summed per exposed visitor (0 for visitors without one)."""
 
-    total: float
-    mean: float | None
-    interval: Interval | None
-    p_value: float | None
-    cuped: CupedValue | None = None
+    total: Annotated[float, Meta(description="The goal's value summed over the variant's exposed visitors.")]
+    mean: (
+        Annotated[
+            float, Meta(description="Value per exposed visitor (0 for visitors without one); null without visitors.")
+        ]
+        | None
+    )
+    interval: Annotated[Interval, Meta(description="95 % interval of `mean`, `[low, high]`.")] | None
+    p_value: (
+        Annotated[float, Meta(description="p-value of the difference in `mean` vs control; null for control.")] | None
+    )
+    cuped: (
+        Annotated[
+            CupedValue,
+            Meta(description="The same value after CUPED variance reduction, when pre-exposure data exists."),
+        ]
+        | None
+    ) = None
 
 
 class VariantResult(Struct, frozen=True, kw_only=True):
@@ -84,31 +102,67 @@ class VariantResult(Struct, frozen=True, kw_only=True):
     (:mod:`~personalization.measurement.results_adjusted`); the unadjusted numbers stay as they are.
     """
 
-    variant: int
+    variant: Annotated[int, Meta(description="Variant index; 0 is control.")]
     exposures: Annotated[
         int,
         Meta(description="Deprecated alias of `visitors` (unique visitors, not exposure entries); kept for one release."),
     ]
     visitors: Annotated[int, Meta(description="Unique visitors exposed to the variant.")]
-    conversions: int
-    rate: float | None
-    interval: Interval | None
-    uplift: float | None = None
-    uplift_interval: Interval | None = None
-    p_value: float | None = None
-    adjusted_p_value: float | None = None
-    #: Always-valid interval and p-value of the uplift (valid however often results are looked at).
-    sequential_interval: Interval | None = None
-    sequential_p_value: float | None = None
-    chance_to_beat_control: float | None = None
-    enough_data: bool = False
-    value: ValueResult | None = None
-    cuped: AdjustedRate | None = None
-    cupac: AdjustedRate | None = None
+    conversions: Annotated[int, Meta(description="Unique visitors of the variant who converted on the goal.")]
+    rate: Annotated[float, Meta(description="`conversions` / `visitors`; null without visitors.")] | None
+    interval: Annotated[Interval, Meta(description="95 % Wilson interval of `rate`, `[low, high]`.")] | None
+    uplift: (
+        Annotated[float, Meta(description="Relative uplift of `rate` over control (0.25 = +25 %); null for control.")]
+        | None
+    ) = None
+    uplift_interval: Annotated[Interval, Meta(description="95 % interval of `uplift`, `[low, high]`.")] | None = None
+    p_value: Annotated[float, Meta(description="Two-sided p-value of the difference vs control.")] | None = None
+    adjusted_p_value: (
+        Annotated[
+            float, Meta(description="`p_value` after Benjamini–Hochberg adjustment over the experience's comparisons.")
+        ]
+        | None
+    ) = None
+    sequential_interval: (
+        Annotated[
+            Interval,
+            Meta(
+                description="Always-valid interval and p-value of the uplift (valid however often results are looked at)."
+            ),
+        ]
+        | None
+    ) = None
+    sequential_p_value: (
+        Annotated[float, Meta(description="Always-valid p-value (valid however often results are looked at).")] | None
+    ) = None
+    chance_to_beat_control: (
+        Annotated[float, Meta(description="Bayesian probability that this variant's rate beats control.")] | None
+    ) = None
+    enough_data: Annotated[
+        bool, Meta(description="True when this variant and control each have ≥ 100 visitors and ≥ 25 conversions.")
+    ] = False
+    value: (
+        Annotated[
+            ValueResult, Meta(description="The goal's value (e.g. revenue) per visitor, when conversions carry one.")
+        ]
+        | None
+    ) = None
+    cuped: (
+        Annotated[
+            AdjustedRate, Meta(description="The rate after CUPED regression adjustment on pre-exposure behaviour.")
+        ]
+        | None
+    ) = None
+    cupac: (
+        Annotated[
+            AdjustedRate, Meta(description="The rate after CUPAC adjustment (a model's prediction as covariate).")
+        ]
+        | None
+    ) = None
 
 
 class GoalResult(Struct, frozen=True, kw_only=True):
-    variants: list[VariantResult]
+    variants: Annotated[list[VariantResult], Meta(description="One result per variant, control first.")]
 
 
 def _sums_for(n: int, mean: float, variance: float) -> tuple[float, float]:

@@ -21,8 +21,9 @@ every comparison is ``None`` and :func:`lift_notes` says why.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from personalization.measurement.attribution import HOLDOUT_VARIANT
 from personalization.measurement.results_counts import Counts
@@ -43,10 +44,10 @@ Interval = tuple[float, float]
 class ArmRate(Struct, frozen=True, kw_only=True):
     """One arm on one goal: unique visitors, unique converters, rate and its Wilson interval."""
 
-    visitors: int
-    conversions: int
-    rate: float | None
-    interval: Interval | None
+    visitors: Annotated[int, Meta(description="Unique visitors in the arm.")]
+    conversions: Annotated[int, Meta(description="Unique visitors in the arm who converted.")]
+    rate: Annotated[float, Meta(description="`conversions` / `visitors`; null without visitors.")] | None
+    interval: Annotated[Interval, Meta(description="95 % Wilson interval of `rate`.")] | None
 
 
 class PersonalizationLift(Struct, frozen=True, kw_only=True):
@@ -57,14 +58,21 @@ class PersonalizationLift(Struct, frozen=True, kw_only=True):
     monitoring); ``None`` where undefined (an empty arm, a holdout rate of 0).
     """
 
-    treated: ArmRate
-    holdout: ArmRate
-    lift: float | None
-    lift_interval: Interval | None
-    p_value: float | None
-    sequential_interval: Interval | None
-    sequential_p_value: float | None
-    chance_to_beat_holdout: float | None
+    treated: Annotated[ArmRate, Meta(description="Every assigned visitor outside the holdout.")]
+    holdout: Annotated[ArmRate, Meta(description="The visitors of the holdout.")]
+    lift: Annotated[float, Meta(description="Relative lift of treated over holdout (0.25 = +25 %).")] | None
+    lift_interval: Annotated[Interval, Meta(description="Fixed-horizon 95 % delta-method interval of `lift`.")] | None
+    p_value: Annotated[float, Meta(description="Fixed-horizon p-value of the difference.")] | None
+    sequential_interval: (
+        Annotated[
+            Interval, Meta(description="Always-valid 95 % interval of `lift` (valid under continuous monitoring).")
+        ]
+        | None
+    )
+    sequential_p_value: Annotated[float, Meta(description="Always-valid p-value.")] | None
+    chance_to_beat_holdout: (
+        Annotated[float, Meta(description="Bayesian probability that treated beats holdout.")] | None
+    )
 
 
 def _arm(visitors: int, conversions: int) -> ArmRate:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from personalization.measurement.attribution import bucket_bounds
 from personalization.measurement.results_counts import Counts
@@ -38,37 +39,48 @@ class TaskTime(Struct, frozen=True, kw_only=True):
     """Task times in ms: median (histogram, ±4.7 %) with its order-statistic interval, geometric mean
     with the exponentiated t interval of log times (``interval``), arithmetic mean with a t interval."""
 
-    n: int
-    median: float | None
-    median_interval: Interval | None
-    geometric_mean: float | None
-    interval: Interval | None
-    mean: float | None
-    mean_interval: Interval | None
+    n: Annotated[int, Meta(description="Timed tasks.")]
+    median: Annotated[float, Meta(description="Median task time in ms (histogram, ±4.7 %).")] | None
+    median_interval: (
+        Annotated[Interval, Meta(description="95 % order-statistic interval of the median, `[low, high]`.")] | None
+    )
+    geometric_mean: Annotated[float, Meta(description="Geometric mean task time in ms.")] | None
+    interval: (
+        Annotated[
+            Interval, Meta(description="95 % interval of the geometric mean (exponentiated t interval of log times).")
+        ]
+        | None
+    )
+    mean: Annotated[float, Meta(description="Arithmetic mean task time in ms.")] | None
+    mean_interval: Annotated[Interval, Meta(description="95 % t interval of the arithmetic mean.")] | None
 
 
 class UxVariant(Struct, frozen=True, kw_only=True):
     """UX metrics of one variant at one touchpoint. Abandonment = abandonments / (task events +
     abandonments); click-through = unique clickers here / unique visitors exposed to the variant."""
 
-    task_success: MetricEstimate
-    task_time: TaskTime
-    abandonment_rate: MetricEstimate
-    click_through_rate: MetricEstimate
-    average_order_value: MetricEstimate
-    sus: MetricEstimate
-    unique_problems: int
-    clicks: int
-    page_views: int
+    task_success: Annotated[MetricEstimate, Meta(description="Share of tasks completed successfully.")]
+    task_time: Annotated[TaskTime, Meta(description="Task durations.")]
+    abandonment_rate: Annotated[MetricEstimate, Meta(description="Abandonments / (task events + abandonments).")]
+    click_through_rate: Annotated[
+        MetricEstimate, Meta(description="Unique clickers here / unique visitors exposed to the variant.")
+    ]
+    average_order_value: Annotated[MetricEstimate, Meta(description="Mean purchase value at this touchpoint.")]
+    sus: Annotated[MetricEstimate, Meta(description="System Usability Scale score (0–100).")]
+    unique_problems: Annotated[int, Meta(description="Distinct feedback problem tags reported.")]
+    clicks: Annotated[int, Meta(description="`click` events.")]
+    page_views: Annotated[int, Meta(description="`page_view` events.")]
 
 
 class CxVariant(Struct, frozen=True, kw_only=True):
     """CX metrics of one variant across the journey (surveys and purchases attributed to it)."""
 
-    nps: MetricEstimate
-    csat: MetricEstimate
-    ces: MetricEstimate
-    repeat_purchase_rate: MetricEstimate
+    nps: Annotated[MetricEstimate, Meta(description="Net Promoter Score of visitors of the variant.")]
+    csat: Annotated[MetricEstimate, Meta(description="Customer satisfaction of visitors of the variant.")]
+    ces: Annotated[MetricEstimate, Meta(description="Customer Effort Score of visitors of the variant.")]
+    repeat_purchase_rate: Annotated[
+        MetricEstimate, Meta(description="Share of the variant's buyers who bought more than once.")
+    ]
 
 
 def histogram_quantile(hist: Mapping[int, int], rank: float) -> float | None:

@@ -22,8 +22,9 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Annotated
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from personalization.measurement.stats import (
     Z95,
@@ -66,9 +67,14 @@ class MetricEstimate(Struct, frozen=True, kw_only=True):
     ``score`` is ``None`` when n is 0; ``interval`` is ``None`` when it cannot be estimated.
     """
 
-    score: float | None
-    interval: tuple[float, float] | None
-    n: int
+    score: Annotated[float, Meta(description="The metric's value; null when `n` is 0.")] | None
+    interval: (
+        Annotated[
+            tuple[float, float], Meta(description="95 % interval `[low, high]`; null when it cannot be estimated.")
+        ]
+        | None
+    )
+    n: Annotated[int, Meta(description="Observations behind the value.")]
 
 
 def _rate(successes: int, n: int, scale: float = 1.0) -> MetricEstimate:

@@ -35,12 +35,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
 import msgspec
 import numpy as np
+from msgspec import Meta
 from redis.asyncio import Redis
 
 from personalization.models.evaluation import EvaluationError, evaluate_logged
@@ -88,42 +89,54 @@ GateStatus = Literal["pending", "pass", "fail", "error"]
 class GateVerdict(msgspec.Struct, frozen=True, kw_only=True):
     """The launch gate's verdict on one policy version (see the module docstring)."""
 
-    version: str
-    experience: str | None
-    status: GateStatus
-    #: One sentence saying why, with the numbers.
-    detail: str
-    started_at: float
-    finished_at: float | None = None
-    #: The candidate's doubly-robust estimate and its 95% bootstrap interval.
-    dr: Estimate | None = None
-    #: The logging policy's value (mean reward) on the same rows, with its interval.
-    logged: Estimate | None = None
-    #: ``dr.interval[0]``: what must reach ``logged.value`` to pass.
-    lower_bound: float | None = None
-    n: int = 0
-    ess: float | None = None
-    n_bootstrap: int = GATE_BOOTSTRAP
-    seed: int = GATE_SEED
-    max_rows: int = GATE_MAX_ROWS
-    warnings: tuple[str, ...] = ()
+    version: Annotated[str, Meta(description="The policy version judged.")]
+    experience: Annotated[str, Meta(description="The bandit experience the policy is for.")] | None
+    status: Annotated[GateStatus, Meta(description="`pending` (running), `pass`, `fail` or `error`.")]
+    detail: Annotated[str, Meta(description="One sentence saying why, with the numbers.")]
+    started_at: Annotated[float, Meta(description="When the judgement started, Unix seconds.")]
+    finished_at: Annotated[float, Meta(description="When it finished, Unix seconds; null while running.")] | None = None
+    dr: (
+        Annotated[Estimate, Meta(description="The candidate's doubly-robust estimate and its 95% bootstrap interval.")]
+        | None
+    ) = None
+    logged: (
+        Annotated[
+            Estimate, Meta(description="The logging policy's value (mean reward) on the same rows, with its interval.")
+        ]
+        | None
+    ) = None
+    lower_bound: (
+        Annotated[float, Meta(description="`dr.interval[0]`: what must reach `logged.value` to pass.")] | None
+    ) = None
+    n: Annotated[int, Meta(description="Logged rows the estimate was computed on.")] = 0
+    ess: (
+        Annotated[float, Meta(description="Effective sample size of the importance weights; null before the estimate.")]
+        | None
+    ) = None
+    n_bootstrap: Annotated[int, Meta(description="Bootstrap resamples behind the interval.")] = GATE_BOOTSTRAP
+    seed: Annotated[int, Meta(description="Random seed of the bootstrap (results are reproducible).")] = GATE_SEED
+    max_rows: Annotated[int, Meta(description="The most logged rows read.")] = GATE_MAX_ROWS
+    warnings: Annotated[
+        tuple[str, ...], Meta(description="Caveats of the estimate (few rows, extreme weights), in words.")
+    ] = ()
 
 
 class ForcedLaunch(msgspec.Struct, frozen=True, kw_only=True):
     """An activation that overrode the gate: who (a fingerprint of the admin key), when, over what."""
 
-    by: str
-    at: float
-    #: The verdict's status when it was forced (``none``: no verdict had been started).
-    status: str
+    by: Annotated[str, Meta(description="Fingerprint of the admin key that forced the activation.")]
+    at: Annotated[float, Meta(description="When, Unix seconds.")]
+    status: Annotated[
+        str, Meta(description="The verdict's status when it was forced (`none`: no verdict had been started).")
+    ]
 
 
 class LaunchGate(msgspec.Struct, frozen=True, kw_only=True):
     """Everything stored about one version's launch: its verdict and any forced activation."""
 
-    version: str
-    verdict: GateVerdict | None = None
-    forced: ForcedLaunch | None = None
+    version: Annotated[str, Meta(description="The policy version.")]
+    verdict: Annotated[GateVerdict, Meta(description="The gate's verdict; null when none was started.")] | None = None
+    forced: Annotated[ForcedLaunch, Meta(description="The activation that overrode the gate, if any.")] | None = None
 
 
 def judge(

@@ -25,12 +25,12 @@ import numpy as np
 from redis.asyncio import Redis
 
 from personalization.measurement.events import (
-    EVENT_DECODER,
     EVENT_STREAM,
     Conversion,
     Event,
     Purchase,
 )
+from personalization.measurement.stored_events import STORED_EVENT_DECODER
 from personalization.store.exposures import EXPOSURE_STREAM
 from personalization.decision.features import FeatureRow, build_features, policy_context
 from personalization.models.ope import LoggedBandit
@@ -94,7 +94,7 @@ async def _conversions(
     """
     times: dict[str, list[float]] = {}
     streams = all_streams(event_stream, partitions)
-    async for event in read_streams(redis, streams, EVENT_DECODER, since_ts, until_ts, late_s=None):
+    async for event in read_streams(redis, streams, STORED_EVENT_DECODER, since_ts, until_ts, late_s=None):
         if event.visitor_id not in visitors or event.ts is None:
             continue
         if _conversion_goal(event) in goals:

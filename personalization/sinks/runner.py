@@ -46,7 +46,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from personalization.measurement.events import EVENT_DECODER
+from personalization.measurement.stored_events import STORED_EVENT_DECODER
 from personalization.seams import EventSink, PermanentSinkError, SinkRecord
 from personalization.sinks.erasures import ERASE_DECODER, trim_delivered
 from personalization.sinks.guardrail_events import GUARDRAIL_DECODER
@@ -65,7 +65,7 @@ __all__ = ["SinkRunner", "SinkStats", "group_name", "sink_streams"]
 log = logging.getLogger("vary.sinks")
 
 Kind = Literal["exposure", "event", "erase", "guardrail_paused"]
-_DECODERS = {"exposure": EXPOSURE_DECODER, "event": EVENT_DECODER, "erase": ERASE_DECODER,
+_DECODERS = {"exposure": EXPOSURE_DECODER, "event": STORED_EVENT_DECODER, "erase": ERASE_DECODER,
              "guardrail_paused": GUARDRAIL_DECODER}
 
 

@@ -38,8 +38,10 @@ erased. Copies outside Redis (spool files, exports, sinks) are :mod:`personaliza
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 from redis.asyncio import Redis
 
 from personalization.store.identity import PERSON_FIELD, USER_FIELD, linked_ids
@@ -65,33 +67,54 @@ _CHUNK = 500
 class Erasure(msgspec.Struct, frozen=True, kw_only=True):
     """What an erase removed, per kind (fields after ``events_deleted`` were added later, with defaults)."""
 
-    visitor_id: str
-    keys_deleted: int
-    exposures_deleted: int
-    events_deleted: int
-    #: Stream-slot event markers (``{<stream tag>}:e:<digest>``).
-    markers_deleted: int = 0
-    #: Feedback ``problem`` tags removed from ``vary:agg:{<x>}:problems:<v>:<tp>`` sets.
-    problem_tags_removed: int = 0
-    #: Entries removed from the sinks' dead letters (``vary:sinks:dead:<sink>``).
-    dead_letters_deleted: int = 0
-    #: Erase notices queued for the sinks (``vary:sinks:erasures``): 1, or 0 if none could be.
-    sink_notices: int = 0
-    #: Entries dropped from local spool and journal files, files rewritten, and files of other live
-    #: workers whose replay drops them (a tombstone in their directory).
-    spool_entries_deleted: int = 0
-    spool_files_rewritten: int = 0
-    spool_files_busy: int = 0
-    #: Rows removed from Parquet exports, and export files rewritten (or removed when emptied).
-    export_rows_deleted: int = 0
-    export_files_rewritten: int = 0
-    #: The embedded Valkey's append-only file: ``started``, ``scheduled``, ``retrying``, ``failed``,
-    #: ``off`` (no AOF) or ``external`` (not Vary's server: see docs/security.md for the bound).
-    aof_rewrite: str = "external"
-    #: The other ids erased with it: the person and every id linked to it (``DELETE`` of any one
-    #: erases them all), and whether a ``user_id``'s link to its person was removed.
-    linked_ids: list[str] = msgspec.field(default_factory=list)
-    user_link_deleted: bool = False
+    visitor_id: Annotated[str, Meta(description="The visitor (or person) erased.")]
+    keys_deleted: Annotated[int, Meta(description="Redis keys deleted (profile, assignments, history, …).")]
+    exposures_deleted: Annotated[int, Meta(description="Exposure stream entries deleted.")]
+    events_deleted: Annotated[int, Meta(description="Event stream entries deleted.")]
+    markers_deleted: Annotated[int, Meta(description="Stream-slot event markers (`{<stream tag>}:e:<digest>`).")] = 0
+    problem_tags_removed: Annotated[
+        int, Meta(description="Feedback `problem` tags removed from `vary:agg:{<x>}:problems:<v>:<tp>` sets.")
+    ] = 0
+    dead_letters_deleted: Annotated[
+        int, Meta(description="Entries removed from the sinks' dead letters (`vary:sinks:dead:<sink>`).")
+    ] = 0
+    sink_notices: Annotated[
+        int, Meta(description="Erase notices queued for the sinks (`vary:sinks:erasures`): 1, or 0 if none could be.")
+    ] = 0
+    spool_entries_deleted: Annotated[
+        int,
+        Meta(
+            description="Entries dropped from local spool and journal files, files rewritten, and files of other live workers whose replay drops them (a tombstone in their directory)."
+        ),
+    ] = 0
+    spool_files_rewritten: Annotated[
+        int, Meta(description="Local spool files rewritten without the visitor's entries.")
+    ] = 0
+    spool_files_busy: Annotated[
+        int, Meta(description="Spool files in use by a worker, left to its replay (which drops the entries).")
+    ] = 0
+    export_rows_deleted: Annotated[
+        int,
+        Meta(description="Rows removed from Parquet exports, and export files rewritten (or removed when emptied)."),
+    ] = 0
+    export_files_rewritten: Annotated[
+        int, Meta(description="Parquet export files rewritten (or removed when emptied).")
+    ] = 0
+    aof_rewrite: Annotated[
+        str,
+        Meta(
+            description="The embedded Valkey's append-only file: `started`, `scheduled`, `retrying`, `failed`, `off` (no AOF) or `external` (not Vary's server: see docs/security.md for the bound)."
+        ),
+    ] = "external"
+    linked_ids: Annotated[
+        list[str],
+        Meta(
+            description="The other ids erased with it: the person and every id linked to it (`DELETE` of any one erases them all), and whether a `user_id`'s link to its person was removed."
+        ),
+    ] = msgspec.field(default_factory=list)
+    user_link_deleted: Annotated[bool, Meta(description="Whether a `user_id`'s link to this person was removed.")] = (
+        False
+    )
 
 
 class _Record(msgspec.Struct):

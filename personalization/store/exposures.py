@@ -29,8 +29,10 @@ Each exposure of an experience tied to a person also adds one to the person's fr
 for it, field ``f:<experience>`` of the profile hash (:mod:`personalization.decision.frequency`): in
 the same script on a single Redis (so exactly once), as a call of its own per counter on a cluster.
 
-Stream entries have one field, ``data``: the exposure as msgspec JSON. New fields get defaults, so
-old entries always decode (:data:`personalization.types.EXPOSURE_DECODER`).
+Stream entries have two fields: ``data``, the exposure as msgspec JSON (default-valued fields left
+out), and ``v``, its record format (2; entries without it are format 1, which wrote every field).
+New fields get defaults and unknown ones are ignored, so old entries always decode, and an older
+worker decodes this one's (:mod:`personalization.store.formats`, :data:`personalization.types.EXPOSURE_DECODER`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ Per visitor (``<vt>`` is :func:`visitor_tag` of the visitor id)
                                          :mod:`personalization.store.visitor_history`)
 ``vary:vh:{<vt>}:tr``                    hash, trait name → its JSON value (≤ 100 traits, 8 KB;
                                          :func:`traits_key`, :mod:`personalization.store.traits`)
+``vary:vh:{<vt>}:sv``                    hash, survey state: ``last`` (any survey shown), ``s:<survey>``
+                                         / ``n:<survey>`` last shown and showings, ``t:<trigger>``
+                                         last fired (:func:`survey_state_key`,
+                                         :mod:`personalization.store.surveys`)
 ``vary:vh:{<vt>}:e:<event id>``          marker: the event was counted in the profile
                                          (:func:`event_marker_key`)
 ``vary:vh:{<vt>}:agg:<day>``             hash, ``<stream>|<entry id>`` → step-1 outcome (msgpack),
@@ -185,6 +189,7 @@ __all__ = [
     "profile_key",
     "history_key",
     "traits_key",
+    "survey_state_key",
     "person_ids_key",
     "person_index_key",
     "rate_limit_key",
@@ -292,6 +297,12 @@ def profile_key(visitor_id: str) -> str:
 def history_key(visitor_id: str) -> str:
     """The visitor's bounded page and event history hash (:mod:`personalization.store.visitor_history`)."""
     return visitor_key_prefix(visitor_id) + "h"
+
+
+def survey_state_key(visitor_id: str) -> str:
+    """The person's survey state hash (:mod:`personalization.store.surveys`): last survey shown,
+    per-survey showings, the survey triggers that fired."""
+    return visitor_key_prefix(visitor_id) + "sv"
 
 
 def traits_key(visitor_id: str) -> str:

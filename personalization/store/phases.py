@@ -20,9 +20,10 @@ import asyncio
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 from redis.asyncio import Redis
 
 from personalization.decision.phases import (
@@ -44,15 +45,18 @@ _ATTEMPTS = 3
 class Phase(msgspec.Struct, frozen=True, kw_only=True):
     """One phase of an experience, as results and the dashboard show it."""
 
-    phase: int
-    fingerprint: str
-    started_at: float
-    #: The CMS edit time of the set-up this phase runs (``None``: not from a CMS).
-    updated_at: float | None
-    #: What changed from the previous phase (empty for phase 1).
-    changes: list[str] = []
-    started_at_iso: str | None = None
-    updated_at_iso: str | None = None
+    phase: Annotated[int, Meta(description="The phase number, from 1.")]
+    fingerprint: Annotated[
+        str, Meta(description="Digest of the set-up this phase runs (weights, variants, audience, …).")
+    ]
+    started_at: Annotated[float, Meta(description="When the phase started, Unix seconds.")]
+    updated_at: (
+        Annotated[float, Meta(description="The CMS edit time of the set-up this phase runs (`None`: not from a CMS).")]
+        | None
+    )
+    changes: Annotated[list[str], Meta(description="What changed from the previous phase (empty for phase 1).")] = []
+    started_at_iso: Annotated[str, Meta(description="`started_at` in ISO 8601 UTC.")] | None = None
+    updated_at_iso: Annotated[str, Meta(description="`updated_at` in ISO 8601 UTC.")] | None = None
 
 
 class _Stored(msgspec.Struct, kw_only=True):

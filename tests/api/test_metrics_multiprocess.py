@@ -57,3 +57,35 @@ def test_two_workers_are_summed_in_one_scrape(tmp_path: Path) -> None:
     assert samples[("vary_exposures_pending", ())] == 7  # livesum over the (exited but unmarked) workers
     route = (("method", "POST"), ("route", "/v1/personalize"), ("status", "200"))
     assert samples[("vary_http_request_duration_seconds_count", route)] == 2
+
+
+LAGGING_WORKER = """
+import os
+from api.metrics import EVENT_LOOP_LAG
+EVENT_LOOP_LAG.labels("p99").set({lag})
+print(os.getpid())
+"""
+
+
+def test_each_worker_keeps_its_own_loop_lag_until_it_exits(tmp_path: Path) -> None:
+    """Loop lag is one worker's stall: two workers give two series (a ``pid`` label), not a sum, and
+    a worker marked exited drops out."""
+    with multiprocess_dir(tmp_path) as path:
+        env = {**os.environ}
+        calm = _python(LAGGING_WORKER.format(lag=0.002), env).strip()
+        stalled = _python(LAGGING_WORKER.format(lag=0.4), env).strip()
+        samples = {
+            s.labels["pid"]: s.value
+            for family in text_string_to_metric_families(_python(SCRAPE, env))
+            for s in family.samples
+            if s.name == "vary_event_loop_lag_seconds" and s.labels["stat"] == "p99"
+        }
+        assert samples == {calm: 0.002, stalled: 0.4}
+        _python(f"from prometheus_client import multiprocess; multiprocess.mark_process_dead({stalled})", env)
+        left = {
+            s.labels["pid"]
+            for family in text_string_to_metric_families(_python(SCRAPE, env))
+            for s in family.samples
+            if s.name == "vary_event_loop_lag_seconds"
+        }
+        assert left == {calm} and path.is_dir()

@@ -16,7 +16,15 @@ from redis.asyncio.cluster import RedisCluster
 
 from api.embedded.cluster import EmbeddedCluster
 from api.http.ratelimit import RateLimiter
-from api.redis_client import async_redis, cluster_seed, is_cluster, sync_redis
+from api.redis_client import (
+    HiredisConnection,
+    HiredisSSLConnection,
+    HiredisUnixConnection,
+    async_redis,
+    cluster_seed,
+    is_cluster,
+    sync_redis,
+)
 from api.settings import Settings, SettingsError, load_settings
 from content import ExportFileSource, demo_space_path
 from content.coordinator import ContentCoordinator
@@ -90,6 +98,72 @@ def test_the_factory_builds_the_right_client() -> None:
     ]
     with pytest.raises(SettingsError, match="VARY_REDIS_URL is not set"):
         async_redis(Settings())
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [("redis", HiredisConnection), ("rediss", HiredisSSLConnection), ("unix", HiredisUnixConnection)],
+)
+def test_single_server_clients_pack_commands_in_c(scheme: str, expected: type) -> None:
+    url = "unix:///tmp/vary-none.sock" if scheme == "unix" else f"{scheme}://127.0.0.1:1/0"
+
+    async def build() -> type:
+        client = async_redis(Settings(redis_url=url))
+        try:
+            return client.connection_pool.connection_class  # type: ignore[attr-defined,no-any-return]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(build()) is expected
+
+
+COMMANDS = [
+    ("HGETALL", "vary:p:{visitor-1}"),
+    ("CONFIG GET", "maxmemory"),
+    (b"CLIENT SETNAME", "vary"),
+    ("EVALSHA", "ab" * 20, 3, "k1", "k2", "k3", 604800, "", 2, b'{"id":"x"}', "ünïcode ✓", 0, -7, 2**70,
+     0.1, 1e-7, 1 / 3, float("inf"), memoryview(b"view")),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
+def test_the_c_packer_writes_the_bytes_redis_py_writes(command: tuple) -> None:
+    from redis.asyncio.connection import Connection
+
+    ours = b"".join(bytes(part) for part in HiredisConnection().pack_command(*command))
+    theirs = b"".join(bytes(part) for part in Connection().pack_command(*command))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("bad", [None, True, bytearray(b"x")])
+def test_arguments_the_c_packer_refuses_fail_as_redis_py_fails(bad: object) -> None:
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import DataError
+
+    def outcome(connection: object) -> object:
+        try:
+            return b"".join(bytes(p) for p in connection.pack_command("SET", "k", bad))  # type: ignore[attr-defined]
+        except DataError as exc:
+            return ("DataError", str(exc))
+
+    assert outcome(HiredisConnection()) == outcome(Connection())
+
+
+def test_a_real_server_answers_commands_packed_in_c(redis_url: str) -> None:
+    async def roundtrip() -> list[object]:
+        client = async_redis(Settings(redis_url=redis_url))
+        try:
+            await client.hset("vary:t:{x}", mapping={"ü": "✓", "n": 2**70, "f": 1 / 3})
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall("vary:t:{x}")
+            pipe.eval("return #ARGV", 0, *range(100))
+            return list(await pipe.execute())
+        finally:
+            await client.aclose()
+
+    stored, argc = asyncio.run(roundtrip())
+    assert stored == {"ü".encode(): "✓".encode(), b"n": str(2**70).encode(), b"f": repr(1 / 3).encode()}
+    assert argc == 100
 
 
 # ------------------------------------------------------------------------------ on a real cluster

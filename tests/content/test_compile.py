@@ -45,7 +45,7 @@ def test_demo_compiles_without_issues(demo: ContentSnapshot) -> None:
     assert set(demo.experiences) == DEMO_KEYS
     assert demo.default_locale == "en-US"
     assert dict(demo.locales) == {"en-US": None, "de-DE": "en-US"}
-    assert len(demo.entries) == 17
+    assert len(demo.entries) == 19  # 17 + the two surveys (issue 24)
     assert demo.content_type_of("heroHome") == "hero"
     assert demo.content_type_of("nope") is None
     assert demo.has_entry("bannerShipping") and not demo.has_entry("nope")

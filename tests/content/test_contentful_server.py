@@ -32,7 +32,7 @@ def test_collections_page(contentful_server: FakeContentful) -> None:
     assert [e.id for e in heroes] == ["heroHomeCanada", "heroHomeSale"]
     assert heroes.total == 3
     assert [loc.code for loc in client.locales()] == ["en-US", "de-DE"]
-    assert {ct.id for ct in client.content_types()} == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney", "varySettings"}
+    assert {ct.id for ct in client.content_types()} == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey"}
 
 
 def test_initial_sync_pages(contentful_server: FakeContentful) -> None:
@@ -42,7 +42,7 @@ def test_initial_sync_pages(contentful_server: FakeContentful) -> None:
     while page.next_page_url:
         page = client.sync({"sync_token": page.next_sync_token})
         ids += [item.id for item in page.items]
-    assert len(ids) == len(set(ids)) == 18  # 17 entries + 1 asset
+    assert len(ids) == len(set(ids)) == 20  # 19 entries + 1 asset
     assert page.next_sync_url and page.next_sync_token
 
 

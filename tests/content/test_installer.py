@@ -67,7 +67,7 @@ def _stored_equals_model(cma: FakeManagement, content_type_id: str) -> bool:
 
 def test_first_run_creates_and_publishes_every_vary_type(cma: FakeManagement) -> None:
     report = _install(cma)
-    assert report.created == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and report.changed
+    assert report.created == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey") and report.changed
     assert _writes(cma) == [
         ("PUT", "varyAudience", None),  # create: PUT with the id, no version
         ("PUT", "varyAudience/published", "1"),
@@ -77,9 +77,11 @@ def test_first_run_creates_and_publishes_every_vary_type(cma: FakeManagement) ->
         ("PUT", "varyJourney/published", "1"),
         ("PUT", "varySettings", None),
         ("PUT", "varySettings/published", "1"),
+        ("PUT", "varySurvey", None),
+        ("PUT", "varySurvey/published", "1"),
     ]
-    assert set(published_ids(cma)) == {"varyAudience", "varyExperience", "varyJourney", "varySettings"}
-    assert all(_stored_equals_model(cma, name) for name in ("varyAudience", "varyExperience", "varyJourney", "varySettings"))
+    assert set(published_ids(cma)) == {"varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey"}
+    assert all(_stored_equals_model(cma, name) for name in ("varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey"))
     experience = cma.content_types["varyExperience"]
     audience_field = next(f for f in experience["fields"] if f["id"] == "audience")
     assert audience_field["validations"] == [{"linkContentType": ["varyAudience"]}]
@@ -93,7 +95,7 @@ def test_second_run_writes_nothing(cma: FakeManagement) -> None:
     report = _install(cma)
     assert cma.writes == []
     assert [r.method for r in cma.requests] == ["GET"]  # one listing is all it takes
-    assert report.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and not report.changed
+    assert report.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey") and not report.changed
 
 
 def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> None:
@@ -107,7 +109,7 @@ def test_a_validation_changed_in_the_space_is_put_back(cma: FakeManagement) -> N
     version = cma.content_types["varyExperience"]["sys"]["version"]
     cma.clear_requests()
     report = _install(cma)
-    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience", "varyJourney", "varySettings")
+    assert report.updated == ("varyExperience",) and report.unchanged == ("varyAudience", "varyJourney", "varySettings", "varySurvey")
     assert report.results[1].changes == ("field trafficAllocation: validations differ",)
     assert _writes(cma) == [
         ("PUT", "varyExperience", str(version)),  # save(): the current version, or Contentful says 409
@@ -138,7 +140,7 @@ def test_name_display_field_and_order_count_but_fields_someone_added_stay(cma: F
     assert [f["id"] for f in stored["fields"]] == [*model_ids, "notes"]
     assert stored["displayField"] == "name"
     cma.clear_requests()
-    assert _install(cma).unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings") and cma.writes == []
+    assert _install(cma).unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey") and cma.writes == []
 
 
 def test_a_space_from_before_guardrails_gets_the_field_and_the_settings_type(cma: FakeManagement) -> None:
@@ -150,7 +152,7 @@ def test_a_space_from_before_guardrails_gets_the_field_and_the_settings_type(cma
     experience["fields"] = [f for f in experience["fields"] if f["id"] != "guardrails"]
     cma.seed({"sys": {"id": "varyExperience"}, **experience})
     report = _install(cma)
-    assert report.created == ("varySettings",) and report.updated == ("varyExperience",)
+    assert report.created == ("varySettings", "varySurvey") and report.updated == ("varyExperience",)
     assert report.results[1].changes == ("field guardrails: missing",)
     assert _stored_equals_model(cma, "varyExperience") and _stored_equals_model(cma, "varySettings")
     settings = {f["id"]: f for f in cma.content_types["varySettings"]["fields"]}
@@ -207,7 +209,7 @@ def test_add_to_adds_the_field_once_and_keeps_the_rest(cma: FakeManagement) -> N
 
     cma.clear_requests()
     again = _install(cma, add_to=["hero", " hero "])
-    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "hero")
+    assert cma.writes == [] and again.unchanged == ("varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey", "hero")
     assert [f["id"] for f in cma.content_types["hero"]["fields"]].count("varyExperiences") == 1
 
 
@@ -303,7 +305,7 @@ def test_dry_run_writes_nothing(cma: FakeManagement) -> None:
     cma.seed(_without_experiences("hero"))
     report = _install(cma, add_to=["hero"], dry_run=True)
     assert cma.writes == [] and report.dry_run
-    assert [r.action for r in report.results] == ["created", "created", "created", "created", "field_added"]
+    assert [r.action for r in report.results] == ["created", "created", "created", "created", "created", "field_added"]
     assert report.render().startswith("Dry run: nothing was written.")
     assert "would create and publish" in report.render()
 
@@ -348,7 +350,7 @@ def test_normalization_treats_defaults_nulls_and_validation_order_as_contentful_
 def test_model_files_are_package_data() -> None:
     assert {p.name for p in installer.MODEL_DIR.glob("*.json")} == {
         "varyAudience.json", "varyExperience.json", "varyExperiencesField.json", "varyJourney.json",
-        "varySettings.json",
+        "varySettings.json", "varySurvey.json",
     }
 
 
@@ -376,7 +378,7 @@ def test_cli_installs_and_prints_a_report(cma: FakeManagement, capsys: pytest.Ca
     assert "varyAudience    created and published" in out
     assert "banner          varyExperiences field added and published" in out
     assert cms_command(_parse(_cli(cma, "--add-to", "hero", "--add-to", "banner"))) == 0
-    assert capsys.readouterr().out.count("unchanged") == 6
+    assert capsys.readouterr().out.count("unchanged") == 7
 
 
 def test_cli_reports_errors_on_stderr(cma: FakeManagement, capsys: pytest.CaptureFixture[str]) -> None:

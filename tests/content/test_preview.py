@@ -86,7 +86,7 @@ def test_unpublished_entries_stay_in_preview(contentful_server: FakeContentful) 
 def test_preview_pages_through_locale_star_collections(contentful_server: FakeContentful) -> None:
     items = preview_source(contentful_server, page_limit=4).load()
 
-    assert len(items.entries) == 17 and len(items.assets) == 1
+    assert len(items.entries) == 19 and len(items.assets) == 1
     entries = contentful_server.requests_to("entries")
     assert [r.query["skip"] for r in entries] == ["0", "4", "8", "12", "16"]
     assert all(r.query["locale"] == "*" and r.query["include"] == "0" for r in entries)

@@ -112,7 +112,7 @@ def test_server_errors_are_retried(contentful_server: FakeContentful) -> None:
 
     items = with_retries(source.load, sleep=sleeps, rng=random.Random(0))
 
-    assert len(items.entries) == 17 and len(sleeps) == 2
+    assert len(items.entries) == 19 and len(sleeps) == 2
     assert contentful_server.faults[0].hits == 2
 
 
@@ -125,7 +125,7 @@ def test_rate_limit_with_reset_header_is_waited_out_by_the_sdk(contentful_server
     started = time.monotonic()
     items = with_retries(source.load, sleep=sleeps)
 
-    assert len(items.entries) == 17
+    assert len(items.entries) == 19
     assert time.monotonic() - started >= 1.0  # the SDK slept the reset time (× 1.0–1.2)
     assert sleeps == []  # so with_retries never saw an error
 
@@ -140,7 +140,7 @@ def test_rate_limit_without_reset_header_is_retried(
     with caplog.at_level(logging.WARNING, logger="vary.content"):
         items = with_retries(source.load, sleep=sleeps)
 
-    assert len(items.entries) == 17 and len(sleeps) == 2
+    assert len(items.entries) == 19 and len(sleeps) == 2
     assert all("HTTP 429" in r.getMessage() for r in caplog.records if r.name == "vary.content")
 
 
@@ -165,5 +165,5 @@ def test_a_slow_response_times_out_and_is_retried(contentful_server: FakeContent
     contentful_server.faults[0].hits = 0  # slow once more, then fast
     started = time.monotonic()
     items = with_retries(source.load, sleep=sleeps)
-    assert len(items.entries) == 17 and len(sleeps) == 1
+    assert len(items.entries) == 19 and len(sleeps) == 1
     assert time.monotonic() - started < 1.5

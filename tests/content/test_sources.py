@@ -46,11 +46,11 @@ def write(tmp_path: Path, export: Any) -> Path:
 def test_demo_export_file() -> None:
     items = ExportFileSource(demo_space_path()).load()
 
-    assert set(items.content_types) == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney", "varySettings"}
+    assert set(items.content_types) == {"hero", "banner", "varyAudience", "varyExperience", "varyJourney", "varySettings", "varySurvey"}
     assert [(loc.code, loc.default, loc.fallback_code) for loc in items.locales] == [
         ("en-US", True, None), ("de-DE", False, "en-US"),
     ]
-    assert len(items.entries) == 17 and [a.id for a in items.assets] == ["heroImage"]
+    assert len(items.entries) == 19 and [a.id for a in items.assets] == ["heroImage"]
     hero = next(e for e in items.entries if e.id == "heroHome")
     assert hero.content_type == "hero"
     assert hero.fields["de-DE"]["ctaLabel"] == "Jetzt entdecken"
@@ -114,9 +114,10 @@ def test_contentful_source_matches_the_export_file(contentful_server: FakeConten
     assert_same_snapshot(live, exported)
     assert live.items is not None and live.items.assets == exported.items.assets  # type: ignore[union-attr]
 
-    # 16 items in pages of 3: the SDK followed nextPageUrl five times, then kept the sync token.
+    # 20 items (19 entries, 1 asset) in pages of 3: the SDK followed nextPageUrl six times, then kept
+    # the sync token.
     syncs = contentful_server.requests_to("sync")
-    assert len(syncs) == math.ceil(16 / 3)
+    assert len(syncs) == math.ceil(20 / 3)
     assert syncs[0].query == {"initial": "true"}
     assert all("sync_token" in request.query for request in syncs[1:])
     assert source.sync_token is not None
@@ -182,14 +183,14 @@ def test_server_error_is_a_source_error(contentful_server: FakeContentful) -> No
         source.load()
     assert caught.value.status == 500 and isinstance(caught.value.__cause__, ServerError)
 
-    assert len(source.load().entries) == 17  # the fault was spent; the next load works
+    assert len(source.load().entries) == 19  # the fault was spent; the next load works
 
 
 def test_rate_limit_is_retried_after_the_reset(contentful_server: FakeContentful) -> None:
     contentful_server.faults.append(
         Fault(path="/sync", status=429, headers={"X-Contentful-RateLimit-Reset": "0"})
     )
-    assert len(delivery_source(contentful_server).load().entries) == 17
+    assert len(delivery_source(contentful_server).load().entries) == 19
 
 
 def test_rate_limit_without_reset_header_is_a_source_error(contentful_server: FakeContentful) -> None:

@@ -30,7 +30,7 @@ from tests.content.live_sources import delivery_source
 from tests.content.spaces import add_entry, entry, set_field, unpublish
 
 Export = dict[str, Any]
-DEMO_ENTITIES = 17 + 1 + 6 + 2  # entries, assets, content types, locales
+DEMO_ENTITIES = 19 + 1 + 7 + 2  # entries, assets, content types, locales
 
 
 def entry_ids(items: ContentItems) -> set[str]:
@@ -62,9 +62,9 @@ def test_initial_sync_pages_and_returns_a_token(contentful_server: FakeContentfu
     assert result.token is not None and result.token == source.sync_token
     exported = ExportFileSource(demo_space_path()).load()
     assert compile_snapshot(result.items).version == compile_snapshot(exported).version
-    # 16 entities in pages of 3, plus one request each for locales and content types.
+    # 20 entities in pages of 3, plus one request each for locales and content types.
     syncs = sync_requests_since(contentful_server, 0)
-    assert len(syncs) == math.ceil(16 / 3) and syncs[0] == {"initial": "true"}
+    assert len(syncs) == math.ceil(20 / 3) and syncs[0] == {"initial": "true"}
     assert len(contentful_server.requests_to("locales")) == 1
     assert len(contentful_server.requests_to("content_types")) == 1
 
@@ -105,7 +105,7 @@ def test_each_kind_of_change_reaches_the_next_sync(contentful_server: FakeConten
 
     asset_gone = step(lambda export: export["assets"].clear())
     assert asset_gone.changed == 1 and asset_gone.items.assets == ()
-    assert len(asset_gone.items.entries) == 16
+    assert len(asset_gone.items.entries) == 18
 
     nothing = step(lambda export: None)
     assert nothing.changed == 0 and nothing.items == asset_gone.items
@@ -188,7 +188,7 @@ def test_a_token_without_previous_items_is_an_initial_sync(contentful_server: Fa
     source = delivery_source(contentful_server)
     token = source.sync(None, None).token
     result = source.sync(None, token)
-    assert result.full and len(result.items.entries) == 17
+    assert result.full and len(result.items.entries) == 19
     assert source.load() == result.items  # load() is a full sync
 
 

@@ -8,9 +8,11 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
+from typing import Annotated
 
 import msgspec
 import numpy as np
+from msgspec import Meta
 
 from personalization.models.ope.data import Context, LoggedBandit, check_target
 from personalization.models.ope.reward_model import RewardEstimator, cross_fitted_rewards, fit_predict_rewards
@@ -41,8 +43,8 @@ MAX_UNLOGGED_SHARE = 0.01
 class Estimate(msgspec.Struct, frozen=True, kw_only=True):
     """A policy value and its bootstrap interval ``(low, high)`` at :data:`INTERVAL_LEVEL`."""
 
-    value: float
-    interval: tuple[float, float]
+    value: Annotated[float, Meta(description="The policy value (mean reward).")]
+    interval: Annotated[tuple[float, float], Meta(description="Its bootstrap interval `[low, high]`.")]
 
 
 class OffPolicyEstimate(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,15 +55,15 @@ class OffPolicyEstimate(msgspec.Struct, frozen=True, kw_only=True):
     the numbers.
     """
 
-    ips: Estimate
-    snips: Estimate
-    dr: Estimate
-    logged: Estimate
-    ess: float
-    n: int
-    clipped: int
-    dropped: int = 0
-    warnings: tuple[str, ...] = ()
+    ips: Annotated[Estimate, Meta(description="Inverse-propensity-scoring estimate of the candidate's value.")]
+    snips: Annotated[Estimate, Meta(description="Self-normalised IPS estimate.")]
+    dr: Annotated[Estimate, Meta(description="Doubly-robust estimate (the one the launch gate uses).")]
+    logged: Annotated[Estimate, Meta(description="The logging policy's value (mean reward) on the same rows.")]
+    ess: Annotated[float, Meta(description="Effective sample size (Σw)²/Σw² of the (clipped) weights.")]
+    n: Annotated[int, Meta(description="Logged rows used.")]
+    clipped: Annotated[int, Meta(description="Weights above the clip.")]
+    dropped: Annotated[int, Meta(description="Rows left out: missing or zero propensity.")] = 0
+    warnings: Annotated[tuple[str, ...], Meta(description="When not to trust the numbers, in words.")] = ()
 
 
 def _unlogged_mass(

@@ -1,3 +1,6 @@
+-- vary write_batch v2: exposure record format 2 (personalization/store/formats.py). The version
+-- is part of the text, so of the SHA the writer calls it by: old and new workers' scripts coexist.
+--
 -- One batch's part bound for one exposure stream, written atomically and at most once.
 --
 -- Sets the batch marker (SET NX EX) first: if it existed, this part already reached Redis (a
@@ -11,14 +14,15 @@
 --   ARGV[4..3+n]: the exposures (msgspec JSON), then per assignment its field and variant;
 -- A pair whose field starts 'f:' is a frequency-cap counter instead ('<day> <week>' of the
 --   exposure): vary_count (exposure_count.lua, prepended by the writer) adds one to it.
+-- Each entry: 'data' (the exposure as JSON) and 'v' '2' (its record format; absent = format 1).
 -- Returns the exposures written, or -1 when the marker existed (nothing is written twice).
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return -1 end
 local n = tonumber(ARGV[3])
 local maxlen = ARGV[2]
 if maxlen == '' then
-  for i = 4, 3 + n do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i], 'v', '2') end
 else
-  for i = 4, 3 + n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i]) end
+  for i = 4, 3 + n do redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i], 'v', '2') end
 end
 local a = 4 + n
 for k = 3, #KEYS do

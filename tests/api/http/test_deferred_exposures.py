@@ -89,7 +89,10 @@ def test_forged_and_broken_tokens_are_rejected_with_index_and_reason(
     assert response.json() == {
         "accepted": 1,
         "duplicates": 1,
-        "rejected": [{"index": 0, "reason": "bad signature"}, {"index": 2, "reason": "malformed"}],
+        "rejected": [  # the 4xx vocabulary (key, message) and the older name (reason) for one release
+            {"index": 0, "key": "tokens[0]", "message": "bad signature", "reason": "bad signature"},
+            {"index": 2, "key": "tokens[2]", "message": "malformed", "reason": "malformed"},
+        ],
     }
     recorded = _written_through(client, delivery, sync_redis)
     assert [e.visitor_id for e in recorded] == ["viewer-2"]

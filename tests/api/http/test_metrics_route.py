@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from api.app import create_app
+from api.loop_lag import INTERVAL_S
 from api.metrics import aggregator_backlog
 from api.settings import Settings
 from personalization.decision.global_holdout import in_global_holdout
@@ -140,3 +141,26 @@ def test_rate_limited_requests_are_counted(
     assert total(after, "vary_http_request_duration_seconds_count", status="429") - total(
         before, "vary_http_request_duration_seconds_count", status="429"
     ) == refused
+
+
+def test_a_stalled_event_loop_shows_in_the_loop_lag_gauge(client: TestClient, admin: dict[str, str]) -> None:
+    """The worker's loop-lag monitor (api/loop_lag.py) reaches /metrics: a 300 ms blocking call in
+    the app's event loop shows as a max of at least 300 ms less one sampling interval (the sampler
+    may have been asleep that long already when the stall began), the figures /ready shows."""
+    least = 0.3 - INTERVAL_S - 0.01
+
+    async def block_the_loop() -> None:
+        time.sleep(0.3)  # synchronous: nothing else runs in the loop meanwhile
+
+    client.blocking_portal.call(block_the_loop)
+    deadline = time.monotonic() + 5
+    samples = scrape(client, admin)
+    while time.monotonic() < deadline and value(samples, "vary_event_loop_lag_seconds", stat="max") < least:
+        time.sleep(0.05)  # the sampler records the stall when it next wakes up
+        samples = scrape(client, admin)
+    worst = value(samples, "vary_event_loop_lag_seconds", stat="max")
+    p99 = value(samples, "vary_event_loop_lag_seconds", stat="p99")
+    assert least <= worst < 5
+    assert 0 <= p99 <= worst
+    ready = client.get("/ready").json()["loop_lag"]
+    assert ready["max_ms"] >= least * 1000  # the scrape and /ready read one monitor

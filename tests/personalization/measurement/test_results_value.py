@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import numpy as np
 import pytest
 from redis.asyncio import Redis
@@ -92,4 +93,66 @@ def test_results_report_each_currency_apart(redis_url: str) -> None:
         assert aov.value == pytest.approx(a1) and aov.difference == pytest.approx(a1 - a0)
         assert aov.p_value == pytest.approx(2 * sps.norm.sf(abs(a1 - a0) / np.hypot(se0, se1)), rel=1e-6)
         assert control.revenue_per_visitor.difference is None and control.average_order_value.p_value is None
+        assert (control.compared_with, variant.compared_with) == (None, "control")
     assert results.value_by_currency["EUR"][1].average_order_value.p_value < 0.05  # +15 % planted in EUR
+    assert results.personalization_value_lift == {}  # no holdout
+
+
+def _personalized_shop(seed: int, n: int) -> tuple[list, list, dict[str, np.ndarray]]:
+    """A personalization experience (control empty, variants 1 and 2, a 30 % holdout) whose visitors
+    buy in EUR through the real aggregator; returns the records and each arm's per-visitor revenue."""
+    from personalization.measurement.events import Purchase
+    from tests.personalization.measurement.test_aggregation import T0, exposure
+
+    rng = np.random.default_rng(seed)
+    exposures, events = [], []
+    revenue: dict[str, list[float]] = {"h": [], "1": [], "2": []}
+    for i in range(n):
+        visitor = f"shop-{i}"
+        held = bool(rng.random() < 0.3)
+        variant = 0 if held else int(rng.integers(1, 3))
+        exposures.append(exposure(visitor, variant, T0 + i, holdout=held))
+        spend = 0.0
+        for order in range(int(rng.poisson(0.6 if held else 0.9))):
+            value = round(float(rng.lognormal(np.log(30.0), 0.5)), 2)
+            events.append(Purchase(visitor_id=visitor, order_id=f"o-{i}-{order}", value=value, currency="EUR",
+                                   ts=T0 + i + 60 + order))
+            spend += value
+        revenue["h" if held else str(variant)].append(spend)
+    return exposures, events, {arm: np.array(values) for arm, values in revenue.items()}
+
+
+def test_a_personalization_experience_compares_value_with_its_holdout(redis_url: str) -> None:
+    from tests.personalization.measurement.test_results import aggregate_and_read
+
+    exposures, events, revenue = _personalized_shop(5, 600)
+    exp = Experience(id="id", key="hero", name="hero", type="personalization", variants=("b", "c"),
+                     weights=(0.0, 0.5, 0.5), holdout=0.3, goals=("purchase",))
+    results = aggregate_and_read(redis_url, exposures, events, exp)
+    control, first, second = results.value_by_currency["EUR"]
+    held = revenue["h"]
+    # control is empty: nothing is compared with it; every variant is compared with the holdout
+    assert control.visitors == 0 and control.compared_with is None and control.revenue_per_visitor.difference is None
+    for row, arm in ((first, revenue["1"]), (second, revenue["2"])):
+        assert row.compared_with == "holdout" and row.visitors == len(arm)
+        assert row.revenue == pytest.approx(arm.sum())
+        assert row.revenue_per_visitor.difference == pytest.approx(arm.mean() - held.mean(), rel=1e-9)
+        welch = sps.ttest_ind(arm, held, equal_var=False)
+        assert row.revenue_per_visitor.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+        assert row.average_order_value.difference is not None
+    # the value counterpart of personalization_lift: every variant pooled against the holdout
+    lift = results.personalization_value_lift["EUR"]
+    treated = np.concatenate([revenue["1"], revenue["2"]])
+    assert (lift.treated.visitors, lift.holdout.visitors) == (len(treated), len(held))
+    assert lift.holdout.revenue == pytest.approx(held.sum()) and lift.treated.revenue == pytest.approx(treated.sum())
+    assert lift.treated.revenue_per_visitor.difference == pytest.approx(treated.mean() - held.mean(), rel=1e-9)
+    assert lift.treated.revenue_per_visitor.p_value == pytest.approx(
+        sps.ttest_ind(treated, held, equal_var=False).pvalue, rel=1e-6
+    )
+    assert lift.holdout.revenue_per_visitor.difference is None
+    assert lift.treated.orders == sum(r.orders for r in (first, second))
+
+    # The same counts read as an A/B test: variants are compared with control (empty here: nothing).
+    ab = aggregate_and_read(redis_url, [], [], msgspec.structs.replace(exp, type="ab_test"))
+    assert all(row.compared_with is None for row in ab.value_by_currency["EUR"])
+    assert ab.personalization_value_lift["EUR"] == lift  # a holdout is a holdout, whatever the type

@@ -193,3 +193,27 @@ def test_merge_rules() -> None:
     with pytest.raises(TraitsOverBound) as over:
         check_merge({f"s{i}": 1.0 for i in range(99)}, {"s0": 2.0, "n1": 1.0, "n2": 1.0, "n3": 1.0})
     assert over.value.trait == "n2"
+
+
+def test_merges_queued_in_one_loop_turn_all_land_even_after_a_script_flush(redis_url: str) -> None:
+    """Personalize requests' trait merges go out as one pipeline per loop turn (issue 22); a server
+    that lost its scripts (restart, failover, SCRIPT FLUSH) gets the script loaded and every merge
+    sent again, none lost, none applied twice."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            store = RedisProfileStore(redis)
+            for i in range(60):
+                store.remember_traits(f"v{i}", {"plan": "plus", "n": i})
+            await asyncio.sleep(0.1)
+            await redis.script_flush()
+            for i in range(60):
+                store.remember_traits(f"v{i}", {"n": i + 1000})
+            await asyncio.sleep(0.1)
+            for i in range(60):
+                assert (await store.load(f"v{i}")).traits == {"plan": "plus", "n": i + 1000}
+        finally:
+            await redis.aclose()
+
+    run(body())

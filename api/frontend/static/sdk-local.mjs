@@ -1,0 +1,1 @@
+../../../sdk/js/src/index.js

@@ -1,0 +1,160 @@
+"""The lean path for ``POST /v1/personalize``: the same handler, without the framework's per-request layers.
+
+Why: measured in process (issue 22), Litestar's layers around the personalize handler — routing,
+the signature model that decodes the body to builtins and then converts it, dependency injection,
+the response object and its header merging — cost about 0.1 ms of CPU per request, a third of the
+route's cost and more than the whole echo app it is benchmarked against. This ASGI wrapper answers
+the route's *ordinary* requests itself and hands every other one to Litestar, so behaviour has one
+definition:
+
+* **Same handler, same checks.** The body check is the JSON hook's (:func:`api.http.limits.
+  check_body`: UTF-8, depth), the key is looked up in the same key ring and counted by the same rate
+  limiter as the delivery guard does (:mod:`api.http.auth`), the body size limit is the app's, and
+  the answer comes from the route handler's own function (``DeliveryController.personalize``), found
+  in the app's route table, encoded as Litestar encodes it.
+* **Anything unusual goes to Litestar, before any side effect.** A body msgspec refuses in one pass
+  (Litestar then reports it in its own words), a missing or refused key, a query-string key, a
+  declared length over the limit, a refused depth: the request is dispatched to the app unchanged
+  (the body messages already read are put back), which answers exactly as without this path.
+* **Errors after that are mapped in the one place.** The rate limit's 429 (counted once), the
+  handler's domain errors (unknown entry, traits over their bound) and bugs are rendered by the
+  app's exception handlers
+  (:func:`api.http.errors.error_response`), never retried: a retry could log exposures twice.
+
+``VARY_HOT_PATH=false`` turns it off (every request through Litestar);
+``tests/api/http/test_hot_path.py`` sends the same requests both ways and compares the answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.http.auth import SCOPE_KEY, bearer_token
+from api.http.errors import error_response
+from api.http.limits import check_body
+from api.http.schemas import PersonalizeRequest
+
+__all__ = ["HotPath", "PATH"]
+
+PATH = "/v1/personalize"
+_DECODER = msgspec.json.Decoder(PersonalizeRequest)
+_ENCODER = msgspec.json.Encoder()
+
+
+def _route_handler(app: Litestar) -> Any:
+    """The personalize route's handler (its ``fn`` bound to its controller), as the router finds it."""
+    for route in app.routes:
+        if route.path == PATH:
+            for handler in getattr(route, "route_handlers", ()):
+                if "POST" in handler.http_methods:
+                    return handler
+    raise LookupError(f"no POST {PATH} route in the app")
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` with the messages already read put back first, for a hand-over to Litestar."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay  # type: ignore[return-value]
+
+
+class HotPath:
+    """ASGI wrapper: ``POST /v1/personalize`` answered without the framework's layers (see module doc)."""
+
+    def __init__(self, app: ASGIApp, litestar: Litestar) -> None:
+        self.app = app
+        self._litestar = litestar
+        self._route_handler = _route_handler(litestar)
+        self._handler = self._route_handler.fn
+        self._max_body = litestar.request_max_body_size or 0
+        #: Requests answered here, and those handed to Litestar (tests read them).
+        self.answered = 0
+        self.handed_over = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        authorization = length = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+        # No header key (a ?key= one, or none) or a declared length over the limit: the app's own
+        # path answers (its guard, its 413). A chunked body is read here and measured.
+        if authorization is None or (length is not None and (not length.isdigit() or int(length) > self._max_body)):
+            await self._hand_over(scope, receive, send, [])
+            return
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client left: nobody to answer
+                return
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_body:  # stop reading: the app reads the rest and answers 413
+                await self._hand_over(scope, receive, send, messages)
+                return
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        state = self._litestar.state
+        token = bearer_token(authorization.decode("latin-1"))
+        key_scope = state.key_ring.scope_of(token) if token is not None else None
+        if key_scope is None:
+            await self._hand_over(scope, receive, send, messages)
+            return
+        try:
+            check_body(body, content_type.decode("latin-1"))
+            data = _DECODER.decode(body)
+        except Exception:  # refused body or depth: no side effect yet
+            await self._hand_over(scope, receive, send, messages)
+            return
+        scope[SCOPE_KEY] = key_scope  # type: ignore[literal-required]  # what the guard records
+        scope["route_handler"] = self._route_handler  # as the router sets them
+        scope["path_template"] = PATH
+        request: Request[Any, Any, Any] = Request(scope, _replay(messages, receive))
+        try:
+            limiter = state.get("rate_limiter")
+            if limiter is not None:  # the delivery guard's count (api/http/auth.py); a 429 is answered
+                await limiter.hit(token, "delivery")  # here, not handed over: it would count twice
+            answer = await self._handler(data=data, state=state, request=request)
+            payload = _ENCODER.encode(answer)
+        except Exception as exc:  # mapped in one place, never retried (exposures may be queued)
+            response = error_response(self._litestar, request, exc)
+            await response.to_asgi_response(app=None, request=request)(scope, request.receive, send)
+            return
+        self.answered += 1
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def _hand_over(self, scope: Scope, receive: Receive, send: Send, messages: list[Message]) -> None:
+        """Let the app answer, with the body messages already read put back."""
+        self.handed_over += 1
+        await self.app(scope, _replay(messages, receive) if messages else receive, send)
