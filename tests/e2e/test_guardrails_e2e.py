@@ -76,9 +76,10 @@ def _in_harmed_arm(http: httpx.Client) -> dict[str, Any]:
     raise AssertionError("no probe visitor was assigned the harmed variant")
 
 
-def _served_until(http: httpx.Client, visitor: dict[str, Any], entry_id: str, timeout: float = 10.0) -> dict[str, Any]:
+def _served_until(http: httpx.Client, visitor: dict[str, Any], entry_id: str, timeout: float = 30.0) -> dict[str, Any]:
     """The visitor's banner decision once it serves ``entry_id``: a pause or a resume reaches every
-    worker within ``VARY_STATE_REFRESH_S`` (2 s by default)."""
+    worker within ``VARY_STATE_REFRESH_S`` (2 s by default); 30 s allows a loaded 2-core CI machine (a
+    10 s wait failed once there while the pause was on its way)."""
     deadline = time.monotonic() + timeout
     entry = _banner(http, visitor)
     while entry["variant_entry_id"] != entry_id:
