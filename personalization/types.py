@@ -18,6 +18,18 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+# Survey definitions live in their own module (issue 24); they are re-exported here because ``content``
+# may import only this module, ``seams`` and ``errors`` of ``personalization`` (tests/test_imports.py).
+from personalization.survey_types import (
+    SURVEY_METRICS,
+    SURVEY_TRIGGERS,
+    SurveyDefinition,
+    SurveyMetric,
+    SurveyText,
+    SurveyTrigger,
+    SurveyTriggerKind,
+)
+
 __all__ = [
     "RESERVED_GOAL_PREFIX",
     "goal_name_problem",
@@ -45,8 +57,10 @@ __all__ = [
     "SURVEY_METRICS",
     "SURVEY_TRIGGERS",
     "SurveyDefinition",
+    "SurveyMetric",
     "SurveyText",
     "SurveyTrigger",
+    "SurveyTriggerKind",
 ]
 
 Channel = Literal["web", "ios", "android", "email", "kiosk", "call_center", "store"]
@@ -476,53 +490,3 @@ class Journey(Struct, frozen=True, kw_only=True):
     key: str
     name: str
     stages: tuple[JourneyStage, ...]
-
-
-# -- surveys (issue 24): ``content.surveys`` compiles ``varySurvey`` entries into these -----------------
-
-SurveyMetric = Literal["nps", "csat", "ces", "sus", "feedback"]
-SURVEY_METRICS: tuple[str, ...] = ("nps", "csat", "ces", "sus", "feedback")
-SurveyTriggerKind = Literal["task_success", "task_failure", "page", "visits", "purchase", "exit_intent"]
-#: Trigger kinds, in the order a due survey is preferred when several are due at once: the moment a
-#: task ended or an order was placed first (it passes), then where the person is, then the rest.
-SURVEY_TRIGGERS: tuple[str, ...] = ("task_success", "task_failure", "purchase", "page", "visits", "exit_intent")
-
-
-class SurveyTrigger(Struct, frozen=True, kw_only=True):
-    """When a survey becomes due: ``kind`` and its ``detail`` (the task name, the page, the number of
-    visits). :attr:`label` is how content writes it and a prompt reports it, e.g. ``task_success:checkout``."""
-
-    kind: SurveyTriggerKind
-    detail: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.kind if self.detail is None else f"{self.kind}:{self.detail}"
-
-
-class SurveyText(Struct, frozen=True, kw_only=True):
-    """A survey's words in one locale: the question, the scale's end labels and SUS's ten statements."""
-
-    question: str
-    low_label: str | None = None
-    high_label: str | None = None
-    items: tuple[str, ...] = ()
-
-
-class SurveyDefinition(Struct, frozen=True, kw_only=True):
-    """One compiled ``varySurvey`` entry. ``texts`` has every space locale (fallbacks applied at
-    compile time); ``experience`` is the key of the experience it is attached to; ``cap_days``: not
-    due to a person shown any survey, on any channel, in that many days; ``max_per_person``: how often
-    one person may be shown this one (``None``: no limit besides the cap)."""
-
-    id: str
-    key: str
-    name: str
-    metric: SurveyMetric
-    trigger: SurveyTrigger
-    texts: dict[str, SurveyText]
-    problem_tags: tuple[str, ...] = ()
-    sampling_rate: float = 1.0
-    cap_days: float = 30.0
-    max_per_person: int | None = None
-    experience: str | None = None

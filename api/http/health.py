@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from api.http.auth import bearer_scope
 from api.http.common import runtime_of
 from api.http.handlers import get
-from api.http.schemas import ContentSyncInfo, Health, Readiness
+from api.http.health_schemas import ContentSyncInfo, Health, Readiness
 from personalization.measurement.ranges import iso_utc
 from personalization.store.memory import MemoryState, memory_state
 

@@ -53,7 +53,8 @@ from litestar.openapi.plugins import (
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 
-from api.http.schemas import ErrorBody, Readiness
+from api.http.health_schemas import Readiness
+from api.http.schemas import ErrorBody
 from personalization.measurement.events import Event
 
 __all__ = [

@@ -67,16 +67,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaryProcess]:
         yield process
 
 
-@pytest.fixture(scope="module")
-def store(server: VaryProcess) -> Iterator[redis.Redis]:
-    assert server.redis_url, server.output()
-    client = redis.Redis.from_url(server.redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def _exposures(store: redis.Redis) -> list[Exposure]:
     keys = [
         k for k in store.scan_iter(match="vary:exposures*") if store.type(k) == "stream"

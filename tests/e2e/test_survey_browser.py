@@ -61,16 +61,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaryProcess]:
         yield process
 
 
-@pytest.fixture(scope="module")
-def store(server: VaryProcess) -> Iterator[redis.Redis]:
-    assert server.redis_url, server.output()
-    client = redis.Redis.from_url(server.redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def _events(store: redis.Redis) -> list[dict[str, Any]]:
     keys = [k for k in store.scan_iter(match="vary:events*") if store.type(k) == "stream"]
     return [json.loads(fields["data"]) for key in keys for _, fields in store.xrange(key)]
