@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import msgspec
@@ -83,6 +83,9 @@ class Personalizer:
         #: The app's plugin registry (extractors, experience types), handed to every ``decide()``.
         self.plugins = plugins if plugins is not None else Registry()
         self._profiles = profiles
+        #: A store that enforces the read deadline itself (one timer per batch of reads, not one per
+        #: request: :meth:`~personalization.store.profiles.RedisProfileStore.load_within`).
+        self._load_within: Callable[[str, float], Awaitable[Profile]] | None = getattr(profiles, "load_within", None)
         self._model = model
         self._policies = policies or ActivePolicies()
         self._exposures = exposures
@@ -113,6 +116,9 @@ class Personalizer:
         if not visitor.consent.personalization:
             return Profile(), False
         try:
+            if self._load_within is not None:
+                with span("vary.profile.read"):
+                    return await self._load_within(visitor.id, self._timeout), False
             async with asyncio.timeout(self._timeout):  # no extra task per request, unlike wait_for
                 with span("vary.profile.read"):
                     return await self._profiles.load(visitor.id), False

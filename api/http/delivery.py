@@ -29,6 +29,7 @@ from msgspec.structs import replace
 from api.frontend.exposures import with_exposure_tokens
 from api.http.auth import requires_delivery
 from api.http.common import (
+    header_of,
     includes_of,
     loaded_snapshot,
     runtime_of,
@@ -81,7 +82,7 @@ class DeliveryController(Controller):
             raise UnknownEntry.among(unknown)
         locale = snapshot.locale_for(data.locale or data.visitor.locale)
         assert runtime.personalizer is not None
-        bot = is_bot(request.headers.get("user-agent"))
+        bot = is_bot(header_of(request, b"user-agent"))
         on_view = data.exposures == "on_view" and not data.preview and not bot
         unique = list(dict.fromkeys(data.entries))  # a repeated id is decided and logged once
         requested = set(unique)
@@ -168,7 +169,7 @@ class DeliveryController(Controller):
             consent=Consent(personalization=consent_personalization, analytics=consent_analytics),
         )
         assert runtime.personalizer is not None
-        bot = is_bot(request.headers.get("user-agent"))
+        bot = is_bot(header_of(request, b"user-agent"))
         result = await runtime.personalizer.personalize(visitor, [entry_id], snapshot, record=not preview and not bot)
         if bot and not preview:
             await count_bot_decisions(runtime.redis, result.outcome.exposures)

@@ -40,6 +40,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from msgspec.structs import replace
+
 from personalization.decision.frequency import exposure_counts
 from personalization.decision.history import history_attributes
 from personalization.types import CONTINENTS, Profile, SegmentScores, Visitor
@@ -80,8 +82,7 @@ def normalise_visitor(visitor: Visitor) -> Visitor:
     device = visitor.device.lower() if visitor.device else None
     if country == visitor.country and device == visitor.device:
         return visitor
-    from msgspec.structs import replace
-
+    # Imported at module level: an import statement in here cost ~0.5 µs per request (issue 22).
     return replace(visitor, country=country, device=device)
 
 

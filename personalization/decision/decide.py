@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from msgspec import Struct
+from msgspec.structs import replace
 
 from personalization.decision.context import audience_attributes, normalise_visitor
 from personalization.decision.features import build_features, policy_context
@@ -42,6 +43,23 @@ _NO_CONSENT = Assignment(
     holdout=False,
     propensity=1.0,
     reason="baseline: the visitor has not consented to personalization",
+)
+
+
+#: Every :class:`Exposure` field a request or an entry sets is replaced; the rest keep their defaults.
+_BLANK_EXPOSURE = Exposure(
+    id="",
+    ts=0.0,
+    visitor_id=None,
+    session_id=None,
+    channel="",
+    entry_id="",
+    variant_entry_id="",
+    experience=None,
+    variant=0,
+    is_control=False,
+    holdout=False,
+    propensity=1.0,
 )
 
 
@@ -110,6 +128,20 @@ def decide(
     session_ref = visitor.session_id if visitor_ref else None
     model_version = model.version if model is not None and personalize else None
     sticky_assignments = profile.assignments
+    # The fields every exposure of this request shares, set once: each exposure is this with its
+    # entry's fields replaced. ``replace`` with ~9 fields costs ~0.12 µs where building an Exposure
+    # (20 keyword arguments) costs ~0.7 µs (issue 22); the records are equal field for field.
+    request_exposure = replace(
+        _BLANK_EXPOSURE,
+        ts=now,
+        visitor_id=visitor_ref,
+        session_id=session_ref,
+        channel=visitor.channel,
+        model_version=model_version,
+        segments=segments,
+        country=visitor.country,
+        device=visitor.device,
+    )
     for entry in entries:
         # 5. experience per entry, 6. audience match + bucketing (first matching experience decides)
         if held_out is not None:
@@ -151,30 +183,26 @@ def decide(
             )
         )
         # 8. exposure, one per entry served (experience None: content exposure is measurable too)
-        exposures.append(
-            Exposure(
-                id=exposure_id,
-                ts=now,
-                visitor_id=visitor_ref,
-                session_id=session_ref,
-                channel=visitor.channel,
-                entry_id=entry.entry_id,
-                variant_entry_id=variant_entry_id,
-                experience=experience_key,
-                variant=variant,
-                is_control=variant == 0,
-                holdout=chosen.holdout,
-                propensity=chosen.propensity,
-                model_version=model_version,
-                segments=segments,
-                country=visitor.country,
-                device=visitor.device,
-                phase=experience.phase if experience is not None else 1,
-                shadow_version=shadow.version if shadow is not None else None,
-                shadow_variant=shadow.variant if shadow is not None else None,
-                shadow_propensity=shadow.propensity if shadow is not None else None,
-            )
+        exposure = replace(
+            request_exposure,
+            id=exposure_id,
+            entry_id=entry.entry_id,
+            variant_entry_id=variant_entry_id,
+            experience=experience_key,
+            variant=variant,
+            is_control=variant == 0,
+            holdout=chosen.holdout,
+            propensity=chosen.propensity,
+            phase=experience.phase if experience is not None else 1,
         )
+        if shadow is not None:
+            exposure = replace(
+                exposure,
+                shadow_version=shadow.version,
+                shadow_variant=shadow.variant,
+                shadow_propensity=shadow.propensity,
+            )
+        exposures.append(exposure)
         if experience is not None and visitor_ref:
             sticky_key = phase_key(experience.key, experience.phase)
             if sticky_key not in sticky_assignments:
@@ -184,12 +212,9 @@ def decide(
         first = entries[0].entry_id
         in_holdout = held_out is not None
         exposures.append(
-            Exposure(
+            replace(
+                request_exposure,
                 id=new_id(),
-                ts=now,
-                visitor_id=visitor_ref,
-                session_id=session_ref,
-                channel=visitor.channel,
                 entry_id=first,
                 variant_entry_id=first,
                 experience=GLOBAL_EXPERIENCE,
@@ -197,10 +222,6 @@ def decide(
                 is_control=in_holdout,
                 holdout=in_holdout,
                 propensity=global_share if in_holdout else 1.0 - global_share,
-                model_version=model_version,
-                segments=segments,
-                country=visitor.country,
-                device=visitor.device,
             )
         )
     return Outcome(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from personalization.seams import FeatureExtractor
@@ -44,6 +45,13 @@ def _domain(url: str | None) -> str | None:
     """The host of a referrer without ``www.``; ``None`` for an empty or relative referrer."""
     if not url:
         return None
+    return _host(url)
+
+
+@lru_cache(maxsize=2048)
+def _host(url: str) -> str | None:
+    """``_domain`` of a non-empty referrer: cached, as referrers repeat across visitors and parsing
+    one with ``urlsplit`` cost ~0.5 µs per request (issue 22)."""
     host = urlsplit(url if "//" in url else f"//{url}").hostname
     if not host:
         return None

@@ -14,6 +14,8 @@ visitor's per-entry exposures carry no experience (they are counted as content).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from personalization.decision.bucketing import bucket_hash
 from personalization.types import Assignment
 
@@ -47,8 +49,11 @@ def in_global_holdout(visitor_id: str, share: float) -> bool:
     return share > 0.0 and (bucket_hash(GLOBAL_HOLDOUT_SEED, visitor_id, 2) or 0.0) < share
 
 
+@lru_cache(maxsize=64)
 def held_out_assignment(share: float) -> Assignment:
-    """What every entry of a globally held-out visitor gets: the baseline, no experience."""
+    """What every entry of a globally held-out visitor gets: the baseline, no experience.
+
+    Cached: the share changes only with content, and an Assignment is frozen (issue 22)."""
     return Assignment(
         experience=None,
         variant=0,

@@ -12,6 +12,7 @@ module needs no scikit-learn, and :mod:`personalization.decision` stays free of 
 
 from __future__ import annotations
 
+import math
 from typing import Generic, Protocol, TypeVar
 
 from personalization.decision.policy import sigmoid
@@ -43,7 +44,7 @@ class CompiledSegmentModel(Generic[CardT]):
     skips keys it never saw, as the vectorizer does. ``None`` values are skipped too.
     """
 
-    __slots__ = ("_card", "_segments", "_intercepts", "_weights")
+    __slots__ = ("_card", "_segments", "_intercepts", "_weights", "_finite")
 
     def __init__(
         self,
@@ -55,6 +56,10 @@ class CompiledSegmentModel(Generic[CardT]):
         self._segments = tuple(card.segments)
         self._intercepts = intercepts
         self._weights = weights
+        #: With finite weights a feature of value 0 adds only a zero (of either sign) to each sum,
+        #: which changes no probability: ``score`` can skip it. Not with an infinite or NaN weight,
+        #: where ``w * 0`` is NaN.
+        self._finite = all(math.isfinite(x) for row in weights.values() for x in row)
 
     @property
     def version(self) -> str:
@@ -83,6 +88,7 @@ class CompiledSegmentModel(Generic[CardT]):
         # Match keys first, then sum per segment: measured faster than numpy, and than updating
         # every segment's sum per feature, for ~10 features × a few segments.
         weights = self._weights
+        finite = self._finite
         ones: list[tuple[float, ...]] = []  # matched categorical keys: value 1
         scaled: list[tuple[tuple[float, ...], float]] = []  # matched numeric keys and values
         for name, value in features.items():
@@ -90,7 +96,9 @@ class CompiledSegmentModel(Generic[CardT]):
                 w = weights.get(name + "=" + value)
                 if w is not None:
                     ones.append(w)
-            elif value is not None:
+            elif value is not None and (value != 0 or not finite):
+                # A zero is skipped (see ``_finite``): counts of a new visitor are mostly 0, and
+                # skipping them measured ~0.3 µs of ~2.6 µs per request saved (issue 22).
                 w = weights.get(name)
                 if w is not None:
                     scaled.append((w, value))

@@ -54,13 +54,20 @@ from personalization.decision.bucketing import (
 )
 from personalization.decision.frequency import cap_reached
 from personalization.decision.ninetailed_bucketing import assign_ninetailed
+from personalization.decision.plans import (
+    HOLDOUT_SEED,
+    HashedPlan,
+    experience_plan,
+    variant_propensity,
+)
+from personalization.decision.plans import describe_variant as _describe
 from personalization.decision.policy import (
     action_probabilities,
     choose_action,
     uniform_from_key,
 )
 from personalization.seams import ExperiencePolicy, FeatureRow, RewardModel
-from personalization.types import Assignment, Experience, phase_key
+from personalization.types import Assignment, Experience
 
 __all__ = [
     "assign_variant",
@@ -72,22 +79,11 @@ __all__ = [
     "HOLDOUT_STICKY",
 ]
 
-HOLDOUT_SEED = ":holdout"
 #: Stored as the sticky assignment of a held-out visitor, so they stay held out (and flagged).
 HOLDOUT_STICKY = -1
 #: Built-in types assigned by hashing; ``bandit`` has its own path, any other type is a plugin's policy.
 _HASHED_TYPES = frozenset({"personalization", "ab_test"})
 _NO_PLUGIN_POLICIES: Mapping[str, ExperiencePolicy] = MappingProxyType({})
-
-
-def variant_propensity(experience: Experience, variant: int, holdout_served: bool) -> float:
-    """Probability that an entrant is served ``variant`` (see module docstring)."""
-    h = experience.holdout
-    weights = experience.weights
-    w = weights[variant] if 0 <= variant < len(weights) else 0.0
-    if variant == 0:
-        return h + (1.0 - h) * w
-    return (1.0 - h) * w
 
 
 @lru_cache(maxsize=4096)
@@ -116,14 +112,27 @@ def layer_miss(experience: Experience, visitor_id: str) -> str | None:
     )
 
 
-def _describe(variant: int, experience: Experience) -> str:
-    return "control" if variant == 0 else f"variant {variant} ({experience.variants[variant - 1]})"
-
-
 def assign_variant(
     experience: Experience, visitor_id: str, sticky: int | None = None
 ) -> Assignment:
     """Bucket one visitor who matched the audience (steps 1–4 of the module docstring)."""
+    plan = experience_plan(experience, _HASHED_TYPES).hashed
+    if plan is not None and (sticky is None or type(sticky) is int):
+        entered, variant, holdout, propensity, reason = _assign_hashed(plan, visitor_id, sticky)
+        return Assignment(
+            experience=experience if entered else None,
+            variant=variant,
+            holdout=holdout,
+            propensity=propensity,
+            reason=reason,
+        )
+    return _assign_unplanned(experience, visitor_id, sticky)
+
+
+def _assign_unplanned(experience: Experience, visitor_id: str, sticky: int | None) -> Assignment:
+    """``assign_variant`` computed from the experience itself: for an experience without a
+    :class:`~personalization.decision.plans.HashedPlan` (weights that do not fit its variants, a
+    non-hashed type) or a sticky value that is not an int; the reference the plans are tested against."""
     k = len(experience.variants) + 1
     # 1. sticky assignment (HOLDOUT_STICKY marks a visitor who was held out)
     if sticky == HOLDOUT_STICKY:
@@ -162,6 +171,26 @@ def assign_variant(
     return _entered(
         experience, variant, False, f"{experience.type}: {_describe(variant, experience)}, weight {share:.0%}"
     )
+
+
+def _assign_hashed(plan: HashedPlan, visitor_id: str, sticky: int | None) -> tuple[bool, int, bool, float, str]:
+    """``assign_variant`` from an experience's pre-built tables: (entered, variant, holdout, propensity,
+    reason), the same steps and strings, without building the per-request ones (issue 22)."""
+    # 1. sticky assignment (an int or None: callers send any other value down the general path)
+    if sticky is not None:
+        if sticky == HOLDOUT_STICKY:
+            return True, 0, True, plan.propensities[0], "sticky: held out on an earlier visit (control)"
+        if 0 <= sticky < len(plan.propensities):
+            return True, sticky, False, plan.propensities[sticky], plan.sticky[sticky]
+    # 2. traffic allocation
+    variant = choose_variation(bucket_hash(plan.key, visitor_id, 2) or 0.0, plan.ranges)
+    if variant < 0:
+        return False, 0, False, 1.0, plan.outside
+    # 3. holdout
+    if plan.holdout > 0.0 and (bucket_hash(plan.holdout_seed, visitor_id, 2) or 0.0) < plan.holdout:
+        return True, 0, True, plan.propensities[0], plan.held_out
+    # 4. the variant of the hash's range
+    return True, variant, False, plan.propensities[variant], plan.entered[variant]
 
 
 def _entered(experience: Experience, variant: int, holdout: bool, reason: str) -> Assignment:
@@ -239,25 +268,57 @@ def select_experience(
     """
     skipped: list[str] = []
     for experience in experiences:
+        # Per-experience strings, tables and the compiled audience come from its plan (issue 22).
+        plan = experience_plan(experience, _HASHED_TYPES)
         if not experience.is_running(now):
-            skipped.append(f"{experience.key} not running")
+            skipped.append(plan.not_running)
             continue
         audience = experience.audience
-        if audience is not None and not eval_condition(attributes, audience.condition):
-            skipped.append(f"{experience.key}: not in audience {audience.name!r}")
+        compiled = plan.audience
+        actuals: tuple[object, ...] | None = None
+        if compiled is not None:
+            actuals = compiled.evaluate(attributes)
+            if actuals is None:
+                skipped.append(plan.not_in_audience)
+                continue
+        elif audience is not None and not eval_condition(attributes, audience.condition):
+            skipped.append(plan.not_in_audience)
             continue
-        outside_layer = layer_miss(experience, visitor_id)
-        if outside_layer is not None:
-            matched = "everyone" if audience is None else f"audience {audience.name!r} matched"
+        if experience.layer is not None:
+            outside_layer = layer_miss(experience, visitor_id)
+            if outside_layer is not None:
+                return Assignment(
+                    experience=None, variant=0, holdout=False, propensity=1.0,
+                    reason=f"baseline: {plan.matched}; {outside_layer}",
+                )
+        if experience.frequency_cap is not None:
+            capped = cap_reached(experience, attributes)  # frequency caps (personalization/decision/frequency.py)
+            if capped is not None:
+                return Assignment(
+                    experience=None, variant=0, holdout=False, propensity=1.0, reason=f"{capped}: {plan.matched}"
+                )
+        stuck = sticky.get(plan.sticky_key) if sticky else None
+        hashed = plan.hashed
+        if hashed is not None and (stuck is None or type(stuck) is int):
+            entered, variant, holdout, propensity, why_variant = _assign_hashed(hashed, visitor_id, stuck)
+            if audience is None:
+                reason = plan.reason_prefix + why_variant
+            else:
+                why = (
+                    compiled.explain(attributes, actuals)  # type: ignore[arg-type]
+                    if compiled is not None
+                    else explain_condition(attributes, audience.condition)
+                )
+                reason = plan.reason_prefix + why + "); " + why_variant
+            if experience.paused and variant in experience.paused:
+                reason = f"{experience.paused[variant]}; baseline served, assignment kept: {reason}"
             return Assignment(
-                experience=None, variant=0, holdout=False, propensity=1.0,
-                reason=f"baseline: {matched}; {outside_layer}",
+                experience=experience if entered else None,
+                variant=variant,
+                holdout=holdout,
+                propensity=propensity,
+                reason=reason,
             )
-        capped = cap_reached(experience, attributes)  # frequency caps (personalization/decision/frequency.py)
-        if capped is not None:
-            matched = "everyone" if audience is None else f"audience {audience.name!r} matched"
-            return Assignment(experience=None, variant=0, holdout=False, propensity=1.0, reason=f"{capped}: {matched}")
-        stuck = sticky.get(phase_key(experience.key, experience.phase))
         if experience.type == "bandit":
             assignment = assign_bandit(
                 experience,
@@ -282,6 +343,7 @@ def select_experience(
                 continue
             assignment = plugin_policy.assign(experience, visitor_id, stuck, attributes, context or {})
         if audience is not None:
+            # After the policy ran (a plugin's may read the attributes), as the reason always was.
             why = explain_condition(attributes, audience.condition)
             reason = f"audience {audience.name!r} matched ({why}); {assignment.reason}"
         else:

@@ -147,6 +147,7 @@ generation (:func:`dashboard_session_key`, :data:`DASHBOARD_GENERATION_KEY`; one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 __all__ = [
@@ -283,9 +284,14 @@ def visitor_tag(visitor_id: str) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def visitor_key_prefix(visitor_id: str) -> str:
     """``vary:vh:{<visitor tag>}:`` — every key of the visitor is this plus a suffix (the Lua scripts
-    receive it ready-made and only append suffixes)."""
+    receive it ready-made and only append suffixes).
+
+    Remembered for the last 4,096 ids: one personalize request builds its visitor's keys about nine
+    times (three profile reads, the trait merge, each exposure's frequency counter and sticky
+    assignment), and a BLAKE2b digest per call was 2 % of the request's CPU (issue 22)."""
     return f"{VISITOR_PREFIX}{{{visitor_tag(visitor_id)}}}:"
 
 

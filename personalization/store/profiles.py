@@ -18,7 +18,7 @@ node): ``vary:vh:{<visitor tag>}:p`` (:func:`~personalization.store.keys.profile
 =================  ============================================================
 
 The visitor's remembered traits, ``vary:vh:{<visitor tag>}:tr`` (:mod:`personalization.store.traits`),
-are read in the same pipeline too (a third ``HGETALL``) and reach the decision as
+are read in the same round trip too (a third hash) and reach the decision as
 :attr:`~personalization.types.Profile.traits`; :meth:`RedisProfileStore.remember_traits` stores the
 traits a personalize request sent, without the request waiting for it.
 
@@ -26,15 +26,16 @@ Events update it through :class:`personalization.measurement.recorder.EventRecor
 event, so counters stay consistent under concurrent writers without a read-modify-write race).
 
 The visitor's bounded page and event history, ``vary:vh:{<visitor tag>}:h``
-(:mod:`personalization.store.visitor_history`), is read with the profile: both ``HGETALL`` commands go in
-the same pipeline, so a decision still costs one round trip, and it reaches the decision raw, as
-:attr:`~personalization.types.Profile.history`, to be parsed only if an audience reads it.
+(:mod:`personalization.store.visitor_history`), is read with the profile in the same round trip (one
+``EVALSHA`` of :data:`~personalization.store.profile_scripts.READ_LUA` per loop turn on a single
+server, a pipeline of ``HGETALL`` on a cluster), so a decision still costs one round trip, and it
+reaches the decision raw, as :attr:`~personalization.types.Profile.history`, to be parsed only if an
+audience reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping
@@ -43,12 +44,17 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from personalization.store.identity import linked_profile, person_field
 from personalization.store.keys import history_key, profile_key, traits_key
+from personalization.store.profile_scripts import (
+    READ_LUA,
+    REMEMBER_MANY_LUA,
+    BatchScript,
+    hashes,
+)
 from personalization.store.traits import (
     MAX_TRAIT_BYTES,
     MAX_TRAITS,
@@ -57,8 +63,6 @@ from personalization.store.traits import (
     parse_traits,
 )
 from personalization.types import Profile, TraitValue
-
-REMEMBER_SHA = hashlib.sha1(REMEMBER_LUA.encode()).hexdigest()
 
 __all__ = [
     "RedisProfileStore",
@@ -83,6 +87,14 @@ def _num(raw: bytes | str | None, default: float = 0.0) -> float:
 
 _Raw = Mapping[bytes | str, bytes | str]
 _Reply = tuple[_Raw, _Raw, _Raw]
+
+
+def _expire(batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
+    """Fail the reads of ``batch`` still waiting at their deadline (:meth:`RedisProfileStore.load_within`);
+    a batch that answered in time left nothing to fail, so its timer needs no cancelling."""
+    for _, future in batch:
+        if future is not None and not future.done():
+            future.set_exception(TimeoutError("profile read past its deadline"))
 
 
 def _str(value: bytes | str) -> str:
@@ -143,12 +155,20 @@ class RedisProfileStore:
     """Profiles in Redis (see the module docstring for the layout).
 
     Reads are **coalesced**: the profile reads of every request that asks in the same event-loop
-    turn go to Redis as one pipeline (three ``HGETALL`` each, profile, history and traits; one round trip
-    for all), and each request gets its own reply. A busy worker has dozens of requests in flight; paying the client's
-    per-command cost (connection checkout, a write, a read wake-up) once per turn instead of once
-    per request is the largest saving left on the decision path. A request that stops waiting
-    (its deadline passed) just drops its reply: the pipeline completes, so the connection stays
-    healthy instead of being torn down mid-reply.
+    turn go to Redis as one call (the three hashes of each, profile, history and traits; one round
+    trip for all), and each request gets its own reply. A busy worker has dozens of requests in
+    flight; paying the client's per-command cost (connection checkout, a write, a read wake-up) once
+    per turn instead of once per request is the largest saving left on the decision path. A request
+    that stops waiting (its deadline passed) just drops its reply: the call completes, so the
+    connection stays healthy instead of being torn down mid-reply.
+
+    On a single server that call is one ``EVALSHA`` of a read script
+    (:mod:`personalization.store.profile_scripts`), whose one nested reply the C parser reads at
+    once. As a pipeline of three ``HGETALL`` per visitor, redis-py parsed every reply in Python
+    under its own timeout, ~20 % of a request's CPU (issue 22, py-spy). With the turn's trait merges
+    also one script call (:meth:`remember_traits`), the in-process harness went from 0.207 to
+    0.181 ms CPU per personalize request (medians of 3; the reads are about two thirds of that). A
+    cluster cannot run a script over several slots, so there the batch stays a pipeline.
 
     A **stalled** or unreachable Redis trips a **breaker**: once a read has been outstanding longer
     than ``stall_s`` (paused, or far too slow) or a read failed with a timeout or connection error,
@@ -162,7 +182,7 @@ class RedisProfileStore:
     which each request waited its full profile timeout.
     """
 
-    #: Most reads in one pipeline; the rest go in the next one.
+    #: Most reads (or trait merges) in one call; the rest go in the next one.
     MAX_BATCH = 256
     #: A read outstanding this long means Redis is stalled (a healthy one answers in a millisecond).
     STALL_S = 0.5
@@ -174,8 +194,10 @@ class RedisProfileStore:
         self._ttl_s = ttl_s
         self._coalesce = coalesce
         self._stall_s = stall_s
-        #: (visitor id, its future) per read waiting for the next pipeline.
+        #: (visitor id, its future) per read waiting for the next batch.
         self._waiting: list[tuple[str, asyncio.Future[_Reply] | None]] = []
+        #: The earliest deadline (loop time) of the reads in :attr:`_waiting`; ``None``: none has one.
+        self._waiting_deadline: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Start times of the reads on the wire (monotonic), oldest first.
         self._inflight: dict[int, float] = {}
@@ -185,8 +207,10 @@ class RedisProfileStore:
         self.probes = 0
         self._open = False
         self._remember_script: AsyncScript | None = None  # registered on first use
-        #: Trait merges waiting for the next pipeline (one per loop turn, like reads); a cluster's
-        #: pipeline refuses EVALSHA, so there each merge is its own call.
+        self._read_script = BatchScript(READ_LUA)
+        self._remember_many_script = BatchScript(REMEMBER_MANY_LUA)
+        #: Trait merges waiting for the next batch script call (one per loop turn, like reads); a
+        #: cluster cannot run one script over several slots, so there each merge is its own call.
         self._remembering: list[tuple[str, dict[str, TraitValue]]] = []
         self._cluster = isinstance(redis, RedisCluster)
 
@@ -200,9 +224,30 @@ class RedisProfileStore:
             self._open = time.monotonic() - next(iter(self._inflight.values())) > self._stall_s
         return self._open
 
+    async def load_within(self, visitor_id: str, timeout_s: float) -> Profile:
+        """:meth:`load`, failing with :class:`TimeoutError` once ``timeout_s`` has passed.
+
+        Why not ``asyncio.timeout`` around :meth:`load`, as the service does for other stores: that
+        makes a timer, a task lookup and a cancellation per request (about 3 µs, 2 % of a personalize
+        request, issue 22). Here the reads of one loop turn share one timer, set at their earliest
+        deadline: they were queued within the same turn, so their deadlines differ by microseconds
+        (a linked id's second read, queued a round trip later, may make a batch it shares time out up
+        to that round trip early). A read past its deadline is failed; its batch completes, so the
+        connection stays healthy."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        if not self._coalesce:
+            async with asyncio.timeout_at(deadline):
+                return await self.load(visitor_id)
+        own = await self._read(visitor_id, deadline)
+        person = person_field(own[0])
+        if person is None or person == visitor_id:
+            return parse_profile(*own)
+        profile, history, traits = await self._read(person, deadline)
+        return linked_profile(parse_profile(profile, {**own[1], **history}, traits), person)
+
     async def load(self, visitor_id: str) -> Profile:
-        """The whole profile, sticky assignments and history included (three ``HGETALL`` commands in
-        one pipeline, a round trip shared with the other reads of this loop turn). A linked id's
+        """The whole profile, sticky assignments and history included (three hashes, a round trip
+        shared with the other reads of this loop turn). A linked id's
         profile names its person (:mod:`personalization.store.identity`): then a second round trip
         reads the person's, and the answer is the person's merged profile (a
         :class:`~personalization.store.identity.LinkedProfile`, the id's own history under it)."""
@@ -213,8 +258,9 @@ class RedisProfileStore:
         profile, history, traits = await self._read(person)
         return linked_profile(parse_profile(profile, {**own[1], **history}, traits), person)
 
-    async def _read(self, visitor_id: str) -> _Reply:
-        """The raw profile, history and traits hashes of one id (one round trip, coalesced)."""
+    async def _read(self, visitor_id: str, deadline: float | None = None) -> _Reply:
+        """The raw profile, history and traits hashes of one id (one round trip, coalesced);
+        ``deadline`` (loop time): fail with :class:`TimeoutError` past it (see :meth:`load_within`)."""
         if not self._coalesce:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hgetall(profile_key(visitor_id))
@@ -232,12 +278,18 @@ class RedisProfileStore:
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._send)
         self._waiting.append((visitor_id, future))
+        if deadline is not None and (self._waiting_deadline is None or deadline < self._waiting_deadline):
+            self._waiting_deadline = deadline
         return await future
 
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, []
+        deadline, self._waiting_deadline = self._waiting_deadline, None
         for start in range(0, len(waiting), self.MAX_BATCH):
-            self._spawn(waiting[start : start + self.MAX_BATCH])
+            batch = waiting[start : start + self.MAX_BATCH]
+            if deadline is not None:
+                asyncio.get_running_loop().call_at(deadline, _expire, batch)
+            self._spawn(batch)
 
     def _spawn(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
         """Send ``batch`` in a task, counted as on the wire from now (so a second probe is not sent
@@ -258,12 +310,7 @@ class RedisProfileStore:
         """One round trip for ``batch`` (profile, history and traits of each visitor); a ``None`` future is
         a probe nobody waits for."""
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for visitor_id, _ in batch:
-                pipe.hgetall(profile_key(visitor_id))
-                pipe.hgetall(history_key(visitor_id))
-                pipe.hgetall(traits_key(visitor_id))
-            flat = await pipe.execute()
+            flat = await (self._pipeline_read(batch) if self._cluster else self._script_read(batch))
             replies = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
         except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
             if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
@@ -278,6 +325,26 @@ class RedisProfileStore:
         for (_, future), reply in zip(batch, replies):
             if future is not None and not future.done():  # a waiter past its deadline cancelled it
                 future.set_result(reply)
+
+    async def _script_read(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> list[_Raw]:
+        """The three hashes of each visitor in ``batch`` from one ``EVALSHA`` (issue 22: one reply for
+        Python to wait on instead of three per visitor)."""
+        keys = [
+            key
+            for visitor_id, _ in batch
+            for key in (profile_key(visitor_id), history_key(visitor_id), traits_key(visitor_id))
+        ]
+        return hashes(await self._read_script(self._redis, keys))
+
+    async def _pipeline_read(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> list[_Raw]:
+        """The three hashes of each visitor in ``batch`` as a pipeline of ``HGETALL`` (a cluster:
+        redis-py splits it by node, which a script over several slots could not be)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for visitor_id, _ in batch:
+            pipe.hgetall(profile_key(visitor_id))
+            pipe.hgetall(history_key(visitor_id))
+            pipe.hgetall(traits_key(visitor_id))
+        return list(await pipe.execute())
 
     def remember_traits(self, visitor_id: str, traits: dict[str, TraitValue]) -> None:
         """Merge traits a personalize request sent into the visitor's stored ones, in the background
@@ -298,35 +365,33 @@ class RedisProfileStore:
         task.add_done_callback(self._tasks.discard)
 
     def _flush_remembered(self) -> None:
-        """Every merge queued in this loop turn, as one pipeline: a task and a round trip per turn,
-        not per request (issue 22: a task and an ``EVALSHA`` round trip per personalize request
-        were a tenth of a worker's CPU)."""
+        """Every merge queued in this loop turn, as one script call: a task, a round trip and a reply
+        per turn, not per request (issue 22: a task and an ``EVALSHA`` round trip per personalize
+        request were a tenth of a worker's CPU; then a pipeline's reply per merge, parsed in Python,
+        still cost more than the one nested reply of :data:`REMEMBER_MANY_LUA`)."""
         pending, self._remembering = self._remembering, []
         if pending:
             self._track(self._remember_many(pending))
 
     async def _remember_many(self, pending: list[tuple[str, dict[str, TraitValue]]]) -> None:
-        calls = [
-            (traits_key(visitor_id), self._ttl_s, MAX_TRAITS, MAX_TRAIT_BYTES, *encode_traits(traits))
-            for visitor_id, traits in pending
-        ]
-        try:
-            results = await self._pipeline_remember(calls)
-            if any(isinstance(result, NoScriptError) for result in results):  # restarted or flushed server
-                await self._redis.script_load(REMEMBER_LUA)
-                calls = [call for call, result in zip(calls, results) if isinstance(result, NoScriptError)]
-                results = await self._pipeline_remember(calls)
+        """``pending`` merged by :data:`REMEMBER_MANY_LUA`, :attr:`MAX_BATCH` visitors a call: each key
+        gets the merge :data:`REMEMBER_LUA` would apply (same bounds, same result), and a visitor whose
+        merge fails is logged without stopping the others'."""
+        for start in range(0, len(pending), self.MAX_BATCH):
+            chunk = pending[start : start + self.MAX_BATCH]
+            try:
+                encoded = [encode_traits(traits) for _, traits in chunk]
+                args: list[object] = [self._ttl_s, MAX_TRAITS, MAX_TRAIT_BYTES, *(len(flat) for flat in encoded)]
+                for flat in encoded:
+                    args += flat
+                keys = [traits_key(visitor_id) for visitor_id, _ in chunk]
+                results = await self._remember_many_script(self._redis, keys, args)
+            except Exception as exc:  # best effort: the decisions were made with the requests' traits
+                log.warning("remembering traits failed (%s)", type(exc).__name__)
+                continue
             failed = [result for result in results if isinstance(result, Exception)]
             if failed:
                 log.warning("remembering traits failed for %d visitors (%s)", len(failed), type(failed[0]).__name__)
-        except Exception as exc:  # best effort: the decisions were made with the requests' traits
-            log.warning("remembering traits failed (%s)", type(exc).__name__)
-
-    async def _pipeline_remember(self, calls: list[tuple[object, ...]]) -> list[object]:
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(REMEMBER_SHA, 1, *call)  # type: ignore[arg-type]
-        return list(await pipe.execute(raise_on_error=False))
 
     async def _remember(self, visitor_id: str, traits: dict[str, TraitValue]) -> None:
         if self._remember_script is None:

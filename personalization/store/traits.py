@@ -3,7 +3,7 @@
 A front end identifies a visitor once (``{"type": "identify", "traits": {"plan": "pro"}}``); later
 decisions match trait audiences without the front end sending the traits again. Traits live in one
 hash per visitor, ``vary:vh:{<visitor tag>}:tr`` (:func:`~personalization.store.keys.traits_key`):
-trait name → its JSON value. It is read with the profile (a third ``HGETALL`` in the same pipeline,
+trait name → its JSON value. It is read with the profile (a third hash in the same round trip,
 so a decision still costs one round trip) and erased with the rest of the visitor (same hash tag).
 
 Rules:

@@ -11,6 +11,8 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
+
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -133,5 +135,153 @@ def test_cluster_keeps_each_script_call_in_one_slot(valkey_cluster: EmbeddedClus
             assert await redis.hget(profile_key(sent[5].visitor_id), "a:cx-4") == b"1"
         finally:
             await redis.aclose()
+
+    asyncio.run(body())
+
+
+# Issue 22: submit encodes each exposure once and queues one entry per call. What reaches the journal,
+# the spool and the batch script must be byte for byte what the writer sent before.
+
+
+def _request(visitor: str = "visitor-1") -> tuple[list[Exposure], list[tuple[str, str, int]]]:
+    """One decision's share: a capped exposure, an uncapped one, the global holdout's, two assignments."""
+    base = {"ts": 1_796_387_179.74, "visitor_id": visitor, "session_id": None, "channel": "web", "entry_id": "hero",
+            "variant_entry_id": "hero", "is_control": False, "holdout": False, "propensity": 0.5}
+    exposures = [
+        Exposure(id=new_exposure_id(), experience="exp", variant=1, **base),  # type: ignore[arg-type]
+        Exposure(id=new_exposure_id(), experience=None, variant=0, **base),  # type: ignore[arg-type]
+        Exposure(id=new_exposure_id(), experience="_global", variant=1, **base),  # type: ignore[arg-type]
+    ]
+    return exposures, [(visitor, "exp", 1), (visitor, "other@p2", 0)]
+
+
+def _entries(exposures: list[Exposure], assignments: list[tuple[str, str, int]]) -> list[bytes]:
+    """The journal/spool entries as the format defines them (``{"x": exposure}``, ``{"a": assignment}``)."""
+    return [b'{"x":' + EXPOSURE_ENCODER.encode(x) + b"}" for x in exposures] + [
+        b'{"a":' + EXPOSURE_ENCODER.encode(a) + b"}" for a in assignments
+    ]
+
+
+class _Recorder:
+    """Stands in for the Redis round trip: records the script calls, assignments and counters."""
+
+    def __init__(self, writer: ExposureWriter) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.loose: list[tuple[str, str, str | int]] = []
+        self.counts: list[tuple[str, str, str | int]] = []
+
+        async def call(calls: list[tuple[object, ...]], loose: list[tuple[str, str, str | int]]) -> list[int]:
+            self.calls += calls
+            self.loose += loose
+            return [c[3 + c[0]] for c in calls]  # type: ignore[misc,operator]  # the script's n
+
+        async def count(counts: list[tuple[str, str, str | int]]) -> None:
+            self.counts += counts
+
+        writer._call = call  # type: ignore[method-assign]
+        writer._count = count  # type: ignore[method-assign]
+
+
+def test_journal_entries_and_script_arguments_are_the_record_formats(tmp_path: Path) -> None:
+    from personalization.decision.frequency import buckets
+    from personalization.store.journal import Journal
+
+    async def body() -> None:
+        journal = Journal(tmp_path, "w")
+        writer = ExposureWriter(None, journal=journal)  # type: ignore[arg-type]
+        recorder = _Recorder(writer)
+        exposures, assignments = _request()
+        writer.submit(exposures, assignments)
+        batch_id, batch = writer._take_oldest()
+        line = journal._current.path.read_bytes()
+        assert line == batch_id.encode() + b" [" + b",".join(_entries(exposures, assignments)) + b"]\n"
+        assert await writer._send(batch_id, batch) == 3
+        day, week = buckets(exposures[0].ts)
+        profile = profile_key("visitor-1")
+        assert recorder.calls == [
+            (5, EXPOSURES, batch_marker(EXPOSURES, batch_id), profile, profile, profile, 86_400, "", 3,
+             *(EXPOSURE_ENCODER.encode(x) for x in exposures),
+             "f:exp", f"{day} {week}", "a:exp", 1, "a:other@p2", 0)
+        ]  # fmt: skip
+        assert recorder.loose == recorder.counts == []
+        journal.close()
+
+    asyncio.run(body())
+
+
+def test_on_a_cluster_assignments_and_counters_leave_the_script(tmp_path: Path) -> None:
+    from personalization.decision.frequency import buckets
+
+    async def body() -> None:
+        writer = ExposureWriter(None, partitions=3)  # type: ignore[arg-type]
+        writer._cluster = True
+        recorder = _Recorder(writer)
+        exposures, assignments = _request()
+        writer.submit(exposures, assignments)
+        batch_id, batch = writer._take_oldest()
+        assert await writer._send(batch_id, batch) == 3
+        stream = stream_for(EXPOSURES, "visitor-1", 3)
+        day, week = buckets(exposures[0].ts)
+        profile = profile_key("visitor-1")
+        assert recorder.calls == [
+            (2, stream, batch_marker(stream, batch_id), 86_400, "", 3, *(EXPOSURE_ENCODER.encode(x) for x in exposures))
+        ]
+        assert recorder.loose == [(profile, "a:exp", 1), (profile, "a:other@p2", 0)]
+        assert recorder.counts == [(profile, "f:exp", f"{day} {week}")]
+        # a batch of assignments alone writes no stream part on a cluster (no marker, no script call)
+        writer.submit((), assignments)
+        recorder.calls.clear()
+        assert await writer._send(*writer._take_oldest()) == 0 and recorder.calls == []
+
+    asyncio.run(body())
+
+
+def test_submit_encodes_each_exposure_once_and_queues_one_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from personalization.store import exposures as module
+    from personalization.store.journal import Journal
+
+    encoded: list[object] = []
+
+    class Counting:
+        def encode(self, value: object) -> bytes:
+            encoded.append(value)
+            return EXPOSURE_ENCODER.encode(value)
+
+    monkeypatch.setattr(module, "EXPOSURE_ENCODER", Counting())
+
+    async def body() -> None:
+        journal = Journal(tmp_path, "w")
+        writer = ExposureWriter(None, journal=journal)  # type: ignore[arg-type]
+        _Recorder(writer)
+        exposures, assignments = _request()
+        writer.submit(exposures, assignments)
+        assert writer._queue.qsize() == 1 and writer.pending == 5
+        await writer.flush()  # no writer task: written here
+        assert writer.pending == 0 and writer.written == 3
+        assert encoded == [*exposures, *assignments]  # the journal's and the stream's bytes are one encoding
+        journal.close()
+
+    asyncio.run(body())
+
+
+def test_a_full_queue_spills_what_does_not_fit_and_counts_exposures_only(tmp_path: Path) -> None:
+    async def body() -> None:
+        spool = Spool(tmp_path / "spool.log")
+        writer = ExposureWriter(None, queue_size=4, spool=spool)  # type: ignore[arg-type]
+        exposures, assignments = _request()
+        writer.submit(exposures, assignments)  # 5 items, room for 4: the last assignment is spooled
+        assert writer.pending == 4 and writer.spooled == 0 and writer.dropped == 0
+        extra, _ = _request("visitor-2")
+        writer.submit(extra[:1])  # no room at all: spooled whole
+        assert writer.pending == 4 and writer.spooled == 1
+        spooled = list(spool.batches())
+        expected = _entries(exposures, assignments)[4:], _entries(extra[:1], [])
+        assert [[bytes(e) for e in b.entries] for b in spooled] == list(expected)
+        spool.close()
+        without = ExposureWriter(None, queue_size=2)  # type: ignore[arg-type]
+        without.submit(exposures, assignments)  # no spool: the exposures left over are dropped and counted
+        assert without.pending == 2 and without.dropped == 1
 
     asyncio.run(body())

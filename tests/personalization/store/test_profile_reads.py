@@ -159,3 +159,174 @@ def test_the_breaker_stays_open_after_a_timed_out_read_until_a_probe_gets_throug
             await admin.aclose()
 
     asyncio.run(body())
+
+
+async def _evalsha_calls(admin: Redis) -> int:
+    return int((await admin.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_loop_turns_reads_go_as_one_script_call_and_match_the_pipeline(redis_url: str) -> None:
+    """Issue 22: on one server the coalesced reads are one EVALSHA (one reply for redis-py to parse),
+    and each visitor gets exactly what the pipeline of HGETALL (the coalesce=False path) gives."""
+    from personalization.store.keys import history_key, traits_key
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        admin = Redis.from_url(redis_url)
+        try:
+            for i in range(40):
+                await admin.hset(profile_key(f"v{i}"), mapping={"visits": i, "ch:web": 1, "f:hero": f"1 {i} 1 1 {i}"})
+                await admin.hset(history_key(f"v{i}"), mapping={"p:1": f"/page/{i}"})
+                await admin.hset(traits_key(f"v{i}"), mapping={"plan": '"pro"', "n": str(i)})
+            await admin.config_resetstat()
+            store = RedisProfileStore(redis)
+            coalesced = await asyncio.gather(*(store.load(f"v{i}") for i in range(40)), store.load("nobody"))
+            assert await _evalsha_calls(admin) == 1
+            piped = RedisProfileStore(redis, coalesce=False)
+            assert coalesced == [await piped.load(f"v{i}") for i in range(40)] + [await piped.load("nobody")]
+            assert coalesced[7].traits == {"plan": "pro", "n": 7} and coalesced[7].history == {"p:1": "/page/7"}
+        finally:
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(body())
+
+
+def test_reads_reload_the_script_after_a_flush_and_follow_the_client_decoding(redis_url: str) -> None:
+    """A server that lost its scripts (restart, failover, SCRIPT FLUSH) answers NOSCRIPT: the store
+    loads the read script and sends the batch again; a decode_responses client reads the same profile."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        text = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await redis.hset(profile_key("v1"), mapping={"visits": 3, "g:buy": 2, "a:hero": 1})
+            store = RedisProfileStore(redis)
+            assert (await store.load("v1")).visits == 3
+            await redis.script_flush()
+            profiles = await asyncio.gather(store.load("v1"), store.load("v2"))
+            assert (profiles[0].visits, profiles[0].goals, profiles[1].visits) == (3, {"buy": 2}, 0)
+            assert not store.breaker_open
+            assert await RedisProfileStore(text).load("v1") == profiles[0]
+        finally:
+            await redis.aclose()
+            await text.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_batch_over_max_batch_is_split_into_script_calls(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        admin = Redis.from_url(redis_url)
+        try:
+            await admin.hset(profile_key("v600"), mapping={"visits": 6})
+            await admin.config_resetstat()
+            store = RedisProfileStore(redis)
+            profiles = await asyncio.gather(*(store.load(f"v{i}") for i in range(601)))
+            assert await _evalsha_calls(admin) == 3  # 256 + 256 + 89
+            assert profiles[600].visits == 6 and all(p.visits == 0 for p in profiles[:600])
+        finally:
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_wrong_type_key_fails_the_batch_like_the_pipeline_did(redis_url: str) -> None:
+    """One visitor's key of the wrong type fails every read of its batch (the pipeline raised its
+    first error too), as a ResponseError that leaves the breaker closed."""
+    from redis.exceptions import ResponseError
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.set(profile_key("broken"), "x")
+            store = RedisProfileStore(redis)
+            results = await asyncio.gather(store.load("broken"), store.load("fine"), return_exceptions=True)
+            assert all(isinstance(r, ResponseError) and "WRONGTYPE" in str(r) for r in results)
+            assert not store.breaker_open
+            assert (await store.load("fine")).visits == 0
+        finally:
+            await redis.aclose()
+
+    asyncio.run(body())
+
+
+def test_the_script_is_loaded_in_the_round_trip_of_the_first_batch_only(redis_url: str) -> None:
+    """A store's first batch carries SCRIPT LOAD in its own pipeline (no extra round trip on a fresh
+    or flushed server); later batches send EVALSHA alone; a NOSCRIPT (flushed since) costs one more."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        admin = Redis.from_url(redis_url)
+        try:
+            await admin.script_flush()
+            await admin.config_resetstat()
+            pipelines = 0
+            original = redis.pipeline
+
+            def counting(*args: object, **kwargs: object) -> object:
+                nonlocal pipelines
+                pipelines += 1
+                return original(*args, **kwargs)
+
+            redis.pipeline = counting  # type: ignore[method-assign]
+            store = RedisProfileStore(redis)
+            for expected_pipelines, expected_loads in ((1, 1), (2, 1), (3, 1)):
+                await asyncio.gather(store.load("v1"), store.load("v2"))
+                stats = await admin.info("commandstats")
+                assert (pipelines, stats["cmdstat_script|load"]["calls"]) == (expected_pipelines, expected_loads)
+            await admin.script_flush()
+            assert (await store.load("v1")).visits == 0
+            stats = await admin.info("commandstats")
+            assert (pipelines, stats["cmdstat_script|load"]["calls"]) == (5, 2)  # NOSCRIPT, then load + call
+        finally:
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(body())
+
+
+def test_load_within_fails_a_read_past_its_deadline_and_the_batch_still_completes(redis_url: str) -> None:
+    """One timer per batch (issue 22): with the server paused, reads fail at their deadline, not at
+    the socket timeout; once it answers again the same store (same connection) reads normally."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        admin = Redis.from_url(redis_url)
+        try:
+            await admin.hset(profile_key("kept"), mapping={"visits": 3})
+            store = RedisProfileStore(redis, stall_s=10.0)
+            assert (await store.load_within("kept", 1.0)).visits == 3
+            await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await asyncio.gather(
+                *(store.load_within(f"v{i}", 0.05) for i in range(5)), return_exceptions=True
+            )
+            waited = loop.time() - started
+            assert all(isinstance(r, TimeoutError) for r in results), results
+            assert 0.05 <= waited < 0.25  # the deadline, not the pause (0.3 s) nor the socket timeout
+            await asyncio.sleep(0.4)  # the pause ends; the batch on the wire completes
+            assert (await store.load_within("kept", 1.0)).visits == 3
+        finally:
+            await redis.aclose()
+            await admin.aclose()
+
+    asyncio.run(body())
+
+
+def test_load_within_reads_what_load_reads(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.hset(profile_key("both"), mapping={"visits": 4, "a:hero": 2})
+            for coalesce in (True, False):
+                store = RedisProfileStore(redis, coalesce=coalesce)
+                within, plain = await asyncio.gather(store.load_within("both", 1.0), store.load("both"))
+                assert within == plain and within.visits == 4 and within.assignments == {"hero": 2}
+        finally:
+            await redis.aclose()
+
+    asyncio.run(body())

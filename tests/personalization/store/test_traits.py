@@ -217,3 +217,89 @@ def test_merges_queued_in_one_loop_turn_all_land_even_after_a_script_flush(redis
             await redis.aclose()
 
     run(body())
+
+
+def test_a_turns_merges_are_one_script_call_with_each_visitors_own_result(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: one EVALSHA carries every merge of a loop turn; each visitor still gets the merge
+    REMEMBER_LUA would apply on its own: over a bound refused, ``null`` clearing, a key of the wrong
+    type failing (and logged) without stopping the merges after it, the TTL set."""
+
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.hset(traits_key("full"), mapping={f"t{i}": "1" for i in range(MAX_TRAITS)})
+            await redis.hset(traits_key("clear"), mapping={"plan": '"pro"', "seen": "true"})
+            await redis.set(traits_key("broken"), "not a hash")
+            await redis.config_resetstat()
+            store = RedisProfileStore(redis, ttl_s=600)
+            store.remember_traits("full", {"one_more": 1})
+            store.remember_traits("clear", {"plan": None, "n": 2})
+            store.remember_traits("broken", {"plan": "pro"})
+            store.remember_traits("huge", {"big": "z" * (MAX_TRAIT_BYTES + 1)})
+            store.remember_traits("new", {"plan": "plus", "tags": ["a", "b"], "ok": True})
+            await asyncio.sleep(0.1)
+            stats = await redis.info("commandstats")
+            assert stats["cmdstat_evalsha"]["calls"] == 1
+            assert "one_more" not in (await store.load("full")).traits
+            assert (await store.load("clear")).traits == {"seen": True, "n": 2}
+            assert await redis.exists(traits_key("huge")) == 0
+            assert (await store.load("new")).traits == {"plan": "plus", "tags": ["a", "b"], "ok": True}
+            assert 0 < await redis.ttl(traits_key("new")) <= 600
+            assert await redis.get(traits_key("broken")) == b"not a hash"
+        finally:
+            await redis.aclose()
+
+    with caplog.at_level("WARNING", logger="vary.profiles"):
+        run(body())
+    assert [r.getMessage() for r in caplog.records] == ["remembering traits failed for 1 visitors (ResponseError)"]
+
+
+def test_a_merge_with_redis_down_is_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def body() -> None:
+        redis = Redis(port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+        try:
+            store = RedisProfileStore(redis)
+            store.remember_traits("v1", {"plan": "pro"})
+            for _ in range(250):
+                await asyncio.sleep(0.02)
+                if not store._tasks:
+                    break
+        finally:
+            await redis.aclose()
+
+    with caplog.at_level("WARNING", logger="vary.profiles"):
+        run(body())
+    assert [r.getMessage() for r in caplog.records] == ["remembering traits failed (ConnectionError)"]
+
+
+def test_merges_on_a_cluster_are_one_call_each(valkey_cluster: object) -> None:
+    """A cluster cannot run one script over keys in several slots: there each merge is its own call."""
+    from api.redis_client import async_redis
+    from api.settings import Settings
+
+    async def body() -> None:
+        redis = async_redis(Settings(redis_url=valkey_cluster.url))  # type: ignore[attr-defined]
+        try:
+            ids = [f"cluster-traits-{i}" for i in range(6)]  # spread over the nodes' slots
+            await asyncio.gather(*(redis.delete(traits_key(visitor)) for visitor in ids))
+            store = RedisProfileStore(redis)
+            for i, visitor in enumerate(ids):
+                store.remember_traits(visitor, {"plan": "pro", "n": i})
+            await asyncio.sleep(0.2)
+            for i, visitor in enumerate(ids):
+                assert (await store.load(visitor)).traits == {"plan": "pro", "n": i}
+        finally:
+            await redis.aclose()
+
+    run(body())
