@@ -119,13 +119,7 @@ def assign_variant(
     plan = experience_plan(experience, _HASHED_TYPES).hashed
     if plan is not None and (sticky is None or type(sticky) is int):
         entered, variant, holdout, propensity, reason = _assign_hashed(plan, visitor_id, sticky)
-        return Assignment(
-            experience=experience if entered else None,
-            variant=variant,
-            holdout=holdout,
-            propensity=propensity,
-            reason=reason,
-        )
+        return _hashed_assignment(experience, entered, variant, holdout, propensity, reason)
     return _assign_unplanned(experience, visitor_id, sticky)
 
 
@@ -191,6 +185,20 @@ def _assign_hashed(plan: HashedPlan, visitor_id: str, sticky: int | None) -> tup
         return True, 0, True, plan.propensities[0], plan.held_out
     # 4. the variant of the hash's range
     return True, variant, False, plan.propensities[variant], plan.entered[variant]
+
+
+def _hashed_assignment(
+    experience: Experience, entered: bool, variant: int, holdout: bool, propensity: float, reason: str
+) -> Assignment:
+    """What :func:`_assign_hashed` found, with its final reason, as an :class:`Assignment` (a visitor
+    outside the traffic allocation has entered no experience)."""
+    return Assignment(
+        experience=experience if entered else None,
+        variant=variant,
+        holdout=holdout,
+        propensity=propensity,
+        reason=reason,
+    )
 
 
 def _entered(experience: Experience, variant: int, holdout: bool, reason: str) -> Assignment:
@@ -312,13 +320,7 @@ def select_experience(
                 reason = plan.reason_prefix + why + "); " + why_variant
             if experience.paused and variant in experience.paused:
                 reason = f"{experience.paused[variant]}; baseline served, assignment kept: {reason}"
-            return Assignment(
-                experience=experience if entered else None,
-                variant=variant,
-                holdout=holdout,
-                propensity=propensity,
-                reason=reason,
-            )
+            return _hashed_assignment(experience, entered, variant, holdout, propensity, reason)
         if experience.type == "bandit":
             assignment = assign_bandit(
                 experience,

@@ -237,13 +237,8 @@ class RedisProfileStore:
         deadline = asyncio.get_running_loop().time() + timeout_s
         if not self._coalesce:
             async with asyncio.timeout_at(deadline):
-                return await self.load(visitor_id)
-        own = await self._read(visitor_id, deadline)
-        person = person_field(own[0])
-        if person is None or person == visitor_id:
-            return parse_profile(*own)
-        profile, history, traits = await self._read(person, deadline)
-        return linked_profile(parse_profile(profile, {**own[1], **history}, traits), person)
+                return await self._load(visitor_id, None)
+        return await self._load(visitor_id, deadline)
 
     async def load(self, visitor_id: str) -> Profile:
         """The whole profile, sticky assignments and history included (three hashes, a round trip
@@ -251,11 +246,14 @@ class RedisProfileStore:
         profile names its person (:mod:`personalization.store.identity`): then a second round trip
         reads the person's, and the answer is the person's merged profile (a
         :class:`~personalization.store.identity.LinkedProfile`, the id's own history under it)."""
-        own = await self._read(visitor_id)
+        return await self._load(visitor_id, None)
+
+    async def _load(self, visitor_id: str, deadline: float | None) -> Profile:
+        own = await self._read(visitor_id, deadline)
         person = person_field(own[0])
         if person is None or person == visitor_id:
             return parse_profile(*own)
-        profile, history, traits = await self._read(person)
+        profile, history, traits = await self._read(person, deadline)
         return linked_profile(parse_profile(profile, {**own[1], **history}, traits), person)
 
     async def _read(self, visitor_id: str, deadline: float | None = None) -> _Reply:
