@@ -62,3 +62,24 @@ def test_erase_rewrites_the_embedded_aof_and_the_id_leaves_the_disk(tmp_path: Pa
         assert _files_mentioning(tmp_path / "redis", GONE) == []
     finally:
         server.stop()
+
+
+def test_the_embedded_server_rewrites_its_aof_at_the_chosen_growth(tmp_path: Path) -> None:
+    """Issue 22: a rewrite every time the AOF doubled stalled the benchmark's tail (api/embedded/valkey.py);
+    the running server has the chosen percentage, AOF on, and the compose file's Valkey the same."""
+    from api.embedded.valkey import AOF_REWRITE_PERCENTAGE
+    from tests.deploy.test_compose import _service
+
+    with EmbeddedRedis(tmp_path, appendonly=True) as server:
+
+        async def config() -> dict[str, str]:
+            async with Redis.from_url(server.url, decode_responses=True) as redis:
+                got: dict[str, str] = {}
+                for name in ("auto-aof-rewrite-percentage", "appendonly", "appendfsync"):
+                    got.update(await redis.config_get(name))
+                return got
+
+        got = asyncio.run(config())
+    assert got == {"auto-aof-rewrite-percentage": str(AOF_REWRITE_PERCENTAGE), "appendonly": "yes", "appendfsync": "everysec"}
+    command = _service("valkey")["command"]
+    assert command[command.index("--auto-aof-rewrite-percentage") + 1] == str(AOF_REWRITE_PERCENTAGE)
