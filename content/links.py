@@ -88,8 +88,9 @@ class LinkIndex:
         #: (asset id, locale) → the compact asset (as a Link field to it resolves).
         self._compact_assets: dict[tuple[str, str], msgspec.Raw] = {}
         self._compact_fields = compact_fields
-        #: (entry id, locale, cda?) → the entities it reaches, in first-seen order; only non-empty.
-        self._reach: dict[tuple[str, str, bool], tuple[Ref, ...]] = {}
+        #: (locale, cda?) → entry id → the entities it reaches, in first-seen order; only non-empty
+        #: reaches, and only (locale, cda?) pairs with one (a request usually finds nothing to join).
+        self._reach: dict[tuple[str, bool], dict[str, tuple[Ref, ...]]] = {}
         self._types: dict[str, str] = {}
         #: (kind, id) → the CDA ``metadata`` of an entity with tags or concepts (else CDA_METADATA).
         self._metadata: dict[tuple[str, str], msgspec.Raw] = {}
@@ -119,13 +120,26 @@ class LinkIndex:
         self, entry_ids: Iterable[str], locale: str, *, cda: bool
     ) -> tuple[list[msgspec.Raw], list[msgspec.Raw]]:
         """(entries, assets) the given entries reach, each once; the given entries themselves are
-        left out (they are the answer's items, as in the CDA)."""
-        roots = list(dict.fromkeys(entry_ids))
-        seen: set[Ref] = {("Entry", entry_id) for entry_id in roots}
+        left out (they are the answer's items, as in the CDA).
+
+        Reaches are kept by (locale, shape), so a request whose locale and shape reach nothing
+        returns at once, and the set of seen roots is built only when a root reaches something
+        (issue 22: 0.89 → 0.5 µs for the benchmark's three compact entries). A repeated root adds
+        nothing: its refs are seen."""
+        reach = self._reach.get((locale, cda))
+        if reach is None:
+            return [], []
+        roots = entry_ids if isinstance(entry_ids, list) else list(entry_ids)
+        seen: set[Ref] | None = None
         entries: list[msgspec.Raw] = []
         assets: list[msgspec.Raw] = []
         for entry_id in roots:
-            for ref in self._reach.get((entry_id, locale, cda), ()):
+            refs = reach.get(entry_id)
+            if refs is None:
+                continue
+            if seen is None:
+                seen = {("Entry", root) for root in roots}
+            for ref in refs:
                 if ref in seen:
                     continue
                 seen.add(ref)
@@ -187,7 +201,7 @@ class _Builder:
             for cda in (True, False):
                 reach = self._reach(entry_id, code, cda)
                 if reach:
-                    index._reach[entry_id, code, cda] = reach
+                    index._reach.setdefault((code, cda), {})[entry_id] = reach
 
     def _entry_fields(
         self, entry: ContentEntry, locale: str

@@ -29,7 +29,7 @@ from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.plugins import AttributeLookup, Registry
 from personalization.seams import Catalog, ExposureSink, ProfileStore
 from personalization.store.traits import check_merge, effective_traits, merged_changes
-from personalization.types import Profile, Visitor
+from personalization.types import Profile, TraitValue, Visitor
 
 __all__ = ["Personalized", "Personalizer"]
 
@@ -86,6 +86,9 @@ class Personalizer:
         #: A store that enforces the read deadline itself (one timer per batch of reads, not one per
         #: request: :meth:`~personalization.store.profiles.RedisProfileStore.load_within`).
         self._load_within: Callable[[str, float], Awaitable[Profile]] | None = getattr(profiles, "load_within", None)
+        #: Stores that remember a request's traits (``None``: stores without memory); looked up once
+        #: here rather than per request.
+        self._remember: Callable[[str, dict[str, TraitValue]], None] | None = getattr(profiles, "remember_traits", None)
         self._model = model
         self._policies = policies or ActivePolicies()
         self._exposures = exposures
@@ -151,9 +154,8 @@ class Personalizer:
         if visitor.traits and record and not degraded and visitor.consent.analytics and visitor.consent.personalization:
             check_merge(profile.traits, visitor.traits, where="visitor.traits")
             changes = merged_changes(profile.traits, visitor.traits)
-            remember = getattr(self._profiles, "remember_traits", None)  # stores without memory: none
-            if changes and remember is not None:
-                remember(visitor.id, changes)
+            if changes and self._remember is not None:
+                self._remember(visitor.id, changes)
         if not profile.traits:
             return visitor
         return msgspec.structs.replace(visitor, traits=effective_traits(profile.traits, visitor.traits))

@@ -36,8 +36,11 @@ __all__ = [
 
 
 def runtime_of(state: State) -> Runtime:
-    """The worker's :class:`Runtime` (set up in the app's lifespan); every route module uses this."""
-    return state.runtime  # type: ignore[no-any-return]
+    """The worker's :class:`Runtime` (set up in the app's lifespan); every route module uses this.
+
+    Read by key: ``state.runtime`` first fails the normal attribute lookup (an ``AttributeError``
+    raised and caught) before litestar's ``__getattr__`` finds it, 0.40 µs against 0.07 (issue 22)."""
+    return state["runtime"]  # type: ignore[no-any-return]
 
 
 def header_of(request: Request, name: bytes) -> str | None:

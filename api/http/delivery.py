@@ -73,19 +73,16 @@ class DeliveryController(Controller):
         ``POST /v1/exposures``. ``preview=true`` (admin key) decides over drafts and logs nothing."""
         runtime = runtime_of(state)
         snapshot = await serving_snapshot(runtime, request, data.preview)
-        unknown = [
-            Problem(f"entries[{i}]", f"no published entry with id {entry_id!r}")
-            for i, entry_id in enumerate(data.entries)
-            if not snapshot.has_entry(entry_id)
-        ]
-        if unknown:
-            raise UnknownEntry.among(unknown)
+        published = snapshot.entries
+        for entry_id in data.entries:  # no list or enumerate unless one is unknown (issue 22: 0.77 → 0.37 µs)
+            if entry_id not in published:
+                raise UnknownEntry.among(_unknown(data.entries, snapshot))
         locale = snapshot.locale_for(data.locale or data.visitor.locale)
         assert runtime.personalizer is not None
         bot = is_bot(header_of(request, b"user-agent"))
         on_view = data.exposures == "on_view" and not data.preview and not bot
         unique = list(dict.fromkeys(data.entries))  # a repeated id is decided and logged once
-        requested = set(unique)
+        requested = set(unique) if data.flags else frozenset()  # only flags read it
         flag_ids = [f.entry_id for f in snapshot.flags if f.entry_id not in requested] if data.flags else []
         result = await runtime.personalizer.personalize(
             data.visitor, unique + flag_ids, snapshot, record=not data.preview and not bot, defer_exposures=on_view
@@ -193,6 +190,15 @@ class DeliveryController(Controller):
         if raw is None:
             raise NotFound(f"no published asset with id {asset_id!r}")
         return DeliveredAsset(locale=served, format=format, asset=raw)
+
+
+def _unknown(entry_ids: list[str], snapshot: ContentSnapshot) -> list[Problem]:
+    """A problem for each requested id with no published entry, by its place in ``entries``."""
+    return [
+        Problem(f"entries[{i}]", f"no published entry with id {entry_id!r}")
+        for i, entry_id in enumerate(entry_ids)
+        if not snapshot.has_entry(entry_id)
+    ]
 
 
 def _changes(

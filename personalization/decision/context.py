@@ -94,38 +94,46 @@ def audience_attributes(
     ``now`` (Unix seconds, default the clock) is what history windows count back from.
     """
     clock = time.time() if now is None else now
-    attributes: dict[str, Any] = {
-        name: value for name, value in visitor.traits.items() if name not in BUILTIN_ATTRIBUTES
+    # Issue 22: measured ≈2.3 → ≈1.5 µs per call on the bench request's visitor. The traits are
+    # copied whole when none shadows a built-in name (the usual case; no filtering comprehension),
+    # and the built-in attributes are stored one by one: ``update`` with 18 keys on a dict that
+    # already holds the traits measured ~0.6 µs slower (a temporary dict, then a merge with
+    # resizes). Same keys in the same order (traits first), same values.
+    traits = visitor.traits
+    if BUILTIN_ATTRIBUTES.isdisjoint(traits):
+        attributes: dict[str, Any] = dict(traits)
+    else:
+        attributes = {name: value for name, value in traits.items() if name not in BUILTIN_ATTRIBUTES}
+    frequency = profile.frequency
+    is_new = profile.is_new
+    attributes["id"] = visitor.id
+    attributes["session_id"] = visitor.session_id
+    attributes["channel"] = visitor.channel
+    attributes["locale"] = visitor.locale
+    attributes["device"] = visitor.device
+    attributes["country"] = country = visitor.country
+    attributes["referrer"] = visitor.referrer
+    attributes["page"] = page = visitor.page
+    attributes["utm"] = visitor.utm
+    attributes["traits"] = traits
+    attributes["segments"] = segments
+    attributes["profile"] = {
+        "visits": profile.visits,
+        "page_views": profile.page_views,
+        "conversions": profile.conversions,
+        "channels": list(profile.channels),
+        "goals": profile.goals,
+        # No comprehension to set up without counters (most visitors): ~0.1 µs (issue 22).
+        "exposures": {key: exposure_counts(raw, clock) for key, raw in frequency.items()} if frequency else {},
     }
-    attributes.update(
-        id=visitor.id,
-        session_id=visitor.session_id,
-        channel=visitor.channel,
-        locale=visitor.locale,
-        device=visitor.device,
-        country=visitor.country,
-        referrer=visitor.referrer,
-        page=visitor.page,
-        utm=visitor.utm,
-        traits=visitor.traits,
-        segments=segments,
-        profile={
-            "visits": profile.visits,
-            "page_views": profile.page_views,
-            "conversions": profile.conversions,
-            "channels": list(profile.channels),
-            "goals": profile.goals,
-            "exposures": {key: exposure_counts(raw, clock) for key, raw in profile.frequency.items()},
-        },
-        new_visitor=profile.is_new,
-        returning_visitor=not profile.is_new,
-        continent=continent_of(visitor.country),
-        city=visitor.traits.get("city"),
-        region=visitor.traits.get("region"),
-        history=history_attributes(profile.history, clock),
-    )
-    if visitor.page:
-        attributes["page_path"], attributes["page_query"] = _page_parts(visitor.page)
+    attributes["new_visitor"] = is_new
+    attributes["returning_visitor"] = not is_new
+    attributes["continent"] = continent_of(country)
+    attributes["city"] = traits.get("city")
+    attributes["region"] = traits.get("region")
+    attributes["history"] = history_attributes(profile.history, clock)
+    if page:
+        attributes["page_path"], attributes["page_query"] = _page_parts(page)
     return attributes
 
 

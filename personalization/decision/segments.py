@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import Generic, Protocol, TypeVar
 
-from personalization.decision.policy import sigmoid
 from personalization.seams import FeatureRow
 
 __all__ = ["CompiledSegmentModel"]
@@ -34,6 +33,22 @@ class SegmentCard(Protocol):
 CardT = TypeVar("CardT", bound=SegmentCard)
 
 
+def _categorical_index(weights: dict[str, tuple[float, ...]]) -> dict[str, dict[str, tuple[float, ...]]]:
+    """``weights`` as name → value → weights, split at each key's first ``=``.
+
+    ``index[name][value]`` is ``weights[name + "=" + value]`` for every name without ``=``: such a
+    name ends where its key's first ``=`` is. (A name holding ``=`` is never an index entry; ``score``
+    looks it up by concatenation, as before.) So :meth:`CompiledSegmentModel.score` needs no string
+    building and hashing per categorical feature (issue 22).
+    """
+    index: dict[str, dict[str, tuple[float, ...]]] = {}
+    for key, row in weights.items():
+        name, equals, value = key.partition("=")
+        if equals:
+            index.setdefault(name, {})[value] = row
+    return index
+
+
 class CompiledSegmentModel(Generic[CardT]):
     """A segment pipeline reduced to one dict of per-segment weights: ``predict_proba`` in a loop.
 
@@ -44,7 +59,7 @@ class CompiledSegmentModel(Generic[CardT]):
     skips keys it never saw, as the vectorizer does. ``None`` values are skipped too.
     """
 
-    __slots__ = ("_card", "_segments", "_intercepts", "_weights", "_finite")
+    __slots__ = ("_by_name", "_card", "_finite", "_intercepts", "_range", "_segments", "_weights")
 
     def __init__(
         self,
@@ -60,6 +75,8 @@ class CompiledSegmentModel(Generic[CardT]):
         #: which changes no probability: ``score`` can skip it. Not with an infinite or NaN weight,
         #: where ``w * 0`` is NaN.
         self._finite = all(math.isfinite(x) for row in weights.values() for x in row)
+        self._by_name = _categorical_index(weights)
+        self._range = range(len(self._segments))
 
     @property
     def version(self) -> str:
@@ -84,16 +101,27 @@ class CompiledSegmentModel(Generic[CardT]):
         return self._weights
 
     def score(self, features: FeatureRow) -> dict[str, float]:
-        """P(segment) for one feature row, equal to the pipeline's ``predict_proba`` (to ~1e-12)."""
+        """P(segment) for one feature row, equal to the pipeline's ``predict_proba`` (to ~1e-12).
+
+        Issue 22 (measured on the bench request's row, 50 keys × 3 segments): ≈2.5 → ≈2.0 µs per call.
+        A string feature is looked up as ``_by_name[name][value]`` instead of building the string
+        ``name=value`` and hashing it anew, and :func:`~personalization.decision.policy.sigmoid` is
+        inlined (same formula, so the same bits). Every sum adds the same terms in the same order as
+        before (intercept, matched categoricals in row order, then numerics in row order).
+        """
         # Match keys first, then sum per segment: measured faster than numpy, and than updating
         # every segment's sum per feature, for ~10 features × a few segments.
         weights = self._weights
+        by_name = self._by_name
         finite = self._finite
         ones: list[tuple[float, ...]] = []  # matched categorical keys: value 1
         scaled: list[tuple[tuple[float, ...], float]] = []  # matched numeric keys and values
         for name, value in features.items():
             if isinstance(value, str):
-                w = weights.get(name + "=" + value)
+                values = by_name.get(name)
+                # Not indexed (a name holding ``=``, or one no key starts with): looked up as before,
+                # which also fails on a non-string name as it always did (TypeError).
+                w = values.get(value) if values is not None else weights.get(name + "=" + value)
                 if w is not None:
                     ones.append(w)
             elif value is not None and (value != 0 or not finite):
@@ -102,14 +130,22 @@ class CompiledSegmentModel(Generic[CardT]):
                 w = weights.get(name)
                 if w is not None:
                     scaled.append((w, value))
+        segments = self._segments
+        intercepts = self._intercepts
+        exp = math.exp
         scores = {}
-        for j, segment in enumerate(self._segments):
-            z = self._intercepts[j]
+        for j in self._range:
+            z = intercepts[j]
             for w in ones:
                 z += w[j]
             for w, value in scaled:
                 z += w[j] * value
-            scores[segment] = sigmoid(z)
+            # ``sigmoid(z)`` inlined (a call per segment measured ~0.1 µs per request, issue 22).
+            if z >= 0.0:
+                scores[segments[j]] = 1.0 / (1.0 + exp(-z))
+            else:
+                e = exp(z)
+                scores[segments[j]] = e / (1.0 + e)
         return scores
 
     def __repr__(self) -> str:

@@ -25,7 +25,7 @@ the old file mean nothing in the new one, and writing a batch twice is harmless.
 File format: one record per line, ``<batch id> <msgspec JSON list of entries>\\n``; a torn last line
 (a crash mid-write) is ignored on replay.
 
-Durability (documented policy, like Redis's ``appendfsync everysec``): every append is flushed to
+Durability (documented policy, like Redis's ``appendfsync everysec``): every append is written to
 the operating system at once (it survives the process being killed) and ``fsync``-ed at most once
 per ``fsync_interval_s`` by a background thread (a machine crash may lose up to that much; the
 event loop never waits on the disk). The file is bounded by
@@ -111,12 +111,17 @@ class Spool:
         self._fsync_interval_s = fsync_interval_s
         self._last_fsync = 0.0
         self._lock = threading.Lock()
-        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the worker's lifetime
+        #: Unbuffered: each append is one ``write`` syscall straight to the OS, with no Python buffer
+        #: to flush (issue 22: with the size kept below, 1.66 → 1.22 µs per append of three exposures).
+        self._file: BinaryIO = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held for the worker's lifetime
         try:  # one owner per file: a live worker's spool is never replayed by another
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._file.close()
             raise SpoolBusy(f"{self.path} is in use by another worker") from None
+        #: The file's length, kept by every write and truncation under ``_lock`` (the owner's flock
+        #: means no one else writes it) instead of a ``tell()`` per append.
+        self._size = self._file.seek(0, os.SEEK_END)
         self.rejected = 0
         #: Bumped by every :meth:`drop` (the file was rewritten: byte offsets start over).
         self.generation = 0
@@ -146,7 +151,7 @@ class Spool:
 
     @property
     def size(self) -> int:
-        return self._file.tell()
+        return self._size
 
     def __len__(self) -> int:
         """Bytes waiting to be replayed."""
@@ -156,14 +161,18 @@ class Spool:
         """Keep one batch; ``False`` (and counted) when the spool is full."""
         line = batch_id.encode() + b" [" + b",".join(entries) + b"]\n"
         with self._lock:
-            if self._file.tell() + len(line) > self.max_bytes:
+            if self._size + len(line) > self.max_bytes:
                 self.rejected += len(entries)
                 log.error(
                     "spool %s full (%d bytes): %d %s refused", self.path, self.max_bytes, len(entries), self.kind
                 )
                 return False
-            self._file.write(line)
-            self._file.flush()  # in the OS now: survives the process being killed
+            try:
+                _write_all(self._file, line)  # in the OS now: survives the process being killed
+            except OSError:  # perhaps part of it was written: the file says how long it is now
+                self._size = os.fstat(self._file.fileno()).st_size
+                raise
+            self._size += len(line)
         # The syncer thread fsyncs within fsync_interval_s. Already set: it has not cleared the flag
         # yet, so its next fsync (after the clear) covers this write; skipping the set saves a lock
         # round per request (Event.set takes a Condition's lock).
@@ -180,8 +189,6 @@ class Spool:
         """The batches from byte ``offset`` on, in the order written, each with the offset just past
         it, so a replay can resume after what it already wrote while new batches keep being
         appended. A torn last line (a crash mid-write) is skipped, an unreadable record logged."""
-        with self._lock:
-            self._file.flush()
         with open(self.path, "rb") as handle:
             handle.seek(offset)
             position = offset
@@ -203,11 +210,9 @@ class Spool:
         long (and, given ``generation``, it was not rewritten since) — checked and cleared under the
         append lock; ``False`` leaves the spool untouched."""
         with self._lock:
-            if self._file.tell() != size or (generation is not None and generation != self.generation):
+            if self._size != size or (generation is not None and generation != self.generation):
                 return False
-            self._file.truncate(0)
-            self._file.seek(0)
-            self._file.flush()
+            self._truncate()
             os.fsync(self._file.fileno())
         return True
 
@@ -219,7 +224,6 @@ class Spool:
         last line is kept as it was (replay ignores it). Nothing is written when nothing matches.
         """
         with self._lock:
-            self._file.flush()
             kept: list[bytes] = []
             dropped = 0
             with open(self.path, "rb") as handle:
@@ -241,23 +245,25 @@ class Spool:
             if not dropped:
                 return 0
             temporary = self.path.with_name(f".{self.path.name}.rewrite")
-            fresh = open(temporary, "ab")  # noqa: SIM115 - becomes the spool's handle
+            buffered = open(temporary, "ab")  # noqa: SIM115 - its raw file becomes the spool's handle
             try:
-                fcntl.flock(fresh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fresh.truncate(0)
-                fresh.writelines(kept)
-                fresh.flush()
-                os.fsync(fresh.fileno())
+                fcntl.flock(buffered.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                buffered.truncate(0)
+                buffered.writelines(kept)
+                buffered.flush()
+                os.fsync(buffered.fileno())
                 os.replace(temporary, self.path)
             except BaseException:
-                fresh.close()
+                buffered.close()
                 temporary.unlink(missing_ok=True)
                 raise
+            fresh: BinaryIO = buffered.detach()  # type: ignore[assignment] # unbuffered, like the first handle
             # The syncer thread may be about to fsync the old handle: close it only at the next rewrite.
             for old in self._replaced:
                 old.close()
             self._replaced = [self._file]
             self._file = fresh
+            self._size = sum(map(len, kept))
             self.generation += 1
         self._dirty.set()
         return dropped
@@ -265,19 +271,21 @@ class Spool:
     def clear(self) -> None:
         """Forget everything (after a successful replay)."""
         with self._lock:
-            self._file.truncate(0)
-            self._file.seek(0)
-            self._file.flush()
+            self._truncate()
             os.fsync(self._file.fileno())
 
     def empty(self) -> None:
         """Forget everything without waiting for the disk (the journal calls this from the event
         loop after every batch): the truncation reaches the disk with the next background ``fsync``."""
         with self._lock:
-            self._file.truncate(0)
-            self._file.seek(0)
-            self._file.flush()
+            self._truncate()
         self._dirty.set()
+
+    def _truncate(self) -> None:
+        """Empty the file (the caller holds ``_lock``)."""
+        self._file.truncate(0)
+        self._file.seek(0)
+        self._size = 0
 
     def discard(self) -> None:
         """Close and delete the file without syncing it (its contents are no longer needed) and
@@ -306,12 +314,21 @@ class Spool:
             self._close_replaced()
             if self._file.closed:
                 return
-            self._file.flush()
             os.fsync(self._file.fileno())
-            empty = self._file.tell() == 0
+            empty = self._size == 0
             self._file.close()
         if empty and remove_if_empty:
             self.path.unlink(missing_ok=True)
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file: a raw ``write`` may take less than it was given
+    (a signal, a nearly full disk), which a buffered file's ``flush`` used to retry for us."""
+    written = file.write(data) or 0
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(data):
+            written += file.write(view[written:]) or 0
 
 
 async def replay_spool(spool: Spool, write: Callable[[str, list[msgspec.Raw]], Awaitable[int]]) -> int:

@@ -158,6 +158,17 @@ def test_each_entity_is_included_once_and_the_answers_own_entries_not_at_all() -
     assert not set(entry_ids) & set(roots)
 
 
+def test_includes_read_any_iterable_of_roots_and_nothing_for_a_locale_without_links() -> None:
+    snapshot = _snapshot(_export("cli-three-locale-export.json"))
+    roots = list(snapshot.entries)
+    for cda in (True, False):
+        listed = snapshot.links.includes(roots, "en-US", cda=cda)
+        assert snapshot.links.includes(iter(roots), "en-US", cda=cda) == listed
+        assert snapshot.links.includes(tuple(roots[::-1] + roots), "en-US", cda=cda)[0] or not listed[0]
+        assert snapshot.links.includes(roots, "xx-XX", cda=cda) == ([], [])
+        assert snapshot.links.includes([], "en-US", cda=cda) == ([], [])
+
+
 def test_link_depth_bounds_the_includes() -> None:
     """Depth 1: only what the entry links to; depth 2 adds what those link to (CDA ``include``)."""
     export = _export("marketing-fintech-export.json")

@@ -61,7 +61,7 @@ OLD_RECORD = (
     b'"shadow_variant":null,"shadow_propensity":null}'
 )
 #: The previous version's batch script: this one's without its version header and without ``v``.
-OLD_WRITE_BATCH = WRITE_BATCH.replace(", 'v', '2'", "").replace("-- vary write_batch v2", "--")
+OLD_WRITE_BATCH = WRITE_BATCH.replace(", 'v', '2'", "").replace("-- vary write_batch v3", "--")
 
 
 class OldServedVariant(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,6 +27,37 @@ def _exposure(i: int) -> Exposure:
     )
 
 
+def test_size_is_the_files_length_through_every_change(tmp_path: Path) -> None:
+    """The spool keeps its size itself (issue 22: no ``tell()`` per append); it must always be the
+    file's length, and the file hold exactly the lines appended."""
+    path = tmp_path / "sized.spool"
+    spool = Spool(path)
+
+    def check(expected: bytes) -> None:
+        assert path.read_bytes() == expected and spool.size == len(expected) == len(spool)
+
+    spool.append("b1", [b'{"v":"a"}', b'{"v":"b"}'])
+    spool.append("b2", [b'{"v":"c"}'])
+    check(b'b1 [{"v":"a"},{"v":"b"}]\nb2 [{"v":"c"}]\n')
+    assert spool.drop(lambda raw: bytes(raw) == b'{"v":"b"}') == 1
+    check(b'b1 [{"v":"a"}]\nb2 [{"v":"c"}]\n')
+    spool.append("b3", [b'{"v":"d"}'])
+    check(b'b1 [{"v":"a"}]\nb2 [{"v":"c"}]\nb3 [{"v":"d"}]\n')
+    assert not spool.clear_if_size(3) and spool.clear_if_size(spool.size)
+    check(b"")
+    spool.append("b4", [b"{}"])
+    spool.empty()
+    check(b"")
+    spool.append("b5", [b"{}"])
+    spool.close()
+    reopened = Spool(path)
+    assert reopened.size == len(b"b5 [{}]\n") and reopened.append("b6", [b"{}"])
+    assert path.read_bytes() == b"b5 [{}]\nb6 [{}]\n" and reopened.size == path.stat().st_size
+    reopened.clear()
+    assert reopened.size == 0 == path.stat().st_size
+    reopened.close()
+
+
 def test_spool_round_trip_and_torn_record(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.log")
     assert spool.append("b1", [b'{"x":1}', b'{"x":2}'])

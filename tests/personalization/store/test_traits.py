@@ -21,6 +21,9 @@ from personalization.store.traits import (
     MAX_TRAIT_BYTES,
     MAX_TRAITS,
     TraitsOverBound,
+    _encoded,
+    _size,
+    _total_size,
     check_merge,
     merged_changes,
 )
@@ -193,6 +196,36 @@ def test_merge_rules() -> None:
     with pytest.raises(TraitsOverBound) as over:
         check_merge({f"s{i}": 1.0 for i in range(99)}, {"s0": 2.0, "n1": 1.0, "n2": 1.0, "n3": 1.0})
     assert over.value.trait == "n2"
+
+
+@pytest.mark.parametrize(
+    "traits",
+    [
+        {},
+        {"plan": "plus"},
+        {"plan": "plus", "newsletter": True, "lifetime_value": 320.5, "n": 3, "gone": None},
+        {"größe": "groß", "名前": ["a", "ü", 1, 2.5e-7], "nested": {"k": [True, None, {"x": "\u2028\"\\"}]}},
+        {"emoji \U0001f600": "\U0001f600" * 3, "": "", "ctrl": "\x00\t\n"},
+    ],
+)
+def test_the_total_size_is_each_traits_size_summed(traits: dict[str, object]) -> None:
+    """check_merge's one-encode total (issue 22) equals Σ name bytes + JSON value bytes per trait."""
+    assert _total_size(traits) == sum(_size(name, _encoded(value)) for name, value in traits.items())  # type: ignore[arg-type]
+
+
+def test_the_byte_bound_is_exact_with_multibyte_names() -> None:
+    name = "ä" * 10  # 20 UTF-8 bytes
+    room = MAX_TRAIT_BYTES - 20 - 2  # the value's JSON is its text in quotes
+    assert check_merge({}, {name: "x" * room}) == {name: "x" * room}
+    with pytest.raises(TraitsOverBound) as over:
+        check_merge({"a": 1.0}, {name: "x" * room})
+    assert over.value.trait == name and f"({MAX_TRAIT_BYTES + 4} with these)" in over.value.detail
+
+
+def test_changes_with_nothing_stored_are_every_trait_but_a_clear() -> None:
+    incoming = {"a": 1.0, "b": None, "c": ["x"], "d": False}
+    assert merged_changes({}, incoming) == {"a": 1.0, "c": ["x"], "d": False}
+    assert merged_changes({"z": 1.0}, incoming) == {"a": 1.0, "c": ["x"], "d": False}
 
 
 def test_merges_queued_in_one_loop_turn_all_land_even_after_a_script_flush(redis_url: str) -> None:
