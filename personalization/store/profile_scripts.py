@@ -31,6 +31,7 @@ __all__ = [
     "REMEMBER_MANY_LUA",
     "BatchScript",
     "hashes",
+    "together",
 ]
 
 _SCRIPTS = Path(__file__).with_name("scripts")
@@ -76,6 +77,39 @@ class BatchScript:
         replies = await pipe.execute()
         self._loaded = True
         return replies[-1]
+
+
+async def together(redis: Redis, calls: Sequence[tuple[BatchScript, Sequence[str], Sequence[object]]]) -> list[Any]:
+    """Several batch scripts' calls in ONE pipeline (one round trip), in order; each reply in its place,
+    an error reply as its exception (not raised: each caller judges its own). A call refused with
+    ``NOSCRIPT`` is sent again with its script loaded, and only that call, so none runs twice.
+
+    Why (issue 22): a loop turn's trait merges rode a round trip of their own beside the turn's
+    profile reads (a task, a pipeline and a reply each); sent with the reads they cost neither."""
+    replies = await _pipeline(redis, calls, [not script._loaded for script, _, _ in calls])
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        retried = await _pipeline(redis, [calls[i] for i in again], [True] * len(again))
+        for i, reply in zip(again, retried):
+            replies[i] = reply
+    return replies
+
+
+async def _pipeline(
+    redis: Redis, calls: Sequence[tuple[BatchScript, Sequence[str], Sequence[object]]], load: Sequence[bool]
+) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    slots: list[int] = []
+    for (script, keys, args), first in zip(calls, load):
+        if first:
+            pipe.script_load(script.source)
+        slots.append(len(pipe))
+        pipe.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+    replies = await pipe.execute(raise_on_error=False)
+    for (script, _, _), slot in zip(calls, slots):
+        if not isinstance(replies[slot], NoScriptError):
+            script._loaded = True
+    return [replies[slot] for slot in slots]
 
 
 def hashes(replies: Sequence[Sequence[bytes | str]]) -> list[_Hash]:

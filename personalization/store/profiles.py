@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -54,6 +54,7 @@ from personalization.store.profile_scripts import (
     REMEMBER_MANY_LUA,
     BatchScript,
     hashes,
+    together,
 )
 from personalization.store.traits import (
     MAX_TRAIT_BYTES,
@@ -71,6 +72,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("vary.profiles")
+
+#: Trait merges waiting to be sent: (visitor id, the traits that change).
+_Merges = Sequence[tuple[str, dict[str, TraitValue]]]
 
 SESSION_TIMEOUT_S = 1800.0
 PROFILE_TTL_S = 400 * 86_400
@@ -95,6 +99,25 @@ def _expire(batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
     for _, future in batch:
         if future is not None and not future.done():
             future.set_exception(TimeoutError("profile read past its deadline"))
+
+
+def _merge_call(merges: _Merges, ttl_s: int) -> tuple[list[str], list[object]]:
+    """The keys and arguments of :data:`REMEMBER_MANY_LUA` for ``merges`` (its header gives the layout)."""
+    encoded = [encode_traits(traits) for _, traits in merges]
+    args: list[object] = [ttl_s, MAX_TRAITS, MAX_TRAIT_BYTES, *(len(flat) for flat in encoded)]
+    for flat in encoded:
+        args += flat
+    return [traits_key(visitor_id) for visitor_id, _ in merges], args
+
+
+def _log_merges(results: object) -> None:
+    """Log what a batch of merges refused: the call as a whole, or some visitors' merges."""
+    if isinstance(results, Exception):
+        log.warning("remembering traits failed (%s)", type(results).__name__)
+        return
+    failed = [result for result in results if isinstance(result, Exception)]  # type: ignore[attr-defined]
+    if failed:
+        log.warning("remembering traits failed for %d visitors (%s)", len(failed), type(failed[0]).__name__)
 
 
 def _str(value: bytes | str) -> str:
@@ -281,34 +304,45 @@ class RedisProfileStore:
         return await future
 
     def _send(self) -> None:
+        """The loop turn's reads, :attr:`MAX_BATCH` a call; the turn's trait merges ride with the first
+        call (:meth:`_flush_remembered` left them for it), the rest of them go on their own."""
         waiting, self._waiting = self._waiting, []
         deadline, self._waiting_deadline = self._waiting_deadline, None
+        merges: _Merges = ()
+        if self._remembering and not self._cluster:
+            merges = self._remembering[: self.MAX_BATCH]
+            del self._remembering[: self.MAX_BATCH]
         for start in range(0, len(waiting), self.MAX_BATCH):
             batch = waiting[start : start + self.MAX_BATCH]
             if deadline is not None:
                 asyncio.get_running_loop().call_at(deadline, _expire, batch)
-            self._spawn(batch)
+            self._spawn(batch, merges)
+            merges = ()
+        if merges:  # no read took them (cannot happen: a scheduled _send has reads), so on their own
+            self._track(self._remember_many(merges))
+        self._flush_remembered()
 
-    def _spawn(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
-        """Send ``batch`` in a task, counted as on the wire from now (so a second probe is not sent
-        in the same loop turn)."""
+    def _spawn(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], merges: _Merges = ()) -> None:
+        """Send ``batch`` (and ``merges``) in a task, counted as on the wire from now (so a second
+        probe is not sent in the same loop turn)."""
         token = id(batch)
         self._inflight[token] = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self._fetch(batch, token))
+        task = asyncio.get_running_loop().create_task(self._fetch(batch, token, merges))
         self._tasks.add(task)  # hold a reference until it finishes
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], token: int) -> None:
+    async def _fetch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], token: int, merges: _Merges) -> None:
         try:
-            await self._fetch_batch(batch)
+            await self._fetch_batch(batch, merges)
         finally:
             self._inflight.pop(token, None)
 
-    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> None:
-        """One round trip for ``batch`` (profile, history and traits of each visitor); a ``None`` future is
-        a probe nobody waits for."""
+    async def _fetch_batch(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], merges: _Merges = ()) -> None:
+        """One round trip for ``batch`` (profile, history and traits of each visitor) and ``merges`` (a
+        single server's trait merges, applied before the reads); a ``None`` future is a probe nobody
+        waits for."""
         try:
-            flat = await (self._pipeline_read(batch) if self._cluster else self._script_read(batch))
+            flat = await (self._pipeline_read(batch) if self._cluster else self._script_read(batch, merges))
             replies = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
         except BaseException as exc:  # Redis down or slow: every waiter decides without its profile
             if isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError):
@@ -324,15 +358,30 @@ class RedisProfileStore:
             if future is not None and not future.done():  # a waiter past its deadline cancelled it
                 future.set_result(reply)
 
-    async def _script_read(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> list[_Raw]:
+    async def _script_read(
+        self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], merges: _Merges = ()
+    ) -> list[_Raw]:
         """The three hashes of each visitor in ``batch`` from one ``EVALSHA`` (issue 22: one reply for
-        Python to wait on instead of three per visitor)."""
+        Python to wait on instead of three per visitor), after ``merges`` in the same round trip."""
         keys = [
             key
             for visitor_id, _ in batch
             for key in (profile_key(visitor_id), history_key(visitor_id), traits_key(visitor_id))
         ]
-        return hashes(await self._read_script(self._redis, keys))
+        if not merges:
+            return hashes(await self._read_script(self._redis, keys))
+        try:
+            merge_keys, merge_args = _merge_call(merges, self._ttl_s)
+            merged, read = await together(
+                self._redis, [(self._remember_many_script, merge_keys, merge_args), (self._read_script, keys, ())]
+            )
+        except Exception as exc:  # the round trip failed: the reads fail (caller), the merges are logged
+            log.warning("remembering traits failed (%s)", type(exc).__name__)
+            raise
+        _log_merges(merged)
+        if isinstance(read, Exception):
+            raise read
+        return hashes(read)
 
     async def _pipeline_read(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]]) -> list[_Raw]:
         """The three hashes of each visitor in ``batch`` as a pipeline of ``HGETALL`` (a cluster:
@@ -367,6 +416,8 @@ class RedisProfileStore:
         per turn, not per request (issue 22: a task and an ``EVALSHA`` round trip per personalize
         request were a tenth of a worker's CPU; then a pipeline's reply per merge, parsed in Python,
         still cost more than the one nested reply of :data:`REMEMBER_MANY_LUA`)."""
+        if self._waiting and self._coalesce:  # this turn's reads are about to go: the merges ride along
+            return
         pending, self._remembering = self._remembering, []
         if pending:
             self._track(self._remember_many(pending))
@@ -378,18 +429,11 @@ class RedisProfileStore:
         for start in range(0, len(pending), self.MAX_BATCH):
             chunk = pending[start : start + self.MAX_BATCH]
             try:
-                encoded = [encode_traits(traits) for _, traits in chunk]
-                args: list[object] = [self._ttl_s, MAX_TRAITS, MAX_TRAIT_BYTES, *(len(flat) for flat in encoded)]
-                for flat in encoded:
-                    args += flat
-                keys = [traits_key(visitor_id) for visitor_id, _ in chunk]
-                results = await self._remember_many_script(self._redis, keys, args)
+                results = await self._remember_many_script(self._redis, *_merge_call(chunk, self._ttl_s))
             except Exception as exc:  # best effort: the decisions were made with the requests' traits
                 log.warning("remembering traits failed (%s)", type(exc).__name__)
                 continue
-            failed = [result for result in results if isinstance(result, Exception)]
-            if failed:
-                log.warning("remembering traits failed for %d visitors (%s)", len(failed), type(failed[0]).__name__)
+            _log_merges(results)
 
     async def _remember(self, visitor_id: str, traits: dict[str, TraitValue]) -> None:
         if self._remember_script is None:
