@@ -62,21 +62,12 @@ class BatchScript:
         self._loaded = False
 
     async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[object] = ()) -> Any:
-        """The script's reply for ``keys`` and ``args``; a ``NOSCRIPT`` reply loads the script and sends
-        the call once more. Other errors propagate (the first one, as from any pipeline)."""
-        try:
-            return await self._send(redis, keys, args, load=not self._loaded)
-        except NoScriptError:
-            return await self._send(redis, keys, args, load=True)
-
-    async def _send(self, redis: Redis, keys: Sequence[str], args: Sequence[object], load: bool) -> Any:
-        pipe = redis.pipeline(transaction=False)
-        if load:
-            pipe.script_load(self.source)
-        pipe.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
-        replies = await pipe.execute()
-        self._loaded = True
-        return replies[-1]
+        """The script's reply for ``keys`` and ``args``: :func:`together` with this one call (so a
+        ``NOSCRIPT`` reply loads the script and sends the call once more); an error reply is raised."""
+        (reply,) = await together(redis, [(self, keys, args)])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 async def together(redis: Redis, calls: Sequence[tuple[BatchScript, Sequence[str], Sequence[object]]]) -> list[Any]:

@@ -308,19 +308,16 @@ class RedisProfileStore:
         call (:meth:`_flush_remembered` left them for it), the rest of them go on their own."""
         waiting, self._waiting = self._waiting, []
         deadline, self._waiting_deadline = self._waiting_deadline, None
-        merges: _Merges = ()
-        if self._remembering and not self._cluster:
-            merges = self._remembering[: self.MAX_BATCH]
-            del self._remembering[: self.MAX_BATCH]
         for start in range(0, len(waiting), self.MAX_BATCH):
             batch = waiting[start : start + self.MAX_BATCH]
             if deadline is not None:
                 asyncio.get_running_loop().call_at(deadline, _expire, batch)
+            merges: _Merges = ()
+            if start == 0 and not self._cluster:  # (a cluster store never queues merges)
+                merges = self._remembering[: self.MAX_BATCH]
+                del self._remembering[: self.MAX_BATCH]
             self._spawn(batch, merges)
-            merges = ()
-        if merges:  # no read took them (cannot happen: a scheduled _send has reads), so on their own
-            self._track(self._remember_many(merges))
-        self._flush_remembered()
+        self._flush_remembered()  # merges over MAX_BATCH, on their own
 
     def _spawn(self, batch: list[tuple[str, asyncio.Future[_Reply] | None]], merges: _Merges = ()) -> None:
         """Send ``batch`` (and ``merges``) in a task, counted as on the wire from now (so a second

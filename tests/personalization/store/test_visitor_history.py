@@ -128,9 +128,9 @@ def test_the_profile_read_brings_the_history_in_one_round_trip(redis_url: str) -
             pipe = self.inner.pipeline(**kwargs)
             execute = pipe.execute
 
-            async def counted() -> Any:
+            async def counted(**options: Any) -> Any:
                 self.pipelines += 1
-                return await execute()
+                return await execute(**options)
 
             pipe.execute = counted  # type: ignore[method-assign]
             return pipe
