@@ -9,13 +9,13 @@ Why this shape:
   :func:`multiprocess_dir` makes that directory (``<data dir>/metrics``), empties it at start
   (files of a previous run would be summed in) and sets the variable while the workers spawn.
   Without the variable (tests, an embedding process) the ordinary in-process registry is used.
-* **Counted once.** The exposure writer, the event recorder, the content coordinator and the
-  personalizer already count what they do (``/ready`` shows it). :class:`RuntimeExporter` copies
-  those counts into the Prometheus counters as deltas — at every scrape and every
-  :data:`SYNC_INTERVAL_S` in every worker — instead of a second increment in the hot path. Only
-  what nothing counted yet is incremented where it happens: the request-latency histogram
-  (``api/http/metrics.py``), accepted/rejected events (``api/http/events.py``) and rate-limited
-  requests (``api/http/ratelimit.py``).
+* **Counted once.** The exposure writer, the event recorder, the content coordinator, the
+  personalizer and the in-process aggregator already count what they do (``/ready`` shows most of
+  it). :class:`RuntimeExporter` copies those counts into the Prometheus counters as deltas — at
+  every scrape and every :data:`SYNC_INTERVAL_S` in every worker — instead of a second increment in
+  the hot path. Only what nothing counted yet is incremented where it happens: the request-latency
+  histogram (``api/http/metrics.py``), accepted/rejected events (``api/http/events.py``) and
+  rate-limited requests (``api/http/ratelimit.py``).
 * **Per worker where a sum would hide it.** Event-loop lag (:data:`EVENT_LOOP_LAG`, the p99 and
   max of the last minute that ``/ready``'s ``loop_lag`` shows) is one worker's stall: summing it
   over workers means nothing and a max would hide which worker stalls. It is ``liveall``: one
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from api.runtime import Runtime
 
 __all__ = [
+    "AGGREGATOR_UNKNOWN_KINDS",
     "DECISIONS",
     "EVENTS",
     "EVENT_LOOP_LAG",
@@ -112,6 +113,13 @@ EVENT_LOOP_LAG = Gauge(
 )
 RATE_LIMITED = Counter("vary_rate_limited_requests", "Requests refused with 429, by key scope.", ["scope"])
 CONTENT_SYNCS = Counter("vary_content_syncs", "Content syncs by result (ok, failed).", ["result"])
+AGGREGATOR_UNKNOWN_KINDS = Counter(
+    "vary_aggregator_unknown_event_kinds",
+    "Stored events the in-process aggregator skipped (acknowledged, not counted in results) because "
+    "their kind is unknown to its version: a newer version's workers wrote them. Expected while a "
+    "rolling upgrade is under way; still rising after it, an older aggregator is reading a newer "
+    "worker's events: upgrade the aggregator (the API workers, or `vary aggregate`) to their version.",
+)
 
 
 @contextmanager
@@ -172,7 +180,7 @@ class RuntimeExporter:
         key = (counter._name, *labels)
         delta = value - self._seen.get(key, 0)
         if delta > 0:
-            counter.labels(*labels).inc(delta)
+            (counter.labels(*labels) if labels else counter).inc(delta)
             self._seen[key] = value
 
     def sync(self, gauges: bool = True) -> None:
@@ -202,6 +210,9 @@ class RuntimeExporter:
         if personalizer is not None:
             for labels, count in list(personalizer.decisions.items()):
                 self._advance(DECISIONS, labels, count)
+        aggregator = runtime.aggregator  # None with VARY_AGGREGATE off (`vary aggregate` runs it)
+        if aggregator is not None:
+            self._advance(AGGREGATOR_UNKNOWN_KINDS, (), aggregator.unknown_kinds)
         if gauges and self._loop_lag is not None:
             lag = self._loop_lag.snapshot()
             EVENT_LOOP_LAG.labels("p99").set(lag.p99_ms / 1000)

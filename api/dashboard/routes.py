@@ -40,7 +40,7 @@ from api.dashboard.preview import (
     preview_visitor,
 )
 from api.dashboard.sign_in import SignInController, page
-from api.dashboard.survey_page import survey_row, survey_view
+from api.dashboard.survey_page import experience_surveys_view, survey_row, survey_view
 from api.http.common import experience_in, loaded_snapshot, runtime_of
 from api.http.errors import exception_handlers
 from api.http.handlers import get, post
@@ -242,7 +242,11 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
     runtime = runtime_of(state)
     snapshot = loaded_snapshot(runtime)
     experience = experience_in(snapshot, key)
-    results = await experiment_results(runtime.redis, experience)
+    results = await experiment_results(
+        runtime.redis, experience,
+        surveys=list(snapshot.surveys.values()),  # as GET /v1/experiences/{key}/results: the attached ones
+        event_streams=all_streams(EVENT_STREAM, runtime.settings.stream_partitions),
+    )
     paused = (await live_pauses(runtime.redis, [experience.key])).get(experience.key)
     phases = await list_phases(runtime.redis, experience.key)
     # Charts and statistics for every goal section: in a worker thread, never on the event loop.
@@ -287,7 +291,9 @@ async def _experience_page(request: Request, state: State, key: str, preview: di
         decision=decision,
         preview_error=error,
         label=pages.variant_label,
-        surveys=[survey_row(s) for s in snapshot.surveys.values() if s.experience == experience.key],
+        surveys=experience_surveys_view(
+            (s for s in snapshot.surveys.values() if s.experience == experience.key), results.surveys
+        ),
     )
 
 

@@ -9,15 +9,22 @@ comparison of the variants' answers biased whatever the scores say.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from markupsafe import Markup
 
 from api.dashboard.charts import Bar, bar_chart, percent
-from personalization.measurement.surveys import CxFigure, ResponseRate, SurveyResults
+from personalization.measurement.surveys import (
+    CxFigure,
+    ExperienceSurvey,
+    ResponseRate,
+    SurveyArm,
+    SurveyResults,
+)
 from personalization.types import SurveyDefinition
 
-__all__ = ["METRIC_NAMES", "survey_row", "survey_view"]
+__all__ = ["METRIC_NAMES", "experience_surveys_view", "survey_row", "survey_view"]
 
 METRIC_NAMES: dict[str, str] = {
     "nps": "NPS",
@@ -97,9 +104,10 @@ def _rate_chart(results: SurveyResults) -> Markup:
     return bar_chart(bars, title=f"{results.key}: response rate per variant, 95% intervals", domain_max=1.0)
 
 
-def survey_view(survey: SurveyDefinition, results: SurveyResults, locale: str) -> dict[str, Any]:
-    """Everything the survey page shows, formatted; the question in ``locale`` (the space's default)."""
-    variants = [
+def _variant_rows(by_variant: Mapping[str, SurveyArm]) -> list[dict[str, Any]]:
+    """Per variant: shown, answered, dismissed, the response rate, the CX figure resting on it, and
+    the rate's p-value against control (the survey page and the experience page show the same)."""
+    return [
         {
             "variant": variant,
             "label": _label(variant),
@@ -107,8 +115,33 @@ def survey_view(survey: SurveyDefinition, results: SurveyResults, locale: str) -
             "cx": _cx(arm.cx),
             "p_value": _p(arm.response_rate_p_value),
         }
-        for variant, arm in results.by_variant.items()
+        for variant, arm in by_variant.items()
     ]
+
+
+def experience_surveys_view(
+    surveys: Iterable[SurveyDefinition], figures: Mapping[str, ExperienceSurvey]
+) -> list[dict[str, Any]]:
+    """The surveys section of an experience's page: per attached survey (``surveys``), its list line
+    and the figures the experience's results carry (``figures``: ``ExperimentResults.surveys``, what
+    ``GET /v1/experiences/{key}/results`` serves) — the overall and per-variant response rates, each
+    arm's CX figure with its interval, and the flag when a variant changes who answers."""
+    out: list[dict[str, Any]] = []
+    for survey in sorted(surveys, key=lambda s: s.key):
+        report = figures.get(survey.key)
+        out.append({
+            **survey_row(survey),
+            "metric_code": survey.metric,
+            "overall": _rate(report.responses) if report is not None else None,
+            "flag": report.flag if report is not None and report.response_rate_differs else None,
+            "variants": _variant_rows(report.by_variant) if report is not None else [],
+        })
+    return out
+
+
+def survey_view(survey: SurveyDefinition, results: SurveyResults, locale: str) -> dict[str, Any]:
+    """Everything the survey page shows, formatted; the question in ``locale`` (the space's default)."""
+    variants = _variant_rows(results.by_variant)
     channels = [{"channel": channel, "responses": _rate(rate)} for channel, rate in results.by_channel.items()]
     feedback = [
         {"problem": problem, "count": f"{group.count:,}", "texts": group.texts}

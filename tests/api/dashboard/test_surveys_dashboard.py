@@ -143,3 +143,61 @@ def test_survey_view_words_a_report_without_answers_and_a_feedback_survey() -> N
         b'{"type":"survey_shown","visitor_id":"a","survey":"quiet","metric":"nps"}')]), "en-US")
     assert view["overall"]["rate"] == "0.0%" and view["overall"]["ignored"] == "1"
     assert view["cx"]["score"] == "–" and view["cx"]["n"] == "0"
+
+
+def test_experience_page_shows_its_surveys_figures_as_the_results_api_does(
+    client: TestClient, delivery: dict[str, str], admin: dict[str, str]
+) -> None:
+    """The experience page computes its results with the attached surveys, as
+    ``GET /v1/experiences/{key}/results`` does: per variant, shown / answered / dismissed, the
+    response rate and the CSAT (with its interval) resting on it — the same numbers as the API's."""
+    served = _people(client, delivery, 60)
+    assert {0, 1} <= set(served.values())
+    events: list[dict[str, object]] = []
+    shown: dict[int, int] = {}
+    answered: dict[int, int] = {}
+    for n, (person, variant) in enumerate(sorted(served.items())):
+        base = {"visitor_id": person, "survey": SURVEY, "touchpoint": "checkout", "channel": "web"}
+        events.append({**base, "type": "survey_shown", "metric": "csat"})
+        shown[variant] = shown.get(variant, 0) + 1
+        if n % 3 == 0:  # a third answer (all fives), the rest dismiss it
+            events.append({**base, "type": "survey", "metric": "csat", "score": 5})
+            answered[variant] = answered.get(variant, 0) + 1
+        else:
+            events.append({**base, "type": "survey_dismissed", "metric": "csat"})
+    for start in range(0, len(events), 100):
+        response = client.post("/v1/events", json={"events": events[start:start + 100]}, headers=delivery)
+        assert response.status_code == 202 and response.json()["rejected"] == [], response.text
+
+    total_answered = sum(answered.values())
+    deadline = time.monotonic() + 10
+    while True:  # the page reads the event stream; the recorder may hand a batch over a moment later
+        response = client.get(f"/dashboard/experiences/{EXPERIENCE}", headers=admin)
+        assert response.status_code == 200, response.text[:2000]
+        html = response.text
+        if f"({total_answered} of {len(served)} shown" in html or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    section = re.search(rf'<section class="experience-survey" data-survey="{SURVEY}"(.*?)</section>', html, re.DOTALL)
+    assert section, "no surveys section on the experience page"
+    body = section.group(1)
+    assert "Checkout satisfaction (CSAT)" in body and "CSAT (top-two-box) (95% interval)" in unescape(body)
+    dismissed = len(served) - total_answered
+    assert f"({total_answered} of {len(served)} shown, {dismissed} dismissed)" in unescape(body)
+    api = client.get(f"/v1/experiences/{EXPERIENCE}/results", headers=admin).json()["surveys"][SURVEY]
+    for variant, n in shown.items():
+        label = "Control" if variant == 0 else f"Variant {variant}"
+        got = answered.get(variant, 0)
+        rate = f"{got / n:.1%}"
+        row = _row(body, "data-survey-variant", str(variant))
+        assert row.startswith(f"{label} {n} {got} {n - got} 0 {rate} ["), row
+        arm = api["by_variant"][str(variant)]
+        assert (arm["responses"]["shown"], arm["responses"]["answered"]) == (n, got)  # the API's numbers
+        if got:  # every answer a 5: top-two-box 100 %, its interval, and the rate it rests on
+            low, high = arm["cx"]["interval"]
+            assert arm["cx"]["score"] == 100.0
+            assert f"100% [{low:.0f}% – {high:.0f}%]" in row and f"from {rate} of those asked" in row
+        p_value = arm["response_rate_p_value"]  # null for control
+        p_text = "–" if p_value is None else "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+        assert row.endswith(f" {got} {p_text}"), row  # the answers the figure rests on, the rate's p

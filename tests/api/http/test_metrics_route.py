@@ -9,16 +9,19 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
+import redis
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from api.app import create_app
+from api.http.common import runtime_of
 from api.loop_lag import INTERVAL_S
 from api.metrics import aggregator_backlog
 from api.settings import Settings
 from personalization.decision.global_holdout import in_global_holdout
 from personalization.measurement.aggregation import DEFAULT_GROUP
+from personalization.measurement.events import EVENT_STREAM
 
 GLOBAL_SHARE = 0.05  # the demo space's global holdout
 VISITORS = [v for v in (f"metrics-visitor-{i}" for i in range(40)) if not in_global_holdout(v, GLOBAL_SHARE)][:8]
@@ -200,3 +203,29 @@ def test_durations_observed_in_bulk_expose_what_one_observe_each_would() -> None
     for name, value in want.items():  # counts exact; the sum up to float rounding (added in another order)
         assert got[name] == (pytest.approx(value, rel=1e-12) if name[0] == "t_seconds_sum" else value), name
     assert got[("t_seconds_count", "")] == got[("t_seconds_bucket", "+Inf")] == len(durations)
+
+
+#: An event as a newer version's API would store it: a kind this version does not know.
+NEWER_KIND = b'{"type":"scroll_depth","visitor_id":"metrics-next","ts":%r,"depth":0.75}'
+
+
+def test_events_of_an_unknown_kind_the_aggregator_skips_are_counted(
+    client: TestClient, admin: dict[str, str], sync_redis: redis.Redis
+) -> None:
+    """The in-process aggregator skips a stored event of a kind it does not know (a newer worker
+    wrote it) and counts it; the count reaches /metrics, where an operator can see an aggregator
+    left on an older version."""
+    name = "vary_aggregator_unknown_event_kinds_total"
+    before = value(scrape(client, admin), name)
+    sync_redis.xadd(EVENT_STREAM, {"data": NEWER_KIND % time.time()})
+    deadline = time.monotonic() + 10
+    after = scrape(client, admin)
+    while time.monotonic() < deadline and value(after, name) == before:
+        time.sleep(0.1)  # the in-process aggregator reads the stream in the background
+        after = scrape(client, admin)
+    assert value(after, name) - before == 1
+    aggregator = runtime_of(client.app.state).aggregator
+    assert aggregator is not None and aggregator.unknown_kinds == 1
+    response = client.get("/metrics", headers=admin)
+    assert f"# HELP {name} " in response.text and "upgrade the aggregator" in response.text
+    assert sync_redis.xpending(EVENT_STREAM, DEFAULT_GROUP)["pending"] == 0  # acknowledged, not poison
