@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import shutil
 import subprocess
 import time
@@ -174,7 +175,9 @@ def run_wrk(
         wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", f"--timeout={timeout_s:g}s",
         "--latency", "-s", str(script), url, "--", prefix,
     ]
+    before = _children_cpu_s()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    client_cpu_s = _children_cpu_s() - before  # wrk's own CPU: it shares the machine's cores
     if proc.returncode != 0:
         raise WrkError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     result = parse_output(proc.stdout)
@@ -185,7 +188,14 @@ def run_wrk(
     result["connections"] = connections
     result["threads"] = threads
     result["duration_s"] = duration_s
+    result["client_cpu_ms_per_request"] = client_cpu_s * 1000 / max(1, result["requests"])
     return result
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def alternate(

@@ -197,6 +197,7 @@ class HttpBench:
             summary = alternate(runners, rounds, warmup=warmup)
             for name in ("baseline", "vary"):
                 summary[name]["server_cpu_ms_per_request"] = _median([r["server_cpu_ms_per_request"] for r in runs[name]])
+                summary[name]["client_cpu_ms_per_request"] = _median([r["client_cpu_ms_per_request"] for r in runs[name]])
                 summary[name]["runs"] = [_slim(r) for r in runs[name]]
             summary["vary"]["valkey_cpu_ms_per_request"] = _median([r["valkey_cpu_ms_per_request"] for r in runs["vary"]])
             summary["vary"]["degraded"] = sum(r["degraded"] for r in runs["vary"])
@@ -234,7 +235,7 @@ def _median(values: list[float]) -> float:
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("rps", "p50_ms", "p99_ms", "requests", "socket_errors", "server_cpu_ms_per_request",
-            "valkey_cpu_ms_per_request", "exposures_written", "degraded")
+            "valkey_cpu_ms_per_request", "client_cpu_ms_per_request", "exposures_written", "degraded")
     return {k: result[k] for k in keep if k in result}
 
 
@@ -316,6 +317,9 @@ def _run_http(results: dict[str, Any], quick: bool, sections: set[str], kind: st
                 chosen_workers = workers or Settings().workers
                 result = bench.compare(chosen_kind, chosen_workers, bench.rounds, bench.duration, curve=True)
                 result["vary_serve_runs"] = serve_default() if chosen_kind == "vary-serve" else chosen_kind
+                from bench.report import cores_bound
+
+                result["cores_bound"] = cores_bound(result, os.cpu_count() or 0)
                 results["http"] = result
                 results["comparisons"] += _http_comparisons(result)
             if "servers" in sections:
