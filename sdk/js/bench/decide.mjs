@@ -7,8 +7,8 @@
 //
 // The three experiments of bench/decision.py: bench-hero (50/50, country in [CA, US]), bench-shipping
 // (34/33/33, everyone), bench-newsletter (50/50, 50 % coverage, channel in [web, ios, android]). Vary's
-// side is a whole Vary.decide(): canonical visitor, attributes, audience, bucketing, the reason, the
-// exposure record; GrowthBook's is setAttributes + run per experiment (no tracking callback). No segment
+// side is a whole Vary.decide(): canonical visitor, attributes, audience, bucketing, the reason (the
+// exposure record is built when the caller asks for it, entry.exposure()); GrowthBook's is setAttributes + run per experiment (no tracking callback). No segment
 // model on either side. Visitors are new, each iteration a different one.
 import { GrowthBook } from "@growthbook/growthbook";
 import { readFileSync } from "node:fs";

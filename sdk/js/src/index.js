@@ -168,6 +168,47 @@ export function fnv1a32(s) {
   return h >>> 0;
 }
 
+/** FNV-1a continued from state h over s: fnvFrom(fnvFrom(0x811c9dc5, a), b) === fnv1a32(a + b), without building a + b. */
+function fnvFrom(h, s) {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+const DIGITS = new Int32Array(10);
+
+/**
+ * fnv1a32(String(n)) for an integer 0 <= n < 2^32, over its decimal digits without making the string:
+ * n is split in two int32 halves (below and above 10^5) so each digit is integer arithmetic.
+ */
+function fnvDecimal(n) {
+  let count = 0;
+  let high = Math.floor(n / 100000);
+  let low = n - high * 100000;
+  if (high === 0) {
+    do {
+      DIGITS[count++] = low % 10;
+      low = (low / 10) | 0;
+    } while (low > 0);
+  } else {
+    for (let i = 0; i < 5; i++) {
+      DIGITS[count++] = low % 10;
+      low = (low / 10) | 0;
+    }
+    do {
+      DIGITS[count++] = high % 10;
+      high = (high / 10) | 0;
+    } while (high > 0);
+  }
+  let h = 0x811c9dc5;
+  while (count > 0) h = Math.imul(h ^ (48 + DIGITS[--count]), 0x01000193);
+  return h >>> 0;
+}
+
+/** bucketHash(seed, value, 2) from fnvFrom(0x811c9dc5, seed), which a caller keeps per seed. */
+function bucketHashV2From(seedState, value) {
+  return (fnvDecimal(fnvFrom(seedState, value) >>> 0) % 10000) / 10000;
+}
+
 /** GrowthBook's hash: v2 = fnv(str(fnv(seed+value))) % 10000 / 10000, v1 = fnv(value+seed) % 1000 / 1000. */
 export function bucketHash(seed, value, version) {
   if (version === 2) return (fnv1a32(String(fnv1a32(seed + value))) % 10000) / 10000;
@@ -1183,6 +1224,68 @@ export function explainCondition(attributes, condition) {
   return pyLen(text) <= EXPLAIN_MAX ? text : pySlice(text, EXPLAIN_MAX - 1) + "…";
 }
 
+// explain() reads the attributes only through getPath(attributes, key) for the keys below (the top
+// level, and inside $or/$and/$nor/$not), and turns a string, number, boolean or null into the same
+// text every time. So for those values a condition's explanation is a function of the values read:
+// it is kept per condition (a bundle's, never changed once parsed), and the visitors from one country
+// or channel share one text instead of rebuilding it on every decision.
+const EXPLAIN_KEPT = 4096;
+
+function explainedPaths(condition, paths) {
+  for (const key of Object.keys(condition)) {
+    const value = condition[key];
+    if ((key === "$or" || key === "$and" || key === "$nor") && Array.isArray(value)) {
+      for (const sub of value) if (isDict(sub)) explainedPaths(sub, paths);
+    } else if (key === "$not" && isDict(value)) explainedPaths(value, paths);
+    else paths.push(key);
+  }
+  return paths;
+}
+
+/** The keeper of one condition's explanations: paths null when they are not kept (not a plain condition). */
+function explainPlan(condition) {
+  let paths = null;
+  if (isDict(condition) && !(condition instanceof LazyDict)) {
+    try {
+      paths = explainedPaths(condition, []);
+    } catch {
+      paths = null; // nested too deeply: explained (as that) on every call
+    }
+  }
+  return { condition, paths, texts: new Map(), size: 0, everyone: null };
+}
+
+/** explainCondition(attributes, plan.condition), from the kept texts when the values read are scalars. */
+function explainKept(attributes, plan) {
+  const paths = plan.paths;
+  if (paths === null) return explainCondition(attributes, plan.condition);
+  if (paths.length === 0) return (plan.everyone ??= explainCondition(attributes, plan.condition));
+  let level = plan.texts;
+  for (let i = 0; ; i++) {
+    const value = getPath(attributes, paths[i]);
+    if (value !== null && typeof value === "object") return explainCondition(attributes, plan.condition); // shown by shape
+    const kept = level.get(value);
+    if (i === paths.length - 1) {
+      if (kept !== undefined) return kept;
+      const text = explainCondition(attributes, plan.condition);
+      if (plan.size >= EXPLAIN_KEPT) {
+        plan.texts = new Map();
+        plan.size = 0;
+      } else {
+        level.set(value, text);
+        plan.size++;
+      }
+      return text;
+    }
+    if (kept !== undefined) level = kept;
+    else {
+      const next = new Map();
+      level.set(value, next);
+      level = next;
+    }
+  }
+}
+
 // =================================================================================================
 // 7. Hashes and sums: SHA-256 (uniform_from_key), math.fsum, math.erfc
 // =================================================================================================
@@ -2083,33 +2186,57 @@ function entered(experience, variant, holdout, reason) {
 
 const BASELINE = (reason) => ({ experience: null, variant: 0, holdout: false, propensity: 1, reason });
 
-const rangesCache = new WeakMap();
+const preparedCache = new WeakMap();
+
+/**
+ * What deciding an experience needs that no visitor changes, made once per experience object (a
+ * bundle's experiences are never changed once read; Vary's constructor prepares them at load): the
+ * bucket ranges, the FNV state after the key (the hash then reads only the visitor id), the reasons
+ * of the plain outcomes, and the keeper of its audience's explanations.
+ */
+function prepared(experience) {
+  let p = preparedCache.get(experience);
+  if (p === undefined) {
+    // Made lazily where they can throw on a malformed experience: where and when they always did.
+    const key = experience.key;
+    const audience = experience.audience ?? null;
+    p = {
+      ranges: null,
+      seed: typeof key === "string" ? fnvFrom(0x811c9dc5, key) : null,
+      entered: [], // entered[v]: "<type>: <variant v>, weight <w>"
+      outside: null,
+      matched: null, // "audience '<name>' matched ("
+      explain: audience !== null ? explainPlan(audience.condition) : null,
+    };
+    preparedCache.set(experience, p);
+  }
+  return p;
+}
 
 /** Bucket one visitor who matched the audience (selection.assign_variant). */
 export function assignVariant(experience, visitorId, sticky = null) {
+  return assignHashed(experience, prepared(experience), visitorId, sticky);
+}
+
+function assignHashed(experience, prep, visitorId, sticky) {
   const k = experience.variants.length + 1;
   if (sticky === HOLDOUT_STICKY) return entered(experience, 0, true, "sticky: held out on an earlier visit (control)");
   if (sticky != null && sticky >= 0 && sticky < k) {
     return entered(experience, sticky, false, `sticky: ${describe(sticky, experience)} assigned on an earlier visit`);
   }
-  const n = bucketHash(experience.key, visitorId, 2);
-  const coverage = experience.traffic_allocation ?? 1;
-  let ranges = rangesCache.get(experience);
-  if (ranges === undefined) {
-    ranges = bucketRanges(k, coverage, [...experience.weights]);
-    rangesCache.set(experience, ranges);
-  }
-  const variant = chooseVariation(n, ranges);
+  const n = prep.seed !== null && typeof visitorId === "string" ? bucketHashV2From(prep.seed, visitorId) : bucketHash(experience.key, visitorId, 2);
+  const variant = chooseVariation(n, (prep.ranges ??= bucketRanges(k, experience.traffic_allocation ?? 1, [...experience.weights])));
   if (variant < 0) {
-    return BASELINE(`outside traffic allocation of ${pyRepr(experience.key)} (${pyPercent0(coverage)} of the audience enter)`);
+    const coverage = experience.traffic_allocation ?? 1;
+    return BASELINE((prep.outside ??= `outside traffic allocation of ${pyRepr(experience.key)} (${pyPercent0(coverage)} of the audience enter)`));
   }
   const holdout = experience.holdout ?? 0;
   if (holdout > 0) {
     const h = bucketHash(experience.key + HOLDOUT_SEED, visitorId, 2) || 0;
     if (h < holdout) return entered(experience, 0, true, `holdout: kept on control (${pyPercent0(holdout)} of entrants are held out)`);
   }
-  const share = experience.weights[variant];
-  return entered(experience, variant, false, `${experience.type}: ${describe(variant, experience)}, weight ${pyPercent0(share)}`);
+  const reason = (prep.entered[variant] ??= `${experience.type}: ${describe(variant, experience)}, weight ${pyPercent0(experience.weights[variant])}`);
+  return entered(experience, variant, false, reason);
 }
 
 function policyRows(policy, k) {
@@ -2151,51 +2278,63 @@ export function assignBandit(experience, visitorId, context, policy, sticky = nu
 
 /** The first running experience whose audience matches decides (selection.select_experience). */
 export function selectExperience(experiences, attributes, visitorId, sticky, now, context, policies) {
-  const skipped = [];
+  return select(experiences, attributes, visitorId, sticky, now, context, policies, null, null);
+}
+
+/** selectExperience; a null context is made from visitor and segments when a bandit needs it (only a bandit reads it). */
+function select(experiences, attributes, visitorId, sticky, now, context, policies, visitor, segments) {
+  let skipped = null;
   for (const experience of experiences) {
     if (!isRunning(experience, now)) {
-      skipped.push(`${experience.key} not running`);
+      (skipped ??= []).push(`${experience.key} not running`);
       continue;
     }
     const audience = experience.audience ?? null;
     if (audience !== null && !evalCondition(attributes, audience.condition)) {
-      skipped.push(`${experience.key}: not in audience ${pyRepr(audience.name)}`);
+      (skipped ??= []).push(`${experience.key}: not in audience ${pyRepr(audience.name)}`);
       continue;
     }
-    const matched = audience === null ? "everyone" : `audience ${pyRepr(audience.name)} matched`;
     const outsideLayer = layerMiss(experience, visitorId);
-    if (outsideLayer !== null) return BASELINE(`baseline: ${matched}; ${outsideLayer}`);
+    if (outsideLayer !== null) return BASELINE(`baseline: ${matchedText(audience)}; ${outsideLayer}`);
     const capped = capReached(experience, attributes);
-    if (capped !== null) return BASELINE(`${capped}: ${matched}`);
+    if (capped !== null) return BASELINE(`${capped}: ${matchedText(audience)}`);
     const stickyKey = phaseKey(experience.key, experience.phase ?? 1);
     const stuck = hasOwn(sticky, stickyKey) ? sticky[stickyKey] : null;
+    const prep = prepared(experience);
     let assignment;
     if (experience.type === "bandit") {
+      if (context === null && visitor !== null) context = policyContext(visitor.channel, visitor.country, visitor.device, segments);
       assignment = assignBandit(experience, visitorId, context, policies[experience.key] ?? null, stuck);
     } else if (HASHED_TYPES.has(experience.type) && experience.bucketing === "ninetailed") {
       const ninetailed = assignNinetailed(experience, visitorId);
       if (ninetailed === null) {
-        skipped.push(`${experience.key}: outside its traffic (${pyPercent0(experience.traffic_allocation ?? 1)})`);
+        (skipped ??= []).push(`${experience.key}: outside its traffic (${pyPercent0(experience.traffic_allocation ?? 1)})`);
         continue;
       }
       assignment = ninetailed;
     } else if (HASHED_TYPES.has(experience.type)) {
-      assignment = assignVariant(experience, visitorId, stuck);
+      assignment = assignHashed(experience, prep, visitorId, stuck);
     } else {
       // A plugin's experience type runs on the server only: the SDK cannot decide it.
-      skipped.push(`${experience.key}: no policy for type ${pyRepr(experience.type)}`);
+      (skipped ??= []).push(`${experience.key}: no policy for type ${pyRepr(experience.type)}`);
       continue;
     }
     let reason;
     if (audience !== null) {
-      reason = `audience ${pyRepr(audience.name)} matched (${explainCondition(attributes, audience.condition)}); ${assignment.reason}`;
+      const matched = (prep.matched ??= `audience ${pyRepr(audience.name)} matched (`);
+      reason = `${matched}${explainKept(attributes, prep.explain)}); ${assignment.reason}`;
     } else reason = `everyone; ${assignment.reason}`;
     const paused = pausedReason(experience, assignment.variant);
     if (paused !== null) reason = `${paused}; baseline served, assignment kept: ${reason}`;
-    return { ...assignment, reason };
+    assignment.reason = reason; // a fresh object from the assign function
+    return assignment;
   }
   if (experiences.length === 0) return BASELINE("no experience on this entry: baseline");
   return BASELINE("baseline: " + skipped.join("; "));
+}
+
+function matchedText(audience) {
+  return audience === null ? "everyone" : `audience ${pyRepr(audience.name)} matched`;
 }
 
 export function inGlobalHoldout(visitorId, share) {
@@ -2211,8 +2350,16 @@ export function inGlobalHoldout(visitorId, share) {
  * decisions, exposures, assignments}.
  */
 export function decideLocally({ visitor, profile, entries, model = null, now, policies = {}, globalHoldout = 0, newId }) {
-  visitor = normaliseVisitor(visitor);
-  profile = normaliseProfile(profile);
+  return decideEntries(normaliseVisitor(visitor), normaliseProfile(profile), entries, model, now, policies, globalHoldout, newId, true);
+}
+
+/**
+ * decideLocally over a visitor and profile already normalised. records: also the exposure records
+ * and the features and bandit context (decideLocally's answer); Vary.decide, which makes each
+ * entry's exposure only when it is sent, passes false and reads `global` (the global holdout's
+ * exposure, or null) instead.
+ */
+function decideEntries(visitor, profile, entries, model, now, policies, globalHoldout, newId, records) {
   // 1. context: consent gates everything after it
   const personalize = visitor.consent.personalization;
   const globalShare = personalize && entries.length ? globalHoldout : 0;
@@ -2227,20 +2374,20 @@ export function decideLocally({ visitor, profile, entries, model = null, now, po
     segments = scoreSegments(model, features);
   }
   const attributes = personalize ? audienceAttributes(visitor, profile, segments, now) : {};
-  const context = policyContext(visitor.channel, visitor.country, visitor.device, segments);
+  const context = records ? policyContext(visitor.channel, visitor.country, visitor.device, segments) : null;
   const decisions = [];
-  const exposures = [];
+  const exposures = records ? [] : null;
   const assignments = [];
   const visitorRef = visitor.consent.analytics ? visitor.id : null;
   const sessionRef = visitorRef ? visitor.session_id : null;
   const modelVersion = model !== null && personalize ? model.version : null;
   const sticky = profile.assignments;
-  const segmentScores = Object.fromEntries(segments);
+  const segmentScores = records || globalShare > 0 ? Object.fromEntries(segments) : null;
   for (const entry of entries) {
     // 5. experience per entry, 6. audience + bucketing
     let chosen;
     if (heldOut !== null) chosen = heldOut;
-    else if (personalize) chosen = selectExperience(entry.experiences, attributes, visitor.id, sticky, now, context, policies);
+    else if (personalize) chosen = select(entry.experiences, attributes, visitor.id, sticky, now, context, policies, visitor, segments);
     else chosen = BASELINE("baseline: the visitor has not consented to personalization");
     // 7. variant content: variant 0 is the baseline entry itself, as is a paused variant's
     const experience = chosen.experience;
@@ -2261,25 +2408,27 @@ export function decideLocally({ visitor, profile, entries, model = null, now, po
       exposure_id: exposureId,
     });
     // 8. exposure, one per entry served
-    exposures.push({
-      id: exposureId,
-      ts: now,
-      visitor_id: visitorRef,
-      session_id: sessionRef,
-      channel: visitor.channel,
-      entry_id: entry.entry_id,
-      variant_entry_id: variantEntryId,
-      experience: experienceKey,
-      variant,
-      is_control: variant === 0,
-      holdout: chosen.holdout,
-      propensity: chosen.propensity,
-      model_version: modelVersion,
-      segments: segmentScores,
-      country: visitor.country,
-      device: visitor.device,
-      phase: experience !== null ? experience.phase ?? 1 : 1,
-    });
+    if (records) {
+      exposures.push({
+        id: exposureId,
+        ts: now,
+        visitor_id: visitorRef,
+        session_id: sessionRef,
+        channel: visitor.channel,
+        entry_id: entry.entry_id,
+        variant_entry_id: variantEntryId,
+        experience: experienceKey,
+        variant,
+        is_control: variant === 0,
+        holdout: chosen.holdout,
+        propensity: chosen.propensity,
+        model_version: modelVersion,
+        segments: segmentScores,
+        country: visitor.country,
+        device: visitor.device,
+        phase: experience !== null ? experience.phase ?? 1 : 1,
+      });
+    }
     if (experience !== null && visitorRef) {
       const key = phaseKey(experience.key, experience.phase ?? 1);
       if (!hasOwn(sticky, key)) {
@@ -2288,10 +2437,11 @@ export function decideLocally({ visitor, profile, entries, model = null, now, po
     }
   }
   // 9. the global holdout's own exposure
+  let global = null;
   if (globalShare > 0) {
     const first = entries[0].entry_id;
     const inHoldout = heldOut !== null;
-    exposures.push({
+    global = {
       id: newId(),
       ts: now,
       visitor_id: visitorRef,
@@ -2309,8 +2459,10 @@ export function decideLocally({ visitor, profile, entries, model = null, now, po
       country: visitor.country,
       device: visitor.device,
       phase: 1,
-    });
+    };
   }
+  if (!records) return { segments, model_version: modelVersion, decisions, assignments, global };
+  if (global !== null) exposures.push(global);
   return { visitor, segments, features, context, model_version: modelVersion, decisions, exposures, assignments };
 }
 
@@ -2321,7 +2473,6 @@ export function decideLocally({ visitor, profile, entries, model = null, now, po
 export const BUNDLE_FORMAT = 1;
 export const SDK_VERSION = "0.1.0";
 const ID_KEY = "vary_vid";
-const VISITOR_FIELDS = ["session_id", "channel", "locale", "device", "country", "referrer", "page", "utm"];
 const PROFILE_PREFIX = "vary_profile:";
 const SESSION_TIMEOUT_S = 1800;
 const MAX_PAGES = 50;
@@ -2591,6 +2742,9 @@ export class Vary {
     this.policies = bundle.policies ?? {};
     this.requests = new Map();
     this.memoryId = null;
+    this.nextId = () => this._newId();
+    // What each experience's decisions share, made now rather than on the first visitor's decide().
+    for (const key in bundle.experiences) if (isDict(bundle.experiences[key])) prepared(bundle.experiences[key]);
     this._listen();
   }
 
@@ -2688,11 +2842,12 @@ export class Vary {
     this.storage.removeItem(PROFILE_PREFIX + visitorId);
   }
 
-  _experiencesFor(entryId) {
+  /** {entry_id, experiences}: the entry as decideEntries takes it, made once per entry id. */
+  _entry(entryId) {
     let cached = this.requests.get(entryId);
     if (cached === undefined) {
       const keys = hasOwn(this.bundle.entries, entryId) ? this.bundle.entries[entryId] : [];
-      cached = keys.map((key) => this.bundle.experiences[key]);
+      cached = { entry_id: entryId, experiences: keys.map((key) => this.bundle.experiences[key]) };
       this.requests.set(entryId, cached);
     }
     return cached;
@@ -2712,20 +2867,30 @@ export class Vary {
     if (!Array.isArray(entryIds)) throw new VaryError("bad_input", "entryIds: expected an array of entry ids");
     const id = visitor.id ?? this.visitorId();
     const stored = profile !== null ? normaliseProfile(profile) : this.profile(id);
-    const consent = { personalization: true, analytics: true, ...(visitor.consent ?? {}) };
+    const given = visitor.consent;
+    const consent = given == null ? { personalization: true, analytics: true } : { personalization: true, analytics: true, ...given };
     // The visitor as decided (and as its exposures name it): Visitor's fields only, since the server's
     // Visitor forbids unknown ones; the stored traits under the request's, as the server lays them.
-    const input = { id, consent, traits: { ...stored.traits, ...(visitor.traits ?? {}) } };
-    for (const field of VISITOR_FIELDS) if (visitor[field] !== undefined) input[field] = visitor[field];
-    const entries = entryIds.map((entryId) => ({ entry_id: entryId, experiences: this._experiencesFor(entryId) }));
-    const outcome = decideLocally({
-      visitor: input, profile: stored, entries, model: this.model, now, policies: this.policies,
-      globalHoldout: this.bundle.global_holdout ?? 0, newId: () => this._newId(),
-    });
+    const traits = visitor.traits == null ? { ...stored.traits } : { ...stored.traits, ...visitor.traits };
+    const input = { id, consent, traits };
+    // Visitor's other fields, in its order, one named read each (this runs on every decision).
+    if (visitor.session_id !== undefined) input.session_id = visitor.session_id;
+    if (visitor.channel !== undefined) input.channel = visitor.channel;
+    if (visitor.locale !== undefined) input.locale = visitor.locale;
+    if (visitor.device !== undefined) input.device = visitor.device;
+    if (visitor.country !== undefined) input.country = visitor.country;
+    if (visitor.referrer !== undefined) input.referrer = visitor.referrer;
+    if (visitor.page !== undefined) input.page = visitor.page;
+    if (visitor.utm !== undefined) input.utm = visitor.utm;
+    const entries = entryIds.map((entryId) => this._entry(entryId));
+    const outcome = decideEntries(
+      normaliseVisitor(input), stored, entries, this.model, now, this.policies, this.bundle.global_holdout ?? 0, this.nextId, false,
+    );
     const context = { bundle_version: this.bundle.version, ts: now, visitor: input, profile: stored };
     const fieldMap = this.bundle.fields;
     const experiences = this.bundle.experiences;
-    const served = outcome.decisions.map((decision) => {
+    const decisions = outcome.decisions;
+    const served = decisions.map((decision) => {
       const experience = decision.experience !== null ? experiences[decision.experience] : null;
       const fields = fieldMap ? fieldMap[decision.variant_entry_id] ?? null : null;
       return new DecidedEntry(decision, experience, fields, this.serverOnly.has(decision.entry_id), context);
@@ -2739,8 +2904,7 @@ export class Vary {
       this.saveProfile(id, next);
     }
     if (exposures === "auto") for (const entry of served) this._enqueue(entry);
-    const global = outcome.exposures.length > outcome.decisions.length ? outcome.exposures[outcome.exposures.length - 1] : null;
-    return new Answer(id, this.bundle, outcome, served, outcome.assignments, global);
+    return new Answer(id, this.bundle, outcome, served, outcome.assignments, outcome.global);
   }
 
   _count(profile, entry, now) {
