@@ -42,6 +42,7 @@ from personalization.store.profiles import RedisProfileStore
 from personalization.models.registry import SEGMENTS_SLOT, SHADOW_PREFIX, ModelRegistry, apply_shadow, shadow_slot
 from personalization.models.files import ModelLoadError, read_model_files
 from personalization.decision.audience_validate import validate_condition
+from personalization.decision.surveys import watched_triggers
 from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.scoring import ActiveModel, ActivePolicies
 from personalization.decision.segments import CompiledSegmentModel
@@ -164,6 +165,10 @@ class Runtime:
                 spool_dir / "events" / f"events-{os.getpid()}-{secrets.token_hex(4)}.spool",
                 max_bytes=settings.spool_max_bytes,
                 kind="events",
+            ),
+            # The survey triggers to note with the events (issue 24): the content's, read per batch.
+            watched=lambda: (
+                watched_triggers(runtime.snapshot.surveys.values()) if runtime.snapshot is not None else frozenset()
             ),
         )
         runtime.models = ModelRegistry(redis)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
-from personalization.decision.surveys import DueSurvey, due_survey, watched_triggers
+from personalization.decision.surveys import DueSurvey, due_survey
 from personalization.seams import ProfileStore
-from personalization.store.surveys import load_state, note_survey_events
+from personalization.store.surveys import load_state
 from personalization.types import (
     Decision,
     Profile,
@@ -30,7 +30,7 @@ from personalization.types import (
     Visitor,
 )
 
-__all__ = ["SCALES", "STATE_TIMEOUT_S", "note_events", "person_of", "survey_due", "survey_due_alone", "survey_text"]
+__all__ = ["SCALES", "STATE_TIMEOUT_S", "person_of", "survey_due", "survey_due_alone", "survey_text"]
 
 log = logging.getLogger("vary.surveys")
 
@@ -95,14 +95,3 @@ async def survey_due_alone(
         return None
     return await survey_due(redis, surveys, visitor, profile, now=now)
 
-
-async def note_events(redis: Redis, surveys: Mapping[str, SurveyDefinition], raw_events: Iterable[object]) -> int:
-    """Stamp a batch's survey showings and watched triggers into the people's survey states
-    (:func:`~personalization.store.surveys.note_survey_events`). Never raises: the events are
-    recorded (or spooled) already; a state Redis could not take is logged — the cap may then miss
-    that showing, which is the lesser harm than refusing the batch."""
-    try:
-        return await note_survey_events(redis, raw_events, watched_triggers(surveys.values()))
-    except Exception as exc:
-        log.warning("survey state not updated (%s): the cap may miss these showings", type(exc).__name__)
-        return 0

@@ -24,7 +24,6 @@ from api.http.auth import key_scope, requires_delivery
 from api.http.common import runtime_of
 from api.http.handlers import post
 from api.http.schemas import EventBatch, EventsAccepted, RejectedEvent
-from api.http.surveys import note_surveys
 from api.metrics import EVENTS
 from personalization.errors import Problem, RejectedBatch, StorageUnavailable
 from personalization.measurement.events import EventError
@@ -160,8 +159,6 @@ class EventController(Controller):
         rejected += [
             EventError(index=people.index[r.index], field=r.field, message=r.message) for r in taken.rejected
         ]
-        if not taken.recorded.spooled:  # Redis answers: the survey cap and triggers (issue 24)
-            await note_surveys(runtime, people.kept)
         body = EventsAccepted(
             accepted=taken.recorded.accepted,
             duplicates=taken.recorded.duplicates,

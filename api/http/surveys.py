@@ -39,17 +39,15 @@ from personalization.measurement.events import EVENT_STREAM
 from personalization.measurement.surveys import SurveyResults, survey_report
 from personalization.store.identity import IdentityRefused, verify_identity
 from personalization.store.partitions import all_streams
-from personalization.store.surveys import SURVEY_EVENT_TYPES
 from personalization.surveys import (
     SCALES,
-    note_events,
     survey_due,
     survey_due_alone,
     survey_text,
 )
 from personalization.types import Decision, Profile, Visitor
 
-__all__ = ["SurveyController", "SurveyLinkController", "SurveyResultsController", "due_prompt", "note_surveys", "survey_token_subject"]
+__all__ = ["SurveyController", "SurveyLinkController", "SurveyResultsController", "due_prompt", "survey_token_subject"]
 
 
 class SurveysDueRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -124,13 +122,6 @@ async def due_prompt(
     due = await survey_due(runtime.redis, snapshot.surveys, visitor, profile, now=time.time(),
                            degraded=degraded, decisions=decisions)
     return prompt_of(due, snapshot, locale, _touchpoint(due)) if due is not None else None
-
-
-async def note_surveys(runtime: Runtime, raw_events: list[dict[str, Any]]) -> None:
-    """After ``POST /v1/events`` took a batch: its survey showings and triggers into the states."""
-    snapshot = runtime.snapshot
-    if any(e.get("type") in SURVEY_EVENT_TYPES for e in raw_events):
-        await note_events(runtime.redis, snapshot.surveys if snapshot is not None else {}, raw_events)
 
 
 class SurveyController(Controller):

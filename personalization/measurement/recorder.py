@@ -19,6 +19,11 @@ in the profile whose stream entry the replay (or the client's retry) adds — ne
 measured twice. A whole batch is sent in one pipelined round trip (on a Redis Cluster, whose redis-py
 pipeline refuses scripts, one call per event and half, in order per visitor and per stream).
 
+**Survey state rides along.** The profile half also notes a ``survey_shown`` event, or a ``task`` /
+``purchase`` some survey waits for (``watched``), in the person's survey state
+(:mod:`personalization.store.surveys`, ``vary:vh:{<visitor tag>}:sv``, same slot) behind the same
+marker: the cap moves exactly once per event, whether written live or replayed from the spool.
+
 **Traits persist.** An ``identify`` event's traits are merged into the visitor's stored traits by the
 profile half (:mod:`personalization.store.traits`: latest wins, bounded). :meth:`EventRecorder.accept`
 first checks the bound against the stored traits (one pipelined read, only for a batch that
@@ -37,9 +42,10 @@ server), :meth:`EventRecorder.record_or_spool` appends the batch to the local
 events count as ``spooled``. While the spool holds anything, new events go behind it rather than to
 Redis, so one worker's events reach Redis in the order they were received; the replay
 (:meth:`EventRecorder.replay`, run every second by the runtime) writes the spool through the same
-two scripts, resumes past what it already wrote while new batches keep arriving, and truncates the
-file only when it has caught up. A full spool raises :class:`EventSpoolFull` (the API answers 503
-with ``Retry-After``): nothing is dropped silently. Events with ``analytics: false`` never get here.
+two scripts (survey state included: a person shown a survey during an outage is capped once the
+spool is replayed), resumes past what it already wrote while new batches keep arriving, and
+truncates the file only when it has caught up. A full spool raises :class:`EventSpoolFull` (the API
+answers 503 with ``Retry-After``): nothing is dropped silently. Events with ``analytics: false`` never get here.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -79,11 +85,13 @@ from personalization.store.keys import (
     event_stream_marker,
     history_key,
     profile_key,
+    survey_state_key,
     traits_key,
 )
 from personalization.store.partitions import stream_for
 from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
 from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.store.surveys import SURVEY_NOTE_LUA, survey_note
 from personalization.store.traits import (
     MAX_TRAIT_BYTES,
     MAX_TRAITS,
@@ -185,8 +193,8 @@ def check_event(event: Event) -> None:
 
 #: The two halves of recording an event (see the module docstring), each in one cluster slot.
 _SCRIPTS = Path(__file__).parent / "scripts"
-#: It calls the history's and the traits' functions.
-_PROFILE = HISTORY_LUA + TRAITS_LUA + (_SCRIPTS / "event_profile.lua").read_text()
+#: It calls the history's, the traits' and the survey state's functions.
+_PROFILE = HISTORY_LUA + TRAITS_LUA + SURVEY_NOTE_LUA + (_SCRIPTS / "event_profile.lua").read_text()
 _APPEND = (_SCRIPTS / "event_append.lua").read_text()
 
 
@@ -219,8 +227,12 @@ class EventRecorder:
         *,
         partitions: int = 1,
         spool: Spool | None = None,
+        watched: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self._redis = redis
+        #: The triggers the space's surveys wait for (read per batch: content changes); showings are
+        #: noted without it (:func:`~personalization.store.surveys.survey_note`).
+        self._watched = watched
         self._stream = stream
         self._partitions = partitions
         self._ttl_s = ttl_s
@@ -343,7 +355,8 @@ class EventRecorder:
         """Both halves of every event, profile half first; per event, whether it was new (either half
         had not been done before). One pipelined round trip on a single server; on a cluster (whose
         redis-py pipeline refuses scripts) one call per event and half, in order per key."""
-        calls = [self._calls(event) for event in stamped]
+        watched = self._watched() if self._watched is not None else frozenset()
+        calls = [self._calls(event, watched) for event in stamped]
         if self._cluster:
             profiles = await self._in_order(self._profile_script, [profile for profile, _ in calls])
             appends = await self._in_order(self._append_script, [append for _, append in calls])
@@ -355,16 +368,17 @@ class EventRecorder:
             results = await pipe.execute()
         return [bool(int(results[i])) or bool(int(results[i + 1])) for i in range(0, len(results), 2)]
 
-    def _calls(self, event: Event) -> tuple[_Call, _Call]:
+    def _calls(self, event: Event, watched: frozenset[str]) -> tuple[_Call, _Call]:
         """The keys and arguments of the profile half (visitor slot) and the stream half (stream slot)."""
         assert event.ts is not None and event.event_id is not None
         marker_ttl = SERVER_EVENT_ID_TTL_S if event.event_id.startswith(SERVER_EVENT_ID_PREFIX) else EVENT_ID_TTL_S
         stream = stream_for(self._stream, event.visitor_id, self._partitions)
         field = history_field(event)
         keep, cap = history_limits(field) if field else (0, 0)
+        note = survey_note(event, watched) or ("", "")
         profile: _Call = (
             [profile_key(event.visitor_id), event_marker_key(event.visitor_id, event.event_id),
-             history_key(event.visitor_id), traits_key(event.visitor_id)],
+             history_key(event.visitor_id), traits_key(event.visitor_id), survey_state_key(event.visitor_id)],
             [
                 repr(event.ts),
                 event.session_id or "",
@@ -379,6 +393,7 @@ class EventRecorder:
                 cap,
                 MAX_TRAITS,
                 MAX_TRAIT_BYTES,
+                *note,
                 *(encode_traits(event.traits) if isinstance(event, Identify) else ()),
             ],
         )

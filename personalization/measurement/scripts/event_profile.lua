@@ -14,9 +14,13 @@
 --   kept there), [10] timestamps kept, [11] fields of that kind kept. vary_history is defined by
 --   personalization/store/scripts/history_record.lua, which the recorder prepends to this script.
 -- KEYS[4]: the traits hash (vary:vh:{<visitor tag>}:tr); ARGV[12] most traits,
---   [13] most bytes, [14..] pairs of trait name, JSON value (an identify event's traits; none for
+--   [13] most bytes, [16..] pairs of trait name, JSON value (an identify event's traits; none for
 --   other events). vary_traits is defined by personalization/store/scripts/traits_merge.lua, which the
 --   recorder prepends too; a merge over a bound is skipped (the API refused it before, naming the trait).
+-- KEYS[5]: the survey state hash (vary:vh:{<visitor tag>}:sv); ARGV[14] what the event notes there
+--   ('s' a survey shown, 't' a watched trigger fired, '' nothing), [15] the survey key or trigger
+--   label. vary_survey_note is defined by personalization/store/scripts/survey_note.lua, which the
+--   recorder prepends too: behind the marker, a replayed or retried event moves the cap only once.
 -- Returns 1 when counted now, 0 when the marker existed (already counted).
 if redis.call('SET', KEYS[2], 1, 'NX', 'EX', tonumber(ARGV[8])) == false then return 0 end
 local key = KEYS[1]
@@ -44,8 +48,11 @@ end
 if ARGV[9] ~= '' then
   vary_history(KEYS[3], ARGV[9], ts, tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[7]))
 end
-if #ARGV >= 14 then
-  vary_traits(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV, 14)
+if ARGV[14] ~= '' then
+  vary_survey_note(KEYS[5], ARGV[14], ARGV[15], ARGV[1], tonumber(ARGV[7]))
+end
+if #ARGV >= 16 then
+  vary_traits(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV, 16)
 end
 redis.call('EXPIRE', key, tonumber(ARGV[7]))
 return 1

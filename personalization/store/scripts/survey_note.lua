@@ -1,29 +1,32 @@
--- A person's survey state (personalization/store/surveys.py): the showings and watched triggers of
--- one events batch, in one atomic call in the person's slot.
+-- A person's survey state (personalization/store/surveys.py): a function the event script
+-- (personalization/measurement/scripts/event_profile.lua) calls for an event that changes it; the
+-- recorder prepends this file to that script, so the state is written in the same atomic call, in the
+-- person's slot, as the event's marker: an event replayed from the spool, or retried with its
+-- event_id, is noted exactly once.
 --
--- KEYS[1]: the state hash (vary:vh:{<visitor tag>}:sv, personalization/store/keys.py survey_state_key)
--- ARGV[1]: seconds the hash lives after this write (the profile's TTL)
--- ARGV[2..]: triples (kind, name, ts): kind 's' a survey shown (name: the survey key), 't' a trigger
---   fired (name: its label, e.g. task_success:checkout); ts in epoch seconds.
+-- vary_survey_note(key, kind, name, ts, ttl):
+--   key   the state hash (vary:vh:{<visitor tag>}:sv, personalization/store/keys.py survey_state_key)
+--   kind  's' a survey shown (name: the survey key), 't' a trigger fired (name: its label, e.g.
+--         task_success:checkout)
+--   ts    epoch seconds, as text (stored as given)
+--   ttl   seconds the hash lives after this write (the profile's TTL)
 -- Fields (prefixes from personalization/decision/surveys.py): 'last' the latest showing of any
 -- survey; 's:<survey>' its latest showing and 'n:<survey>' how often it was shown — a showing at the
--- time already stored is a retry and is not counted again; 't:<trigger>' the latest firing.
--- Returns 1.
-local key = KEYS[1]
-for i = 2, #ARGV, 3 do
-  local kind, name, ts = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+-- time already stored is a retry (a client resending without its event_id) and is not counted
+-- again; 't:<trigger>' the latest firing.
+local function vary_survey_note(key, kind, name, ts, ttl)
+  local at = tonumber(ts)
   if kind == 's' then
     local prev = tonumber(redis.call('HGET', key, 's:' .. name) or '-1')
-    if ts ~= prev then
-      if ts > prev then redis.call('HSET', key, 's:' .. name, ARGV[i + 2]) end
+    if at ~= prev then
+      if at > prev then redis.call('HSET', key, 's:' .. name, ts) end
       redis.call('HINCRBY', key, 'n:' .. name, 1)
       local last = tonumber(redis.call('HGET', key, 'last') or '-1')
-      if ts > last then redis.call('HSET', key, 'last', ARGV[i + 2]) end
+      if at > last then redis.call('HSET', key, 'last', ts) end
     end
   else
     local prev = tonumber(redis.call('HGET', key, 't:' .. name) or '-1')
-    if ts > prev then redis.call('HSET', key, 't:' .. name, ARGV[i + 2]) end
+    if at > prev then redis.call('HSET', key, 't:' .. name, ts) end
   end
+  redis.call('EXPIRE', key, ttl)
 end
-redis.call('EXPIRE', key, tonumber(ARGV[1]))
-return 1

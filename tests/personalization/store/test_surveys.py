@@ -1,7 +1,8 @@
 """The survey state in the real Valkey (issue 24): 10,000 simulated people finish a checkout on the
 web, a 30 % sample is asked for the CSAT and shown it; then they open the app, where another survey
 is due — for exactly those not shown one (the cap holds across surveys and channels) — and once the
-30 days have passed, for everyone. Retried events count once; erasing the person erases the state."""
+30 days have passed, for everyone. The state is written by the event recorder, in the call that counts
+the event: retried events count once; erasing the person erases the state."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
+from msgspec import json
 from redis.asyncio import Redis
 
 from api.embedded.cluster import EmbeddedCluster
@@ -21,9 +23,11 @@ from personalization.decision.surveys import (
     parse_state,
     watched_triggers,
 )
+from personalization.measurement.events import EVENT_DECODER
+from personalization.measurement.recorder import EventRecorder, EventsRecorded
 from personalization.store.erasure import erase_visitor
 from personalization.store.keys import survey_state_key
-from personalization.store.surveys import load_state, note_survey_events, read_state
+from personalization.store.surveys import load_state, read_state
 from personalization.types import SurveyDefinition, SurveyText, SurveyTrigger
 
 T = 1_767_000_000.0
@@ -62,9 +66,17 @@ async def due_for_all(redis: Redis, now: float, page: str | None) -> dict[str, s
     return due
 
 
-async def send(redis: Redis, events: list[dict[str, object]]) -> None:
+def recorder(redis: Redis) -> EventRecorder:
+    return EventRecorder(redis, watched=lambda: watched_triggers(SURVEYS))
+
+
+async def send(redis: Redis, events: list[dict[str, object]]) -> EventsRecorded:
+    """Record ``events`` as ``POST /v1/events`` does (the route hands the batch to ``accept``)."""
+    accepted = duplicates = 0
     for start in range(0, len(events), 500):
-        await note_survey_events(redis, events[start:start + 500], watched_triggers(SURVEYS), received_at=T)
+        taken = await recorder(redis).accept(list(events[start:start + 500]))
+        accepted, duplicates = accepted + taken.recorded.accepted, duplicates + taken.recorded.duplicates
+    return EventsRecorded(accepted=accepted, duplicates=duplicates)
 
 
 def test_sampling_and_the_cross_channel_cap_over_10000_people(redis_url: str) -> None:
@@ -94,25 +106,24 @@ def test_a_retried_showing_counts_once_and_only_watched_consented_events_are_kep
     async def body(redis: Redis) -> None:
         shown = {"type": "survey_shown", "visitor_id": "st-1", "survey": "app-nps", "metric": "nps", "ts": T,
                  "event_id": "e-1"}
-        watched = watched_triggers(SURVEYS)
-        assert await note_survey_events(redis, [shown, shown], watched) == 2
-        assert await note_survey_events(redis, [shown], watched) == 1
-        await note_survey_events(redis, [
+        assert await send(redis, [shown, shown]) == EventsRecorded(accepted=1, duplicates=1)
+        assert await send(redis, [shown]) == EventsRecorded(duplicates=1)
+        assert await send(redis, [dict(shown, event_id="e-resent")]) == EventsRecorded(accepted=1)  # same ts
+        await send(redis, [
             {"type": "task", "visitor_id": "st-1", "name": "search", "success": True, "ts": T},  # not watched
             {"type": "task", "visitor_id": "st-1", "name": "checkout", "success": False, "ts": T},  # not watched
             {"type": "task", "visitor_id": "st-1", "name": "checkout", "success": True, "ts": T + 5,
              "analytics": False},  # no consent: stored nowhere
             {"type": "survey_shown", "visitor_id": "st-1"},  # does not decode: skipped
             {"type": "page_view", "visitor_id": "st-1"},
-        ], watched)
+        ])
         assert await read_state(redis, "st-1") == {"last": repr(T), "s:app-nps": repr(T), "n:app-nps": "1"}
         ttl = await redis.ttl(survey_state_key("st-1"))
         assert ttl > 300 * 86_400  # lives as long as the profile
         later = dict(shown, ts=T + 10, event_id="e-2")
-        await note_survey_events(redis, [later], watched)
+        await send(redis, [later])
         state = await load_state(redis, "st-1")
         assert state.shown == {"app-nps": 2} and state.last_shown == T + 10
-        assert await note_survey_events(redis, [], watched) == 0
 
     run(body, redis_url)
 
@@ -134,7 +145,7 @@ def test_the_state_is_written_on_a_redis_cluster_too(valkey_cluster: EmbeddedClu
             people = [f"cl-{i}" for i in range(20)]  # spread over the cluster's slots
             events = [{"type": "survey_shown", "visitor_id": p, "survey": "app-nps", "metric": "nps", "ts": T}
                       for p in people]
-            assert await note_survey_events(redis, events, frozenset()) == 20
+            assert await EventRecorder(redis).record([EVENT_DECODER.decode(json.encode(e)) for e in events]) == 20
             states = [await load_state(redis, p) for p in people]
             assert all(s.last_shown == T and s.shown == {"app-nps": 1} for s in states)
         finally:
