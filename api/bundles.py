@@ -37,7 +37,9 @@ from personalization.decision.bundle import (
     build_bundle,
     check_local,
     entry_exposure,
+    global_exposure,
 )
+from personalization.decision.global_holdout import GLOBAL_EXPERIENCE
 from personalization.decision.live_state import LiveCatalog
 from personalization.errors import ContentNotLoaded, Unusable
 from personalization.types import Exposure
@@ -219,21 +221,28 @@ MAX_CLOCK_SKEW_S = 300.0
 
 @dataclass(frozen=True, slots=True)
 class CheckedLocal:
-    """The local decisions of one batch: recomputed exposures (with index) and rejections."""
+    """The local decisions of one batch: recomputed exposures (with index) and rejections.
+
+    ``derived``: the ``_global`` exposure of each local ``decide()`` call an accepted entry decision came
+    from, as ``/v1/personalize`` logs it (one id per call: recorded once however many of its decisions,
+    in however many batches, arrive). Not items of the batch, so not in ``accepted``."""
 
     accepted: list[tuple[int, Exposure]]
     assignments: list[tuple[str, str, int]]
     rejected: list[tuple[int, str]]
+    derived: list[Exposure]
 
 
 def check_local_decisions(
     service: BundleService, runtime: Runtime, decisions: Sequence[LocalDecision], now: float
 ) -> CheckedLocal:
     """Recompute each decision from the bundle it names (:func:`~personalization.decision.bundle.
-    check_local`); count accepted and rejected ones on ``service``."""
+    check_local`); count accepted and rejected ones on ``service``. An accepted ``_global`` item records
+    the recomputed ``_global`` exposure itself (same id as the derived one: never twice)."""
     accepted: list[tuple[int, Exposure]] = []
     assignments: list[tuple[str, str, int]] = []
     rejected: list[tuple[int, str]] = []
+    derived: dict[str, Exposure] = {}
     for index, decision in enumerate(decisions):
         why: str | None = None
         if decision.ts > now + MAX_CLOCK_SKEW_S:
@@ -252,11 +261,17 @@ def check_local_decisions(
             else:
                 outcome, why = check_local(decider, decision)
                 if outcome is not None:
-                    accepted.append((index, entry_exposure(outcome)))
-                    assignments.extend(outcome.assignments)
+                    made = global_exposure(outcome)
+                    if decision.experience == GLOBAL_EXPERIENCE and made is not None:  # its arm matched
+                        accepted.append((index, made))
+                    else:
+                        accepted.append((index, entry_exposure(outcome)))
+                        assignments.extend(outcome.assignments)
+                        if made is not None:
+                            derived.setdefault(made.id, made)
         if why is not None:
             rejected.append((index, why))
             kind = why.split(":", 1)[0].split(" ", 1)[0] if not why.startswith("unknown") else "unknown_version"
             service.local_rejected[kind] = service.local_rejected.get(kind, 0) + 1
     service.local_accepted += len(accepted)
-    return CheckedLocal(accepted=accepted, assignments=assignments, rejected=rejected)
+    return CheckedLocal(accepted=accepted, assignments=assignments, rejected=rejected, derived=list(derived.values()))

@@ -72,7 +72,8 @@ async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Respo
     """Verify each ``exposure_token`` and record its exposure once. Bad, forged or expired tokens are
     listed in ``rejected`` with their index, ``key`` (``tokens[i]``) and ``message`` — the vocabulary of a
     4xx body's ``extra`` — and ``reason`` (``message``'s older name, kept for one release); 400 when no
-    token was valid."""
+    token was valid. Accepted local decisions also log their ``_global`` exposure, derived from the bundle
+    (docs/decisions.md, "Local exposures")."""
     runtime = state.runtime
     assert runtime.exposures is not None
     deferred = DeferredExposures(runtime.redis, runtime.exposures, state.exposure_tokens)
@@ -91,7 +92,12 @@ async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Respo
     try:
         if local.assignments:  # the SDK's sticky assignments, reconciled into the visitor's profile
             runtime.exposures.submit((), local.assignments)
-        accepted = await deferred.record([exposure for _, exposure in good + local.accepted], now)
+        items = [exposure for _, exposure in good + local.accepted]
+        accepted = await deferred.record(items, now)
+        # Each local decide() call's `_global` exposure, as /v1/personalize logs it (api/bundles.py); not
+        # an item of the batch, so recorded apart and not in `accepted` (its id is claimed once per call).
+        sent = {exposure.id for exposure in items}
+        await deferred.record([exposure for exposure in local.derived if exposure.id not in sent], now)
     except Exception as exc:
         raise StorageUnavailable(
             f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"

@@ -52,7 +52,13 @@ class RejectedExposure(Struct, frozen=True, kw_only=True):
 
 
 class ExposuresAccepted(Struct, frozen=True, kw_only=True):
-    accepted: Annotated[int, Meta(description="Exposures recorded now.")]
+    accepted: Annotated[
+        int,
+        Meta(
+            description="Items (tokens, decisions) whose exposure was recorded now. The global holdout's `_global` "
+            "exposure the server derives for local decisions (one per local decide call) is not counted here."
+        ),
+    ]
     duplicates: Annotated[
         int, Meta(description="Valid tokens whose exposure was recorded before (a re-sent token): not counted twice.")
     ]

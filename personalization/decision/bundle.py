@@ -31,6 +31,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from personalization.decision.decide import EntryRequest, Outcome, decide
+from personalization.decision.global_holdout import GLOBAL_EXPERIENCE
 from personalization.decision.policy import CompiledRewardModel
 from personalization.decision.segments import CompiledSegmentModel
 from personalization.seams import RewardModel, SegmentModel
@@ -59,7 +60,9 @@ __all__ = [
     "check_local",
     "decode_bundle",
     "entry_exposure",
+    "global_exposure",
     "local_exposure_id",
+    "local_global_exposure_id",
 ]
 
 #: Incremented on any change a reader of an older format would misread.
@@ -374,7 +377,7 @@ class LocalDecision(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             Meta(
                 max_length=256,
                 description="The key of the experience that decided the entry; null: no experience applied "
-                "(the baseline is served).",
+                "(the baseline is served). `_global` (optional: the server derives it): the global holdout's arm.",
             ),
         ]
         | None
@@ -407,6 +410,16 @@ def local_exposure_id(decision: LocalDecision) -> str:
     return "l" + hashlib.sha256(material.encode()).hexdigest()[:23]
 
 
+def local_global_exposure_id(decision: LocalDecision) -> str:
+    """The id of the ``_global`` exposure of the local ``decide()`` call ``decision`` came from.
+
+    Why no entry in it: the server logs one ``_global`` exposure per ``/v1/personalize`` request, and a
+    local call's decisions share (bundle version, visitor id, ``ts``). Whichever of them arrives first,
+    in one batch or several, claims this id; the others find it taken, so a page view counts once."""
+    material = "\x00".join((decision.bundle_version, decision.visitor.id, repr(decision.ts), GLOBAL_EXPERIENCE))
+    return "l" + hashlib.sha256(material.encode()).hexdigest()[:23]
+
+
 def check_local(decider: BundleDecider, decision: LocalDecision) -> tuple[Outcome | None, str | None]:
     """Recompute ``decision`` from its bundle: ``(outcome, None)`` when it agrees, else ``(None, why)``.
 
@@ -414,13 +427,15 @@ def check_local(decider: BundleDecider, decision: LocalDecision) -> tuple[Outcom
     experiences (weights arithmetic, the same in every language), within
     :data:`BANDIT_PROPENSITY_TOLERANCE` (relative) for bandits, whose propensities go through
     ``exp``/``erfc``, which a JavaScript engine or another libm may round differently in the last
-    bit. The outcome's exposure is the one to record — what the server itself would have logged for
-    this decision (segments, model version, phase).
+    bit. The outcome's exposures are the ones to record — what the server itself would have logged
+    for this decision (segments, model version, phase): :func:`entry_exposure`, and
+    :func:`global_exposure` with the id :func:`local_global_exposure_id`. An item of experience
+    ``_global`` (the global holdout's arm, which the server derives itself) must match that exposure.
     """
-    exposure_id = local_exposure_id(decision)
-    outcome = decider.decide(
-        decision.visitor, [decision.entry_id], decision.ts, decision.profile, new_id=lambda: exposure_id
-    )
+    ids = iter((local_exposure_id(decision), local_global_exposure_id(decision)))
+    outcome = decider.decide(decision.visitor, [decision.entry_id], decision.ts, decision.profile, new_id=ids.__next__)
+    if decision.experience == GLOBAL_EXPERIENCE:
+        return _check_global(outcome, decision)
     made = outcome.decisions[0]
     if made.experience != decision.experience:
         return None, (
@@ -441,6 +456,36 @@ def check_local(decider: BundleDecider, decision: LocalDecision) -> tuple[Outcom
     return outcome, None
 
 
+def _check_global(outcome: Outcome, decision: LocalDecision) -> tuple[Outcome | None, str | None]:
+    """A ``_global`` item against the recomputed global-holdout exposure: arm and propensity exactly
+    (``s`` and ``1 − s`` are the same float in every language)."""
+    made = global_exposure(outcome)
+    if made is None:
+        return None, (
+            f"inconsistent: the bundle logs no {GLOBAL_EXPERIENCE!r} exposure for this visitor "
+            "(no global holdout, or no consent to personalization)"
+        )
+    if made.variant != decision.variant:
+        arm = "held out" if made.holdout else "treated"
+        return None, (
+            f"inconsistent: the bundle puts this visitor in {GLOBAL_EXPERIENCE!r} variant {made.variant} ({arm}), "
+            f"not {decision.variant}"
+        )
+    if made.propensity != decision.propensity:
+        return None, (
+            f"inconsistent: the bundle gives {GLOBAL_EXPERIENCE!r} variant {made.variant} propensity "
+            f"{made.propensity!r}, not {decision.propensity!r}"
+        )
+    return outcome, None
+
+
 def entry_exposure(outcome: Outcome) -> Exposure:
-    """The recomputed decision's entry exposure (a local decision logs no ``_global`` exposure)."""
+    """The recomputed decision's entry exposure."""
     return outcome.exposures[0]
+
+
+def global_exposure(outcome: Outcome) -> Exposure | None:
+    """The recomputed decision's ``_global`` exposure, as ``/v1/personalize`` would log it for the same
+    visitor; ``None`` without a global holdout or without consent to personalization."""
+    last = outcome.exposures[-1]
+    return last if last.experience == GLOBAL_EXPERIENCE and len(outcome.exposures) > 1 else None
