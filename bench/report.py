@@ -104,7 +104,8 @@ def render(results: dict[str, Any]) -> str:
             f"response {http['sizes']['vary']['response_bytes']} B from Vary, {http['sizes']['baseline']['response_bytes']} B "
             f"from the echo app. Every request is a new visitor (profile read from Redis, 3 entries with experiences, "
             f"exposures and sticky assignments written); Vary runs with the demo segment model, `VARY_AGGREGATE=false` "
-            f"(the API alone, no in-process aggregation) and the embedded Valkey (AOF on).",
+            f"(the API alone, no in-process aggregation) and the embedded Valkey (AOF on, allocator "
+            f"{http.get('valkey_allocator', 'not recorded')}).",
             "",
             f"Spread (max−min)/median of req/s: Vary {v['rps']['spread']:.0%}, echo {b['rps']['spread']:.0%}. "
             f"Exposures written {v['exposures_written']:,} for {v['requests']:,} completed requests "

@@ -293,7 +293,7 @@ def _tail_comparisons(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _run_http(results: dict[str, Any], quick: bool, sections: set[str], kind: str | None, workers: int | None) -> None:
     from bench import exposures
     from bench.http import ensure_wrk
-    from bench.servers import available_kinds, prepare_data_dir, serve_default, valkey
+    from bench.servers import allocator_of, available_kinds, prepare_data_dir, serve_default, valkey
 
     with tempfile.TemporaryDirectory(prefix="vary-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -320,6 +320,7 @@ def _run_http(results: dict[str, Any], quick: bool, sections: set[str], kind: st
                 from bench.report import cores_bound
 
                 result["cores_bound"] = cores_bound(result, os.cpu_count() or 0)
+                result["valkey_allocator"] = allocator_of(valkey_pid or 0)
                 results["http"] = result
                 results["comparisons"] += _http_comparisons(result)
             if "servers" in sections:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -83,11 +84,39 @@ def serve_default() -> str:
     return f"uvicorn ({loop}, {http})"
 
 
+def ensure_jemalloc() -> None:
+    """Install Debian's ``libjemalloc2`` when it is missing and apt-get can (root), so the embedded
+    Valkey runs on the allocator production Valkey builds use (api/embedded/valkey.py); without it
+    the benchmark runs on glibc's ``malloc`` and its report says so."""
+    from api.embedded.valkey import find_jemalloc
+
+    apt = shutil.which("apt-get")
+    if find_jemalloc() is not None or apt is None or not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return
+    print("bench: installing jemalloc for the embedded Valkey (Debian package 'libjemalloc2') …", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "libjemalloc2"]):
+        try:
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=300)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            print(f"bench: could not install libjemalloc2 ({exc}); Valkey runs on glibc's malloc", flush=True)
+            return
+
+
+def allocator_of(pid: int) -> str:
+    """``jemalloc`` or ``libc``: the allocator process ``pid`` has mapped (``unknown`` if unreadable)."""
+    try:
+        return "jemalloc" if "libjemalloc" in Path(f"/proc/{pid}/maps").read_text() else "libc"
+    except OSError:
+        return "unknown"
+
+
 @contextmanager
 def valkey(data_dir: Path) -> Iterator[str]:
-    """The embedded Valkey under ``data_dir``; yields its URL."""
+    """The embedded Valkey under ``data_dir`` (jemalloc installed first where it can be); yields its URL."""
     from api.embedded.valkey import EmbeddedRedis
 
+    ensure_jemalloc()
     server = EmbeddedRedis(data_dir)
     url = server.start()
     try:

@@ -15,6 +15,7 @@ from typing import Any
 from markupsafe import Markup
 
 from api.dashboard.charts import Bar, bar_chart, percent
+from personalization.decision.selection import HOLDOUT_STICKY
 from personalization.measurement.surveys import (
     CxFigure,
     ExperienceSurvey,
@@ -36,7 +37,10 @@ METRIC_NAMES: dict[str, str] = {
 
 
 def _label(variant: str) -> str:
-    return "Control" if variant == "0" else f"Variant {variant}"
+    """``0`` control, ``-1`` the experience's holdout (its sticky value, ``HOLDOUT_STICKY``), else a variant."""
+    if variant == "0":
+        return "Control"
+    return "Holdout" if variant == str(HOLDOUT_STICKY) else f"Variant {variant}"
 
 
 def _figure(value: float, metric: str) -> str:

@@ -161,7 +161,7 @@ class SurveyResults(Struct, frozen=True, kw_only=True):
     by_variant: Annotated[
         dict[str, SurveyArm],
         Meta(
-            description="By variant of the attached experience (`0` is control): response rate, CX figure and the "
+            description="By variant of the attached experience (`0` is control, `-1` its holdout): response rate, CX figure and the "
             "rate's p-value against control. Empty when the survey is attached to no experience."
         ),
     ]

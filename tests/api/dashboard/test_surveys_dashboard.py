@@ -201,3 +201,11 @@ def test_experience_page_shows_its_surveys_figures_as_the_results_api_does(
         p_value = arm["response_rate_p_value"]  # null for control
         p_text = "–" if p_value is None else "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
         assert row.endswith(f" {got} {p_text}"), row  # the answers the figure rests on, the rate's p
+
+
+def test_survey_rows_name_the_experiences_holdout() -> None:
+    """Held-out people are stored with the sticky value HOLDOUT_STICKY (-1): their row says so."""
+    from api.dashboard.survey_page import _label
+    from personalization.decision.selection import HOLDOUT_STICKY
+
+    assert [_label(v) for v in ("0", "2", str(HOLDOUT_STICKY))] == ["Control", "Variant 2", "Holdout"]
