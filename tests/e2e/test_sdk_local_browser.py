@@ -19,6 +19,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from personalization.decision.global_holdout import GLOBAL_EXPERIENCE
 from personalization.types import EXPOSURE_DECODER, Exposure
 from tests.e2e.browser import artifacts_dir
 from tests.e2e.servers import VaryProcess, running
@@ -189,8 +190,12 @@ def test_local_mode_renders_the_servers_decision_without_asking_personalize(
     def mine() -> list[Exposure]:
         return [x for x in _exposures(store) if x.visitor_id == visitor["id"]]
 
-    _eventually(lambda: len(mine()) == 1, "the hero's local exposure in Redis")
-    recorded = mine()[0]
+    # The hero's exposure, and the visitor's global-holdout exposure the server derives for the call
+    # (as /v1/personalize logs one per request, so /v1/lift counts locally decided visitors).
+    _eventually(lambda: len(mine()) == 2, "the hero's local exposure and its _global one in Redis")
+    (recorded,) = [x for x in mine() if x.experience != GLOBAL_EXPERIENCE]
+    (overall,) = [x for x in mine() if x.experience == GLOBAL_EXPERIENCE]
+    assert (overall.variant, overall.holdout) == (1, False)  # treated: held-out visitors were skipped above
     assert (recorded.entry_id, recorded.experience or None, recorded.variant) == (
         "heroHome",
         hero["experience"],
@@ -330,10 +335,13 @@ def test_with_exposures_auto_every_local_decision_is_sent_without_being_seen(
     def mine() -> list[Exposure]:
         return [x for x in _exposures(store) if x.visitor_id == visitor]
 
+    # One exposure per entry, and one _global for the decide() call however many entries it made.
     _eventually(
-        lambda: len(mine()) == len(ENTRIES), "every entry's local exposure in Redis"
+        lambda: len(mine()) == len(ENTRIES) + 1, "every entry's local exposure and the call's _global one in Redis"
     )
-    assert sorted(x.entry_id for x in mine()) == sorted(ENTRIES)
+    entries = [x for x in mine() if x.experience != GLOBAL_EXPERIENCE]
+    assert sorted(x.entry_id for x in entries) == sorted(ENTRIES)
+    assert [x.experience for x in mine()].count(GLOBAL_EXPERIENCE) == 1
 
 
 def test_a_page_on_another_origin_decides_locally_with_cors(
