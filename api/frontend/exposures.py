@@ -92,12 +92,9 @@ async def record_exposures(data: JSONBody[ExposureBatch], state: State) -> Respo
     try:
         if local.assignments:  # the SDK's sticky assignments, reconciled into the visitor's profile
             runtime.exposures.submit((), local.assignments)
-        items = [exposure for _, exposure in good + local.accepted]
-        accepted = await deferred.record(items, now)
-        # Each local decide() call's `_global` exposure, as /v1/personalize logs it (api/bundles.py); not
-        # an item of the batch, so recorded apart and not in `accepted` (its id is claimed once per call).
-        sent = {exposure.id for exposure in items}
-        await deferred.record([exposure for exposure in local.derived if exposure.id not in sent], now)
+        # With each local decide() call's `_global` exposure, as /v1/personalize logs it (api/bundles.py):
+        # claimed in the same round trip (once per call), not an item of the batch, so not in `accepted`.
+        accepted = await deferred.record([exposure for _, exposure in good + local.accepted], now, local.derived)
     except Exception as exc:
         raise StorageUnavailable(
             f"exposures could not be recorded ({type(exc).__name__}); retry with the same tokens"

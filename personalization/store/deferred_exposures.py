@@ -55,19 +55,24 @@ class DeferredExposures:
                 rejected.append(RejectedToken(index=index, reason=exc.reason))
         return good, rejected
 
-    async def record(self, exposures: Sequence[Exposure], now: float) -> int:
-        """Queue the exposures not recorded before (claimed in one round trip); returns how many.
-        Raises when Redis cannot be reached: nothing is queued then, and a retry is safe."""
-        if not exposures:
-            return 0
-        unique: dict[str, Exposure] = {}
+    async def record(self, exposures: Sequence[Exposure], now: float, derived: Sequence[Exposure] = ()) -> int:
+        """Queue the exposures not recorded before (claimed in one round trip); returns how many of
+        ``exposures`` were. ``derived``: exposures the server adds itself (a local ``decide()`` call's
+        ``_global`` one), claimed and queued in the same round trip but not counted; one whose id is
+        also among ``exposures`` is that item. Raises when Redis cannot be reached: nothing is queued
+        then, and a retry is safe."""
+        unique: dict[str, tuple[Exposure, bool]] = {}
         for exposure in exposures:
-            unique.setdefault(exposure.id, exposure)
+            unique.setdefault(exposure.id, (exposure, True))
+        for exposure in derived:
+            unique.setdefault(exposure.id, (exposure, False))
+        if not unique:
+            return 0
         pipe = self._redis.pipeline(transaction=False)
         for exposure_id in unique:
             pipe.set(EXPOSURE_SEEN_PREFIX + exposure_id, 1, nx=True, ex=self._claim_ttl_s)
         claimed = await pipe.execute()
-        fresh = [replace(exposure, ts=now) for exposure, won in zip(unique.values(), claimed) if won]
+        fresh = [(exposure, counted) for (exposure, counted), won in zip(unique.values(), claimed) if won]
         if fresh:
-            self._sink.submit(fresh, ())
-        return len(fresh)
+            self._sink.submit([replace(exposure, ts=now) for exposure, _ in fresh], ())
+        return sum(counted for _, counted in fresh)
