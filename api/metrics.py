@@ -86,7 +86,8 @@ DECISIONS = Counter(
 EXPOSURES = Counter(
     "vary_exposures",
     "Exposures by outcome: written to the stream (replayed ones included), spooled to local disk "
-    "while Redis was unreachable, replayed from the spool, lost (queue and spool full).",
+    "while Redis was unreachable, replayed from the spool, resent (a restarted Redis had lost them after "
+    "acknowledging them), lost (queue and spool full).",
     ["outcome"],
 )
 EXPOSURES_PENDING = Gauge(
@@ -193,6 +194,7 @@ class RuntimeExporter:
                 ("written", writer.written),
                 ("spooled", writer.spooled),
                 ("replayed", writer.replayed),
+                ("resent", writer.resent),
                 ("lost", writer.dropped),
             ):
                 self._advance(EXPOSURES, (outcome,), value)

@@ -73,6 +73,7 @@ async def ready(request: Request, state: State) -> Response[Readiness]:
         exposures_dropped=writer.dropped if writer else 0,
         exposures_spooled=writer.spooled if writer else 0,
         exposures_replayed=writer.replayed if writer else 0,
+        exposures_resent=writer.resent if writer else 0,
         local_exposures_accepted=state.bundles.local_accepted,  # api/bundles.py
         local_exposures_rejected=dict(state.bundles.local_rejected),
         spool_bytes=writer.spool_bytes if writer else 0,

@@ -69,6 +69,13 @@ class Readiness(Struct, frozen=True, kw_only=True):
         int, Meta(description="Exposures kept in the local spool while Redis was unreachable, and replayed since.")
     ] = 0
     exposures_replayed: Annotated[int, Meta(description="Spooled exposures written to Redis since it came back.")] = 0
+    exposures_resent: Annotated[
+        int,
+        Meta(
+            description="Acknowledged exposures a restarted Redis had lost (written back before it persisted them) "
+            "and this worker wrote again."
+        ),
+    ] = 0
     local_exposures_accepted: Annotated[
         int,
         Meta(

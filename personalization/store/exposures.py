@@ -39,27 +39,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from personalization.decision.frequency import FREQUENCY_PREFIX, buckets
+from personalization.store.batch_calls import COUNT_ONE, WRITE_BATCH, WRITE_BATCH_SHA, call_batches
 from personalization.store.journal import Journal
 from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
 from personalization.store.partitions import partition_of
-from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity
+from personalization.store.spool import Spool, replay_spool
 from personalization.types import EXPOSURE_ENCODER, Exposure, new_exposure_id
 
-__all__ = ["EXPOSURE_STREAM", "ExposureWriter"]
+__all__ = ["COUNT_ONE", "EXPOSURE_STREAM", "WRITE_BATCH", "WRITE_BATCH_SHA", "ExposureWriter"]
 
 EXPOSURE_STREAM = EXPOSURES
 
@@ -82,15 +81,6 @@ Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
 Prepared = tuple[bytes, str, "bytes | None", "str | None", "str | None", "str | int | None"]
 
 
-#: The batch script (``scripts/write_batch.lua``, whose header names its KEYS and ARGV): returns the
-#: exposures written, or -1 when the marker existed (a replay of a batch Redis already has).
-_SCRIPTS = Path(__file__).parent / "scripts"
-#: ``vary_count``: the frequency-cap counter (:mod:`personalization.decision.frequency`), prepended.
-_COUNT = (_SCRIPTS / "exposure_count.lua").read_text()
-WRITE_BATCH = _COUNT + (_SCRIPTS / "write_batch.lua").read_text()
-#: One counter on its own (a cluster: the profile hash is not in the stream's slot).
-COUNT_ONE = _COUNT + (_SCRIPTS / "exposure_count_one.lua").read_text()
-WRITE_BATCH_SHA = hashlib.sha1(WRITE_BATCH.encode()).hexdigest()
 
 
 class _Group:
@@ -118,9 +108,12 @@ class ExposureWriter:
         spool: Spool | None = None,
         partitions: int = 1,
         journal: Journal | None = None,
+        hold_s: float = HOLD_S,
     ) -> None:
         """``stream`` is the base name; with ``partitions > 1`` each visitor's exposures go to
-        ``stream_name(stream, partition_of(visitor), partitions)``."""
+        ``stream_name(stream, partition_of(visitor), partitions)``. ``hold_s``: how long an
+        acknowledged batch is kept to be sent again if the server restarts (0: not kept;
+        :mod:`personalization.store.recent_batches`)."""
         self._redis = redis
         self._stream = stream
         self._partitions = max(1, partitions)
@@ -139,6 +132,8 @@ class ExposureWriter:
         self._replayer: asyncio.Task[None] | None = None
         self._spool = spool
         self._journal = journal
+        self._recent: RecentBatches[Prepared] | None = RecentBatches(hold_s) if hold_s > 0 else None
+        self._identity = ServerIdentity(redis)
         #: The batches in the queue, oldest first, as ``[batch id, items, queue entries]`` queued under
         #: it; the last one is open. A batch is closed (:meth:`_seal`) before it is sent, so the
         #: journal's records under its id are exactly what it carries.
@@ -148,13 +143,15 @@ class ExposureWriter:
         self.failed_batches = 0
         self.spooled = 0
         self.replayed = 0
+        #: Exposures written again because the server restarted without them (recent_batches).
+        self.resent = 0
         #: False while the last write failed: exposures are going to the spool.
         self.healthy = True
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="vary-exposure-writer")
-        if self._spool is not None and self._replayer is None:
+        if (self._spool is not None or self._recent is not None) and self._replayer is None:
             self._replayer = asyncio.create_task(self._replay_loop(), name="vary-spool-replay")
 
     @property
@@ -293,6 +290,8 @@ class ExposureWriter:
         try:
             self.written += await self._send_prepared(batch_id, batch)
             self.healthy = True
+            if self._recent is not None:
+                self._recent.add(batch_id, batch)
         except Exception as exc:  # Redis down or slow: keep serving, keep the exposures
             self.failed_batches += 1
             self.healthy = False
@@ -362,37 +361,7 @@ class ExposureWriter:
         await asyncio.gather(*(script(keys=[key], args=[field, stamp]) for key, field, stamp in counts))
 
     async def _call(self, calls: list[tuple[object, ...]], loose: list[tuple[str, str, str | int]]) -> list[int]:
-        """The script results, one per call (``-1``: that part was already written); ``loose``: the
-        cluster's assignments as (profile hash, field, variant). A server that
-        does not know the script (restarted, failed over, flushed) gets it loaded, and only the
-        calls it refused are sent again, so each part is counted once."""
-        if len(calls) == 1 and not loose:
-            return [await self._eval(calls[0])]
-        if self._cluster:  # redis-py's cluster pipeline refuses EVALSHA: one call per stream's node, concurrently
-            assignments = self._redis.pipeline(transaction=False)
-            for key, field, variant in loose:
-                assignments.hsetnx(key, field, variant)
-            *results, _ = await asyncio.gather(*(self._eval(call) for call in calls), assignments.execute())
-            return results
-        pipe = self._redis.pipeline(transaction=False)
-        for key, field, variant in loose:
-            pipe.hsetnx(key, field, variant)
-        for call in calls:
-            pipe.evalsha(WRITE_BATCH_SHA, *call)  # type: ignore[arg-type]
-        results = (await pipe.execute(raise_on_error=False))[len(loose) :]
-        for i, result in enumerate(results):
-            if isinstance(result, NoScriptError):
-                results[i] = await self._eval(calls[i])
-            elif isinstance(result, Exception):
-                raise result
-        return results
-
-    async def _eval(self, call: tuple[object, ...]) -> int:
-        try:
-            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
-        except NoScriptError:
-            await self._redis.script_load(WRITE_BATCH)
-            return int(await self._redis.evalsha(WRITE_BATCH_SHA, *call))  # type: ignore[misc]
+        return await call_batches(self._redis, calls, loose, self._cluster)
 
     def _spill(self, batch: Sequence[Prepared | Item], reason: str, batch_id: str | None = None) -> None:
         items = self._prepared(batch)
@@ -435,15 +404,50 @@ class ExposureWriter:
         log.info("replayed %d spooled exposures", replayed)
         return replayed
 
+    async def resend_if_restarted(self) -> int:
+        """Send the held batches again if the server's ``run_id`` changed since the last look (a
+        restart may have lost what it acknowledged), else release those it has had time to persist
+        (:mod:`personalization.store.recent_batches`). Returns the exposures written again."""
+        if self._recent is None:
+            return 0
+        changed, asked_at = await self._identity.check()
+        if not changed:
+            self._recent.confirm(asked_at)
+            return 0
+        batches = self._recent.take()
+        written = 0
+        for i, (batch_id, batch) in enumerate(batches):
+            try:
+                written += await self._send_prepared(batch_id, batch)
+            except Exception as exc:  # down again: the rest go to the spool, under their ids
+                for later_id, later in batches[i:]:
+                    self._spill(later, reason=f"re-sent after a restart: {type(exc).__name__}", batch_id=later_id)
+                raise
+            self._recent.add(batch_id, batch)  # acknowledged by the new server: held again
+        self.resent += written
+        log.warning("Redis restarted (run_id changed): %d held batches sent again, %d exposures it had lost written",
+                    len(batches), written)
+        return written
+
     async def _replay_loop(self) -> None:
-        await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool")
+        """About once a second: re-send what a restarted server lost, then replay the spool."""
+        while True:
+            try:
+                await self.resend_if_restarted()
+                if self._spool is not None and self._spool.size:
+                    await self.replay()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis still away: kept, retried next round
+                log.info("spool replay waits for Redis (%s)", type(exc).__name__)
+            await asyncio.sleep(REPLAY_INTERVAL_S)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (used at shutdown and by tests)."""
         if self._task is not None and not self._task.done():
             try:
                 await asyncio.wait_for(self._queue.join(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("exposure flush timed out with %d pending", self.pending)
             return
         while not self._queue.empty():
@@ -469,7 +473,7 @@ class ExposureWriter:
         self._queue.put_nowait(_STOP)  # type: ignore[arg-type]  # unbounded: queue_size counts items
         try:
             await asyncio.wait_for(self._task, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("exposure writer did not drain within %.0f s; %d left", timeout, self.pending)
         self._task = None
         if self._spool is not None:

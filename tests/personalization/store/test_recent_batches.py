@@ -1,0 +1,145 @@
+"""A Redis that restarts without writes it had acknowledged gets them again from the exposure writer.
+
+Real servers: the "lost acknowledged writes" are caused for real by a Valkey without persistence
+(``appendonly no``, no snapshots), SIGKILLed and started again on the same port, empty — what a
+server running ``appendfsync everysec`` does to the writes it held back while an ``fsync`` ran
+(personalization/store/recent_batches.py). A durable one (AOF on) keeps them: then the batches sent
+again are recognised by their markers and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from api.embedded.valkey import EmbeddedRedis
+from personalization.store.exposures import EXPOSURE_STREAM, ExposureWriter
+from personalization.store.recent_batches import RecentBatches
+from personalization.types import EXPOSURE_DECODER, Exposure, new_exposure_id
+from tests.e2e.servers import free_port
+
+
+def _exposures(n: int, start: int = 0) -> list[Exposure]:
+    return [
+        Exposure(
+            id=new_exposure_id(), ts=1_700_000_000.0 + i, visitor_id=f"v-{i}", session_id=None, channel="web",
+            entry_id="hero", variant_entry_id="hero", experience="exp", variant=i % 2, is_control=i % 2 == 0,
+            holdout=False, propensity=0.5,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+async def _stored_ids(redis: Redis) -> list[str]:
+    return [EXPOSURE_DECODER.decode(fields[b"data"]).id for _, fields in await redis.xrange(EXPOSURE_STREAM)]
+
+
+async def _write(writer: ExposureWriter, exposures: list[Exposure]) -> None:
+    """One request's exposures, written as one batch now (the writer's task is not started: the
+    test drives the upkeep by hand)."""
+    writer.submit(exposures)
+    await writer.flush()
+
+
+def _restart(server: EmbeddedRedis) -> None:
+    server.kill()
+    server.start()
+
+
+def test_a_restart_that_lost_acknowledged_batches_gets_them_again(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=False)
+    server.start()
+
+    async def body() -> None:
+        redis = Redis.from_url(server.url)
+        writer = ExposureWriter(redis, hold_s=30)
+        first, second = _exposures(5), _exposures(7, start=5)
+        await _write(writer, first)
+        assert await writer.resend_if_restarted() == 0  # the first look: nothing to compare with
+        await _write(writer, second)
+        assert await _stored_ids(redis) == [x.id for x in first + second]
+        await asyncio.to_thread(_restart, server)
+        assert await _stored_ids(redis) == []  # the acknowledged exposures are gone with the server
+        assert await writer.resend_if_restarted() == 12  # a new run_id: both held batches again
+        assert await _stored_ids(redis) == [x.id for x in first + second]  # in their order
+        assert writer.resent == 12 and writer.written == 12  # counted as resent, not written twice
+        assert await writer.resend_if_restarted() == 0  # same server: nothing sent again
+        assert len(await _stored_ids(redis)) == 12
+        await redis.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
+
+
+def test_a_durable_restart_writes_nothing_twice_and_confirmed_batches_are_released(tmp_path: Path) -> None:
+    """AOF on: the server keeps what it acknowledged, the markers skip the batches sent again. A batch
+    the same server was seen alive with ``hold_s`` after its acknowledgement is no longer held."""
+    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=True)
+    server.start()
+
+    async def body() -> None:
+        redis = Redis.from_url(server.url)
+        writer = ExposureWriter(redis, hold_s=0.3)
+        old, new = _exposures(4), _exposures(6, start=4)
+        await _write(writer, old)
+        await writer.resend_if_restarted()
+        await asyncio.sleep(0.4)
+        await writer.resend_if_restarted()  # same server, 0.4 s after: the first batch is released
+        await _write(writer, new)
+        await asyncio.to_thread(_restart, server)
+        assert await _stored_ids(redis) == [x.id for x in old + new]  # the AOF kept both
+        assert await writer.resend_if_restarted() == 0  # `new` sent again, skipped by its marker
+        assert await _stored_ids(redis) == [x.id for x in old + new]
+        assert writer.resent == 0
+        await redis.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
+
+
+def test_the_writers_own_loop_notices_the_restart(tmp_path: Path) -> None:
+    """Started as the service starts it: the upkeep task asks the server's identity every second."""
+    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=False)
+    server.start()
+
+    async def body() -> None:
+        redis = Redis.from_url(server.url)
+        writer = ExposureWriter(redis)
+        writer.start()
+        sent = _exposures(20)
+        for i in range(0, 20, 4):
+            writer.submit(sent[i : i + 4])
+        await writer.flush()
+        await asyncio.sleep(1.2)  # the loop's first look has been taken
+        await asyncio.to_thread(_restart, server)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(await _stored_ids(redis)) < 20:
+            await asyncio.sleep(0.2)
+        assert sorted(await _stored_ids(redis)) == sorted(x.id for x in sent)
+        assert writer.resent == 20
+        await writer.close()
+        await redis.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
+
+
+def test_held_items_are_bounded_oldest_released_first() -> None:
+    now = [0.0]
+    held: RecentBatches[int] = RecentBatches(hold_s=3.0, max_items=10, clock=lambda: now[0])
+    for k in range(4):
+        now[0] = float(k)
+        held.add(f"b{k}", [k] * 4)
+    assert held.items == 8 and held.overflowed == 8  # b0 and b1 released to stay within 10
+    held.confirm(alive_at=5.5)  # b2 (acknowledged at 2.0) is 3.5 s old: released; b3 (3.0) is held
+    assert held.take() == [("b3", [3, 3, 3, 3])]
+    assert held.items == 0 and len(held) == 0
