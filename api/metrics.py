@@ -102,7 +102,8 @@ LOCAL_BYTES = Gauge(
 EVENTS = Counter(
     "vary_events",
     "Events by outcome: accepted (recorded or spooled), rejected (per event, inside a 202 or a 400), "
-    "spooled to local disk while Redis was unreachable, replayed from the spool.",
+    "spooled to local disk while Redis was unreachable, replayed from the spool, resent (a restarted "
+    "Redis had lost them after acknowledging them).",
     ["outcome"],
 )
 EVENT_LOOP_LAG = Gauge(
@@ -206,6 +207,7 @@ class RuntimeExporter:
         if recorder is not None:
             self._advance(EVENTS, ("spooled",), recorder.spooled)
             self._advance(EVENTS, ("replayed",), recorder.replayed)
+            self._advance(EVENTS, ("resent",), recorder.resent)
             if gauges:
                 LOCAL_BYTES.labels("event_spool").set(recorder.spool_bytes)
         personalizer = runtime.personalizer

@@ -79,6 +79,7 @@ async def ready(request: Request, state: State) -> Response[Readiness]:
         spool_bytes=writer.spool_bytes if writer else 0,
         events_spooled=runtime.events.spooled if runtime.events else 0,
         events_replayed=runtime.events.replayed if runtime.events else 0,
+        events_resent=runtime.events.resent if runtime.events else 0,
         events_spool_depth=runtime.events.waiting if runtime.events else 0,
         events_spool_bytes=runtime.events.spool_bytes if runtime.events else 0,
         journal_bytes=writer.journal_bytes if writer else 0,

@@ -98,6 +98,9 @@ class Readiness(Struct, frozen=True, kw_only=True):
     events_replayed: Annotated[
         int, Meta(description="Spooled events written to Redis since it came back (this worker).")
     ] = 0
+    events_resent: Annotated[
+        int, Meta(description="Written events a restarted Redis had lost and this worker wrote again.")
+    ] = 0
     events_spool_depth: Annotated[int, Meta(description="Events waiting in this worker's spool now.")] = 0
     events_spool_bytes: Annotated[int, Meta(description="Size of this worker's event spool file.")] = 0
     journal_bytes: Annotated[

@@ -90,6 +90,7 @@ from personalization.store.keys import (
 )
 from personalization.store.partitions import stream_for
 from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
+from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity, resend_if_restarted
 from personalization.store.spool import Spool, replay_forever, replay_spool
 from personalization.store.surveys import SURVEY_NOTE_LUA, survey_note
 from personalization.store.traits import (
@@ -228,7 +229,10 @@ class EventRecorder:
         partitions: int = 1,
         spool: Spool | None = None,
         watched: Callable[[], frozenset[str]] | None = None,
+        hold_s: float = HOLD_S,
     ) -> None:
+        """``hold_s``: how long written events are kept to be sent again if the server restarts
+        without them (0: not kept; :mod:`personalization.store.recent_batches`)."""
         self._redis = redis
         #: The triggers the space's surveys wait for (read per batch: content changes); showings are
         #: noted without it (:func:`~personalization.store.surveys.survey_note`).
@@ -245,6 +249,10 @@ class EventRecorder:
         self.spooled = 0
         self.replayed = 0
         self.waiting = 0
+        #: Written events held until the server has persisted them (recent_batches); resent: lost, sent again.
+        self._recent: RecentBatches[Event] | None = RecentBatches(hold_s) if hold_s > 0 else None
+        self._identity = ServerIdentity(redis)
+        self.resent = 0
 
     @property
     def spool_bytes(self) -> int:
@@ -256,7 +264,10 @@ class EventRecorder:
         if not events:
             return 0
         now = time.time() if received_at is None else received_at
-        return sum(await self._write([stamp(event, now) for event in events]))
+        stamped = [stamp(event, now) for event in events]
+        new = sum(await self._write(stamped))
+        self._hold(stamped)
+        return new
 
     async def record_or_spool(self, events: Sequence[Event], received_at: float | None = None) -> EventsRecorded:
         """Record a batch, or spool it when Redis cannot be reached (or the spool is not yet replayed,
@@ -274,7 +285,31 @@ class EventRecorder:
             if self._spool is None:
                 raise
             return self._keep(stamped, reason=f"{type(exc).__name__}: {exc}")
+        self._hold(stamped)
         return EventsRecorded(accepted=new, duplicates=len(stamped) - new)
+
+    def _hold(self, written: list[Event]) -> None:
+        if self._recent is not None:
+            self._recent.add("", written)
+
+    async def resend_if_restarted(self) -> int:
+        """The written events the server may not have persisted, sent again if its ``run_id`` changed
+        (their markers skip those it kept); returns how many it had lost."""
+        if self._recent is None:
+            return 0
+
+        async def send(_id: str, events: list[Event]) -> int:
+            return sum(await self._write(events))
+
+        def keep(_id: str, events: list[Event], exc: Exception) -> None:  # down again: to the spool
+            if self._spool is not None:
+                self._keep(events, reason=f"sent again after a restart: {type(exc).__name__}")
+
+        batches, new = await resend_if_restarted(self._identity, self._recent, send, keep)
+        if batches:
+            self.resent += new
+            log.warning("Redis restarted (run_id changed): %d events it had lost written again", new)
+        return new
 
     async def accept(self, raw_events: list[object]) -> BatchTaken:
         """A batch as a front end sent it: each event validated on its own (a bad one rejects only
@@ -433,6 +468,7 @@ class EventRecorder:
             events = [e for e in (_decode_spooled(raw, name) for raw in entries) if e]
             if events:
                 await self._write(events)
+                self._hold(events)
             return len(events)
 
         async with self._replay_lock if own else contextlib.nullcontext():
@@ -446,7 +482,8 @@ class EventRecorder:
     async def replay_forever(self, stop: asyncio.Event, interval_s: float = REPLAY_INTERVAL_S) -> None:
         """Replay our own spool whenever it holds something and Redis answers (until ``stop``)."""
         await replay_forever(
-            self._spool, self.replay, interval_s=interval_s, logger=log, what="events spool", stop=stop
+            self._spool, self.replay, interval_s=interval_s, logger=log, what="events spool", stop=stop,
+            before=self.resend_if_restarted if self._recent is not None else None,
         )
 
     def close(self) -> None:

@@ -54,8 +54,8 @@ from personalization.store.batch_calls import COUNT_ONE, WRITE_BATCH, WRITE_BATC
 from personalization.store.journal import Journal
 from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
 from personalization.store.partitions import partition_of
-from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity
-from personalization.store.spool import Spool, replay_spool
+from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity, resend_if_restarted
+from personalization.store.spool import Spool, replay_forever, replay_spool
 from personalization.types import EXPOSURE_ENCODER, Exposure, new_exposure_id
 
 __all__ = ["COUNT_ONE", "EXPOSURE_STREAM", "WRITE_BATCH", "WRITE_BATCH_SHA", "ExposureWriter"]
@@ -410,37 +410,21 @@ class ExposureWriter:
         (:mod:`personalization.store.recent_batches`). Returns the exposures written again."""
         if self._recent is None:
             return 0
-        changed, asked_at = await self._identity.check()
-        if not changed:
-            self._recent.confirm(asked_at)
-            return 0
-        batches = self._recent.take()
-        written = 0
-        for i, (batch_id, batch) in enumerate(batches):
-            try:
-                written += await self._send_prepared(batch_id, batch)
-            except Exception as exc:  # down again: the rest go to the spool, under their ids
-                for later_id, later in batches[i:]:
-                    self._spill(later, reason=f"re-sent after a restart: {type(exc).__name__}", batch_id=later_id)
-                raise
-            self._recent.add(batch_id, batch)  # acknowledged by the new server: held again
-        self.resent += written
-        log.warning("Redis restarted (run_id changed): %d held batches sent again, %d exposures it had lost written",
-                    len(batches), written)
+
+        def keep(batch_id: str, batch: list[Prepared], exc: Exception) -> None:  # down again: to the spool
+            self._spill(batch, reason=f"sent again after a restart: {type(exc).__name__}", batch_id=batch_id)
+
+        batches, written = await resend_if_restarted(self._identity, self._recent, self._send_prepared, keep)
+        if batches:
+            self.resent += written
+            log.warning("Redis restarted (run_id changed): %d held batches sent again, %d exposures it had "
+                        "lost written", batches, written)
         return written
 
     async def _replay_loop(self) -> None:
-        """About once a second: re-send what a restarted server lost, then replay the spool."""
-        while True:
-            try:
-                await self.resend_if_restarted()
-                if self._spool is not None and self._spool.size:
-                    await self.replay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Redis still away: kept, retried next round
-                log.info("spool replay waits for Redis (%s)", type(exc).__name__)
-            await asyncio.sleep(REPLAY_INTERVAL_S)
+        """Once a second: what a restarted server lost sent again, then the spool replayed."""
+        resend = self.resend_if_restarted if self._recent is not None else None
+        await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool", before=resend)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (used at shutdown and by tests)."""

@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["HOLD_S", "MAX_ITEMS", "RecentBatches", "ServerIdentity"]
+__all__ = ["HOLD_S", "MAX_ITEMS", "RecentBatches", "ServerIdentity", "resend_if_restarted"]
 
 log = logging.getLogger("vary.exposures")
 
@@ -104,6 +104,33 @@ class ServerIdentity:
         changed = self.known is not None and identity != self.known
         self.known = identity
         return changed, asked_at
+
+
+async def resend_if_restarted(
+    identity: ServerIdentity,
+    recent: RecentBatches[Item],
+    send: Callable[[str, list[Item]], Awaitable[int]],
+    keep: Callable[[str, list[Item], Exception], None],
+) -> tuple[int, int]:
+    """If the server's identity changed since the last look, ``send`` every held batch again (oldest
+    first; each one the new server acknowledges is held again), else release those confirmed.
+    Returns ``(batches sent again, what send counted as written)``. When a send fails (the server
+    went away again) that batch and the rest are handed to ``keep`` (a spool) and the error raised."""
+    changed, asked_at = await identity.check()
+    if not changed:
+        recent.confirm(asked_at)
+        return 0, 0
+    batches = recent.take()
+    written = 0
+    for i, (batch_id, items) in enumerate(batches):
+        try:
+            written += await send(batch_id, items)
+        except Exception as exc:
+            for later_id, later in batches[i:]:
+                keep(later_id, later, exc)
+            raise
+        recent.add(batch_id, items)
+    return len(batches), written
 
 
 def _run_id(info: dict[str, Any]) -> str:

@@ -378,19 +378,25 @@ async def replay_forever(
     logger: logging.Logger,
     what: str,
     stop: asyncio.Event | None = None,
+    before: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Every ``interval_s``, ``replay()`` when ``spool`` holds something, until ``stop`` is set (or
-    the task is cancelled). A failure (Redis still away) is logged as ``<what> replay waits for
-    Redis`` and retried at the next tick: the spool is kept whole meanwhile."""
+    """Every ``interval_s``, ``before()`` (if given: what a restarted Redis lost, sent again,
+    :mod:`personalization.store.recent_batches`) then ``replay()`` when ``spool`` holds something,
+    until ``stop`` is set (or the task is cancelled). A failure (Redis still away) is logged as
+    ``<what> replay waits for Redis`` and retried at the next tick: the spool is kept whole meanwhile."""
     while stop is None or not stop.is_set():
         if stop is None:
             await asyncio.sleep(interval_s)
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-        if spool is None or spool.size == 0:
+        if before is None and (spool is None or spool.size == 0):
             continue
         try:
+            if before is not None:
+                await before()
+            if spool is None or spool.size == 0:
+                continue
             await replay()
         except asyncio.CancelledError:
             raise

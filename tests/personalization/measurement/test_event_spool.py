@@ -237,3 +237,35 @@ def test_cluster_partitioned_streams_keep_each_script_call_in_one_slot(valkey_cl
             await client.aclose()
 
     asyncio.run(body())
+
+
+def test_events_a_restarted_redis_lost_are_written_again_once(tmp_path: Path) -> None:
+    """A Valkey without persistence, SIGKILLed and started again, empty: what a server running
+    ``appendfsync everysec`` does to writes it held back while an fsync ran
+    (personalization/store/recent_batches.py). The recorder writes its held events again, counters
+    included, and a second look at the same server writes nothing."""
+    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=False)
+    server.start()
+
+    async def body() -> None:
+        client = Redis.from_url(server.url)
+        recorder = EventRecorder(client, hold_s=30)
+        sent = [PageView(visitor_id="v1", session_id="s1", event_id="pv-1"),
+                Conversion(visitor_id="v1", goal="signup", event_id="cv-1")]
+        assert (await recorder.record_or_spool(sent)).accepted == 2
+        assert await recorder.resend_if_restarted() == 0  # the first look
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start)
+        assert await _stream_events(client) == []  # gone with the server
+        assert await recorder.resend_if_restarted() == 2
+        assert [e.event_id for e in await _stream_events(client)] == ["pv-1", "cv-1"]
+        profile = await client.hgetall(profile_key("v1"))
+        assert profile[b"page_views"] == b"1" and profile[b"conversions"] == b"1"
+        assert await recorder.resend_if_restarted() == 0 and len(await _stream_events(client)) == 2
+        assert recorder.resent == 2
+        await client.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()

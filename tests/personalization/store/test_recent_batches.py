@@ -117,7 +117,7 @@ def test_the_writers_own_loop_notices_the_restart(tmp_path: Path) -> None:
         for i in range(0, 20, 4):
             writer.submit(sent[i : i + 4])
         await writer.flush()
-        await asyncio.sleep(1.2)  # the loop's first look has been taken
+        await asyncio.sleep(1.6)  # the loop's first look (after 1 s) has been taken
         await asyncio.to_thread(_restart, server)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(await _stored_ids(redis)) < 20:
