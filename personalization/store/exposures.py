@@ -38,7 +38,6 @@ worker decodes this one's (:mod:`personalization.store.formats`, :data:`personal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -130,6 +129,7 @@ class ExposureWriter:
         self._maxlen = maxlen
         self._task: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()  # ends the replay loop even if a cancellation were swallowed
         self._spool = spool
         self._journal = journal
         self._recent: RecentBatches[Prepared] | None = RecentBatches(hold_s) if hold_s > 0 else None
@@ -424,7 +424,8 @@ class ExposureWriter:
     async def _replay_loop(self) -> None:
         """Once a second: what a restarted server lost sent again, then the spool replayed."""
         resend = self.resend_if_restarted if self._recent is not None else None
-        await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool", before=resend)
+        await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool",
+                             stop=self._stopping, before=resend)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (used at shutdown and by tests)."""
@@ -443,9 +444,14 @@ class ExposureWriter:
     async def close(self, timeout: float = 10.0) -> None:
         """Drain the queue and stop: everything submitted before ``close`` is written or spooled."""
         if self._replayer is not None:
+            # Set the stop event as well as cancel: a cancellation that lands inside the Redis client
+            # at the moment its own timeout fires can come out as a TimeoutError, which the loop
+            # survives; the event ends it at the next turn either way (a CI run hung here once).
+            self._stopping.set()
             self._replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
+            done, _ = await asyncio.wait((self._replayer,), timeout=timeout)
+            if not done:
+                log.error("spool replay did not stop within %.0f s", timeout)
             self._replayer = None
         if self._task is None:
             await self.flush(timeout)
