@@ -423,9 +423,15 @@ class Runtime:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: redis-py can swallow a cancellation that lands inside a command (the task then runs
+        # on until it next checks the stop event), and shutdown must not wait on that forever.
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: how a task ended at shutdown is not news
+            for task in pending:
+                log.error("background task %s did not stop within 10 s", task.get_name())
         await self.content.close()
         for runner in self.sinks:
             await runner.aclose()
