@@ -8,37 +8,18 @@ for the browser tests (apt-get as root, under a lock) when it is missing.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import redis
 
 from api.embedded.valkey import EmbeddedRedis, find_jemalloc
+from tests.system_packages import ensure_package
 
 
 def _jemalloc() -> Path:
-    found = find_jemalloc()
-    if found is not None:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail("these tests need jemalloc: run `apt-get install -y libjemalloc2` as root")
-    with Path("/tmp/vary-jemalloc-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if find_jemalloc() is None:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run([apt, "update", "-qq"], env=env, capture_output=True, timeout=600)
-            done = subprocess.run([apt, "install", "-y", "-qq", "libjemalloc2"], env=env, capture_output=True,
-                                  text=True, timeout=600)
-            if done.returncode != 0:
-                pytest.fail(f"apt-get install libjemalloc2 failed:\n{done.stderr[-2000:]}")
-    found = find_jemalloc()
-    assert found is not None, "libjemalloc2 installed but not found where find_jemalloc looks"
-    return found
+    return ensure_package("libjemalloc2", find_jemalloc)
 
 
 def _maps(server: EmbeddedRedis, data_dir: Path) -> str:

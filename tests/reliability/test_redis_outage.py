@@ -9,8 +9,6 @@ exposures in Redis must be exactly the ones the clients were given (compared by 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import shutil
 import subprocess
 import time
@@ -32,6 +30,7 @@ from tests.reliability.load import (
     per_entry,
     stored_exposures,
 )
+from tests.system_packages import ensure_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -42,25 +41,7 @@ CONCURRENCY = 32
 
 
 def _strace() -> str:
-    """strace, installed with apt-get (as root, under a lock, as the browser tests install Chromium)
-    when the machine has none."""
-    found = shutil.which("strace")
-    if found is not None:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail("this test needs strace: run `apt-get install -y strace` as root")
-    with Path("/tmp/vary-strace-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if shutil.which("strace") is None:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run([apt, "update", "-qq"], env=env, capture_output=True, timeout=600)
-            done = subprocess.run([apt, "install", "-y", "-qq", "strace"], env=env, capture_output=True, text=True, timeout=600)
-            if done.returncode != 0:
-                pytest.fail(f"apt-get install strace failed:\n{done.stderr[-2000:]}")
-    found = shutil.which("strace")
-    assert found is not None
-    return found
+    return ensure_package("strace", lambda: shutil.which("strace"))
 
 
 @contextmanager

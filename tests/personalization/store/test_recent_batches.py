@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -49,12 +50,26 @@ def _restart(server: EmbeddedRedis) -> None:
     server.start()
 
 
-def test_a_restart_that_lost_acknowledged_batches_gets_them_again(tmp_path: Path) -> None:
-    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=False)
+def _against(tmp_path: Path, appendonly: bool, body: Callable[[EmbeddedRedis, Redis], Awaitable[None]]) -> None:
+    """``body(server, client)`` against a Valkey of its own (killed and restarted by the test)."""
+    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=appendonly)
     server.start()
 
-    async def body() -> None:
-        redis = Redis.from_url(server.url)
+    async def run() -> None:
+        client = Redis.from_url(server.url)
+        try:
+            await body(server, client)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop()
+
+
+def test_a_restart_that_lost_acknowledged_batches_gets_them_again(tmp_path: Path) -> None:
+    async def body(server: EmbeddedRedis, redis: Redis) -> None:
         writer = ExposureWriter(redis, hold_s=30)
         first, second = _exposures(5), _exposures(7, start=5)
         await _write(writer, first)
@@ -68,22 +83,14 @@ def test_a_restart_that_lost_acknowledged_batches_gets_them_again(tmp_path: Path
         assert writer.resent == 12 and writer.written == 12  # counted as resent, not written twice
         assert await writer.resend_if_restarted() == 0  # same server: nothing sent again
         assert len(await _stored_ids(redis)) == 12
-        await redis.aclose()
 
-    try:
-        asyncio.run(body())
-    finally:
-        server.stop()
+    _against(tmp_path, False, body)
 
 
 def test_a_durable_restart_writes_nothing_twice_and_confirmed_batches_are_released(tmp_path: Path) -> None:
     """AOF on: the server keeps what it acknowledged, the markers skip the batches sent again. A batch
     the same server was seen alive with ``hold_s`` after its acknowledgement is no longer held."""
-    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=True)
-    server.start()
-
-    async def body() -> None:
-        redis = Redis.from_url(server.url)
+    async def body(server: EmbeddedRedis, redis: Redis) -> None:
         writer = ExposureWriter(redis, hold_s=0.3)
         old, new = _exposures(4), _exposures(6, start=4)
         await _write(writer, old)
@@ -96,21 +103,13 @@ def test_a_durable_restart_writes_nothing_twice_and_confirmed_batches_are_releas
         assert await writer.resend_if_restarted() == 0  # `new` sent again, skipped by its marker
         assert await _stored_ids(redis) == [x.id for x in old + new]
         assert writer.resent == 0
-        await redis.aclose()
 
-    try:
-        asyncio.run(body())
-    finally:
-        server.stop()
+    _against(tmp_path, True, body)
 
 
 def test_the_writers_own_loop_notices_the_restart(tmp_path: Path) -> None:
     """Started as the service starts it: the upkeep task asks the server's identity every second."""
-    server = EmbeddedRedis(tmp_path / "vk", port=free_port(), appendonly=False)
-    server.start()
-
-    async def body() -> None:
-        redis = Redis.from_url(server.url)
+    async def body(server: EmbeddedRedis, redis: Redis) -> None:
         writer = ExposureWriter(redis)
         writer.start()
         sent = _exposures(20)
@@ -125,12 +124,8 @@ def test_the_writers_own_loop_notices_the_restart(tmp_path: Path) -> None:
         assert sorted(await _stored_ids(redis)) == sorted(x.id for x in sent)
         assert writer.resent == 20
         await writer.close()
-        await redis.aclose()
 
-    try:
-        asyncio.run(body())
-    finally:
-        server.stop()
+    _against(tmp_path, False, body)
 
 
 def test_held_items_are_bounded_oldest_released_first() -> None:
