@@ -80,8 +80,6 @@ Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
 Prepared = tuple[bytes, str, "bytes | None", "str | None", "str | None", "str | int | None"]
 
 
-
-
 class _Group:
     """One stream's share of a batch: the script's keys and arguments, built in one pass."""
 
