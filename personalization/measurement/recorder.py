@@ -90,7 +90,7 @@ from personalization.store.keys import (
 )
 from personalization.store.partitions import stream_for
 from personalization.store.profiles import PROFILE_TTL_S, SESSION_TIMEOUT_S
-from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity, resend_if_restarted
+from personalization.store.recent_batches import HOLD_S, HeldWrites
 from personalization.store.spool import Spool, replay_forever, replay_spool
 from personalization.store.surveys import SURVEY_NOTE_LUA, survey_note
 from personalization.store.traits import (
@@ -249,10 +249,8 @@ class EventRecorder:
         self.spooled = 0
         self.replayed = 0
         self.waiting = 0
-        #: Written events held until the server has persisted them (recent_batches); resent: lost, sent again.
-        self._recent: RecentBatches[Event] | None = RecentBatches(hold_s) if hold_s > 0 else None
-        self._identity = ServerIdentity(redis)
-        self.resent = 0
+        #: Written events held until the server has persisted them (recent_batches).
+        self._held: HeldWrites[Event] | None = HeldWrites(redis, "events", hold_s) if hold_s > 0 else None
 
     @property
     def spool_bytes(self) -> int:
@@ -289,13 +287,18 @@ class EventRecorder:
         return EventsRecorded(accepted=new, duplicates=len(stamped) - new)
 
     def _hold(self, written: list[Event]) -> None:
-        if self._recent is not None:
-            self._recent.add("", written)
+        if self._held is not None:
+            self._held.add("", written)
+
+    @property
+    def resent(self) -> int:
+        """Events written again because the server restarted without them."""
+        return self._held.resent if self._held is not None else 0
 
     async def resend_if_restarted(self) -> int:
         """The written events the server may not have persisted, sent again if its ``run_id`` changed
         (their markers skip those it kept); returns how many it had lost."""
-        if self._recent is None:
+        if self._held is None:
             return 0
 
         async def send(_id: str, events: list[Event]) -> int:
@@ -305,11 +308,7 @@ class EventRecorder:
             if self._spool is not None:
                 self._keep(events, reason=f"sent again after a restart: {type(exc).__name__}")
 
-        batches, new = await resend_if_restarted(self._identity, self._recent, send, keep)
-        if batches:
-            self.resent += new
-            log.warning("Redis restarted (run_id changed): %d events it had lost written again", new)
-        return new
+        return await self._held.resend_if_restarted(send, keep)
 
     async def accept(self, raw_events: list[object]) -> BatchTaken:
         """A batch as a front end sent it: each event validated on its own (a bad one rejects only
@@ -483,7 +482,7 @@ class EventRecorder:
         """Replay our own spool whenever it holds something and Redis answers (until ``stop``)."""
         await replay_forever(
             self._spool, self.replay, interval_s=interval_s, logger=log, what="events spool", stop=stop,
-            before=self.resend_if_restarted if self._recent is not None else None,
+            before=self.resend_if_restarted if self._held is not None else None,
         )
 
     def close(self) -> None:

@@ -53,7 +53,7 @@ from personalization.store.batch_calls import COUNT_ONE, WRITE_BATCH, WRITE_BATC
 from personalization.store.journal import Journal
 from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
 from personalization.store.partitions import partition_of
-from personalization.store.recent_batches import HOLD_S, RecentBatches, ServerIdentity, resend_if_restarted
+from personalization.store.recent_batches import HOLD_S, HeldWrites
 from personalization.store.spool import Spool, replay_forever, replay_spool
 from personalization.types import EXPOSURE_ENCODER, Exposure, new_exposure_id
 
@@ -130,8 +130,7 @@ class ExposureWriter:
         self._stopping = asyncio.Event()  # ends the replay loop even if a cancellation were swallowed
         self._spool = spool
         self._journal = journal
-        self._recent: RecentBatches[Prepared] | None = RecentBatches(hold_s) if hold_s > 0 else None
-        self._identity = ServerIdentity(redis)
+        self._held: HeldWrites[Prepared] | None = HeldWrites(redis, "exposures", hold_s) if hold_s > 0 else None
         #: The batches in the queue, oldest first, as ``[batch id, items, queue entries]`` queued under
         #: it; the last one is open. A batch is closed (:meth:`_seal`) before it is sent, so the
         #: journal's records under its id are exactly what it carries.
@@ -141,15 +140,13 @@ class ExposureWriter:
         self.failed_batches = 0
         self.spooled = 0
         self.replayed = 0
-        #: Exposures written again because the server restarted without them (recent_batches).
-        self.resent = 0
         #: False while the last write failed: exposures are going to the spool.
         self.healthy = True
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="vary-exposure-writer")
-        if (self._spool is not None or self._recent is not None) and self._replayer is None:
+        if (self._spool is not None or self._held is not None) and self._replayer is None:
             self._replayer = asyncio.create_task(self._replay_loop(), name="vary-spool-replay")
 
     @property
@@ -288,8 +285,8 @@ class ExposureWriter:
         try:
             self.written += await self._send_prepared(batch_id, batch)
             self.healthy = True
-            if self._recent is not None:
-                self._recent.add(batch_id, batch)
+            if self._held is not None:
+                self._held.add(batch_id, batch)
         except Exception as exc:  # Redis down or slow: keep serving, keep the exposures
             self.failed_batches += 1
             self.healthy = False
@@ -402,26 +399,26 @@ class ExposureWriter:
         log.info("replayed %d spooled exposures", replayed)
         return replayed
 
+    @property
+    def resent(self) -> int:
+        """Exposures written again because the server restarted without them (recent_batches)."""
+        return self._held.resent if self._held is not None else 0
+
     async def resend_if_restarted(self) -> int:
         """Send the held batches again if the server's ``run_id`` changed since the last look (a
         restart may have lost what it acknowledged), else release those it has had time to persist
         (:mod:`personalization.store.recent_batches`). Returns the exposures written again."""
-        if self._recent is None:
+        if self._held is None:
             return 0
 
         def keep(batch_id: str, batch: list[Prepared], exc: Exception) -> None:  # down again: to the spool
             self._spill(batch, reason=f"sent again after a restart: {type(exc).__name__}", batch_id=batch_id)
 
-        batches, written = await resend_if_restarted(self._identity, self._recent, self._send_prepared, keep)
-        if batches:
-            self.resent += written
-            log.warning("Redis restarted (run_id changed): %d held batches sent again, %d exposures it had "
-                        "lost written", batches, written)
-        return written
+        return await self._held.resend_if_restarted(self._send_prepared, keep)
 
     async def _replay_loop(self) -> None:
         """Once a second: what a restarted server lost sent again, then the spool replayed."""
-        resend = self.resend_if_restarted if self._recent is not None else None
+        resend = self.resend_if_restarted if self._held is not None else None
         await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool",
                              stop=self._stopping, before=resend)
 

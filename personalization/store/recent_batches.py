@@ -10,7 +10,8 @@ lost 3,650 and 26,750 of ~200,000 acknowledged ``RPUSH``es in 2 of 5 trials. A C
 ``tests/reliability/test_redis_outage.py`` lost the exposures of 56 of 20,000 answered requests
 that way: the exposure writer had cleared their journal records when Redis acknowledged them.
 
-What the writer does about it (:class:`RecentBatches`, :class:`ServerIdentity`): each acknowledged
+What the writer does about it (:class:`HeldWrites`, over :class:`RecentBatches` and
+:class:`ServerIdentity`; the event recorder does the same with its events): each acknowledged
 batch is kept, with when it was acknowledged, until the same server (same ``run_id``, asked with
 ``INFO server`` about once a second) is seen alive :data:`HOLD_S` after that: by then the server has
 written it to the operating system (a process kill no longer loses it). When the ``run_id`` changes
@@ -31,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from redis.exceptions import ResponseError
 
-__all__ = ["HOLD_S", "MAX_ITEMS", "RecentBatches", "ServerIdentity", "resend_if_restarted"]
+__all__ = ["HOLD_S", "MAX_ITEMS", "HeldWrites", "RecentBatches", "ServerIdentity"]
 
 log = logging.getLogger("vary.exposures")
 
@@ -117,31 +118,48 @@ class ServerIdentity:
         return changed, asked_at
 
 
-async def resend_if_restarted(
-    identity: ServerIdentity,
-    recent: RecentBatches[Item],
-    send: Callable[[str, list[Item]], Awaitable[int]],
-    keep: Callable[[str, list[Item], Exception], None],
-) -> tuple[int, int]:
-    """If the server's identity changed since the last look, ``send`` every held batch again (oldest
-    first; each one the new server acknowledges is held again), else release those confirmed.
-    Returns ``(batches sent again, what send counted as written)``. When a send fails (the server
-    went away again) that batch and the rest are handed to ``keep`` (a spool) and the error raised."""
-    changed, asked_at = await identity.check()
-    if not changed:
-        recent.confirm(asked_at)
-        return 0, 0
-    batches = recent.take()
-    written = 0
-    for i, (batch_id, items) in enumerate(batches):
-        try:
-            written += await send(batch_id, items)
-        except Exception as exc:
-            for later_id, later in batches[i:]:
-                keep(later_id, later, exc)
-            raise
-        recent.add(batch_id, items)
-    return len(batches), written
+class HeldWrites(Generic[Item]):
+    """What the exposure writer and the event recorder share: their acknowledged writes held
+    (:class:`RecentBatches`), the server's identity watched (:class:`ServerIdentity`), and the writes a
+    restarted server lost sent again (:meth:`resend_if_restarted`), counted in :attr:`resent`."""
+
+    def __init__(self, redis: Any, what: str, hold_s: float = HOLD_S) -> None:
+        self.batches: RecentBatches[Item] = RecentBatches(hold_s)
+        self.identity = ServerIdentity(redis)
+        self._what = what
+        #: Items the owner's ``send`` counted as written again (a restarted server had lost them).
+        self.resent = 0
+
+    def add(self, batch_id: str, items: list[Item]) -> None:
+        self.batches.add(batch_id, items)
+
+    async def resend_if_restarted(
+        self,
+        send: Callable[[str, list[Item]], Awaitable[int]],
+        keep: Callable[[str, list[Item], Exception], None],
+    ) -> int:
+        """If the server's identity changed since the last look, ``send`` every held batch again
+        (oldest first; each one the new server acknowledges is held again), else release those
+        confirmed. Returns what ``send`` counted as written. When a send fails (the server went away
+        again) that batch and the rest are handed to ``keep`` (a spool) and the error raised."""
+        changed, asked_at = await self.identity.check()
+        if not changed:
+            self.batches.confirm(asked_at)
+            return 0
+        batches = self.batches.take()
+        written = 0
+        for i, (batch_id, items) in enumerate(batches):
+            try:
+                written += await send(batch_id, items)
+            except Exception as exc:
+                for later_id, later in batches[i:]:
+                    keep(later_id, later, exc)
+                raise
+            self.batches.add(batch_id, items)
+        self.resent += written
+        log.warning("Redis restarted (run_id changed): %d held batches sent again, %d %s it had lost written",
+                    len(batches), written, self._what)
+        return written
 
 
 def _run_id(info: dict[str, Any]) -> str:

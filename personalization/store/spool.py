@@ -390,14 +390,11 @@ async def replay_forever(
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-        if before is None and (spool is None or spool.size == 0):
-            continue
         try:
             if before is not None:
                 await before()
-            if spool is None or spool.size == 0:
-                continue
-            await replay()
+            if spool is not None and spool.size > 0:
+                await replay()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever Redis says, the spool is kept and retried

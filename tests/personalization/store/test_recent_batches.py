@@ -162,7 +162,7 @@ def test_a_server_that_refuses_info_still_gets_its_spool_replayed(tmp_path: Path
         while time.monotonic() < deadline and len(await _stored_ids(redis)) < 3:
             await asyncio.sleep(0.2)
         assert await _stored_ids(redis) == [x.id for x in sent] and writer.replayed == 3
-        assert writer._identity.refused
+        assert writer._held is not None and writer._held.identity.refused
         await writer.close()
         await redis.aclose()
 
