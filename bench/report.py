@@ -134,11 +134,13 @@ def render(results: dict[str, Any]) -> str:
             f"app's ({b['rps']['median']:,.0f} req/s). The tail alone is p99 ÷ p50 in the curve below.",
         ]
         if http.get("curve"):
-            lines += ["", "Scale curve (Vary, same server):", ""]
+            rounds = http["curve"][0].get("rounds", 1)
+            lines += ["", f"Scale curve (Vary, same server; each figure the median of {rounds} rounds, taken in "
+                      "turn across the rows; p99 ÷ p50 the median of the rounds' own ratios):", ""]
             lines += _table(
                 ["Connections", "req/s", "p50 ms", "p99 ms", "p99 ÷ p50", "CPU ms/request", "degraded"],
                 [[str(r["connections"]), _num(r["rps"]), _num(r["p50_ms"]), _num(r["p99_ms"]),
-                  f"{r['p99_ms'] / r['p50_ms']:.1f}×" if r.get("p50_ms") else "–",
+                  f"{r.get('p99_over_p50') or r['p99_ms'] / r['p50_ms']:.1f}×" if r.get("p50_ms") else "–",
                   _num(r["server_cpu_ms_per_request"]), str(r["degraded"])] for r in http["curve"]],
             )
     if results.get("servers"):

@@ -214,15 +214,27 @@ class HttpBench:
             vary.stop()
 
     def curve(self, vary: Any) -> list[dict[str, Any]]:
+        """Vary alone at each connection count of :data:`CURVE`: the median of :attr:`rounds` rounds,
+        taken in turn (1, 8, … 128, then again), so a stall of the machine lands in one round of one
+        row, not in a whole row; ``p99_over_p50`` is the median of the rounds' own ratios (issue 22:
+        every figure the median of at least 3 rounds)."""
         duration = 3.0 if self.quick else 8.0
+        runs: dict[int, list[dict[str, Any]]] = {connections: [] for connections in CURVE}
+        for round_ in range(self.rounds):
+            for connections in CURVE:
+                result = self.runner(vary, connections, vary=True, duration=duration)(f"c{connections}r{round_}")
+                _log(f"http curve: {connections} connections, round {round_ + 1}: {result['rps']:.0f} req/s, "
+                     f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.1f} ms")
+                runs[connections].append(result)
         rows = []
-        for connections in CURVE:
-            result = self.runner(vary, connections, vary=True, duration=duration)(f"c{connections}")
-            _log(f"http curve: {connections} connections: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms")
+        for connections, results in runs.items():
             rows.append({
-                "connections": connections, "rps": result["rps"], "p50_ms": result["p50_ms"],
-                "p99_ms": result["p99_ms"], "degraded": result["degraded"],
-                "server_cpu_ms_per_request": result["server_cpu_ms_per_request"],
+                "connections": connections,
+                "rounds": len(results),
+                **{key: _median([r[key] for r in results])
+                   for key in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request")},
+                "p99_over_p50": _median([r["p99_ms"] / r["p50_ms"] for r in results if r["p50_ms"]]),
+                "degraded": sum(r["degraded"] for r in results),
             })
         return rows
 
@@ -276,18 +288,24 @@ def _http_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _tail_comparisons(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The tail against the median (issue 22): the worst p99 ÷ p50 of the curve at 8, 32 and 64
-    connections. No baseline: it is Vary's own distribution, one row per run."""
+    connections (each the median of its rounds' ratios). No baseline: it is Vary's own distribution."""
     rows = [row for row in curve if row["connections"] in TAIL_CONNECTIONS and row["p50_ms"]]
     if not rows:
         return []
-    worst = max(rows, key=lambda row: row["p99_ms"] / row["p50_ms"])
+    worst = max(rows, key=_tail_ratio)
     return [
         comparison(
             f"p99 ÷ p50, worst of {', '.join(str(c) for c in TAIL_CONNECTIONS)} connections "
-            f"({worst['connections']} connections)", "http", "×", worst["p99_ms"] / worst["p50_ms"], None,
+            f"({worst['connections']} connections)", "http", "×", _tail_ratio(worst), None,
             HTTP_TARGET_TAIL, target_on="vary", better="lower",
         )
     ]
+
+
+def _tail_ratio(row: dict[str, Any]) -> float:
+    """A curve row's p99 ÷ p50: the median of its rounds' ratios (a row of an older result file has
+    one run, hence only its p99 and p50)."""
+    return float(row.get("p99_over_p50") or row["p99_ms"] / row["p50_ms"])
 
 
 def _run_http(results: dict[str, Any], quick: bool, sections: set[str], kind: str | None, workers: int | None) -> None:

@@ -45,3 +45,47 @@ def test_the_report_states_the_cap() -> None:
                    "quick": True, "measured_at": "2026-12-04T00:00:00Z"})
     assert "caps Vary at 5,000 req/s and the echo app at 10,000 req/s" in text
     assert "a throughput ratio of at most 0.50× on this machine" in text
+
+
+def _row(connections: int, p50: float, p99: float, ratio: float | None = None) -> dict:
+    row = {"connections": connections, "rounds": 3, "rps": 5000.0, "p50_ms": p50, "p99_ms": p99,
+           "server_cpu_ms_per_request": 0.25, "degraded": 0}
+    if ratio is not None:
+        row["p99_over_p50"] = ratio
+    return row
+
+
+def test_the_tail_target_takes_each_rows_median_of_its_rounds_ratios() -> None:
+    from bench.run import _tail_comparisons
+
+    # 8 connections: the medians of p50 and p99 come from different rounds (ratio 5.0), but each
+    # round's own ratio had a median of 2.5; 1 and 128 connections are not judged.
+    curve = [_row(1, 0.5, 5.0, 10.0), _row(8, 2.0, 10.0, 2.5), _row(32, 6.0, 18.0, 3.1), _row(128, 16.0, 80.0, 5.0)]
+    (tail,) = _tail_comparisons(curve)
+    assert tail["vary"] == pytest.approx(3.1)
+    assert "(32 connections)" in tail["name"]
+    assert tail["met"] is True
+
+
+def test_a_result_file_without_round_ratios_still_reads() -> None:
+    from bench.run import _tail_comparisons
+
+    (tail,) = _tail_comparisons([_row(8, 2.0, 9.0), _row(64, 10.0, 25.0)])
+    assert tail["vary"] == pytest.approx(4.5)
+    assert tail["met"] is False
+
+
+def test_the_curve_table_says_how_many_rounds_and_shows_the_median_ratio() -> None:
+    http = {
+        **_http(0.30, 0.08, 0.02, 0.15, 0.05),
+        "server": "vary-serve", "workers": 2, "connections": 64, "rounds": 3, "duration_s": 4.0,
+        "sizes": {"vary": {"request_bytes": 552, "response_bytes": 2622}, "baseline": {"response_bytes": 2145}},
+        "curve": [_row(8, 2.0, 10.0, 2.5)],
+    }
+    http["vary"].update({"rps": {"spread": 0.1, "median": 4000}, "p99_ms": {"median": 30.0}, "requests": 40_000,
+                         "exposures_written": 160_000, "exposures_expected_at_least": 120_000, "degraded": 0})
+    http["baseline"].update({"rps": {"spread": 0.1, "median": 9000}, "p99_ms": {"median": 10.0}})
+    text = render({"machine": {"cpu_count": 2, "cpu_model": "test", "python": "3.11"}, "comparisons": [], "http": http,
+                   "quick": True, "measured_at": "2026-12-04T00:00:00Z"})
+    assert "each figure the median of 3 rounds" in text
+    assert "| 8 | 5,000 | 2.00 | 10.0 | 2.5× | 0.25 | 0 |" in text
