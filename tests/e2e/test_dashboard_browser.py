@@ -126,7 +126,12 @@ def test_dashboard_in_a_real_browser(server: VaryProcess, redis_url: str, page) 
     results = _wait_for_results(server, redis_url)
     settled_s = time.monotonic() - started
     purchase = {v["variant"]: v for v in results["goals"]["purchase"]["variants"]}
-    assert purchase[1]["rate"] > purchase[0]["rate"], purchase  # the planted effect reached the results
+    # The planted effect reached the results. On failure, what the aggregator set aside and why (a
+    # run once counted no purchase at all with every stream acknowledged: this says where they went).
+    assert purchase[1]["rate"] > purchase[0]["rate"], {
+        "purchase": purchase, "exposures": results.get("exposures"), "discarded": results.get("discarded"),
+        "events sent": summary,
+    }
     shots = artifacts_dir()
 
     # Sign in with the keyboard only: Tab reaches the key field and then the sign-in button.
