@@ -432,6 +432,8 @@ class Runtime:
                     task.exception()  # retrieved: how a task ended at shutdown is not news
             for task in pending:
                 log.error("background task %s did not stop within 10 s", task.get_name())
+        if self.aggregator is not None:
+            await hand_back_at_shutdown(self.aggregator)
         await self.content.close()
         for runner in self.sinks:
             await runner.aclose()
@@ -459,3 +461,13 @@ def stream_retention(settings: Settings, redis: Redis) -> StreamRetention | None
     return StreamRetention(
         redis, streams, retention_s=settings.stream_retention_days * 86_400, every_s=settings.stream_trim_every_s
     )
+
+
+async def hand_back_at_shutdown(aggregator: Aggregator) -> None:
+    """The stopping consumer's unacknowledged entries, handed back for the next one to claim at once
+    (:meth:`~personalization.measurement.aggregation.Aggregator.hand_back`); bounded, and a Redis
+    that does not answer only leaves them to be claimed ``claim_idle_ms`` later, as after a crash."""
+    try:
+        await asyncio.wait_for(aggregator.hand_back(), 2.0)
+    except Exception as exc:  # noqa: BLE001 - shutdown goes on; the entries stay claimable later
+        log.warning("aggregation entries not handed back at shutdown (%s): claimed after the idle time", exc)

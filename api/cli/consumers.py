@@ -52,7 +52,7 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
     from api.cli.stored_goals import StoredGoals
     from api.plugins import load_plugins
     from api.redis_client import async_redis
-    from api.runtime import stream_retention
+    from api.runtime import hand_back_at_shutdown, stream_retention
     from personalization.measurement.aggregation import Aggregator
     from personalization.measurement.goals import MAX_CONVERSIONS_PER_MINUTE
     from personalization.measurement.guardrail_monitor import GuardrailMonitor
@@ -89,6 +89,7 @@ def aggregate_command(settings: Settings, args: argparse.Namespace) -> int:
             await aggregator.run_forever(stop, claim_every_s=settings.aggregate_claim_every_s)
         finally:
             stop.set()
+            await hand_back_at_shutdown(aggregator)
             await following
             await checking
             if trimming is not None:

@@ -91,6 +91,37 @@ def test_a_dead_consumers_entries_are_claimed_and_counted_once(redis_url: str, h
     assert got == expected
 
 
+def test_a_consumer_stopped_gracefully_hands_its_entries_back_to_be_claimed_at_once(redis_url: str) -> None:
+    """A stopped worker's consumer name is never seen again (host, pid): what it read and did not
+    acknowledge used to wait ``claim_idle_ms`` (5 minutes) for another consumer's claim."""
+    expected = baseline(redis_url)
+
+    async def body() -> tuple[dict[str, object], int, int, int, int, int]:
+        redis = Redis.from_url(redis_url)
+        await push(redis, EXPOSURES_SET, EVENTS_SET, N)
+        stopping = CancelledAggregator(redis, consumer="stopping", partitions=N, exposure_grace_s=0.0, batch=10)
+        task = asyncio.create_task(stopping.run_forever(asyncio.Event(), block_ms=10))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        successor = make(redis, "successor")  # the default claim_idle_ms: five minutes
+        await successor.ensure_groups()
+        too_early = await successor.claim_stale()  # nothing is idle long enough yet
+        stranded = await pending(redis)
+        handed = await stopping.hand_back()
+        claimed = await successor.claim_stale()
+        await drain(successor)
+        out = await results(redis)
+        left = await pending(redis)
+        await redis.aclose()
+        return out, too_early, stranded, handed, claimed, left
+
+    got, too_early, stranded, handed, claimed, left = run(body())
+    assert too_early == 0
+    assert stranded > 0 and handed == stranded  # every unacknowledged entry, none acknowledged
+    assert claimed > 0 and left == 0  # claimed at once and counted
+    assert got == expected
+
+
 class _Crash(Exception):
     """The process dies here (a fault injected between two steps; Redis keeps what was written)."""
 
