@@ -32,17 +32,23 @@ def test_no_bound_without_the_figures() -> None:
     assert cores_bound(_http(0.30, 0.08, 0.02, 0.15, 0.05), cores=0) is None
 
 
-def test_the_report_states_the_cap() -> None:
+def _report(**extra: object) -> str:
+    """The markdown report of one HTTP comparison (with ``extra`` fields, e.g. a curve)."""
     http = {
         **_http(0.30, 0.08, 0.02, 0.15, 0.05),
         "server": "vary-serve", "workers": 2, "connections": 64, "rounds": 3, "duration_s": 4.0,
         "sizes": {"vary": {"request_bytes": 552, "response_bytes": 2622}, "baseline": {"response_bytes": 2145}},
+        **extra,
     }
     http["vary"].update({"rps": {"spread": 0.1, "median": 4000}, "p99_ms": {"median": 30.0}, "requests": 40_000,
                          "exposures_written": 160_000, "exposures_expected_at_least": 120_000, "degraded": 0})
     http["baseline"].update({"rps": {"spread": 0.1, "median": 9000}, "p99_ms": {"median": 10.0}})
-    text = render({"machine": {"cpu_count": 2, "cpu_model": "test", "python": "3.11"}, "comparisons": [], "http": http,
+    return render({"machine": {"cpu_count": 2, "cpu_model": "test", "python": "3.11"}, "comparisons": [], "http": http,
                    "quick": True, "measured_at": "2026-12-04T00:00:00Z"})
+
+
+def test_the_report_states_the_cap() -> None:
+    text = _report()
     assert "caps Vary at 5,000 req/s and the echo app at 10,000 req/s" in text
     assert "a throughput ratio of at most 0.50× on this machine" in text
 
@@ -76,16 +82,6 @@ def test_a_result_file_without_round_ratios_still_reads() -> None:
 
 
 def test_the_curve_table_says_how_many_rounds_and_shows_the_median_ratio() -> None:
-    http = {
-        **_http(0.30, 0.08, 0.02, 0.15, 0.05),
-        "server": "vary-serve", "workers": 2, "connections": 64, "rounds": 3, "duration_s": 4.0,
-        "sizes": {"vary": {"request_bytes": 552, "response_bytes": 2622}, "baseline": {"response_bytes": 2145}},
-        "curve": [_row(8, 2.0, 10.0, 2.5)],
-    }
-    http["vary"].update({"rps": {"spread": 0.1, "median": 4000}, "p99_ms": {"median": 30.0}, "requests": 40_000,
-                         "exposures_written": 160_000, "exposures_expected_at_least": 120_000, "degraded": 0})
-    http["baseline"].update({"rps": {"spread": 0.1, "median": 9000}, "p99_ms": {"median": 10.0}})
-    text = render({"machine": {"cpu_count": 2, "cpu_model": "test", "python": "3.11"}, "comparisons": [], "http": http,
-                   "quick": True, "measured_at": "2026-12-04T00:00:00Z"})
+    text = _report(curve=[_row(8, 2.0, 10.0, 2.5)])
     assert "each figure the median of 3 rounds" in text
     assert "| 8 | 5,000 | 2.00 | 10.0 | 2.5× | 0.25 | 0 |" in text
