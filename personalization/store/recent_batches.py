@@ -157,8 +157,9 @@ class HeldWrites(Generic[Item]):
                 raise
             self.batches.add(batch_id, items)
         self.resent += written
-        log.warning("Redis restarted (run_id changed): %d held batches sent again, %d %s it had lost written",
-                    len(batches), written, self._what)
+        if batches:  # a restart with nothing held (an idle worker) is not news
+            log.warning("Redis restarted (run_id changed): %d held batches sent again, %d %s it had lost written",
+                        len(batches), written, self._what)
         return written
 
 
