@@ -30,6 +30,7 @@ from personalization.types import phase_key
 __all__ = ["PauseRecord", "load_pause_records", "load_pauses", "pause_variant", "resume", "resumed"]
 
 PAUSE_VARIANT = (Path(__file__).parent / "scripts" / "pause_variant.lua").read_text()
+UNPAUSE_VARIANT = (Path(__file__).parent / "scripts" / "unpause_variant.lua").read_text()
 
 
 class PauseRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,17 +94,40 @@ async def pause_variant(
     it already was paused, or when a person resumed this guardrail's pause in this phase)."""
     if variant < 1:
         raise ValueError(f"variant {variant}: only variants 1.. can be paused (0 is the baseline)")
-    if await redis.hexists(GUARDRAIL_RESUMED_KEY, _resumed_field(experience, phase, variant, metric)):
+    resumed_field = _resumed_field(experience, phase, variant, metric)
+    if await redis.hexists(GUARDRAIL_RESUMED_KEY, resumed_field):
         return False
     record = _ENCODE.encode(PauseRecord(reason=reason, metric=metric, at=now, phase=phase))
     paused = await redis.eval(PAUSE_VARIANT, 1, GUARDRAIL_PAUSES_KEY, experience, str(variant), record)
-    return int(paused) == 1
+    if int(paused) != 1:
+        return False
+    # A person may have resumed it between the check above and the pause: :func:`resume` records the
+    # resume before it deletes the pauses, so looking again here sees it, and this pause is taken back.
+    # (The two hashes are in different cluster slots: no one script can hold both.)
+    if await redis.hexists(GUARDRAIL_RESUMED_KEY, resumed_field):
+        await redis.eval(UNPAUSE_VARIANT, 1, GUARDRAIL_PAUSES_KEY, experience, str(variant), record)
+        return False
+    return True
 
 
 async def resume(redis: Redis, experience: str, phase: int, now: float | None = None) -> list[int]:
     """Lift every pause of ``experience``; returns the variants resumed (sorted). Each is recorded in
     ``vary:guardrail:resumed`` under ``phase``, so the same guardrail does not pause it again in that
-    phase. The read and the delete are one transaction: a pause made meanwhile is not lost unseen."""
+    phase. The resume is recorded *before* the pauses are deleted, so a guardrail monitor pausing the
+    variant meanwhile sees it and takes its pause back (:func:`pause_variant`); the final read and the
+    delete are one transaction, and a pause made since the first read is recorded as resumed too."""
+    at = str(time.time() if now is None else now)
+
+    async def record(found: dict[int, PauseRecord]) -> None:
+        if found:
+            await redis.hset(
+                GUARDRAIL_RESUMED_KEY,
+                mapping={_resumed_field(experience, phase, v, r.metric): at for v, r in found.items()},
+            )
+
+    first = await redis.hget(GUARDRAIL_PAUSES_KEY, experience)
+    seen = _decode(first) if first is not None else {}
+    await record(seen)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hget(GUARDRAIL_PAUSES_KEY, experience)
         pipe.hdel(GUARDRAIL_PAUSES_KEY, experience)
@@ -111,12 +135,7 @@ async def resume(redis: Redis, experience: str, phase: int, now: float | None = 
     if raw is None:
         return []
     records = _decode(raw)
-    if records:
-        at = str(time.time() if now is None else now)
-        await redis.hset(
-            GUARDRAIL_RESUMED_KEY,
-            mapping={_resumed_field(experience, phase, v, r.metric): at for v, r in records.items()},
-        )
+    await record({v: r for v, r in records.items() if seen.get(v) != r})
     return sorted(records)
 
 

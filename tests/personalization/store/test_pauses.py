@@ -80,3 +80,39 @@ def test_variant_zero_cannot_be_paused(redis_url: str) -> None:
         await redis.aclose()
 
     asyncio.run(body())
+
+
+class _ResumedDuringCheck:
+    """The monitor's Redis, with a person's resume landing right after the monitor's first "was this
+    resumed?" look and before its pause (the CI race of the guardrail e2e test, made certain)."""
+
+    def __init__(self, redis: Redis, experience: str, phase: int) -> None:
+        self._redis, self._experience, self._phase = redis, experience, phase
+        self.resumed: list[int] | None = None
+
+    async def hexists(self, key: str, field: str) -> bool:
+        found = bool(await self._redis.hexists(key, field))
+        if self.resumed is None:
+            self.resumed = await resume(self._redis, self._experience, self._phase)
+        return found
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - everything else is the real client
+        return getattr(self._redis, name)
+
+
+def test_a_resume_between_the_monitors_check_and_its_pause_is_not_undone(redis_url: str) -> None:
+    async def body() -> None:
+        redis = Redis.from_url(redis_url)
+        assert await pause_variant(redis, "hero", 1, REASON, "csat", 1, 100.0)  # the first pause
+        racing = _ResumedDuringCheck(redis, "hero", 1)
+        # The next monitor round still sees the harm and pauses again; the person resumes meanwhile.
+        assert await pause_variant(racing, "hero", 1, REASON, "csat", 1, 101.0) is False  # type: ignore[arg-type]
+        assert racing.resumed == [1]
+        assert await load_pauses(redis) == {}  # the resume stands
+        assert await resumed(redis, "hero", 1) == {(1, "csat")}
+        # A pause of another variant made meanwhile is not taken back by the first's undo.
+        assert await pause_variant(redis, "hero", 2, "paused: guardrail ces harmed (x)", "ces", 1, 102.0)
+        assert await load_pauses(redis) == {"hero": {2: "paused: guardrail ces harmed (x)"}}
+        await redis.aclose()
+
+    asyncio.run(body())
