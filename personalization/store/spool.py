@@ -49,6 +49,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from personalization.store.ring import convert_orphaned_rings
 from personalization.store.tombstones import erased_before
 
 __all__ = [
@@ -70,7 +71,10 @@ class SpoolBusy(OSError):
 
 def orphaned_spools(directory: Path) -> Iterator[Spool]:
     """Spool files left by workers that are gone (their lock is free), opened and locked for replay.
-    A live worker holds its own file's lock, so it is never among them."""
+    A live worker holds its own file's lock, so it is never among them. A dead worker's journal
+    rings become a spool file first (:func:`~personalization.store.ring.convert_orphaned_rings`)."""
+    if Path(directory).is_dir():
+        convert_orphaned_rings(Path(directory))
     for path in sorted(Path(directory).glob("*.spool")):
         try:
             yield Spool(path)

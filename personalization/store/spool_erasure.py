@@ -5,10 +5,11 @@ acknowledged but has not written yet (:mod:`personalization.store.spool`,
 :mod:`personalization.store.journal`); replaying them after an erase would write the visitor back.
 So an erase walks the spool directories (``<data dir>/spool`` and ``…/spool/events``):
 
-* a file this process holds open (its own spools and journal segments) is rewritten through its
-  own object (:meth:`Spool.drop`), under its own lock;
+* a file this process holds open (its own spools and journal rings) is rewritten through its
+  own object (:meth:`Spool.drop`, :meth:`Ring.drop <personalization.store.ring.Ring.drop>`), under its
+  own lock;
 * a file no live process holds (a killed worker's, replayed at the next start) is opened, locked
-  and rewritten the same way;
+  and rewritten the same way (a dead worker's journal rings are turned into a spool file first);
 * a file another live worker holds cannot be opened (its lock), so the erase leaves a **tombstone**
   in that directory and the worker's replay drops the visitor's entries recorded before the erase
   (:mod:`personalization.store.tombstones`).
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from personalization.store.ring import RING_SUFFIX, convert_orphaned_rings, open_rings
 from personalization.store.spool import Spool, SpoolBusy, open_spools
 from personalization.store.tombstones import (
     ERASED_FILE,
@@ -59,6 +61,7 @@ def erase_from_spools(directories: Iterable[Path], visitor_id: str, now: float |
     module docstring). Blocking file work: run it off the event loop."""
     now = time.time() if now is None else now
     mine = open_spools()
+    rings = open_rings()
     entries = files = busy = 0
 
     def unwanted(raw: bytes) -> bool:
@@ -69,6 +72,17 @@ def erase_from_spools(directories: Iterable[Path], visitor_id: str, now: float |
         if not directory.is_dir():
             continue
         others = False
+        convert_orphaned_rings(directory)
+        for path in sorted(directory.glob(f"*{RING_SUFFIX}")):
+            ring = rings.get(path.resolve())
+            if ring is None:  # another live worker's (a dead one's was converted just now)
+                busy += 1
+                others = True
+                continue
+            dropped = ring.drop(unwanted)
+            if dropped:
+                entries += dropped
+                files += 1
         for path in sorted(directory.glob("*.spool")):
             spool = mine.get(path.resolve())
             opened = spool is None

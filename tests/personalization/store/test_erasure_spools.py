@@ -14,6 +14,7 @@ import msgspec
 
 from personalization.measurement.events import EVENT_ENCODER, Conversion
 from personalization.store.journal import Journal
+from personalization.store.ring import convert_orphaned_rings
 from personalization.store.spool import Spool, replay_spool
 from personalization.store.spool_erasure import erase_from_spools
 from personalization.store.tombstones import ERASED_FILE, entry_visitor
@@ -96,9 +97,12 @@ def test_erase_reaches_own_orphaned_and_journal_files_and_tombstones_another_wor
     assert (result.entries, result.files, result.busy) == (4, 3, 1)
     assert [entry_visitor(bytes(e)) for b in own.batches() for e in b.entries] == [KEPT]
     own.close()
-    journal.close()
-    journal_files = sorted(spool_dir.glob("journal-own-*.spool"))
-    assert [v for path in journal_files for v in _visitors(path)] == [KEPT]
+    assert journal._current is not None
+    assert [entry_visitor(e) for p in journal._current.payloads() for e in msgspec.json.decode(p.partition(b" ")[2], type=list[msgspec.Raw])] == [KEPT]
+    journal.close()  # records left: the ring stays, and the next start reads what the erase kept
+    assert [v for path in sorted(spool_dir.glob("journal-own*.spool")) for v in _visitors(path)] == []
+    convert_orphaned_rings(spool_dir)
+    assert [v for path in sorted(spool_dir.glob("journal-own*.spool")) for v in _visitors(path)] == [KEPT]
     assert _visitors(events_dir / "events-dead.spool") == [KEPT]
     assert (spool_dir / ERASED_FILE).exists() and not (events_dir / ERASED_FILE).exists()
     assert GONE not in (spool_dir / ERASED_FILE).read_text()  # a digest, not the id

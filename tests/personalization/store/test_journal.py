@@ -137,31 +137,32 @@ def test_a_batch_written_before_the_kill_is_skipped_on_replay(redis_url: str, tm
     assert replayed == 6
 
 
-def test_done_batches_leave_nothing_behind_and_full_segments_are_deleted(redis_url: str, tmp_path: Path) -> None:
-    stream = f"vary:test:journal-segments:{os.getpid()}"
+def test_done_batches_leave_nothing_behind_and_full_rings_are_deleted(redis_url: str, tmp_path: Path) -> None:
+    stream = f"vary:test:journal-rings:{os.getpid()}"
 
     async def body() -> tuple[int, list[str], int]:
         redis = Redis.from_url(redis_url)
-        journal = Journal(tmp_path, "seg", segment_bytes=2_000)
+        journal = Journal(tmp_path, "seg", ring_bytes=2_000)
         writer = ExposureWriter(redis, stream=stream, batch_size=8, journal=journal)
         writer.start()
+        most = 0
         try:
             for i in range(400):
                 writer.submit([_exposure(i)])
+                most = max(most, len(list(tmp_path.glob("journal-seg-*.ring"))))
                 if i % 50 == 0:
                     await asyncio.sleep(0)
-            segments_during = len(list(tmp_path.glob("journal-seg-*.spool")))
             await writer.flush()
-            left = sorted(path.name for path in tmp_path.glob("journal-seg-*.spool"))
+            left = sorted(path.name for path in tmp_path.glob("journal-seg-*.ring"))
             size = journal.size
             await writer.close()
             assert len(await _stored(redis, stream)) == 400
-            return segments_during, left, size
+            return most, left, size
         finally:
             await redis.delete(stream)
             await redis.aclose()
 
-    segments_during, left, size = asyncio.run(body())
-    assert segments_during > 1  # 400 records of ~300 bytes went into several 2 kB segments
-    assert len(left) == 1 and size == 0  # once written, only the live segment is left, empty
-    assert not list(tmp_path.glob("*.spool"))  # and closing removes it
+    most, left, size = asyncio.run(body())
+    assert most > 1  # 50 records of ~300 bytes waited at once: more than a 2 kB ring holds
+    assert len(left) == 1 and size == 0  # once written, only the live ring is left, empty
+    assert not list(tmp_path.glob("*.ring")) and not list(tmp_path.glob("*.spool"))  # closing removes it
