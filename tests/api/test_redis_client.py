@@ -123,6 +123,9 @@ COMMANDS = [
     (b"CLIENT SETNAME", "vary"),
     ("EVALSHA", "ab" * 20, 3, "k1", "k2", "k3", 604800, "", 2, b'{"id":"x"}', "ünïcode ✓", 0, -7, 2**70,
      0.1, 1e-7, 1 / 3, float("inf"), memoryview(b"view")),
+    # Longer than one part (PACK_WIDTH): packed in pieces, the same bytes.
+    ("EVALSHA", "cd" * 20, 300, *(f"vary:vh:{{v{i}}}:p" for i in range(300)), 86_400, "",
+     *(b'{"x":%d}' % i * 40 for i in range(200)), *(f"f:exp{i}" for i in range(150)), *range(150)),
 ]
 
 
@@ -157,13 +160,17 @@ def test_a_real_server_answers_commands_packed_in_c(redis_url: str) -> None:
             pipe = client.pipeline(transaction=False)
             pipe.hgetall("vary:t:{x}")
             pipe.eval("return #ARGV", 0, *range(100))
-            return list(await pipe.execute())
+            pipe.eval("return ARGV[1000] .. ARGV[1]", 0, *(f"a{i}" * 50 for i in range(1, 1001)))  # in parts
+            alone = await client.eval("return #ARGV", 0, *range(1000))  # in parts, outside a pipeline
+            return [*await pipe.execute(), alone]
         finally:
             await client.aclose()
 
-    stored, argc = asyncio.run(roundtrip())
+    stored, argc, last, alone = asyncio.run(roundtrip())
+    assert alone == 1000
     assert stored == {"ü".encode(): "✓".encode(), b"n": str(2**70).encode(), b"f": repr(1 / 3).encode()}
     assert argc == 100
+    assert last == b"a1000" * 50 + b"a1" * 50
 
 
 # ------------------------------------------------------------------------------ on a real cluster
