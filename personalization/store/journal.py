@@ -32,7 +32,7 @@ from pathlib import Path
 
 from personalization.store.ring import RING_SUFFIX, Ring
 
-__all__ = ["Journal", "JOURNAL_PREFIX"]
+__all__ = ["JOURNAL_PREFIX", "Journal"]
 
 log = logging.getLogger("vary.journal")
 

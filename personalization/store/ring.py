@@ -52,7 +52,9 @@ from typing import BinaryIO
 
 import msgspec
 
-__all__ = ["RING_SUFFIX", "Ring", "RingBusy", "convert_orphaned_rings", "open_rings"]
+from personalization.store.background_fsync import start_fsync_thread
+
+__all__ = ["RING_SUFFIX", "Ring", "RingBusy", "convert_orphaned_rings", "drop_entries", "open_rings"]
 
 log = logging.getLogger("vary.journal")
 
@@ -126,9 +128,10 @@ class Ring:
         _OPEN[self.path.resolve()] = self
         self._dirty = threading.Event()
         self._closing = threading.Event()
-        self._fsync_interval_s = fsync_interval_s
-        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
-        self._syncer.start()
+        # The pages of a shared mapping are the file's: an fsync of the file writes them (Linux).
+        self._syncer = start_fsync_thread(
+            lambda: self._file.fileno(), self._dirty, self._closing, fsync_interval_s, "journal-fsync"
+        )
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -240,15 +243,9 @@ class Ring:
             kept: list[bytes] = []
             dropped = 0
             for payload, _ in self._scan():
-                batch_id, _, body = payload.partition(b" ")
-                try:
-                    entries = msgspec.json.decode(body, type=list[msgspec.Raw])
-                except msgspec.DecodeError:
-                    kept.append(payload)
-                    continue
-                mine = [entry for entry in entries if not unwanted(entry)]
-                dropped += len(entries) - len(mine)
-                kept.append(payload if len(mine) == len(entries) else batch_id + b" [" + b",".join(mine) + b"]")
+                record, count, _ = drop_entries(payload, unwanted)
+                kept.append(record)
+                dropped += count
             if not dropped:
                 return 0
             size = max(self._end, _HEADER + sum(len(p) + _RECORD.size for p in kept) + _RECORD.size)
@@ -285,21 +282,6 @@ class Ring:
         return dropped
 
     # -- durability and lifetime -----------------------------------------------------------------
-
-    def _sync_loop(self) -> None:
-        """``fsync`` the file at most once per ``fsync_interval_s`` while records arrive; the pages
-        of a shared mapping are the file's, so ``fsync`` of the file writes them (Linux)."""
-        while True:
-            self._dirty.wait()
-            if self._closing.is_set():
-                return
-            self._dirty.clear()
-            try:
-                os.fsync(self._file.fileno())
-            except (OSError, ValueError):  # closed meanwhile: close() syncs itself
-                return
-            if self._closing.wait(self._fsync_interval_s):
-                return
 
     def _release(self, wait: bool = True) -> None:
         """Stop the syncer (``wait``: for it to finish an ``fsync`` under way) and unmap."""
@@ -338,10 +320,25 @@ class Ring:
         self.path.unlink(missing_ok=True)
 
 
+def drop_entries(record: bytes, unwanted: Callable[[msgspec.Raw], bool]) -> tuple[bytes, int, bool]:
+    """A spool or journal record (``<batch id> [entries]``, no newline) without the entries
+    ``unwanted`` picks: ``(record, how many dropped, whether none is left)``. An unreadable record
+    comes back whole, nothing dropped."""
+    batch_id, _, body = record.partition(b" ")
+    try:
+        entries = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.DecodeError:
+        return record, 0, False
+    mine = [entry for entry in entries if not unwanted(entry)]
+    if len(mine) == len(entries):
+        return record, 0, not mine
+    return batch_id + b" [" + b",".join(mine) + b"]", len(entries) - len(mine), not mine
+
+
 def _open_locked(path: Path) -> BinaryIO:
     """``path`` opened for reading and writing (created if missing, never truncated here) and
     locked: one owner per file, so a live worker's ring is never read as an orphan."""
-    file: BinaryIO = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b", buffering=0)  # type: ignore[assignment]
+    file: BinaryIO = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b", buffering=0)  # type: ignore[assignment] # noqa: SIM115 - held by the ring
     try:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
