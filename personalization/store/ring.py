@@ -240,6 +240,8 @@ class Ring:
         :meth:`advance` takes) still mean the same records. Nothing is written when nothing matches.
         """
         with self._lock:
+            if self._map.closed:  # discarded meanwhile (its batches were written): nothing to rewrite
+                return 0
             kept: list[bytes] = []
             dropped = 0
             for payload, _ in self._scan():

@@ -83,6 +83,7 @@ def erase_from_spools(directories: Iterable[Path], visitor_id: str, now: float |
             if dropped:
                 entries += dropped
                 files += 1
+        convert_orphaned_rings(directory)  # a ring its worker closed meanwhile: a spool, dropped from below
         for path in sorted(directory.glob("*.spool")):
             spool = mine.get(path.resolve())
             opened = spool is None

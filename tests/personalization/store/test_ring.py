@@ -189,6 +189,7 @@ def test_drop_rewrites_a_live_ring_and_appends_and_advances_go_on(tmp_path: Path
     assert ring.payloads() == [b'b2 [{"v":"kept"}]', b'b3 [{"v":"new"}]']
     assert ring.drop(lambda raw: False) == 0
     ring.close()
+    assert ring.drop(lambda raw: True) == 0  # an erase reaching a ring closed meanwhile: nothing to do
 
 
 def test_an_orphan_left_by_a_crashed_conversion_is_converted_again(tmp_path: Path) -> None:
