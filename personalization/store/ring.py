@@ -99,10 +99,14 @@ class Ring:
         if fresh:
             size = _HEADER + max(capacity, 256)
             os.ftruncate(self._file.fileno(), 0)
-            try:  # the blocks now, so a store into the mapping never meets a full disk (SIGBUS)
-                os.posix_fallocate(self._file.fileno(), 0, size)
+            # The blocks now, so a store into the mapping never meets a full disk (SIGBUS). Where the
+            # system or file system cannot (macOS has no posix_fallocate), pages come on first use.
+            fallocate = getattr(os, "posix_fallocate", None)
+            try:
+                if fallocate is not None:
+                    fallocate(self._file.fileno(), 0, size)
             except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # can't: pages come on first use
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     self._file.close()
                     raise
             os.ftruncate(self._file.fileno(), size)

@@ -200,3 +200,13 @@ def test_an_orphan_left_by_a_crashed_conversion_is_converted_again(tmp_path: Pat
     assert convert_orphaned_rings(tmp_path) == 1
     assert (tmp_path / "journal-x.spool").read_bytes() == b'b1 [{"v":1}]\n'
     assert not (tmp_path / ".journal-x.spool.convert").exists()
+
+
+def test_a_system_without_posix_fallocate_still_gets_a_ring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no ``os.posix_fallocate``: the file is sized and its pages come on first use."""
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    ring = Ring(tmp_path / "journal-a-000001.ring", capacity=1_000)
+    assert ring.append(_record("b", 0)) and ring.payloads() == [_record("b", 0)]
+    assert os.path.getsize(ring.path) == HEADER + 1_000
+    ring.advance(1)
+    ring.close()
