@@ -73,8 +73,7 @@ def orphaned_spools(directory: Path) -> Iterator[Spool]:
     """Spool files left by workers that are gone (their lock is free), opened and locked for replay.
     A live worker holds its own file's lock, so it is never among them. A dead worker's journal
     rings become a spool file first (:func:`~personalization.store.ring.convert_orphaned_rings`)."""
-    if Path(directory).is_dir():
-        convert_orphaned_rings(Path(directory))
+    convert_orphaned_rings(Path(directory))
     for path in sorted(Path(directory).glob("*.spool")):
         try:
             yield Spool(path)

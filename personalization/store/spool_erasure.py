@@ -72,18 +72,18 @@ def erase_from_spools(directories: Iterable[Path], visitor_id: str, now: float |
         if not directory.is_dir():
             continue
         others = False
-        convert_orphaned_rings(directory)
-        for path in sorted(directory.glob(f"*{RING_SUFFIX}")):
-            ring = rings.get(path.resolve())
-            if ring is None:  # another live worker's (a dead one's was converted just now)
-                busy += 1
-                others = True
-                continue
-            dropped = ring.drop(unwanted)
-            if dropped:
+        here = directory.resolve()
+        for ring in rings.values():  # this process's own journal rings
+            if ring.path.parent.resolve() == here and (dropped := ring.drop(unwanted)):
                 entries += dropped
                 files += 1
-        convert_orphaned_rings(directory)  # a ring its worker closed meanwhile: a spool, dropped from below
+        # A dead worker's rings (or one of ours closed meanwhile) become a spool, dropped from below;
+        # a ring still there after that is another live worker's.
+        convert_orphaned_rings(directory)
+        for path in directory.glob(f"*{RING_SUFFIX}"):
+            if path.resolve() not in rings:
+                busy += 1
+                others = True
         for path in sorted(directory.glob("*.spool")):
             spool = mine.get(path.resolve())
             opened = spool is None
