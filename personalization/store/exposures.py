@@ -390,7 +390,12 @@ class ExposureWriter:
                     batch += self._prepare((record.x,), ())
                 elif record.a is not None:
                     batch += self._prepare((), ((record.a[0], record.a[1], record.a[2]),))
-            return await self._send(batch_id, batch)
+            written = await self._send(batch_id, batch)
+            # Held like the writer's own batches: the server that took it now (or had it already: a
+            # reply that timed out, a dead worker's journal) may not have it in its AOF yet.
+            if self._held is not None:
+                self._held.add(batch_id, batch)
+            return written
 
         replayed = await replay_spool(spool, write)
         self.replayed += replayed

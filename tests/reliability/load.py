@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -175,3 +178,35 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q``-quantile (0–1) by the nearest-rank method."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def writer_story(log: list[str], loggers: tuple[str, ...] = ("vary.exposures", "vary.spool")) -> str:
+    """What the exposure writer and the spools logged, for a failure message: each message once (numbers
+    and addresses folded), with how often and from which pids, in the order first seen. A CI run that
+    lost one batch printed only the tail of the log, which did not say how the batch had travelled."""
+    seen: Counter[str] = Counter()
+    pids: dict[str, set[int]] = {}
+    for line in log:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("logger") not in loggers:
+            continue
+        message = re.sub(r"\d+", "N", str(record.get("msg", "")))
+        seen[message] += 1
+        pids.setdefault(message, set()).add(int(record.get("pid", 0)))
+    return "\n".join(f"{count:6d}x {message} (pids {sorted(pids[message])})" for message, count in seen.items())
+
+
+def missing_story(load: Load, missing: set[str], marks: dict[str, float]) -> str:
+    """When the requests whose exposures are missing were answered, in seconds from the fault's first
+    mark (``marks``: name -> ``time.monotonic()``), and how long each took."""
+    answers = load.exposures()
+    by_index = {answer.index: answer for answer in load.answers}
+    indexes = sorted({answers[exposure] for exposure in missing if exposure in answers})
+    origin = min(marks.values(), default=0.0)
+    times = [(i, round(by_index[i].started - origin, 3), round(by_index[i].latency_s, 3)) for i in indexes]
+    shown = ", ".join(f"#{i} at {t:+.3f}s ({latency}s)" for i, t, latency in times[:12])
+    faults = ", ".join(f"{name} {t - origin:+.3f}s" for name, t in marks.items())
+    return f"{len(indexes)} requests missing exposures: {shown}{' ...' if len(times) > 12 else ''}; faults: {faults}"

@@ -27,8 +27,10 @@ from tests.reliability.load import (
     Answer,
     Load,
     global_exposures,
+    missing_story,
     per_entry,
     stored_exposures,
+    writer_story,
 )
 from tests.system_packages import ensure_package
 
@@ -101,6 +103,7 @@ def _killed_and_restarted(tmp_path: Path, fsync_delay_s: float | None = None) ->
     try:
         vary.wait_ready()
         load = Load(vary.base, CONCURRENCY)
+        marks: dict[str, float] = {}  # when the faults happened (time.monotonic()), for a failure message
         kill_event = asyncio.Event()
         restart_event = asyncio.Event()
 
@@ -112,9 +115,12 @@ def _killed_and_restarted(tmp_path: Path, fsync_delay_s: float | None = None) ->
 
         async def chaos() -> None:
             await kill_event.wait()
+            marks["killed"] = time.monotonic()
             valkey.kill()
             await restart_event.wait()
+            marks["restarting"] = time.monotonic()
             await asyncio.to_thread(valkey.start)
+            marks["restarted"] = time.monotonic()
 
         started = time.monotonic()
         with slow:
@@ -128,10 +134,13 @@ def _killed_and_restarted(tmp_path: Path, fsync_delay_s: float | None = None) ->
 
         logged = stored_exposures(port, len(answers))
         stored = per_entry(logged)
+        story = ""  # how the missing exposures travelled, worked out only when some are missing
+        if global_exposures(logged) != TOTAL or set(stored) != set(answers):
+            story = missing_story(load, set(answers) - set(stored), marks) + "\n" + writer_story(vary.log)
         # The global holdout's own exposure: one per request answered, none lost either.
-        assert global_exposures(logged) == TOTAL, (global_exposures(logged), TOTAL, vary.output()[-5000:])
+        assert global_exposures(logged) == TOTAL, (global_exposures(logged), TOTAL, story)
         assert len(stored) == len(set(stored)), "an exposure was written twice"
-        assert set(stored) == set(answers), (len(stored), len(answers), vary.output())
+        assert set(stored) == set(answers), (len(stored), len(answers), story)
         resent = httpx.get(f"{vary.base}/ready", timeout=5).json()["exposures_resent"]
         print(f"\n{TOTAL} requests in {elapsed:.1f} s, {degraded} degraded, {len(stored)} exposures reconciled, "
               f"{resent} sent again after the restart (this worker)")

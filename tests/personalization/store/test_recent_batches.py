@@ -107,6 +107,32 @@ def test_a_durable_restart_writes_nothing_twice_and_confirmed_batches_are_releas
     _against(tmp_path, True, body)
 
 
+def test_batches_the_spool_replayed_are_held_like_the_writers_own(tmp_path: Path) -> None:
+    """A batch whose reply timed out although the server had run it is spooled, and its replay to that
+    same server is skipped by the batch marker: the server has it, but perhaps not yet in its
+    append-only file. A replay is an acknowledgement like the writer's own, so the batches it wrote
+    or found written are held too, and sent again when the server restarts without them (the event
+    recorder held its replayed events already; the exposure writer did not)."""
+    from personalization.store.spool import Spool
+
+    async def body(server: EmbeddedRedis, redis: Redis) -> None:
+        writer = ExposureWriter(redis, spool=Spool(tmp_path / "exposures.spool"), hold_s=30)
+        assert await writer.resend_if_restarted() == 0  # the first look: this server's run_id
+        timed_out, refused = _exposures(3), _exposures(4, start=3)
+        assert await writer._send("b-timed-out", [(x, None) for x in timed_out]) == 3  # run by the server ...
+        writer._spill([(x, None) for x in timed_out], reason="test: its reply timed out", batch_id="b-timed-out")
+        writer._spill([(x, None) for x in refused], reason="test: refused", batch_id="b-refused")
+        assert await writer.replay() == 4  # the timed-out batch is skipped by its marker, the other written
+        assert await _stored_ids(redis) == [x.id for x in timed_out + refused]
+        await asyncio.to_thread(_restart, server)
+        assert await _stored_ids(redis) == []  # gone with the server
+        assert await writer.resend_if_restarted() == 7  # both batches the replay acknowledged, again
+        assert await _stored_ids(redis) == [x.id for x in timed_out + refused]
+        await writer.close()
+
+    _against(tmp_path, False, body)
+
+
 def test_the_writers_own_loop_notices_the_restart(tmp_path: Path) -> None:
     """Started as the service starts it: the upkeep task asks the server's identity every second."""
     async def body(server: EmbeddedRedis, redis: Redis) -> None:
