@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import itertools
 import logging
 import mmap
@@ -53,6 +52,7 @@ from typing import BinaryIO
 import msgspec
 
 from personalization.store.background_fsync import start_fsync_thread
+from personalization.store.locked_files import open_locked
 
 __all__ = ["RING_SUFFIX", "Ring", "RingBusy", "convert_orphaned_rings", "drop_entries", "open_rings"]
 
@@ -343,14 +343,9 @@ def drop_entries(record: bytes, unwanted: Callable[[msgspec.Raw], bool]) -> tupl
 
 def _open_locked(path: Path) -> BinaryIO:
     """``path`` opened for reading and writing (created if missing, never truncated here) and
-    locked: one owner per file, so a live worker's ring is never read as an orphan."""
-    file: BinaryIO = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b", buffering=0)  # type: ignore[assignment] # noqa: SIM115 - held by the ring
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        file.close()
-        raise RingBusy(f"{path} is in use by another worker") from None
-    return file
+    locked: one owner per file, so a live worker's ring is never read as an orphan (a new one is
+    locked before it appears under its name, :mod:`~personalization.store.locked_files`)."""
+    return open_locked(path, os.O_RDWR, "r+b", RingBusy)
 
 
 def _journal_of(path: Path) -> str:
@@ -375,8 +370,8 @@ def convert_orphaned_rings(directory: Path) -> int:
         try:
             for path in group:
                 rings.append(Ring(path))
-        except OSError as exc:  # RingBusy: a live worker's journal
-            if not isinstance(exc, RingBusy):
+        except OSError as exc:  # RingBusy: a live worker's journal; FileNotFoundError: converted meanwhile
+            if not isinstance(exc, (RingBusy, FileNotFoundError)):
                 log.warning("journal %s: could not open its rings (%s); left as they are", journal, exc)
             for ring in rings:
                 ring.close(remove_if_empty=False)
