@@ -40,8 +40,9 @@ def _create(directory: Path, count: int, results: multiprocessing.Queue) -> None
 
 
 def test_an_orphan_scan_never_takes_a_file_being_created(tmp_path: Path) -> None:
-    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    creator = multiprocessing.get_context("fork").Process(target=_create, args=(tmp_path, CREATIONS, results))
+    context = multiprocessing.get_context("spawn")  # no fork of this process's threads (fsync, logging)
+    results = context.Queue()
+    creator = context.Process(target=_create, args=(tmp_path, CREATIONS, results))
     creator.start()
     scans = 0
     while creator.is_alive():
