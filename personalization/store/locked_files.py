@@ -21,13 +21,14 @@ __all__ = ["open_locked"]
 STAGING_SUFFIX = ".new"
 
 
-def open_locked(path: Path, flags: int, mode: str, busy: type[OSError]) -> BinaryIO:
-    """``path`` opened unbuffered with ``os.open`` ``flags`` (``O_CREAT`` is added for a new file)
-    and Python ``mode``, exclusively locked; raises ``busy`` when another process holds the lock, and
-    ``FileNotFoundError`` when an existing file is gone before it is opened (an orphan scan skips it:
-    its owner or another scan dealt with it). A creator killed before the rename leaves an empty
-    ``<name>.new``, which nothing reads."""
-    if not path.exists():
+def open_locked(path: Path, flags: int, mode: str, busy: type[OSError], create: bool = True) -> BinaryIO:
+    """``path`` opened unbuffered with ``os.open`` ``flags`` and Python ``mode``, exclusively locked;
+    raises ``busy`` when another process holds the lock. ``create``: a missing file is made (locked
+    under its staging name first); without it (another worker's file, opened by an orphan scan or an
+    erase) a missing one raises ``FileNotFoundError``: its owner or another scan dealt with it, and
+    nothing is made in its place. A creator killed before the rename leaves an empty ``<name>.new``,
+    which nothing reads."""
+    if create and not path.exists():
         staging = path.with_name(path.name + STAGING_SUFFIX)
         file = _locked(staging, flags | os.O_CREAT, mode, busy)
         os.rename(staging, path)

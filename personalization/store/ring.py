@@ -88,12 +88,16 @@ class Ring:
     """One ring file, locked by its owner for its lifetime; see the module docstring.
 
     ``capacity`` is the record area's size; an existing file (an orphan being read) keeps its own.
+    ``create=False`` (an orphan being read) never makes the file: one gone meanwhile raises
+    ``FileNotFoundError``.
     """
 
-    def __init__(self, path: Path, capacity: int = 8 * 1024 * 1024, fsync_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, capacity: int = 8 * 1024 * 1024, fsync_interval_s: float = 1.0, create: bool = True
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = _open_locked(self.path)
+        self._file = _open_locked(self.path, create)
         size = os.fstat(self._file.fileno()).st_size
         fresh = size < _HEADER + 2 * _RECORD.size
         if fresh:
@@ -341,11 +345,11 @@ def drop_entries(record: bytes, unwanted: Callable[[msgspec.Raw], bool]) -> tupl
     return batch_id + b" [" + b",".join(mine) + b"]", len(entries) - len(mine), not mine
 
 
-def _open_locked(path: Path) -> BinaryIO:
+def _open_locked(path: Path, create: bool = True) -> BinaryIO:
     """``path`` opened for reading and writing (created if missing, never truncated here) and
     locked: one owner per file, so a live worker's ring is never read as an orphan (a new one is
     locked before it appears under its name, :mod:`~personalization.store.locked_files`)."""
-    return open_locked(path, os.O_RDWR, "r+b", RingBusy)
+    return open_locked(path, os.O_RDWR, "r+b", RingBusy, create)
 
 
 def _journal_of(path: Path) -> str:
@@ -369,7 +373,7 @@ def convert_orphaned_rings(directory: Path) -> int:
         rings: list[Ring] = []
         try:
             for path in group:
-                rings.append(Ring(path))
+                rings.append(Ring(path, create=False))
         except OSError as exc:  # RingBusy: a live worker's journal; FileNotFoundError: converted meanwhile
             if not isinstance(exc, (RingBusy, FileNotFoundError)):
                 log.warning("journal %s: could not open its rings (%s); left as they are", journal, exc)

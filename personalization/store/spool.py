@@ -77,7 +77,7 @@ def orphaned_spools(directory: Path) -> Iterator[Spool]:
     convert_orphaned_rings(Path(directory))
     for path in sorted(Path(directory).glob("*.spool")):
         try:
-            yield Spool(path)
+            yield Spool(path, create=False)
         except (SpoolBusy, FileNotFoundError):  # a live worker's, or gone since the listing
             continue
 
@@ -106,7 +106,10 @@ class Spool:
         max_bytes: int = 256 * 1024 * 1024,
         fsync_interval_s: float = 1.0,
         kind: str = "exposures",
+        create: bool = True,
     ) -> None:
+        """``create=False`` opens another worker's existing file (a replay or an erase), never makes one:
+        a file gone meanwhile raises ``FileNotFoundError`` (:func:`~personalization.store.locked_files.open_locked`)."""
         self.path = Path(path)
         #: What the entries are (``exposures``, ``events``): for log lines only.
         self.kind = kind
@@ -118,7 +121,7 @@ class Spool:
         #: to flush (issue 22: with the size kept below, 1.66 → 1.22 µs per append of three exposures).
         #: One owner per file: a live worker's spool is never replayed by another (a new one is locked
         #: before it appears under its name, :mod:`~personalization.store.locked_files`).
-        self._file: BinaryIO = open_locked(self.path, os.O_WRONLY | os.O_APPEND, "ab", SpoolBusy)
+        self._file: BinaryIO = open_locked(self.path, os.O_WRONLY | os.O_APPEND, "ab", SpoolBusy, create)
         #: The file's length, kept by every write and truncation under ``_lock`` (the owner's flock
         #: means no one else writes it) instead of a ``tell()`` per append.
         self._size = self._file.seek(0, os.SEEK_END)

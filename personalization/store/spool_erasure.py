@@ -89,7 +89,9 @@ def erase_from_spools(directories: Iterable[Path], visitor_id: str, now: float |
             opened = spool is None
             if spool is None:
                 try:
-                    spool = Spool(path, kind="erase")
+                    spool = Spool(path, kind="erase", create=False)
+                except FileNotFoundError:  # replayed and removed since the listing: nothing to erase
+                    continue
                 except SpoolBusy:
                     busy += 1
                     others = True

@@ -13,6 +13,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
+
 from personalization.store.ring import Ring, RingBusy, convert_orphaned_rings
 from personalization.store.spool import Spool, SpoolBusy, orphaned_spools
 
@@ -55,3 +57,16 @@ def test_an_orphan_scan_never_takes_a_file_being_created(tmp_path: Path) -> None
     assert results.get(timeout=5) == 0
     assert scans > 100  # the scans did run alongside the creations
     assert not list(tmp_path.glob("*.spool")) and not list(tmp_path.glob("*.ring"))
+
+
+def test_opening_another_workers_file_that_is_gone_makes_nothing(tmp_path: Path) -> None:
+    """An orphan scan or an erase opens files it listed; one removed since (replayed, converted) raises
+    ``FileNotFoundError`` and nothing is made in its place (a ring would otherwise be allocated anew)."""
+    for opener in (
+        lambda p: Spool(p, create=False),
+        lambda p: Ring(p, capacity=4096, create=False),
+    ):
+        with pytest.raises(FileNotFoundError):
+            opener(tmp_path / "gone")
+    assert list(tmp_path.iterdir()) == []
+    assert list(orphaned_spools(tmp_path)) == [] and convert_orphaned_rings(tmp_path) == 0
