@@ -17,7 +17,7 @@ import time
 from litestar import Litestar
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AccessLog", "install_access_log"]
+__all__ = ["AccessLog", "install_access_log", "log_request"]
 
 log = logging.getLogger("vary.access")
 
@@ -54,10 +54,15 @@ class AccessLog:
             status = status or 500
             raise
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            method = scope.get("method", "-")
-            path = scope.get("path_template") or "-"  # type: ignore[typeddict-item]
-            log.info(
-                "%s %s %d %.2fms", method, path, status, duration_ms,
-                extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms},
-            )
+            log_request(scope.get("method", "-"), scope.get("path_template"), status, started)  # type: ignore[arg-type]
+
+
+def log_request(method: str, path_template: str | None, status: int, started: float) -> None:
+    """The access-log line of one request that began at ``started`` (``time.perf_counter()``); also
+    written by the server's direct path (:mod:`api.server`) for the requests it answers itself."""
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    path = path_template or "-"
+    log.info(
+        "%s %s %d %.2fms", method, path, status, duration_ms,
+        extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms},
+    )

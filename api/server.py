@@ -33,13 +33,18 @@ import asyncio
 import enum
 import functools
 import logging
+import time
 from asyncio import TimerHandle
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
+from api.http.direct import DirectRoute, direct_route, response_head
+from api.http.hot_path import HANDED_OVER, HotPath
+from api.http.hot_path import PATH as _DIRECT_PATH
 from api.settings import Settings
 
 __all__ = ["DeadlineHttpToolsProtocol", "uvicorn_options"]
@@ -77,10 +82,13 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         *,
         header_timeout_s: float,
         body_timeout_s: float,
+        direct: bool = False,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout_s = header_timeout_s
         self.body_timeout_s = body_timeout_s
+        #: Answer ``POST /v1/personalize`` beneath ASGI when the app allows it (api/http/direct.py).
+        self.direct = direct
         self._phase = _Phase.IDLE
         self._deadline: TimerHandle | None = None
 
@@ -131,6 +139,114 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._phase = _Phase.IDLE
         super().on_message_complete()
+
+    # -- the direct path (api/http/direct.py) ------------------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """uvicorn starts each request's task here (at once, or when a pipelined one's turn comes);
+        ``POST /v1/personalize`` to the app itself gets the direct path's task instead."""
+        scope = cycle.scope
+        if self.direct and app is self.app and scope["path"] == _DIRECT_PATH and scope["method"] == "POST":
+            route = direct_route(app)
+            if route is not None:
+                task = self.loop.create_task(self._serve_direct(cycle, route))
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+                return
+        super()._start_asgi_task(cycle, app)
+
+    async def _serve_direct(self, cycle: RequestResponseCycle, route: DirectRoute) -> None:
+        """Answer one request as the ASGI stack would (api/http/direct.py); like uvicorn's
+        ``run_asgi``, an unexpected error is logged and answered 500 (or the connection closed)."""
+        started = time.perf_counter()
+        try:
+            status = await self._answer_direct(cycle, route)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not cycle.response_started:
+                await cycle.send_500_response()
+            else:
+                self.transport.close()
+            status = 500
+        finally:
+            cycle.on_response = _nothing
+        if status is not None:
+            route.observe(status, started, time.perf_counter())
+
+    async def _answer_direct(self, cycle: RequestResponseCycle, route: DirectRoute) -> int | None:
+        """The status answered, or ``None`` when the ASGI stack answered (it records its own)."""
+        hot = route.hot
+        scope = cycle.scope
+        authorization = length = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"origin" and route.cors:
+                return await self._hand_over(cycle, hot)
+        if not hot.declared_fit(authorization, length):
+            return await self._hand_over(cycle, hot)
+        # The body, read as uvicorn's receive() reads it for an application.
+        while cycle.more_body and not cycle.disconnected:
+            if len(cycle.body) > hot.max_body:
+                return await self._hand_over(cycle, hot)  # the app reads the rest and answers 413
+            if cycle.waiting_for_100_continue and not self.transport.is_closing():
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                cycle.waiting_for_100_continue = False
+            self.flow.resume_reading()
+            await cycle.message_event.wait()
+            cycle.message_event.clear()
+        if cycle.disconnected:
+            return None  # the client left: nobody to answer, nothing done
+        if len(cycle.body) > hot.max_body:
+            return await self._hand_over(cycle, hot)
+        body = bytes(cycle.body)
+        scope["app"] = scope["litestar_app"] = route.litestar  # as Litestar.__call__ sets them
+        again = _body_again(body, cycle)
+        answer = await hot.respond(scope, body, authorization, content_type, again)  # type: ignore[arg-type]
+        if answer is None:
+            return await self._hand_over(cycle, hot)
+        if type(answer) is not bytes:  # an error, rendered by the app's exception handlers
+            status = 500
+
+            async def sending(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await cycle.send(message)
+
+            await answer(scope, again, sending)  # type: ignore[operator]
+            return status
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()
+        if cycle.disconnected:
+            return 200  # answered; the client left before it could be written (as uvicorn's send)
+        cycle.response_started = cycle.response_complete = True
+        cycle.waiting_for_100_continue = False
+        if self.access_log:  # uvicorn's own access line, as its send() writes it (vary serve: off)
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d', get_client_addr(scope), "POST",
+                get_path_with_query_string(scope), scope["http_version"], 200,
+            )
+        self.transport.write(response_head(self.server_state.default_headers, len(answer), cycle.keep_alive) + answer)
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+        return 200
+
+    async def _hand_over(self, cycle: RequestResponseCycle, hot: HotPath) -> None:
+        """The request through the whole ASGI stack, its body as read so far given to it first; the
+        lean path passes it on to Litestar (``HANDED_OVER``) and counts it as handed over."""
+        hot.handed_over += 1
+        cycle.scope[HANDED_OVER] = True  # type: ignore[literal-required]
+        cycle.message_event.set()  # what is in cycle.body is handed out by its first receive()
+        await cycle.run_asgi(self.app)
+        return None
 
     # -- the deadline passing ----------------------------------------------------------------------
 
@@ -184,6 +300,24 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def _nothing() -> None:
+    """A finished cycle's ``on_response``: late calls do nothing (as uvicorn's ``run_asgi`` leaves it)."""
+
+
+def _body_again(body: bytes, cycle: RequestResponseCycle) -> Any:
+    """A ``receive`` for the handler's request: the body once more, then the connection's events."""
+    given = False
+
+    async def receive() -> Any:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await cycle.receive()
+
+    return receive
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of ``uvicorn.run`` that bound slow and numerous clients per worker: the
     deadline protocol and ``limit_concurrency`` (uvicorn answers 503 when a worker holds
@@ -192,6 +326,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         DeadlineHttpToolsProtocol,
         header_timeout_s=settings.header_timeout_s,
         body_timeout_s=settings.body_timeout_s,
+        direct=settings.direct_path and settings.hot_path,
     )
     return {
         "http": protocol,

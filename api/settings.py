@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: ``POST /v1/personalize`` on the lean path (``api/http/hot_path.py``); ``false``: through
     #: Litestar's layers like every other route (same answers, more CPU per request).
     hot_path: bool = True
+    #: ``vary serve`` answers that route in its HTTP protocol, beneath ASGI, when the app's layers
+    #: allow it (``api/http/direct.py``); ``false``: through the ASGI stack (same answers).
+    direct_path: bool = True
     #: Longest a decision waits for the visitor's profile before deciding without it.
     profile_timeout_s: float = 0.05
     #: Seconds between refreshes of the shared serving state (guardrail pauses, phases): how soon a

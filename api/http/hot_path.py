@@ -38,7 +38,7 @@ from api.http.errors import error_response
 from api.http.limits import check_body
 from api.http.schemas import PersonalizeRequest
 
-__all__ = ["HotPath", "PATH"]
+__all__ = ["HANDED_OVER", "PATH", "Answer", "HotPath", "request_headers"]
 
 PATH = "/v1/personalize"
 _DECODER = msgspec.json.Decoder(PersonalizeRequest)
@@ -67,6 +67,30 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay  # type: ignore[return-value]
 
 
+#: What :meth:`HotPath.respond` answers: the JSON body of a 200; an ASGI response (an error, mapped in
+#: the one place: call it with the scope, receive and send); or ``None``: hand the request to Litestar
+#: (nothing has happened yet).
+Answer = bytes | ASGIApp | None
+
+#: Scope key set on a request this path handed over, so that it goes to Litestar when it passes here
+#: again (the server's direct path, :mod:`api.server`, hands over through the whole ASGI stack).
+HANDED_OVER = "vary.handed_over"
+
+
+def request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes]:
+    """The request's ``Authorization``, ``Content-Length`` (``None`` when absent) and ``Content-Type``."""
+    authorization = length = None
+    content_type = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value
+        elif name == b"content-length":
+            length = value
+        elif name == b"content-type":
+            content_type = value
+    return authorization, length, content_type
+
+
 class HotPath:
     """ASGI wrapper: ``POST /v1/personalize`` answered without the framework's layers (see module doc)."""
 
@@ -75,27 +99,28 @@ class HotPath:
         self._litestar = litestar
         self._route_handler = _route_handler(litestar)
         self._handler = self._route_handler.fn
-        self._max_body = litestar.request_max_body_size or 0
+        self.max_body = litestar.request_max_body_size or 0
         #: Requests answered here, and those handed to Litestar (tests read them).
         self.answered = 0
         self.handed_over = 0
 
+    @property
+    def litestar(self) -> Litestar:
+        return self._litestar
+
+    def declared_fit(self, authorization: bytes | None, length: bytes | None) -> bool:
+        """Whether a request with these headers may be answered here: a header key, and no declared
+        length over the limit (else the app's own path answers: its guard, its 413)."""
+        return authorization is not None and (length is None or (length.isdigit() and int(length) <= self.max_body))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH or HANDED_OVER in scope:
             await self.app(scope, receive, send)
             return
-        authorization = length = None
-        content_type = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"content-type":
-                content_type = value
-        # No header key (a ?key= one, or none) or a declared length over the limit: the app's own
-        # path answers (its guard, its 413). A chunked body is read here and measured.
-        if authorization is None or (length is not None and (not length.isdigit() or int(length) > self._max_body)):
+        authorization, length, content_type = request_headers(scope)
+        # A ?key= one, no key, or a declared length over the limit: the app answers. A chunked body is
+        # read here and measured.
+        if not self.declared_fit(authorization, length):
             await self._hand_over(scope, receive, send, [])
             return
         messages: list[Message] = []
@@ -109,28 +134,50 @@ class HotPath:
             chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)
-            if size > self._max_body:  # stop reading: the app reads the rest and answers 413
+            if size > self.max_body:  # stop reading: the app reads the rest and answers 413
                 await self._hand_over(scope, receive, send, messages)
                 return
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        replayed = _replay(messages, receive)
+        answer = await self.respond(scope, body, authorization, content_type, replayed)  # type: ignore[arg-type]
+        if answer is None:
+            await self._hand_over(scope, receive, send, messages)
+        elif type(answer) is bytes:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(answer)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": answer, "more_body": False})
+        else:
+            await answer(scope, replayed, send)  # type: ignore[operator]
+
+    async def respond(
+        self, scope: Scope, body: bytes, authorization: bytes, content_type: bytes, receive: Receive
+    ) -> Answer:
+        """The answer to one whole request (see :data:`Answer`); ``receive`` gives the body again, for a
+        handler that reads it. Shared by this wrapper and the server's direct path (:mod:`api.server`)."""
         state = self._litestar.state
         token = bearer_token(authorization.decode("latin-1"))
         key_scope = state.key_ring.scope_of(token) if token is not None else None
         if key_scope is None:
-            await self._hand_over(scope, receive, send, messages)
-            return
+            return None
         try:
             check_body(body, content_type.decode("latin-1"))
             data = _DECODER.decode(body)
         except Exception:  # refused body or depth: no side effect yet
-            await self._hand_over(scope, receive, send, messages)
-            return
+            return None
         scope[SCOPE_KEY] = key_scope  # type: ignore[literal-required]  # what the guard records
         scope["route_handler"] = self._route_handler  # as the router sets them
         scope["path_template"] = PATH
-        request: Request[Any, Any, Any] = Request(scope, _replay(messages, receive))
+        request: Request[Any, Any, Any] = Request(scope, receive)
         try:
             limiter = state.get("rate_limiter")
             if limiter is not None:  # the delivery guard's count (api/http/auth.py); a 429 is answered
@@ -139,20 +186,9 @@ class HotPath:
             payload = _ENCODER.encode(answer)
         except Exception as exc:  # mapped in one place, never retried (exposures may be queued)
             response = error_response(self._litestar, request, exc)
-            await response.to_asgi_response(app=None, request=request)(scope, request.receive, send)
-            return
+            return response.to_asgi_response(app=None, request=request)
         self.answered += 1
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        return payload
 
     async def _hand_over(self, scope: Scope, receive: Receive, send: Send, messages: list[Message]) -> None:
         """Let the app answer, with the body messages already read put back."""

@@ -101,14 +101,18 @@ class RequestTimer:
         try:
             await self.app(scope, receive, sending)
         finally:
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (method, scope.get("path_template") or "unmatched", str(status))
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = []
-            pending.append(time.perf_counter() - started)
-            if len(pending) >= self.MAX_PENDING:
-                self.flush()
+            self.record(scope["method"], scope.get("path_template"), status, time.perf_counter() - started)
+
+    def record(self, method: str, path_template: str | None, status: int, seconds: float) -> None:
+        """One request's duration, held for :meth:`flush` (also called by the server's direct path,
+        :mod:`api.server`, for the requests it answers without the ASGI stack)."""
+        key = (method if method in _METHODS else "OTHER", path_template or "unmatched", str(status))
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = []
+        pending.append(seconds)
+        if len(pending) >= self.MAX_PENDING:
+            self.flush()
 
     def flush(self) -> None:
         """Observe every duration held since the last flush: per series, the sum once and each bucket

@@ -27,6 +27,10 @@ def test_every_line_of_a_real_server_is_json_and_start_lines_come_once(tmp_path:
         with httpx.Client(base_url=server.base, timeout=10) as http:
             for _ in range(6):  # spread over both workers
                 assert http.get(f"/v1/entries/heroHome?visitor_id={VISITOR}&key={DELIVERY}").status_code == 200
+            for i in range(2):  # answered by the server's direct path (api/http/direct.py), logged the same
+                body = {"visitor": {"id": f"{VISITOR}-{i}"}, "entries": ["heroHome"]}
+                answer = http.post("/v1/personalize", json=body, headers={"Authorization": f"Bearer {DELIVERY}"})
+                assert answer.status_code == 200
             erased = http.delete(f"/v1/visitors/{VISITOR}", headers={"Authorization": f"Bearer {ADMIN}"})
             assert erased.status_code == 200
     finally:
@@ -49,6 +53,8 @@ def test_every_line_of_a_real_server_is_json_and_start_lines_come_once(tmp_path:
     entries = [r for r in access if r["method"] == "GET" and r["path"].startswith("/v1/entries/{")]
     assert len(entries) == 6 and all(r["status"] == 200 and r["duration_ms"] >= 0 for r in entries)
     assert [r["path"] for r in access if r["method"] == "DELETE"] == ["/v1/visitors/{visitor_id}"]
+    personalized = [r for r in access if r["method"] == "POST" and r["path"] == "/v1/personalize"]
+    assert len(personalized) == 2 and all(r["status"] == 200 and r["duration_ms"] >= 0 for r in personalized)
     assert not [r for r in records if r["logger"] == "uvicorn.access"]  # vary.access replaces it
     output = "".join(lines)
     assert VISITOR not in output and DELIVERY not in output and ADMIN not in output
