@@ -276,3 +276,14 @@ def test_a_layer_it_cannot_reproduce_turns_the_direct_path_off(settings: Setting
         assert other.state.hot_path.answered == 1  # the lean path, inside the ASGI stack
     finally:
         served.stop()
+
+
+def test_vary_serve_turns_it_on_unless_either_switch_is_off(settings: Settings) -> None:
+    from api.server import uvicorn_options
+
+    def direct(**changes: Any) -> bool:
+        return uvicorn_options(msgspec.structs.replace(settings, **changes))["http"].keywords["direct"]
+
+    assert direct() is True
+    assert direct(direct_path=False) is False
+    assert direct(hot_path=False) is False  # no lean path: nothing for the protocol to call
