@@ -44,7 +44,7 @@ from uvicorn.server import ServerState
 
 from api.http.direct import DirectRoute, direct_route, response_head
 from api.http.hot_path import HANDED_OVER, HotPath
-from api.http.hot_path import PATH as _DIRECT_PATH
+from api.http.hot_path import PATHS as _DIRECT_PATHS
 from api.settings import Settings
 
 __all__ = ["DeadlineHttpToolsProtocol", "uvicorn_options"]
@@ -144,9 +144,9 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn starts each request's task here (at once, or when a pipelined one's turn comes);
-        ``POST /v1/personalize`` to the app itself gets the direct path's task instead."""
+        ``POST`` to one of the lean routes of the app itself gets the direct path's task instead."""
         scope = cycle.scope
-        if self.direct and app is self.app and scope["path"] == _DIRECT_PATH and scope["method"] == "POST":
+        if self.direct and app is self.app and scope["path"] in _DIRECT_PATHS and scope["method"] == "POST":
             route = direct_route(app)
             if route is not None:
                 task = self.loop.create_task(self._serve_direct(cycle, route))
@@ -171,7 +171,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         finally:
             cycle.on_response = _nothing
         if status is not None:
-            route.observe(status, started, time.perf_counter())
+            route.observe(cycle.scope["path"], status, started, time.perf_counter())
 
     async def _answer_direct(self, cycle: RequestResponseCycle, route: DirectRoute) -> int | None:
         """The status answered, or ``None`` when the ASGI stack answered (it records its own)."""
@@ -210,7 +210,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         answer = await hot.respond(scope, body, authorization, content_type, again)  # type: ignore[arg-type]
         if answer is None:
             return await self._hand_over(cycle, hot)
-        if type(answer) is not bytes:  # an error, rendered by the app's exception handlers
+        if type(answer) is not tuple:  # an error (or a Response), rendered by Litestar
             status = 500
 
             async def sending(message: Any) -> None:
@@ -221,23 +221,25 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
             await answer(scope, again, sending)  # type: ignore[operator]
             return status
+        status, payload = answer
         if self.flow.write_paused and not cycle.disconnected:
             await self.flow.drain()
         if cycle.disconnected:
-            return 200  # answered; the client left before it could be written (as uvicorn's send)
+            return status  # answered; the client left before it could be written (as uvicorn's send)
         cycle.response_started = cycle.response_complete = True
         cycle.waiting_for_100_continue = False
         if self.access_log:  # uvicorn's own access line, as its send() writes it (vary serve: off)
             self.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d', get_client_addr(scope), "POST",
-                get_path_with_query_string(scope), scope["http_version"], 200,
+                get_path_with_query_string(scope), scope["http_version"], status,
             )
-        self.transport.write(response_head(self.server_state.default_headers, len(answer), cycle.keep_alive) + answer)
+        head = response_head(self.server_state.default_headers, status, len(payload), cycle.keep_alive)
+        self.transport.write(head + payload)
         cycle.message_event.set()
         if not cycle.keep_alive:
             self.transport.close()
         cycle.on_response()
-        return 200
+        return status
 
     async def _hand_over(self, cycle: RequestResponseCycle, hot: HotPath) -> None:
         """The request through the whole ASGI stack, its body as read so far given to it first; the

@@ -1,4 +1,4 @@
-"""The direct path: ``POST /v1/personalize`` answered by the server's protocol, beneath ASGI.
+"""The direct path: ``POST /v1/personalize`` and ``/v1/events`` answered by the server's protocol, beneath ASGI.
 
 Why (issue 22): the lean path (:mod:`api.http.hot_path`) took Litestar's per-request layers out of the
 route, but every request still went through the ASGI machinery around it: uvicorn's proxy-headers
@@ -8,7 +8,7 @@ one uvicorn worker, that machinery alone costs 0.033 ms of CPU per request (a ba
 a canned body) against 0.013 ms for the same answer written by the protocol: a tenth of what a
 personalize request costs a worker.
 
-So ``vary serve``'s protocol (:class:`api.server.DeadlineHttpToolsProtocol`) answers the route itself
+So ``vary serve``'s protocol (:class:`api.server.DeadlineHttpToolsProtocol`) answers the routes itself
 when it can do exactly what the ASGI stack would have done, and hands everything else to that stack:
 
 * **Only a stack it can reproduce.** :func:`direct_route` walks the app once per worker: uvicorn's
@@ -39,7 +39,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from api.http.cors import DeliveryCORSMiddleware
-from api.http.hot_path import PATH, HotPath
+from api.http.hot_path import PATHS, HotPath
 from api.http.metrics import RequestTimer
 from api.logging_access import AccessLog, log_request
 from api.logging_access import log as access_log
@@ -48,9 +48,9 @@ __all__ = ["DirectRoute", "direct_route", "response_head"]
 
 
 class DirectRoute:
-    """What the protocol needs to answer the route: the lean path and the layers it reproduces."""
+    """What the protocol needs to answer the routes: the lean path and the layers it reproduces."""
 
-    path = PATH
+    paths = PATHS
 
     def __init__(self, litestar: Litestar, hot: HotPath, timer: RequestTimer | None, access: bool, cors: bool) -> None:
         self.litestar = litestar
@@ -64,13 +64,13 @@ class DirectRoute:
         #: Requests answered here, whatever their status (tests read it).
         self.answered = 0
 
-    def observe(self, status: int, started: float, ended: float) -> None:
+    def observe(self, path: str, status: int, started: float, ended: float) -> None:
         """Record one answered request as the request timer and the access log would have."""
         self.answered += 1
         if self.timer is not None:
-            self.timer.record("POST", PATH, status, ended - started)
+            self.timer.record("POST", path, status, ended - started)
         if self.access and access_log.isEnabledFor(logging.INFO):
-            log_request("POST", PATH, status, started)
+            log_request("POST", path, status, started)
 
 
 #: Routes found, by ``id`` of the app (with the app, so that a reused id is told apart). A worker has
@@ -116,17 +116,17 @@ def _find_route(app: Any) -> DirectRoute | None:
     return DirectRoute(layer, hot, timer, access, cors)
 
 
-_HEADS: dict[int, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+_HEADS: dict[tuple[int, bool], tuple[list[tuple[bytes, bytes]], bytes]] = {}
 
 
-def response_head(default_headers: list[tuple[bytes, bytes]], length: int, keep_alive: bool) -> bytes:
-    """The status line and headers of a 200 JSON answer, with the server's default headers (``date``,
+def response_head(default_headers: list[tuple[bytes, bytes]], status: int, length: int, keep_alive: bool) -> bytes:
+    """The status line and headers of a JSON answer, with the server's default headers (``date``,
     ``server``: uvicorn replaces that list every second, so its bytes are joined once per list)."""
-    cached = _HEADS.get(keep_alive)
+    cached = _HEADS.get((status, keep_alive))
     if cached is None or cached[0] is not default_headers:
         fixed = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
-        cached = _HEADS[keep_alive] = (
+        cached = _HEADS[(status, keep_alive)] = (
             default_headers,
-            STATUS_LINE[200] + fixed + b"content-type: application/json\r\ncontent-length: ",
+            STATUS_LINE[status] + fixed + b"content-type: application/json\r\ncontent-length: ",
         )
     return b"%b%d\r\n%b\r\n" % (cached[1], length, b"" if keep_alive else b"connection: close\r\n")

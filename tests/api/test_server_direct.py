@@ -31,6 +31,8 @@ from api.server import DeadlineHttpToolsProtocol
 from api.settings import Settings
 from tests.api.conftest import DELIVERY
 from tests.api.http.test_hot_path import BODY, CASES, _without_ids
+from tests.api.http.test_hot_path_events import CASES as EVENT_CASES
+from tests.api.http.test_hot_path_events import SECRET as EVENTS_SECRET
 
 BEARER = {"Authorization": f"Bearer {DELIVERY}"}
 
@@ -101,6 +103,31 @@ def test_every_case_gets_the_same_answer_with_and_without_the_direct_path(both: 
         ours, theirs = _answer(direct.base, case), _answer(stack.base, case)
         assert ours == theirs, name
         assert ours[0] < 500, (name, ours)
+
+
+def test_every_events_case_gets_the_same_answer_with_and_without_the_direct_path(settings: Settings) -> None:
+    with_secret = msgspec.structs.replace(settings, identity_secret=EVENTS_SECRET)
+    direct, stack = Served(_app(with_secret, 10), direct=True), Served(_app(with_secret, 11), direct=False)
+    try:
+        before = direct.route.answered
+        with httpx.Client(timeout=10) as client:
+            for name, case in EVENT_CASES:
+                answers = []
+                for served in (direct, stack):
+                    headers = dict(BEARER if case.get("headers") is None else case["headers"])
+                    if case.get("raw") is not None:
+                        response = client.post(f"{served.base}/v1/events", content=case["raw"], params=case.get("params"),
+                                               headers={"content-type": "application/json", **headers})
+                    else:
+                        response = client.post(f"{served.base}/v1/events", json=case["body"], params=case.get("params"),
+                                               headers=headers)
+                    answers.append((response.status_code, response.headers.get("content-type"), response.text))
+                assert answers[0] == answers[1], name
+                assert answers[0][0] < 500, (name, answers[0])
+        assert direct.route.answered - before >= 8  # the well-formed batches with a header key
+    finally:
+        direct.stop()
+        stack.stop()
 
 
 def test_ordinary_requests_are_answered_directly_and_unusual_ones_by_the_stack(both: tuple[Served, Served]) -> None:
