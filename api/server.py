@@ -43,7 +43,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
 from api.http.direct import DirectRoute, direct_route, response_head
-from api.http.hot_path import HANDED_OVER, HotPath
+from api.http.hot_path import HANDED_OVER, HotPath, request_headers
 from api.http.hot_path import PATHS as _DIRECT_PATHS
 from api.settings import Settings
 
@@ -177,18 +177,8 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         """The status answered, or ``None`` when the ASGI stack answered (it records its own)."""
         hot = route.hot
         scope = cycle.scope
-        authorization = length = None
-        content_type = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"origin" and route.cors:
-                return await self._hand_over(cycle, hot)
-        if not hot.declared_fit(authorization, length):
+        authorization, length, content_type, origin = request_headers(scope)
+        if (origin and route.cors) or not hot.declared_fit(authorization, length):
             return await self._hand_over(cycle, hot)
         # The body, read as uvicorn's receive() reads it for an application.
         while cycle.more_body and not cycle.disconnected:

@@ -39,7 +39,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from api.http.cors import DeliveryCORSMiddleware
-from api.http.hot_path import PATHS, HotPath
+from api.http.hot_path import HotPath
 from api.http.metrics import RequestTimer
 from api.logging_access import AccessLog, log_request
 from api.logging_access import log as access_log
@@ -49,8 +49,6 @@ __all__ = ["DirectRoute", "direct_route", "response_head"]
 
 class DirectRoute:
     """What the protocol needs to answer the routes: the lean path and the layers it reproduces."""
-
-    paths = PATHS
 
     def __init__(self, litestar: Litestar, hot: HotPath, timer: RequestTimer | None, access: bool, cors: bool) -> None:
         self.litestar = litestar

@@ -101,10 +101,12 @@ Answer = tuple[int, bytes] | ASGIApp | None
 HANDED_OVER = "vary.handed_over"
 
 
-def request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes]:
-    """The request's ``Authorization``, ``Content-Length`` (``None`` when absent) and ``Content-Type``."""
+def request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes, bool]:
+    """The request's ``Authorization``, ``Content-Length`` (``None`` when absent) and ``Content-Type``,
+    and whether it has an ``Origin`` (a browser's cross-origin request: CORS applies)."""
     authorization = length = None
     content_type = b""
+    origin = False
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -112,7 +114,9 @@ def request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes]:
             length = value
         elif name == b"content-type":
             content_type = value
-    return authorization, length, content_type
+        elif name == b"origin":
+            origin = True
+    return authorization, length, content_type, origin
 
 
 class HotPath:
@@ -137,7 +141,7 @@ class HotPath:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PATHS or HANDED_OVER in scope:
             await self.app(scope, receive, send)
             return
-        authorization, length, content_type = request_headers(scope)
+        authorization, length, content_type, _ = request_headers(scope)
         # A ?key= one, no key, or a declared length over the limit: the app answers. A chunked body is
         # read here and measured.
         if not self.declared_fit(authorization, length):
