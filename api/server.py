@@ -43,7 +43,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
 from api.http.direct import DirectRoute, direct_route, response_head
-from api.http.hot_path import HANDED_OVER, HotPath, request_headers
+from api.http.hot_path import HANDED_OVER, HotPath, replay, request_headers
 from api.http.hot_path import PATHS as _DIRECT_PATHS
 from api.settings import Settings
 
@@ -181,9 +181,11 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         if (origin and route.cors) or not hot.declared_fit(authorization, length):
             return await self._hand_over(cycle, hot)
         # The body, read as uvicorn's receive() reads it for an application.
-        while cycle.more_body and not cycle.disconnected:
+        while True:
             if len(cycle.body) > hot.max_body:
                 return await self._hand_over(cycle, hot)  # the app reads the rest and answers 413
+            if not cycle.more_body or cycle.disconnected:
+                break
             if cycle.waiting_for_100_continue and not self.transport.is_closing():
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 cycle.waiting_for_100_continue = False
@@ -192,11 +194,9 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.clear()
         if cycle.disconnected:
             return None  # the client left: nobody to answer, nothing done
-        if len(cycle.body) > hot.max_body:
-            return await self._hand_over(cycle, hot)
         body = bytes(cycle.body)
         scope["app"] = scope["litestar_app"] = route.litestar  # as Litestar.__call__ sets them
-        again = _body_again(body, cycle)
+        again = replay([{"type": "http.request", "body": body, "more_body": False}], cycle.receive)
         answer = await hot.respond(scope, body, authorization, content_type, again)  # type: ignore[arg-type]
         if answer is None:
             return await self._hand_over(cycle, hot)
@@ -294,20 +294,6 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
 def _nothing() -> None:
     """A finished cycle's ``on_response``: late calls do nothing (as uvicorn's ``run_asgi`` leaves it)."""
-
-
-def _body_again(body: bytes, cycle: RequestResponseCycle) -> Any:
-    """A ``receive`` for the handler's request: the body once more, then the connection's events."""
-    given = False
-
-    async def receive() -> Any:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await cycle.receive()
-
-    return receive
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

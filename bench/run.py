@@ -75,18 +75,15 @@ def _group_cpu_s(pgid: int) -> float:
     return total / _TICK
 
 
-def _pid_cpu_s(pid: int, children: bool = False) -> float:
-    """User + system CPU seconds of ``pid``; with ``children``, also of its children it has reaped
-    (Valkey's: the forked append-only-file rewrites, which run on the same cores as everything else,
-    about a tenth of Valkey's own CPU under the benchmark's writes)."""
+def _pid_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of the children it has reaped (Valkey's: the forked
+    append-only-file rewrites, which run on the same cores as everything else, about a tenth of
+    Valkey's own CPU under the benchmark's writes)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return ticks / _TICK
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _TICK  # + cutime, cstime
 
 
 # -------------------------------------------------------------------------------------------------
@@ -130,13 +127,13 @@ class HttpBench:
         def run(prefix: str) -> dict[str, Any]:
             xlen = self._xlen() if vary else 0
             warnings = _count_degraded(server.log_path) if vary else 0
-            cpu, valkey_cpu = _group_cpu_s(server.process.pid), _pid_cpu_s(self.valkey_pid or 0, children=True)
+            cpu, valkey_cpu = _group_cpu_s(server.process.pid), _pid_cpu_s(self.valkey_pid or 0)
             result = run_wrk(url, self.script, connections, duration or self.duration, prefix=prefix)
             result["server_cpu_ms_per_request"] = (
                 (_group_cpu_s(server.process.pid) - cpu) * 1000 / max(1, result["requests"])
             )
             result["valkey_cpu_ms_per_request"] = (
-                (_pid_cpu_s(self.valkey_pid or 0, children=True) - valkey_cpu) * 1000 / max(1, result["requests"])
+                (_pid_cpu_s(self.valkey_pid or 0) - valkey_cpu) * 1000 / max(1, result["requests"])
             )
             if vary:
                 time.sleep(0.5)  # the writer flushes its last batch

@@ -42,7 +42,7 @@ from api.http.errors import error_response
 from api.http.limits import check_body
 from api.http.schemas import EventBatch, PersonalizeRequest
 
-__all__ = ["EVENTS_PATH", "HANDED_OVER", "PATH", "PATHS", "Answer", "HotPath", "request_headers"]
+__all__ = ["EVENTS_PATH", "HANDED_OVER", "PATH", "PATHS", "Answer", "HotPath", "replay", "request_headers"]
 
 PATH = "/v1/personalize"
 EVENTS_PATH = "/v1/events"
@@ -62,7 +62,7 @@ class _Route:
         self.decoder = msgspec.json.Decoder(body)
         self.handler = _route_handler(app, path)
         self.fn = self.handler.fn
-        self.status: int = self.handler.status_code or 201
+        self.status: int = self.handler.status_code
         # This path writes JSON, as the handler must ("": it returns a Response, whose own media type,
         # checked per answer, is JSON unless it names another).
         if self.handler.media_type not in (MediaType.JSON, ""):
@@ -79,8 +79,9 @@ def _route_handler(app: Litestar, path: str) -> Any:
     raise LookupError(f"no POST {path} route in the app")
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """``receive`` with the messages already read put back first, for a hand-over to Litestar."""
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` with the messages already read put back first: for a hand-over to Litestar, and
+    for a handler's request once the body was read (here and by the server's direct path)."""
     pending = list(messages)
 
     async def replay() -> Message:
@@ -164,7 +165,7 @@ class HotPath:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        replayed = _replay(messages, receive)
+        replayed = replay(messages, receive)
         answer = await self.respond(scope, body, authorization, content_type, replayed)  # type: ignore[arg-type]
         if answer is None:
             await self._hand_over(scope, receive, send, messages)
@@ -226,4 +227,4 @@ class HotPath:
     async def _hand_over(self, scope: Scope, receive: Receive, send: Send, messages: list[Message]) -> None:
         """Let the app answer, with the body messages already read put back."""
         self.handed_over += 1
-        await self.app(scope, _replay(messages, receive) if messages else receive, send)
+        await self.app(scope, replay(messages, receive) if messages else receive, send)

@@ -346,8 +346,8 @@ def drop_entries(record: bytes, unwanted: Callable[[msgspec.Raw], bool]) -> tupl
 
 
 def _open_locked(path: Path, create: bool = True) -> BinaryIO:
-    """``path`` opened for reading and writing (created if missing, never truncated here) and
-    locked: one owner per file, so a live worker's ring is never read as an orphan (a new one is
+    """``path`` opened for reading and writing (created if missing when ``create``, never truncated
+    here) and locked: one owner per file, so a live worker's ring is never read as an orphan (a new one is
     locked before it appears under its name, :mod:`~personalization.store.locked_files`)."""
     return open_locked(path, os.O_RDWR, "r+b", RingBusy, create)
 
