@@ -30,7 +30,7 @@ from api.logging_access import install_access_log
 from api.server import DeadlineHttpToolsProtocol
 from api.settings import Settings
 from tests.api.conftest import DELIVERY
-from tests.api.http.test_hot_path import BODY, CASES, _without_ids
+from tests.api.http.test_hot_path import BODY, CASES, _without_ids, post_case, summary
 from tests.api.http.test_hot_path_events import CASES as EVENT_CASES
 from tests.api.http.test_hot_path_events import SECRET as EVENTS_SECRET
 
@@ -82,18 +82,9 @@ def both(settings: Settings) -> Iterator[tuple[Served, Served]]:
 
 
 def _answer(base: str, case: dict[str, Any]) -> tuple[int, str, Any]:
-    headers = dict(BEARER if case.get("headers") is None else case["headers"])
     with httpx.Client(base_url=base, timeout=10) as client:
-        if case.get("raw") is not None:
-            response = client.post("/v1/personalize", content=case["raw"], params=case.get("params"),
-                                   headers={"content-type": "application/json", **headers})
-        else:
-            response = client.post("/v1/personalize", json=case["body"], params=case.get("params"), headers=headers)
-    try:
-        data: Any = response.json()
-    except json.JSONDecodeError:
-        data = response.text
-    return response.status_code, response.headers.get("content-type", ""), _without_ids(data)
+        status, content_type, data = summary(post_case(client, "/v1/personalize", case))
+    return status, content_type, _without_ids(data)
 
 
 def test_every_case_gets_the_same_answer_with_and_without_the_direct_path(both: tuple[Served, Served]) -> None:
@@ -114,13 +105,7 @@ def test_every_events_case_gets_the_same_answer_with_and_without_the_direct_path
             for name, case in EVENT_CASES:
                 answers = []
                 for served in (direct, stack):
-                    headers = dict(BEARER if case.get("headers") is None else case["headers"])
-                    if case.get("raw") is not None:
-                        response = client.post(f"{served.base}/v1/events", content=case["raw"], params=case.get("params"),
-                                               headers={"content-type": "application/json", **headers})
-                    else:
-                        response = client.post(f"{served.base}/v1/events", json=case["body"], params=case.get("params"),
-                                               headers=headers)
+                    response = post_case(client, f"{served.base}/v1/events", case)
                     answers.append((response.status_code, response.headers.get("content-type"), response.text))
                 assert answers[0] == answers[1], name
                 assert answers[0][0] < 500, (name, answers[0])

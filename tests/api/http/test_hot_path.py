@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -52,20 +53,33 @@ def _without_ids(value: Any) -> Any:
     return value
 
 
-def _answer(client: TestClient, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None,
-            params: dict[str, str] | None = None) -> tuple[int, str, Any]:
-    """One request: ``headers`` None = the delivery key; ``raw``: these bytes as the body."""
-    sent = dict(BEARER if headers is None else headers)
-    if raw is not None:
-        response = client.post("/v1/personalize", content=raw, params=params,
-                               headers={"content-type": "application/json", **sent})
-    else:
-        response = client.post("/v1/personalize", json=body, params=params, headers=sent)
+def post_case(client: httpx.Client, path: str, case: dict[str, Any]) -> httpx.Response:
+    """One test case posted to ``path`` (any httpx client: a Litestar ``TestClient`` or a real server's):
+    ``body`` as JSON or ``raw`` bytes, ``headers`` (``None``: the delivery key), ``params``. Shared by
+    the lean-path tests of both routes and the direct path's (tests/api/test_server_direct.py)."""
+    headers = dict(BEARER if case.get("headers") is None else case["headers"])
+    if case.get("raw") is not None:
+        return client.post(path, content=case["raw"], params=case.get("params"),
+                           headers={"content-type": "application/json", **headers})
+    return client.post(path, json=case["body"], params=case.get("params"), headers=headers)
+
+
+def summary(response: httpx.Response) -> tuple[int, str, Any]:
+    """Status, content type and the body as JSON (as text when it is not JSON)."""
     try:
         data: Any = response.json()
     except json.JSONDecodeError:
         data = response.text
-    return response.status_code, response.headers.get("content-type", ""), _without_ids(data)
+    return response.status_code, response.headers.get("content-type", ""), data
+
+
+def _answer(client: TestClient, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None,
+            params: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    """One request: ``headers`` None = the delivery key; ``raw``: these bytes as the body."""
+    status, content_type, data = summary(
+        post_case(client, "/v1/personalize", {"body": body, "headers": headers, "raw": raw, "params": params})
+    )
+    return status, content_type, _without_ids(data)
 
 
 CASES: list[tuple[str, dict[str, Any]]] = [

@@ -8,7 +8,6 @@ by type). Requests the lean path hands over (bad keys, bodies its decoder refuse
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,9 +22,9 @@ from api.app import create_app
 from api.settings import Settings
 from personalization.store.identity import sign_identity
 from tests.api.conftest import ADMIN, DELIVERY
+from tests.api.http.test_hot_path import post_case, summary
 
 SECRET = "identity-secret-shared-with-the-customer-backend"
-BEARER = {"Authorization": f"Bearer {DELIVERY}"}
 CONVERSION = {"type": "conversion", "visitor_id": "ev-1", "goal": "purchase", "value": 30.0, "currency": "EUR"}
 
 
@@ -45,17 +44,7 @@ def both(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
 
 
 def _answer(client: TestClient, case: dict[str, Any]) -> tuple[int, str, Any]:
-    headers = dict(BEARER if case.get("headers") is None else case["headers"])
-    if case.get("raw") is not None:
-        response = client.post("/v1/events", content=case["raw"], params=case.get("params"),
-                               headers={"content-type": "application/json", **headers})
-    else:
-        response = client.post("/v1/events", json=case["body"], params=case.get("params"), headers=headers)
-    try:
-        data: Any = response.json()
-    except json.JSONDecodeError:
-        data = response.text
-    return response.status_code, response.headers.get("content-type", ""), data
+    return summary(post_case(client, "/v1/events", case))
 
 
 CASES: list[tuple[str, dict[str, Any]]] = [
