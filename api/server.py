@@ -87,7 +87,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout_s = header_timeout_s
         self.body_timeout_s = body_timeout_s
-        #: Answer ``POST /v1/personalize`` beneath ASGI when the app allows it (api/http/direct.py).
+        #: Answer the lean routes (personalize, events) beneath ASGI when the app allows it (api/http/direct.py).
         self.direct = direct
         self._phase = _Phase.IDLE
         self._deadline: TimerHandle | None = None
@@ -238,7 +238,6 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         cycle.scope[HANDED_OVER] = True  # type: ignore[literal-required]
         cycle.message_event.set()  # what is in cycle.body is handed out by its first receive()
         await cycle.run_asgi(self.app)
-        return None
 
     # -- the deadline passing ----------------------------------------------------------------------
 

@@ -86,10 +86,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "auto"
     #: One ``vary.access`` line per request: method, route template, status, duration (no query string).
     access_log: bool = True
-    #: ``POST /v1/personalize`` on the lean path (``api/http/hot_path.py``); ``false``: through
+    #: ``POST /v1/personalize`` and ``/v1/events`` on the lean path (``api/http/hot_path.py``); ``false``: through
     #: Litestar's layers like every other route (same answers, more CPU per request).
     hot_path: bool = True
-    #: ``vary serve`` answers that route in its HTTP protocol, beneath ASGI, when the app's layers
+    #: ``vary serve`` answers those routes in its HTTP protocol, beneath ASGI, when the app's layers
     #: allow it (``api/http/direct.py``); ``false``: through the ASGI stack (same answers).
     direct_path: bool = True
     #: Longest a decision waits for the visitor's profile before deciding without it.
