@@ -36,6 +36,8 @@ log = logging.getLogger("vary")
 
 #: The worker factory, as uvicorn imports it in every worker process.
 WORKER_APP = "api.cli.serve:_worker_app"
+#: Seconds a worker has to answer uvicorn's health ping (with ``--workers`` > 1) before it is replaced.
+WORKER_HEALTHCHECK_S = 30.0
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -148,6 +150,11 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
                 # closes idle connections: a server closing one just as a request arrives on it is a
                 # dropped request (uvicorn's default is 5 s).
                 timeout_keep_alive=75,
+                # How long a worker may take to answer the supervisor's health ping before it is
+                # killed and replaced. uvicorn's 5 s includes the worker's start (spawn, imports, the
+                # snapshot and models): on a loaded machine that took longer, and every replacement
+                # was killed in turn, so `vary serve` never came up. 30 s is gunicorn's worker timeout.
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
                 # Header and body read deadlines (uvicorn has none) and a per-worker connection limit:
                 # slow clients cannot hold connections open (api/server.py).
                 **uvicorn_options(settings),
