@@ -26,6 +26,9 @@ exposure_grace_s`` (or read it to its end) and (b) ``XPENDING`` of that partitio
 up to then still in flight at another consumer (the visitor's exposures are all in partition
 ``p``). ``exposure_grace_s`` covers the exposure writer's in-memory queue (an exposure is decided
 before, but written after, the click it caused).
+(c) every exposure writer's mark (:mod:`personalization.store.writer_marks`, read before the streams)
+says its exposures decided before ``t + exposure_grace_s`` are all written: after a Redis outage
+the writers' spools replay for a while, and an event released before its exposure counts nowhere.
 An event held longer than ``max_hold_s`` is released anyway. Held events stay in the PEL, so a
 crashed consumer re-reads them (its own PEL on start; other consumers' via ``XAUTOCLAIM`` after
 ``claim_idle_ms``).
@@ -66,6 +69,7 @@ from personalization.measurement.goals import GoalPolicy
 from personalization.measurement.stored_events import STORED_EVENT_DECODER, UnknownEventKind
 from personalization.store.keys import EVENTS, EXPOSURES, slot_tag
 from personalization.store.partitions import all_streams
+from personalization.store.writer_marks import complete_until
 from personalization.types import EXPOSURE_DECODER, Exposure
 
 __all__ = ["CLUSTER_POLL_MS", "DEFAULT_GROUP", "Aggregator"]
@@ -125,6 +129,7 @@ class Aggregator:
         batch: int = 500,
         exposure_grace_s: float = 2.0,
         max_hold_s: float = 600.0,
+        writer_dead_s: float = 30.0,
         claim_idle_ms: int = 300_000,
         dedupe_ttl_s: int = DEDUPE_TTL_S,
         state_ttl_s: int = STATE_TTL_S,
@@ -146,6 +151,9 @@ class Aggregator:
         self.batch = batch
         self.exposure_grace_s = exposure_grace_s
         self.max_hold_s = max_hold_s
+        self.writer_dead_s = writer_dead_s
+        self._reachable_since = 0.0  # since when this consumer has had Redis (writer marks' deadline)
+        self._written: float | None = None  # the writer marks' time, read before the last read
         self.claim_idle_ms = claim_idle_ms
         self.partitions = partitions
         self.cluster = isinstance(redis, RedisCluster) if cluster is None else cluster
@@ -210,6 +218,7 @@ class Aggregator:
 
     async def _setup(self) -> None:
         if not self._ready:
+            self._reachable_since = time.time()
             await self.ensure_groups()
             await self._steps.load_scripts()
             self._ready = True
@@ -342,6 +351,8 @@ class Aggregator:
         streams = {stream: ">" for stream in self._xstreams}
         if len(self._held) < self._max_held:
             streams.update({stream: ">" for stream in self._estreams})
+        # Before the read: what it finds then includes every exposure the marks say is written.
+        self._written = await complete_until(self._redis, self._reachable_since, self.writer_dead_s)
         read_at = time.time()
         fresh = await self._read(streams, block_ms if block_ms > 0 else None)
         for stream, got in fresh.items():
@@ -409,6 +420,8 @@ class Aggregator:
         ]
         for p, pending in pending_min.items():
             frontier[p] = min(frontier[p], (pending - 1) / 1000.0)
+        if self._written is not None:  # no exposure decided before it is still on its way
+            frontier = [min(f, self._written) for f in frontier]
         grace = self.exposure_grace_s
         release = [
             h for h in self._held.values()

@@ -29,6 +29,9 @@ Each exposure of an experience tied to a person also adds one to the person's fr
 for it, field ``f:<experience>`` of the profile hash (:mod:`personalization.decision.frequency`): in
 the same script on a single Redis (so exactly once), as a call of its own per counter on a cluster.
 
+Once a second the writer publishes how far its exposures are all in Redis
+(:mod:`personalization.store.writer_marks`); the aggregator holds events until then.
+
 Stream entries have two fields: ``data``, the exposure as msgspec JSON (default-valued fields left
 out), and ``v``, its record format (2; entries without it are format 1, which wrote every field).
 New fields get defaults and unknown ones are ignored, so old entries always decode, and an older
@@ -38,7 +41,9 @@ worker decodes this one's (:mod:`personalization.store.formats`, :data:`personal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -50,11 +55,13 @@ from redis.commands.core import AsyncScript
 
 from personalization.decision.frequency import FREQUENCY_PREFIX, buckets
 from personalization.store.batch_calls import COUNT_ONE, WRITE_BATCH, WRITE_BATCH_SHA, call_batches
+from personalization.store.exposure_items import SPOOL_DECODER, Item, Prepared, is_cluster
 from personalization.store.journal import Journal
 from personalization.store.keys import EXPOSURES, batch_marker, profile_key, stream_name
 from personalization.store.partitions import partition_of
 from personalization.store.recent_batches import HOLD_S, HeldWrites
 from personalization.store.spool import Spool, replay_forever, replay_spool
+from personalization.store.writer_marks import forget_mark, publish_mark, writer_id
 from personalization.types import EXPOSURE_ENCODER, Exposure, new_exposure_id
 
 __all__ = ["COUNT_ONE", "EXPOSURE_STREAM", "WRITE_BATCH", "WRITE_BATCH_SHA", "ExposureWriter"]
@@ -67,17 +74,6 @@ _STOP = object()
 BATCH_MARKER_TTL_S = 86_400
 REPLAY_INTERVAL_S = 1.0
 
-#: An item as a replayed spool record or a caller of ``_send`` gives it: ``(exposure, None)`` or
-#: ``(None, (visitor id, experience, variant))``.
-Item = tuple["Exposure | None", "tuple[str, str, int] | None"]
-#: An item as :meth:`ExposureWriter.submit` prepares it, once, for the journal, the spool and the batch
-#: script: ``(entry, stream, payload, profile, field, value)``. ``entry`` is the journal/spool line's
-#: ``{"x": …}`` or ``{"a": …}``; ``payload`` the stream entry's ``data`` (``None`` for an assignment);
-#: ``profile``/``field``/``value`` the profile-hash pair it sets (an exposure's frequency counter
-#: ``f:<experience>`` → ``"<day> <week>"``, an assignment's ``a:<experience>`` → variant), or ``None``s.
-#: Issue 22: encoding once and building these once per request (not again in ``_send``) cut the
-#: writer's CPU per request (numbers in ``submit``'s docstring).
-Prepared = tuple[bytes, str, "bytes | None", "str | None", "str | None", "str | int | None"]
 
 
 class _Group:
@@ -116,7 +112,7 @@ class ExposureWriter:
         self._partitions = max(1, partitions)
         self._streams = [stream_name(stream, p, self._partitions) for p in range(self._partitions)]
         # A cluster keeps profile hashes in other slots than the stream: assignments go outside the script.
-        self._cluster = _is_cluster(redis)
+        self._cluster = is_cluster(redis)
         self._count_one: AsyncScript | None = None  # registered on first use (cluster only)
         #: One entry per :meth:`submit` call (its prepared items; issue 22: one put and one get per
         #: request instead of one per item). ``queue_size`` bounds the *items* queued (:attr:`pending`).
@@ -131,10 +127,13 @@ class ExposureWriter:
         self._spool = spool
         self._journal = journal
         self._held: HeldWrites[Prepared] | None = HeldWrites(redis, "exposures", hold_s) if hold_s > 0 else None
-        #: The batches in the queue, oldest first, as ``[batch id, items, queue entries]`` queued under
-        #: it; the last one is open. A batch is closed (:meth:`_seal`) before it is sent, so the
-        #: journal's records under its id are exactly what it carries.
-        self._batches: deque[list[Any]] = deque([[new_exposure_id(), 0, 0]])
+        #: The batches in the queue, oldest first, as ``[batch id, items, queue entries, opened at]``
+        #: queued under it; the last one is open. A batch is closed (:meth:`_seal`) before it is sent,
+        #: so the journal's records under its id are exactly what it carries.
+        self._batches: deque[list[Any]] = deque([[new_exposure_id(), 0, 0, time.time()]])
+        self._sending: float | None = None  # when the batch being written was opened
+        self._replaying = False
+        self._writer = f"{writer_id()}:{new_exposure_id()[-6:]}"  # this writer's mark
         self.written = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -243,7 +242,7 @@ class ExposureWriter:
     def _seal(self) -> None:
         """Close the open batch (nothing joins it after this) and open the next one."""
         closed = self._batches[-1][0]
-        self._batches.append([new_exposure_id(), 0, 0])
+        self._batches.append([new_exposure_id(), 0, 0, time.time()])
         if self._journal is not None:
             self._journal.seal(closed)
 
@@ -257,7 +256,7 @@ class ExposureWriter:
         """:meth:`_take_oldest`, plus how many queue entries the batch took (to mark them done)."""
         if len(self._batches) == 1:
             self._seal()
-        batch_id, count, entries = self._batches.popleft()
+        batch_id, count, entries, _ = self._batches.popleft()
         get = self._queue.get_nowait
         parts = [first] if first is not None else []
         parts.extend(get() for _ in range(entries - len(parts)))
@@ -272,8 +271,10 @@ class ExposureWriter:
             if first is _STOP:
                 queue.task_done()
                 return
+            self._sending = self._batches[0][3]
             batch_id, batch, entries = self._pop_oldest(first)
             await self._write(batch, batch_id)
+            self._sending = None
             for _ in range(entries):
                 queue.task_done()
 
@@ -385,7 +386,7 @@ class ExposureWriter:
         async def write(batch_id: str, entries: list[msgspec.Raw]) -> int:
             batch: list[Prepared] = []
             for raw in entries:
-                record = _SPOOL_DECODER.decode(raw)
+                record = SPOOL_DECODER.decode(raw)
                 if record.x is not None:
                     batch += self._prepare((record.x,), ())
                 elif record.a is not None:
@@ -397,12 +398,25 @@ class ExposureWriter:
                 self._held.add(batch_id, batch)
             return written
 
-        replayed = await replay_spool(spool, write)
+        self._replaying = True
+        try:
+            replayed = await replay_spool(spool, write)
+        finally:
+            self._replaying = False
         self.replayed += replayed
         self.written += replayed
         self.healthy = True
         log.info("replayed %d spooled exposures", replayed)
         return replayed
+
+    @property
+    def waiting_since(self) -> float | None:
+        """When the oldest exposure not yet in Redis was queued (at the latest); ``0.0`` while a spool
+        holds or replays some (of unknown age); ``None`` when none is waiting."""
+        if self._replaying or (self._spool is not None and self._spool.size > 0):
+            return 0.0
+        oldest = self._batches[0]
+        return self._sending if self._sending is not None else oldest[3] if oldest[1] else None
 
     @property
     def resent(self) -> int:
@@ -423,9 +437,13 @@ class ExposureWriter:
 
     async def _replay_loop(self) -> None:
         """Once a second: what a restarted server lost sent again, then the spool replayed."""
-        resend = self.resend_if_restarted if self._held is not None else None
+        async def each_second() -> None:  # the mark first: it must say "wait" before a replay begins
+            await publish_mark(self._redis, self._writer, self.waiting_since)
+            if self._held is not None:
+                await self.resend_if_restarted()
+
         await replay_forever(self._spool, self.replay, interval_s=REPLAY_INTERVAL_S, logger=log, what="spool",
-                             stop=self._stopping, before=resend)
+                             stop=self._stopping, before=each_second)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is written (used at shutdown and by tests)."""
@@ -466,23 +484,11 @@ class ExposureWriter:
         except TimeoutError:
             log.error("exposure writer did not drain within %.0f s; %d left", timeout, self.pending)
         self._task = None
+        left = self._spool.size if self._spool is not None else 0
         if self._spool is not None:
             self._spool.close()  # the writer owns its spool; what is in it replays on the next start
         if self._journal is not None:
             self._journal.close()
-
-
-def _is_cluster(redis: object) -> bool:
-    try:
-        from redis.asyncio.cluster import RedisCluster
-    except ImportError:  # pragma: no cover - every supported redis-py has it
-        return False
-    return isinstance(redis, RedisCluster)
-
-
-class _SpoolRecord(msgspec.Struct, frozen=True):
-    x: Exposure | None = None
-    a: tuple[str, str, int] | None = None
-
-
-_SPOOL_DECODER = msgspec.json.Decoder(_SpoolRecord)
+        if not left:  # all written: nothing for the aggregator to wait for
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(forget_mark(self._redis, self._writer), 1.0)

@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.settings import Settings
 from content.webhooks import sign_request
+from personalization.store.writer_marks import WRITER_MARKS
 
 SECRET = "s" * 64
 HUGE = "x" * 100_000
@@ -136,7 +137,8 @@ def hooked(settings: Settings) -> Iterator[TestClient]:
 
 def _state(store: redis.Redis) -> tuple[int, int, set[str], dict[str, str]]:
     active = store.hgetall("vary:models:active")
-    keys = {k for k in store.keys("*") if not k.startswith("vary:rl:")}  # rate-limit counters are not data
+    # Rate-limit counters and the exposure writers' marks (renewed every second) are not data.
+    keys = {k for k in store.keys("*") if not k.startswith(("vary:rl:", WRITER_MARKS))}
     return store.xlen("vary:events"), store.xlen("vary:exposures"), keys, active
 
 
