@@ -9,8 +9,12 @@ from redis.asyncio import Redis
 
 from personalization.measurement.events import Conversion
 from personalization.store.writer_marks import forget_mark, publish_mark
-from tests.personalization.measurement.test_aggregation import agg, exposure, make_aggregator
 from tests.personalization.measurement.stream_writes import push
+from tests.personalization.measurement.test_aggregation import (
+    agg,
+    exposure,
+    make_aggregator,
+)
 
 
 def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: str, sync_redis) -> None:  # noqa: ANN001

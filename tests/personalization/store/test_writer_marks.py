@@ -18,14 +18,7 @@ from personalization.store.writer_marks import (
     forget_mark,
     publish_mark,
 )
-from personalization.types import Exposure
-
-
-def _exposure(visitor: str, ts: float) -> Exposure:
-    return Exposure(
-        id=f"x-{visitor}", ts=ts, visitor_id=visitor, session_id=None, channel="web", entry_id="hero",
-        variant_entry_id="hero-1", experience="hero", variant=1, is_control=False, holdout=False, propensity=0.5,
-    )
+from tests.personalization.measurement.test_aggregation import exposure
 
 
 def test_the_slowest_writer_decides(redis_url: str) -> None:
@@ -74,7 +67,7 @@ def test_a_writer_says_what_it_still_holds(redis_url: str, tmp_path: Path) -> No
         down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
         before = time.time()
         spooled = ExposureWriter(down, spool=Spool(tmp_path / "x.spool"), hold_s=0)
-        spooled.submit([_exposure("v1", time.time())])
+        spooled.submit([exposure("v1", 1, time.time())])
         # The batch's opening time: no later than the exposure's own, never after it.
         assert before <= spooled.waiting_since <= time.time()  # type: ignore[operator]
         await spooled.flush()
@@ -85,7 +78,7 @@ def test_a_writer_says_what_it_still_holds(redis_url: str, tmp_path: Path) -> No
         writer = ExposureWriter(redis)
         assert writer.waiting_since is None
         writer.start()
-        writer.submit([_exposure("v2", time.time())])
+        writer.submit([exposure("v2", 1, time.time())])
         await writer.flush()
         assert writer.written == 1 and writer.waiting_since is None
         deadline = time.monotonic() + 5
