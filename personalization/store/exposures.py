@@ -411,8 +411,9 @@ class ExposureWriter:
 
     @property
     def waiting_since(self) -> float | None:
-        """When the oldest exposure not yet in Redis was queued (at the latest); ``0.0`` while a spool
-        holds or replays some (of unknown age); ``None`` when none is waiting."""
+        """When the batch of the oldest exposure not yet in Redis was opened (so no later than that
+        exposure was queued); ``0.0`` while a spool holds or replays some (of unknown age); ``None``
+        when none is waiting."""
         if self._replaying or (self._spool is not None and self._spool.size > 0):
             return 0.0
         oldest = self._batches[0]
