@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
 from personalization.measurement.events import Conversion
-from personalization.store.writer_marks import forget_mark, publish_mark
+from personalization.store.writer_marks import publish_mark
 from tests.personalization.measurement.stream_writes import push
 from tests.personalization.measurement.test_aggregation import (
     agg,
@@ -17,15 +18,25 @@ from tests.personalization.measurement.test_aggregation import (
 )
 
 
+def _run(redis_url: str, body: Callable[[Redis], Awaitable[None]]) -> None:
+    async def run() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await body(redis)
+        finally:  # a failed assertion must not leave a connection for a later test's collector
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
 def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: str, sync_redis) -> None:  # noqa: ANN001
     """The outage case: the event is in its stream, its exposure still in a writer's spool. The
     streams read to their end say "release"; the writer's mark says "wait"."""
 
-    async def body() -> None:
-        redis = Redis.from_url(redis_url)
+    async def body(redis: Redis) -> None:
         now = time.time()
-        await publish_mark(redis, "worker-1", low=0.0)  # its spool holds exposures of unknown age
-        await publish_mark(redis, "worker-2", low=None)  # nothing waiting
+        await publish_mark(redis, "worker-1", low=0.0, now=now)  # its spool holds exposures of unknown age
+        await publish_mark(redis, "worker-2", low=None, now=now - 5)  # nothing waiting, 5 s ago
         await push(redis, [], [Conversion(visitor_id="a", goal="signup", ts=now)])
         aggregator = make_aggregator(redis)  # no grace: only the marks hold the event
         assert await aggregator.run_once() == 0 and aggregator.held == 1
@@ -38,11 +49,8 @@ def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: 
         assert await aggregator.run_once() == 0 and aggregator.held == 1
         await publish_mark(redis, "worker-2", low=None)
         assert await aggregator.run_once() == 1 and aggregator.held == 0  # now the event
-        await forget_mark(redis, "worker-1")
-        await forget_mark(redis, "worker-2")
-        await redis.aclose()
 
-    asyncio.run(body())
+    _run(redis_url, body)
     overall = agg(sync_redis, "all")
     assert (overall["1:visitors"], overall["1:conv:signup"]) == (1, 1)
 
@@ -50,13 +58,11 @@ def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: 
 def test_without_marks_nothing_changes(redis_url: str, sync_redis) -> None:  # noqa: ANN001
     """Writers of versions before the marks publish none: events are released as before."""
 
-    async def body() -> None:
-        redis = Redis.from_url(redis_url)
+    async def body(redis: Redis) -> None:
         now = time.time()
         await push(redis, [exposure("b", 0, now - 1)], [Conversion(visitor_id="b", goal="signup", ts=now)])
         aggregator = make_aggregator(redis)
         assert await aggregator.run_once() == 2 and aggregator.held == 0
-        await redis.aclose()
 
-    asyncio.run(body())
+    _run(redis_url, body)
     assert agg(sync_redis, "all")["0:conv:signup"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -21,9 +22,19 @@ from personalization.store.writer_marks import (
 from tests.personalization.measurement.test_aggregation import exposure
 
 
-def test_the_slowest_writer_decides(redis_url: str) -> None:
-    async def body() -> None:
+def _run(redis_url: str, body: Callable[[Redis], Awaitable[None]]) -> None:
+    async def run() -> None:
         redis = Redis.from_url(redis_url)
+        try:
+            await body(redis)
+        finally:  # a failed assertion must not leave a connection for a later test's collector
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_slowest_writer_decides(redis_url: str) -> None:
+    async def body(redis: Redis) -> None:
         now = 1_000.0
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) is None  # no writer: no wait
         await publish_mark(redis, "a", low=None, now=now - 1)  # nothing waiting: complete up to its publishing
@@ -33,14 +44,12 @@ def test_the_slowest_writer_decides(redis_url: str) -> None:
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) == 0.0
         await forget_mark(redis, "b")  # stopped, all written
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) == now - 1
-        await redis.aclose()
 
-    asyncio.run(body())
+    _run(redis_url, body)
 
 
 def test_a_dead_writer_is_dropped_but_not_for_an_outage(redis_url: str) -> None:
-    async def body() -> None:
-        redis = Redis.from_url(redis_url)
+    async def body(redis: Redis) -> None:
         now = 10_000.0
         await publish_mark(redis, "alive", low=None, now=now - 1)
         await publish_mark(redis, "from-before-the-outage", low=None, now=now - 600)
@@ -54,42 +63,43 @@ def test_a_dead_writer_is_dropped_but_not_for_an_outage(redis_url: str) -> None:
         await redis.hset(WRITER_MARKS, "garbled", b"{not json")  # not a mark this version reads
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) == now - 1
         assert await redis.hkeys(WRITER_MARKS) == [b"alive"]
-        await redis.aclose()
 
-    asyncio.run(body())
+    _run(redis_url, body)
 
 
 def test_a_writer_says_what_it_still_holds(redis_url: str, tmp_path: Path) -> None:
     """``waiting_since``: a queued exposure's batch time, ``0.0`` with a spool, ``None`` when all is
     written; the running writer publishes it once a second and removes its mark when it stops."""
 
-    async def body() -> None:
+    async def body(redis: Redis) -> None:
         down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
-        before = time.time()
-        spooled = ExposureWriter(down, spool=Spool(tmp_path / "x.spool"), hold_s=0)
-        spooled.submit([exposure("v1", 1, time.time())])
-        # The batch's opening time: no later than the exposure's own, never after it.
-        assert before <= spooled.waiting_since <= time.time()  # type: ignore[operator]
-        await spooled.flush()
-        assert spooled.spooled == 1 and spooled.waiting_since == 0.0
-        await down.aclose()
+        try:
+            before = time.time()
+            spooled = ExposureWriter(down, spool=Spool(tmp_path / "x.spool"), hold_s=0)
+            spooled.submit([exposure("v1", 1, time.time())])
+            # The batch's opening time: no later than the exposure's own, never after it.
+            assert before <= spooled.waiting_since <= time.time()  # type: ignore[operator]
+            await spooled.flush()
+            assert spooled.spooled == 1 and spooled.waiting_since == 0.0
+        finally:
+            await down.aclose()
 
-        redis = Redis.from_url(redis_url)
         writer = ExposureWriter(redis)
         assert writer.waiting_since is None
         writer.start()
-        writer.submit([exposure("v2", 1, time.time())])
-        await writer.flush()
-        assert writer.written == 1 and writer.waiting_since is None
-        deadline = time.monotonic() + 5
-        while not await redis.hlen(WRITER_MARKS):
-            assert time.monotonic() < deadline, "no mark published"
-            await asyncio.sleep(0.1)
-        (raw,) = (await redis.hgetall(WRITER_MARKS)).values()
-        mark = msgspec.json.decode(raw, type=WriterMark)
-        assert mark.low is None and abs(mark.hb - time.time()) < 5
-        await writer.close()
+        try:
+            writer.submit([exposure("v2", 1, time.time())])
+            await writer.flush()
+            assert writer.written == 1 and writer.waiting_since is None
+            deadline = time.monotonic() + 5
+            while not await redis.hlen(WRITER_MARKS):
+                assert time.monotonic() < deadline, "no mark published"
+                await asyncio.sleep(0.1)
+            (raw,) = (await redis.hgetall(WRITER_MARKS)).values()
+            mark = msgspec.json.decode(raw, type=WriterMark)
+            assert mark.low is None and abs(mark.hb - time.time()) < 5
+        finally:
+            await writer.close()
         assert await redis.hlen(WRITER_MARKS) == 0
-        await redis.aclose()
 
-    asyncio.run(body())
+    _run(redis_url, body)
