@@ -7,7 +7,7 @@ wrote the same XADD pipeline and the same drain loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
 
@@ -17,7 +17,7 @@ from personalization.store.keys import EVENTS, EXPOSURES
 from personalization.store.partitions import stream_for
 from personalization.types import EXPOSURE_ENCODER, Exposure
 
-__all__ = ["drain", "push"]
+__all__ = ["drain", "push", "with_redis"]
 
 
 async def push(
@@ -44,3 +44,17 @@ async def drain(*aggregators: Aggregator) -> int:
         total += sum(counts)
         if not any(counts) and not any(a.held for a in aggregators):
             return total
+
+
+def with_redis(redis_url: str, body: Callable[[Redis], Awaitable[None]]) -> None:
+    """Run ``body(client)`` on a fresh asyncio client of ``redis_url``, closed whatever happens (a
+    failed assertion must not leave a connection for a later test's garbage collector to report)."""
+
+    async def run() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await body(redis)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())

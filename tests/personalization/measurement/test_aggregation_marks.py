@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
 from personalization.measurement.events import Conversion
 from personalization.store.writer_marks import publish_mark
-from tests.personalization.measurement.stream_writes import push
+from tests.personalization.measurement.stream_writes import push, with_redis
 from tests.personalization.measurement.test_aggregation import (
     agg,
     exposure,
     make_aggregator,
 )
-
-
-def _run(redis_url: str, body: Callable[[Redis], Awaitable[None]]) -> None:
-    async def run() -> None:
-        redis = Redis.from_url(redis_url)
-        try:
-            await body(redis)
-        finally:  # a failed assertion must not leave a connection for a later test's collector
-            await redis.aclose()
-
-    asyncio.run(run())
 
 
 def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: str, sync_redis) -> None:  # noqa: ANN001
@@ -50,7 +37,7 @@ def test_events_wait_until_every_writer_has_written_what_came_before(redis_url: 
         await publish_mark(redis, "worker-2", low=None)
         assert await aggregator.run_once() == 1 and aggregator.held == 0  # now the event
 
-    _run(redis_url, body)
+    with_redis(redis_url, body)
     overall = agg(sync_redis, "all")
     assert (overall["1:visitors"], overall["1:conv:signup"]) == (1, 1)
 
@@ -64,5 +51,5 @@ def test_without_marks_nothing_changes(redis_url: str, sync_redis) -> None:  # n
         aggregator = make_aggregator(redis)
         assert await aggregator.run_once() == 2 and aggregator.held == 0
 
-    _run(redis_url, body)
+    with_redis(redis_url, body)
     assert agg(sync_redis, "all")["0:conv:signup"] == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -19,18 +18,8 @@ from personalization.store.writer_marks import (
     forget_mark,
     publish_mark,
 )
+from tests.personalization.measurement.stream_writes import with_redis
 from tests.personalization.measurement.test_aggregation import exposure
-
-
-def _run(redis_url: str, body: Callable[[Redis], Awaitable[None]]) -> None:
-    async def run() -> None:
-        redis = Redis.from_url(redis_url)
-        try:
-            await body(redis)
-        finally:  # a failed assertion must not leave a connection for a later test's collector
-            await redis.aclose()
-
-    asyncio.run(run())
 
 
 def test_the_slowest_writer_decides(redis_url: str) -> None:
@@ -45,7 +34,7 @@ def test_the_slowest_writer_decides(redis_url: str) -> None:
         await forget_mark(redis, "b")  # stopped, all written
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) == now - 1
 
-    _run(redis_url, body)
+    with_redis(redis_url, body)
 
 
 def test_a_dead_writer_is_dropped_but_not_for_an_outage(redis_url: str) -> None:
@@ -64,7 +53,7 @@ def test_a_dead_writer_is_dropped_but_not_for_an_outage(redis_url: str) -> None:
         assert await complete_until(redis, reachable_since=now, dead_s=30, now=now) == now - 1
         assert await redis.hkeys(WRITER_MARKS) == [b"alive"]
 
-    _run(redis_url, body)
+    with_redis(redis_url, body)
 
 
 def test_a_writer_says_what_it_still_holds(redis_url: str, tmp_path: Path) -> None:
@@ -102,4 +91,4 @@ def test_a_writer_says_what_it_still_holds(redis_url: str, tmp_path: Path) -> No
             await writer.close()
         assert await redis.hlen(WRITER_MARKS) == 0
 
-    _run(redis_url, body)
+    with_redis(redis_url, body)
